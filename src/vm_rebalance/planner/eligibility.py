@@ -1,0 +1,228 @@
+"""Where a VM may go and how it may move: the one place these rules live.
+
+Pure functions over the model. Every check returns the reasons it fails (empty when it
+passes) so that inventory, the planner, `move` validation and the executor's guards all
+explain themselves the same way. Rules: design.md §4 and the seeds' node-selection rules.
+"""
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+
+from vm_rebalance.model import (
+    ClusterState,
+    MigrationMethod,
+    Node,
+    PodAffinityTerm,
+    Resources,
+    StorageKind,
+    VirtualMachine,
+)
+from vm_rebalance.model.cluster import HOSTNAME_LABEL, SCHEDULABLE_LABEL
+
+HARD_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+
+
+class NodeFlag(StrEnum):
+    """Why a node cannot receive migrated VMs (or is worth flagging)."""
+
+    NOT_READY = "NotReady"
+    CORDONED = "cordoned"
+    NOT_SCHEDULABLE = "not kubevirt-schedulable"
+    NO_KVM = "no KVM"
+    CONTROL_PLANE = "control-plane"
+
+
+NODE_FLAG_EXPLANATIONS: Mapping[NodeFlag, str] = {
+    NodeFlag.NOT_READY: "node is not Ready",
+    NodeFlag.CORDONED: "node is cordoned (SchedulingDisabled)",
+    NodeFlag.NOT_SCHEDULABLE: f"node lacks the label {SCHEDULABLE_LABEL}=true",
+    NodeFlag.NO_KVM: "node has no devices.kubevirt.io/kvm capacity",
+    NodeFlag.CONTROL_PLANE: "node is a control-plane node",
+}
+
+
+def node_flags(node: Node) -> tuple[NodeFlag, ...]:
+    """Every reason ``node`` cannot host migrated VMs, in a stable order (empty if eligible)."""
+    flags = []
+    if not node.ready:
+        flags.append(NodeFlag.NOT_READY)
+    if node.unschedulable:
+        flags.append(NodeFlag.CORDONED)
+    if node.labels.get(SCHEDULABLE_LABEL) != "true":
+        flags.append(NodeFlag.NOT_SCHEDULABLE)
+    if node.kvm_devices <= 0:
+        flags.append(NodeFlag.NO_KVM)
+    if node.is_control_plane:
+        flags.append(NodeFlag.CONTROL_PLANE)
+    return tuple(flags)
+
+
+def is_eligible_target(node: Node) -> bool:
+    """Whether ``node`` may receive migrated VMs at all (before looking at a particular VM)."""
+    return not node_flags(node)
+
+
+def untolerated_taints(vm: VirtualMachine, node: Node) -> list[str]:
+    """The node's hard taints the VM does not tolerate, as ``key=value:Effect`` strings."""
+    return [
+        str(t)
+        for t in node.taints
+        if t.effect in HARD_TAINT_EFFECTS
+        # The cordon taint is reported as "cordoned", not as a taint.
+        and t.key != "node.kubernetes.io/unschedulable"
+        and not any(tol.tolerates(t) for tol in vm.placement.tolerations)
+    ]
+
+
+def static_placement_violations(vm: VirtualMachine, node: Node) -> list[str]:
+    """Taints, nodeSelector and required node affinity: what depends only on the VM and the node."""
+    reasons = []
+    bad_taints = untolerated_taints(vm, node)
+    if bad_taints:
+        reasons.append(f"taint {', '.join(bad_taints)} not tolerated")
+    missing = [f"{k}={v}" for k, v in sorted(vm.placement.node_selector.items()) if node.labels.get(k) != v]
+    if missing:
+        reasons.append(f"nodeSelector {', '.join(missing)} not matched")
+    terms = vm.placement.required_node_terms
+    if terms and not any(t.matches(node.name, node.labels) for t in terms):
+        reasons.append("required node affinity not satisfied")
+    return reasons
+
+
+def capacity_violation(vm: VirtualMachine, node: Node, *, extra_requested: Resources = Resources()) -> str | None:
+    """Why the VM's launcher-pod requests do not fit the node's free allocatable, or None.
+
+    ``extra_requested`` is what else is already planned onto the node (e.g. other incoming VMs).
+    """
+    free = node.free - extra_requested
+    parts = []
+    if vm.requests.cpu_millicores > free.cpu_millicores:
+        parts.append(f"CPU needs {vm.requests.cpu_millicores}m, {max(free.cpu_millicores, 0)}m free")
+    if vm.requests.memory_bytes > free.memory_bytes:
+        parts.append(
+            f"memory needs {_gib(vm.requests.memory_bytes)}, {_gib(max(free.memory_bytes, 0))} free"
+        )
+    return "insufficient allocatable: " + "; ".join(parts) if parts else None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.1f}Gi"
+
+
+def _term_namespaces(vm: VirtualMachine, term: PodAffinityTerm) -> tuple[str, ...]:
+    return term.namespaces or (vm.namespace,)
+
+
+def _matching_in_domain(
+    vm: VirtualMachine,
+    term: PodAffinityTerm,
+    domain_value: str | None,
+    node_labels: Mapping[str, Mapping[str, str]],
+    residents: Iterable[tuple[str, VirtualMachine]],
+) -> list[VirtualMachine]:
+    """Residents (node, vm) in the same topology domain as ``domain_value`` selected by ``term``."""
+    if domain_value is None:
+        return []
+    namespaces = _term_namespaces(vm, term)
+    found = []
+    for node_name, other in residents:
+        if other.ref == vm.ref:
+            continue
+        if node_labels.get(node_name, {}).get(term.topology_key) != domain_value:
+            continue
+        if other.namespace in namespaces and term.label_selector.matches(other.labels):
+            found.append(other)
+    return found
+
+
+def pod_affinity_violations(
+    vm: VirtualMachine,
+    node: Node,
+    *,
+    node_labels: Mapping[str, Mapping[str, str]],
+    residents: Sequence[tuple[str, VirtualMachine]],
+) -> list[str]:
+    """Required pod anti-affinity, pod affinity and hard topology spread of ``vm`` on ``node``.
+
+    ``residents`` are the (node, VM) pairs of running VMs where they would be at that moment;
+    ``node_labels`` maps every node name to its labels (topology domains).
+    """
+    reasons = []
+    labels = dict(node.labels)
+    labels.setdefault(HOSTNAME_LABEL, node.name)
+    for term in vm.placement.pod_anti_affinity:
+        clash = _matching_in_domain(vm, term, labels.get(term.topology_key), node_labels, residents)
+        if clash:
+            names = ", ".join(sorted(o.name for o in clash)[:3])
+            reasons.append(f"anti-affinity with {names} on {term.topology_key}={labels.get(term.topology_key)}")
+    for term in vm.placement.pod_affinity:
+        if not _matching_in_domain(vm, term, labels.get(term.topology_key), node_labels, residents):
+            reasons.append(f"required pod affinity ({term.topology_key}) not satisfied")
+    for tsc in vm.placement.topology_spread:
+        if tsc.when_unsatisfiable != "DoNotSchedule":
+            continue
+        counts: Counter[str] = Counter()
+        domains = {lbls.get(tsc.topology_key) for lbls in node_labels.values()} - {None}
+        for node_name, other in residents:
+            if other.ref == vm.ref or other.namespace != vm.namespace:
+                continue
+            value = node_labels.get(node_name, {}).get(tsc.topology_key)
+            if value is not None and tsc.label_selector.matches(other.labels):
+                counts[value] += 1
+        target = labels.get(tsc.topology_key)
+        if target is None:
+            reasons.append(f"node has no {tsc.topology_key} label (topology spread)")
+            continue
+        minimum = min((counts.get(d, 0) for d in domains), default=0)
+        if counts.get(target, 0) + 1 - minimum > tsc.max_skew:
+            reasons.append(f"topology spread on {tsc.topology_key} would exceed maxSkew {tsc.max_skew}")
+    return reasons
+
+
+def fit_reasons(
+    vm: VirtualMachine,
+    node: Node,
+    state: ClusterState,
+    *,
+    extra_requested: Resources = Resources(),
+    residents: Sequence[tuple[str, VirtualMachine]] | None = None,
+) -> list[str]:
+    """Every reason ``vm`` cannot be placed on ``node`` now (empty when it fits).
+
+    Covers node eligibility, taints, nodeSelector, required node affinity, required pod
+    (anti-)affinity and topology spread, and free allocatable by requests. ``residents``
+    defaults to where the running VMs are in ``state``.
+    """
+    reasons = [NODE_FLAG_EXPLANATIONS[f] for f in node_flags(node)]
+    reasons += static_placement_violations(vm, node)
+    if residents is None:
+        residents = [(v.node, v) for v in state.vms if v.running and v.node]
+    node_labels = {n.name: n.labels for n in state.nodes}
+    reasons += pod_affinity_violations(vm, node, node_labels=node_labels, residents=residents)
+    if vm.node != node.name:
+        capacity = capacity_violation(vm, node, extra_requested=extra_requested)
+        if capacity:
+            reasons.append(capacity)
+    return reasons
+
+
+def live_blocker(vm: VirtualMachine) -> str | None:
+    """Why ``vm`` cannot move live right now, or None when it can."""
+    if not vm.running:
+        return "VM is not running"
+    if vm.migrating:
+        return "a migration of this VM is already in flight"
+    rwo = [v.claim_name for v in vm.volumes if v.storage_kind is StorageKind.RWO]
+    if rwo:
+        return f"PVC {', '.join(str(c) for c in rwo)} is not ReadWriteMany (RWO storage)"
+    if vm.live_migratable is False:
+        reason = vm.live_migratable_reason or "NotMigratable"
+        message = f": {vm.live_migratable_message}" if vm.live_migratable_message else ""
+        return f"VMI is not LiveMigratable ({reason}{message})"
+    return None
+
+
+def move_method(vm: VirtualMachine) -> MigrationMethod:
+    """Live when the VM can move live, else cold (a stopped VM moves 'cold' without downtime)."""
+    return MigrationMethod.LIVE if live_blocker(vm) is None else MigrationMethod.COLD
