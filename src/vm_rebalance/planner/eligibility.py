@@ -7,6 +7,7 @@ explain themselves the same way. Rules: design.md §4 and the seeds' node-select
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from vm_rebalance.model import (
@@ -207,20 +208,34 @@ def fit_reasons(
     return reasons
 
 
-def live_blocker(vm: VirtualMachine) -> str | None:
-    """Why ``vm`` cannot move live right now, or None when it can."""
+@dataclass(frozen=True, slots=True)
+class LiveBlocker:
+    """Why a VM cannot move live: a short code for tables and a full sentence."""
+
+    code: str
+    message: str
+
+
+def live_blocker_detail(vm: VirtualMachine) -> LiveBlocker | None:
+    """Why ``vm`` cannot move live right now (code + message), or None when it can."""
     if not vm.running:
-        return "VM is not running"
+        return LiveBlocker("stopped", "VM is not running")
     if vm.migrating:
-        return "a migration of this VM is already in flight"
+        return LiveBlocker("migrating", "a migration of this VM is already in flight")
     rwo = [v.claim_name for v in vm.volumes if v.storage_kind is StorageKind.RWO]
     if rwo:
-        return f"PVC {', '.join(str(c) for c in rwo)} is not ReadWriteMany (RWO storage)"
+        return LiveBlocker("RWO", f"PVC {', '.join(str(c) for c in rwo)} is not ReadWriteMany (RWO storage)")
     if vm.live_migratable is False:
         reason = vm.live_migratable_reason or "NotMigratable"
         message = f": {vm.live_migratable_message}" if vm.live_migratable_message else ""
-        return f"VMI is not LiveMigratable ({reason}{message})"
+        return LiveBlocker(reason, f"VMI is not LiveMigratable ({reason}{message})")
     return None
+
+
+def live_blocker(vm: VirtualMachine) -> str | None:
+    """Why ``vm`` cannot move live right now, or None when it can."""
+    detail = live_blocker_detail(vm)
+    return detail.message if detail else None
 
 
 def move_method(vm: VirtualMachine) -> MigrationMethod:

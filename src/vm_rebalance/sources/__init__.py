@@ -1,1 +1,1 @@
-"""sources."""
+"""Where a ClusterState comes from: the live API or a snapshot file."""

@@ -1,0 +1,5 @@
+"""``python -m vm_rebalance``."""
+
+from vm_rebalance.cli.main import run
+
+run()

@@ -1,0 +1,41 @@
+"""`simulator serve`: the embedded KubeVirt cluster simulator as a real API server."""
+
+from typing import Annotated
+
+import typer
+
+from vm_rebalance.cli.main import app
+
+simulator_app = typer.Typer(help="The embedded KubeVirt cluster simulator (for demos, tests and trying things out).",
+                            no_args_is_help=True)
+app.add_typer(simulator_app, name="simulator")
+
+
+@simulator_app.command("serve")
+def serve(
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="Built-in scenario (demo, small, medium, large) or a snapshot file.")
+    ] = "demo",
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = any free port).")] = 0,
+    kubeconfig_out: Annotated[
+        str | None, typer.Option("--kubeconfig-out", help="Write a kubeconfig for this server to FILE.")
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option("--time-scale", help="Simulated seconds per wall second (60 = a minute per second).")
+    ] = 60.0,
+    plain_http: Annotated[bool, typer.Option("--http", help="Serve plain HTTP instead of HTTPS.")] = False,
+    policy: Annotated[str | None, typer.Option("--policy", help="RBAC-like policy file (YAML).")] = None,
+    faults: Annotated[str | None, typer.Option("--faults", help="Fault script (YAML).")] = None,
+) -> None:
+    """Run a simulated KubeVirt cluster that kubectl and vm-rebalance can talk to, until Ctrl-C."""
+    from vm_rebalance.simulator.server import serve as run_server
+
+    run_server(
+        scenario,
+        port=port,
+        kubeconfig_out=kubeconfig_out,
+        time_scale=time_scale,
+        tls=not plain_http,
+        policy_file=policy,
+        faults_file=faults,
+    )

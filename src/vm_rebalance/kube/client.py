@@ -1,0 +1,298 @@
+"""The Kubernetes edge: a client built from kubeconfig (or in-cluster config) that speaks raw JSON.
+
+We use the official ``kubernetes`` client for what it does best — kubeconfig loading with
+every auth method (client certificates, tokens, exec plugins v1, OIDC auth-provider,
+in-cluster service accounts, token refresh) and its connection pool — but bypass its
+model classes: responses are read as bytes and parsed with orjson (json as fallback),
+which is what makes listing 100,000 objects fast. Every failure leaves this module as a
+vm_rebalance error (see kube/errors.py); nothing here prints.
+"""
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from vm_rebalance.errors import ClusterConfigError, ClusterError, ConfigError
+from vm_rebalance.kube.errors import error_for_status, error_for_transport
+from vm_rebalance.kube.resources import ApiResource
+
+try:
+    import orjson
+
+    def _loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
+    def _dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+except ImportError:  # pragma: no cover - orjson is a dependency; json keeps us working without it
+
+    def _loads(data: bytes) -> Any:
+        return json.loads(data)
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+PAGE_SIZE = 500
+USER_AGENT = "vm-rebalance/0.1"
+FIELD_MANAGER = "vm-rebalance"
+
+_PATHISH = re.compile(r"(/[^\s'\"]+)+")
+
+
+def _sanitize(text: str, paths: list[str]) -> str:
+    """Remove kubeconfig paths (and anything path-like) from a client error text."""
+    for p in paths:
+        if p:
+            text = text.replace(p, "<kubeconfig>")
+    return _PATHISH.sub("<path>", text)[:256]
+
+
+def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> Configuration:
+    """A client Configuration from --kubeconfig, KUBECONFIG, ~/.kube/config or the in-cluster service account.
+
+    Raises:
+        ClusterConfigError: no usable configuration; the message never contains the path.
+    """
+    configuration = Configuration()
+    configuration.debug = False  # the client logs tokens in debug mode: never enable it
+    candidates = [kubeconfig] if kubeconfig else []
+    env = os.environ.get("KUBECONFIG")
+    if not kubeconfig and env:
+        candidates = [p for p in env.split(os.pathsep) if p]
+    default = str(Path("~/.kube/config").expanduser())
+    if kubeconfig and not Path(kubeconfig).expanduser().exists():
+        raise ClusterConfigError("the kubeconfig file given with --kubeconfig does not exist")
+    existing = [p for p in (candidates or [default]) if Path(p).expanduser().exists()]
+    if not existing:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig and not env:
+            try:
+                kube_config.load_incluster_config(client_configuration=configuration)
+            except ConfigException as exc:
+                raise ClusterConfigError(
+                    f"in-cluster configuration is incomplete: {_sanitize(str(exc), [])}"
+                ) from exc
+            return configuration
+        raise ClusterConfigError(
+            "no kubeconfig found (KUBECONFIG is unset or points nowhere, and there is no ~/.kube/config)",
+            hint="pass --kubeconfig, set KUBECONFIG, run inside a pod, or try the simulator: vm-rebalance demo",
+        )
+    try:
+        kube_config.load_kube_config(
+            config_file=kubeconfig,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except ConfigException as exc:
+        text = str(exc)
+        if context and ("context" in text.lower()):
+            raise ClusterConfigError(f"context '{context}' is not in the kubeconfig",
+                                     hint="list contexts with: kubectl config get-contexts") from exc
+        raise ClusterConfigError(f"the kubeconfig cannot be used: {_sanitize(text, existing)}") from exc
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ClusterConfigError(
+            f"the kubeconfig cannot be used: {type(exc).__name__}: {_sanitize(str(exc), existing)}"
+        ) from exc
+    configuration.debug = False
+    return configuration
+
+
+class KubeClient:
+    """Raw-JSON access to the Kubernetes API through the official client's transport and auth."""
+
+    def __init__(self, configuration: Configuration, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self._api = ApiClient(configuration=configuration)
+        self._api.user_agent = USER_AGENT
+        self._timeout = timeout_seconds
+        self.server = configuration.host
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None) -> "KubeClient":
+        """Build from kubeconfig / context (or in-cluster). Raises ClusterConfigError."""
+        return cls(load_configuration(kubeconfig, context))
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        try:
+            self._api.close()
+        except Exception:  # noqa: BLE001 - closing must never mask the real outcome
+            log.debug("closing the API client failed", exc_info=True)
+
+    def __enter__(self) -> "KubeClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ raw requests
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        verb: str,
+        resource: str,
+        namespace: str | None = None,
+        name: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> Any:
+        """Send one request and return the parsed JSON answer (None for an empty body).
+
+        ``verb`` / ``resource`` name the operation in error messages (e.g. "list",
+        "virtualmachines.kubevirt.io").
+
+        Raises:
+            ClusterError: any failure, translated (403 names verb and resource).
+        """
+        url_path = path + ("?" + urlencode({k: v for k, v in query.items() if v is not None}) if query else "")
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        data: bytes | None = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = _dumps(body)
+        try:
+            method_, url, headers_, _, _ = self._api.param_serialize(
+                method=method,
+                resource_path=url_path,
+                header_params=headers,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.rest_client.pool_manager.request(
+                method_,
+                url,
+                body=data,
+                headers=headers_,
+                timeout=urllib3.Timeout(total=timeout_seconds or self._timeout),
+                preload_content=True,
+                retries=False,
+            )
+        except ApiException as exc:
+            raise error_for_transport(exc, server=self.server) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise error_for_transport(exc, server=self.server) from None
+        payload = response.data
+        if response.status >= 400:
+            raise error_for_status(response.status, payload, verb=verb, resource=resource,
+                                   namespace=namespace, name=name)
+        if not payload:
+            return None
+        try:
+            return _loads(payload)
+        except ValueError as exc:
+            raise ClusterError(f"the API server sent an unreadable answer to {verb} {resource}") from exc
+
+    # ------------------------------------------------------------------ typed helpers
+
+    def list(
+        self,
+        resource: ApiResource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> list[dict[str, Any]]:
+        """Every object of ``resource`` (paginated), each with apiVersion and kind filled in."""
+        return list(self.iter_list(resource, namespace=namespace, label_selector=label_selector,
+                                   field_selector=field_selector, page_size=page_size))
+
+    def iter_list(
+        self,
+        resource: ApiResource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterator[dict[str, Any]]:
+        """Like `list`, yielding page by page."""
+        token: str | None = None
+        while True:
+            page = self.request(
+                "GET",
+                resource.path(namespace),
+                query={"limit": page_size, "continue": token, "labelSelector": label_selector,
+                       "fieldSelector": field_selector},
+                verb="list",
+                resource=resource.qualified,
+                namespace=namespace,
+            ) or {}
+            for item in page.get("items") or ():
+                item.setdefault("apiVersion", resource.group_version)
+                item.setdefault("kind", resource.kind)
+                yield item
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def get(self, resource: ApiResource, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        """One object. Raises ResourceNotFoundError when absent."""
+        obj = self.request("GET", resource.path(namespace, name), verb="get", resource=resource.qualified,
+                           namespace=namespace, name=name)
+        obj.setdefault("apiVersion", resource.group_version)
+        obj.setdefault("kind", resource.kind)
+        return dict(obj)
+
+    def create(self, resource: ApiResource, body: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """Create an object."""
+        return dict(self.request("POST", resource.path(namespace), body=body, verb="create",
+                                 resource=resource.qualified, namespace=namespace,
+                                 name=(body.get("metadata") or {}).get("name"),
+                                 query={"fieldManager": FIELD_MANAGER}))
+
+    def replace(self, resource: ApiResource, body: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """PUT an object (optimistic concurrency through its metadata.resourceVersion)."""
+        name = str((body.get("metadata") or {}).get("name"))
+        return dict(self.request("PUT", resource.path(namespace, name), body=body, verb="update",
+                                 resource=resource.qualified, namespace=namespace, name=name,
+                                 query={"fieldManager": FIELD_MANAGER}))
+
+    def patch(
+        self,
+        resource: ApiResource,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        patch_type: str = "application/merge-patch+json",
+    ) -> dict[str, Any]:
+        """Patch an object (merge patch by default; a list body should use json-patch)."""
+        return dict(self.request("PATCH", resource.path(namespace, name), body=patch, content_type=patch_type,
+                                 verb="patch", resource=resource.qualified, namespace=namespace, name=name,
+                                 query={"fieldManager": FIELD_MANAGER}))
+
+    def delete(self, resource: ApiResource, name: str, *, namespace: str | None = None) -> Any:
+        """Delete an object."""
+        return self.request("DELETE", resource.path(namespace, name), verb="delete", resource=resource.qualified,
+                            namespace=namespace, name=name)
+
+    def put_subresource(
+        self, resource: ApiResource, name: str, subresource: str, body: Any = None, *, namespace: str | None = None
+    ) -> Any:
+        """PUT a subresource such as virtualmachines/start (KubeVirt's lifecycle API)."""
+        return self.request("PUT", resource.path(namespace, name, subresource), body=body if body is not None else {},
+                            verb="update", resource=f"{resource.qualified}/{subresource}", namespace=namespace,
+                            name=name)
+
+
+__all__ = ["ConfigError", "KubeClient", "load_configuration"]

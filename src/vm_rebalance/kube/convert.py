@@ -1,0 +1,582 @@
+"""Raw Kubernetes / KubeVirt JSON → the model. The only place that knows wire field names.
+
+Pure (no network, no files): `state_from_objects` takes the API objects however they were
+obtained — a live list or a snapshot file — so both paths give the same ClusterState.
+Quantities are parsed with the Kubernetes client's own parser.
+"""
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+from vm_rebalance.errors import ConfigError
+from vm_rebalance.model import (
+    ClusterState,
+    InFlightMigration,
+    LabelSelector,
+    MigrationLimits,
+    Node,
+    NodeSelectorTerm,
+    Placement,
+    PodAffinityTerm,
+    Requirement,
+    Resources,
+    Taint,
+    Toleration,
+    TopologySpreadConstraint,
+    VirtualMachine,
+    Volume,
+)
+
+Obj = Mapping[str, Any]
+
+MI = 1024**2
+# Upper bounds past which a quantity is a typo, not a machine: 1 EiB of memory, 1M cores.
+MAX_MEMORY_BYTES = 1024**6
+MAX_CPU_MILLICORES = 10**9
+
+KNOWN_KINDS = frozenset(
+    {
+        "Node",
+        "Pod",
+        "PersistentVolumeClaim",
+        "DataVolume",
+        "VirtualMachine",
+        "VirtualMachineInstance",
+        "VirtualMachineInstanceMigration",
+        "KubeVirt",
+        "NodeMetrics",
+        "PodMetrics",
+        "VirtualMachineClusterInstancetype",
+        "VirtualMachineInstancetype",
+    }
+)
+
+# kubevirt/common-instancetypes instancetypes/u/1/sizes.yaml: the fallback when the
+# instance type objects cannot be read (kubevirt-api.md §1.5).
+U1_SERIES: Mapping[str, tuple[int, int]] = {
+    "u1.nano": (1, 512 * MI),
+    "u1.micro": (1, 1024 * MI),
+    "u1.small": (1, 2048 * MI),
+    "u1.medium": (1, 4096 * MI),
+    "u1.2xmedium": (2, 4096 * MI),
+    "u1.large": (2, 8192 * MI),
+    "u1.xlarge": (4, 16384 * MI),
+    "u1.2xlarge": (8, 32768 * MI),
+    "u1.4xlarge": (16, 65536 * MI),
+    "u1.8xlarge": (32, 131072 * MI),
+}
+
+FINAL_MIGRATION_PHASES = frozenset({"Succeeded", "Failed"})
+FINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def _name(obj: Obj) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{obj.get('kind', 'object')} {ns + '/' if ns else ''}{meta.get('name', '?')}"
+
+
+def quantity(value: Any, *, where: str, field: str) -> Decimal:
+    """Parse a Kubernetes quantity, naming the object and field when it is malformed or absurd.
+
+    Raises:
+        ConfigError: malformed, negative or non-finite quantity.
+    """
+    try:
+        q = parse_quantity(value)
+    except (ValueError, TypeError, InvalidOperation) as exc:
+        raise ConfigError(f"{where}: {field} has a malformed quantity {str(value)[:40]!r}") from exc
+    if not q.is_finite() or q < 0:
+        raise ConfigError(f"{where}: {field} has an impossible quantity {str(value)[:40]!r}")
+    return q
+
+
+def cpu_millicores(value: Any, *, where: str, field: str) -> int:
+    """CPU quantity → millicores (rounded up, as the scheduler does)."""
+    m = math.ceil(quantity(value, where=where, field=field) * 1000)
+    if m > MAX_CPU_MILLICORES:
+        raise ConfigError(f"{where}: {field} is an absurd CPU amount {str(value)[:40]!r}")
+    return m
+
+
+def memory_bytes(value: Any, *, where: str, field: str) -> int:
+    """Memory quantity → bytes."""
+    b = math.ceil(quantity(value, where=where, field=field))
+    if b > MAX_MEMORY_BYTES:
+        raise ConfigError(f"{where}: {field} is an absurd memory amount {str(value)[:40]!r}")
+    return b
+
+
+def _resources(mapping: Mapping[str, Any] | None, *, where: str, field: str) -> Resources:
+    mapping = mapping or {}
+    cpu = mapping.get("cpu")
+    mem = mapping.get("memory")
+    return Resources(
+        cpu_millicores(cpu, where=where, field=f"{field}.cpu") if cpu is not None else 0,
+        memory_bytes(mem, where=where, field=f"{field}.memory") if mem is not None else 0,
+    )
+
+
+def parse_time(value: Any) -> datetime | None:
+    """RFC 3339 timestamp → aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------- placement
+
+
+def _requirements(items: Any) -> tuple[Requirement, ...]:
+    return tuple(
+        Requirement(key=str(e.get("key", "")), operator=str(e.get("operator", "In")),
+                    values=tuple(str(v) for v in e.get("values") or ()))
+        for e in items or ()
+    )
+
+
+def label_selector_from(raw: Any) -> LabelSelector:
+    """A metav1.LabelSelector."""
+    raw = raw or {}
+    return LabelSelector(
+        match_labels={str(k): str(v) for k, v in (raw.get("matchLabels") or {}).items()},
+        match_expressions=_requirements(raw.get("matchExpressions")),
+    )
+
+
+def _pod_terms(items: Any) -> tuple[PodAffinityTerm, ...]:
+    return tuple(
+        PodAffinityTerm(
+            label_selector=label_selector_from(t.get("labelSelector")),
+            topology_key=str(t.get("topologyKey") or "kubernetes.io/hostname"),
+            namespaces=tuple(t.get("namespaces") or ()),
+        )
+        for t in items or ()
+    )
+
+
+def placement_from(spec: Obj) -> Placement:
+    """Placement rules from a VMI / VM template spec (or a pod spec: same field names)."""
+    affinity = spec.get("affinity") or {}
+    node_aff = affinity.get("nodeAffinity") or {}
+    required = node_aff.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = tuple(
+        NodeSelectorTerm(
+            match_expressions=_requirements(t.get("matchExpressions")),
+            match_fields=_requirements(t.get("matchFields")),
+        )
+        for t in required.get("nodeSelectorTerms") or ()
+    )
+    anti = (affinity.get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+    pod = (affinity.get("podAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+    return Placement(
+        node_selector={str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()},
+        required_node_terms=terms,
+        tolerations=tuple(
+            Toleration(
+                key=str(t.get("key") or ""),
+                operator=str(t.get("operator") or "Equal"),
+                value=str(t.get("value") or ""),
+                effect=str(t.get("effect") or ""),
+            )
+            for t in spec.get("tolerations") or ()
+        ),
+        pod_anti_affinity=_pod_terms(anti),
+        pod_affinity=_pod_terms(pod),
+        topology_spread=tuple(
+            TopologySpreadConstraint(
+                max_skew=int(t.get("maxSkew") or 1),
+                topology_key=str(t.get("topologyKey") or ""),
+                when_unsatisfiable=str(t.get("whenUnsatisfiable") or "DoNotSchedule"),
+                label_selector=label_selector_from(t.get("labelSelector")),
+            )
+            for t in spec.get("topologySpreadConstraints") or ()
+        ),
+        preferred_node_affinity=bool(node_aff.get("preferredDuringSchedulingIgnoredDuringExecution")),
+    )
+
+
+# ---------------------------------------------------------------------------- nodes
+
+
+def node_from(obj: Obj, *, requested: Resources, pods: int, usage: Resources | None) -> Node:
+    """A Node from its API object plus what the pods on it request."""
+    where = _name(obj)
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    capacity = status.get("capacity") or {}
+    allocatable = status.get("allocatable") or capacity
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or ()}
+    kvm = allocatable.get("devices.kubevirt.io/kvm", capacity.get("devices.kubevirt.io/kvm"))
+    max_pods = allocatable.get("pods")
+    return Node(
+        name=str(meta.get("name") or ""),
+        labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+        taints=tuple(
+            Taint(key=str(t.get("key") or ""), effect=str(t.get("effect") or ""), value=str(t.get("value") or ""))
+            for t in spec.get("taints") or ()
+        ),
+        unschedulable=bool(spec.get("unschedulable", False)),
+        ready=conditions.get("Ready") == "True",
+        capacity=_resources(capacity, where=where, field="status.capacity"),
+        allocatable=_resources(allocatable, where=where, field="status.allocatable"),
+        kvm_devices=int(quantity(kvm, where=where, field="devices.kubevirt.io/kvm")) if kvm is not None else 0,
+        requested=requested,
+        usage=usage,
+        pods=pods,
+        max_pods=int(quantity(max_pods, where=where, field="status.allocatable.pods")) if max_pods else 0,
+    )
+
+
+def pod_requests(pod: Obj) -> Resources:
+    """Effective pod requests as the scheduler counts them: max(sum(containers), any init) + overhead."""
+    where = _name(pod)
+    spec = pod.get("spec") or {}
+    total = Resources()
+    for i, c in enumerate(spec.get("containers") or ()):
+        total = total + _resources((c.get("resources") or {}).get("requests"), where=where,
+                                   field=f"spec.containers[{i}].resources.requests")
+    for i, c in enumerate(spec.get("initContainers") or ()):
+        init = _resources((c.get("resources") or {}).get("requests"), where=where,
+                          field=f"spec.initContainers[{i}].resources.requests")
+        total = Resources(max(total.cpu_millicores, init.cpu_millicores), max(total.memory_bytes, init.memory_bytes))
+    return total + _resources(spec.get("overhead"), where=where, field="spec.overhead")
+
+
+# ---------------------------------------------------------------------------- VMs
+
+
+def vcpus_from(domain: Obj) -> int:
+    """cores × sockets × threads with zero terms skipped (kubevirt hw_utils GetNumberOfVCPUs)."""
+    cpu = domain.get("cpu") or {}
+    count = 1
+    any_set = False
+    for key in ("cores", "sockets", "threads"):
+        value = int(cpu.get(key) or 0)
+        if value > 0:
+            count *= value
+            any_set = True
+    return count if any_set else 0
+
+
+def derived_launcher_requests(*, vcpus: int, guest_memory: int, explicit: Resources) -> Resources:
+    """The virt-launcher pod's requests when the pod was not seen (kubevirt-api.md §2.4).
+
+    CPU: vCPUs / cpuAllocationRatio (default 10) unless requested explicitly. Memory: guest
+    memory (or the explicit request) plus KubeVirt's KVM overhead estimate: pagetables
+    (guest/512) + 240Mi fixed (launcher, monitor, virtlogd, virtqemud, qemu) + 8Mi per vCPU
+    + 8Mi IOThread + 32Mi video RAM.
+    """
+    cpu = explicit.cpu_millicores or max(1, vcpus) * 100
+    base = explicit.memory_bytes or guest_memory
+    overhead = guest_memory // 512 + 240 * MI + 8 * MI * max(1, vcpus) + 8 * MI + 32 * MI
+    return Resources(cpu, base + overhead)
+
+
+def _access_modes(pvc: Obj) -> tuple[str, ...]:
+    status_modes = (pvc.get("status") or {}).get("accessModes")
+    spec_modes = (pvc.get("spec") or {}).get("accessModes")
+    return tuple(status_modes or spec_modes or ())
+
+
+def volumes_from(spec: Obj, namespace: str, pvcs: Mapping[tuple[str, str], Obj]) -> tuple[Volume, ...]:
+    """The VM's volumes with their claims' access modes (DataVolumes own a PVC of the same name)."""
+    out = []
+    for v in spec.get("volumes") or ():
+        name = str(v.get("name") or "")
+        claim: str | None = None
+        source = next((k for k in v if k != "name"), "unknown")
+        if "persistentVolumeClaim" in v:
+            claim = (v["persistentVolumeClaim"] or {}).get("claimName")
+        elif "dataVolume" in v:
+            claim = (v["dataVolume"] or {}).get("name")
+        if claim is None:
+            out.append(Volume(name=name, source=source))
+            continue
+        pvc = pvcs.get((namespace, claim))
+        out.append(
+            Volume(
+                name=name,
+                source=source,
+                claim_name=claim,
+                access_modes=_access_modes(pvc) if pvc else (),
+                claim_found=pvc is not None,
+            )
+        )
+    return tuple(out)
+
+
+def _condition(obj: Obj, kind: str) -> Obj | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or () if c.get("type") == kind), None)
+
+
+def _instance_type_size(
+    vm: Obj, instancetypes: Mapping[tuple[str, str, str], Obj], namespace: str
+) -> tuple[str | None, int, int]:
+    """(instance type name, vCPUs, guest memory bytes) from spec.instancetype, else (None, 0, 0)."""
+    matcher = (vm.get("spec") or {}).get("instancetype") or {}
+    name = matcher.get("name")
+    if not name:
+        return None, 0, 0
+    kind = matcher.get("kind") or "VirtualMachineClusterInstancetype"
+    obj = instancetypes.get((kind, "" if kind == "VirtualMachineClusterInstancetype" else namespace, name))
+    if obj is not None:
+        spec = obj.get("spec") or {}
+        where = _name(obj)
+        guest = (spec.get("memory") or {}).get("guest")
+        return (
+            str(name),
+            int((spec.get("cpu") or {}).get("guest") or 0),
+            memory_bytes(guest, where=where, field="spec.memory.guest") if guest else 0,
+        )
+    cpus, mem = U1_SERIES.get(str(name), (0, 0))
+    return str(name), cpus, mem
+
+
+class _Index:
+    """Objects grouped by kind, with the lookups the conversion needs."""
+
+    def __init__(self, objects: Iterable[Obj]) -> None:
+        self.by_kind: dict[str, list[Obj]] = defaultdict(list)
+        self.unknown: Counter[str] = Counter()
+        for obj in objects:
+            if not isinstance(obj, Mapping):
+                raise ConfigError("an item is not a Kubernetes object (expected a mapping with 'kind')")
+            kind = obj.get("kind")
+            if kind in KNOWN_KINDS:
+                self.by_kind[str(kind)].append(obj)
+            else:
+                self.unknown[str(kind or "<no kind>")] += 1
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def limits_from(kubevirt: Obj | None) -> tuple[MigrationLimits, str | None]:
+    """Migration limits and the KubeVirt version from the KubeVirt CR (defaults 5 and 2)."""
+    if kubevirt is None:
+        return MigrationLimits(), None
+    where = _name(kubevirt)
+    mig = ((kubevirt.get("spec") or {}).get("configuration") or {}).get("migrations") or {}
+    bandwidth = mig.get("bandwidthPerMigration")
+    bw = memory_bytes(bandwidth, where=where, field="bandwidthPerMigration") if bandwidth else None
+    status = kubevirt.get("status") or {}
+    version = status.get("observedKubeVirtVersion") or status.get("targetKubeVirtVersion")
+    try:
+        limits = MigrationLimits(
+            parallel_per_cluster=int(mig.get("parallelMigrationsPerCluster") or 5),
+            parallel_outbound_per_node=int(mig.get("parallelOutboundMigrationsPerNode") or 2),
+            completion_timeout_per_gib_seconds=int(mig.get("completionTimeoutPerGiB") or 150),
+            bandwidth_bytes_per_second=bw or None,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: invalid migration settings: {exc}") from exc
+    return limits, str(version) if version else None
+
+
+def state_from_objects(
+    objects: Iterable[Obj],
+    *,
+    source: str = "cluster",
+    now: datetime | None = None,
+    notes: Iterable[str] = (),
+) -> ClusterState:
+    """Build the ClusterState from raw API objects (any order, any mix of kinds).
+
+    ``now`` anchors the migration cooldown; by default it is the newest timestamp found in
+    the objects (a snapshot's own moment), else the current time.
+
+    Raises:
+        ConfigError: an object has a malformed or absurd field (the message names it).
+    """
+    index = _Index(objects)
+    k = index.by_kind
+    all_notes = list(notes)
+    if index.unknown:
+        kinds = ", ".join(f"{kind} ({n})" for kind, n in sorted(index.unknown.items()))
+        all_notes.append(f"ignored objects of kinds vm-rebalance does not use: {kinds}")
+
+    pvcs = {_key(p): p for p in k["PersistentVolumeClaim"]}
+    instancetypes = {
+        (str(o.get("kind")), _key(o)[0], _key(o)[1]): o
+        for o in k["VirtualMachineClusterInstancetype"] + k["VirtualMachineInstancetype"]
+    }
+    vmis = {_key(o): o for o in k["VirtualMachineInstance"]}
+    pod_usage: dict[tuple[str, str], Resources] = {}
+    for pm in k["PodMetrics"]:
+        total = Resources()
+        for c in pm.get("containers") or ():
+            total = total + _resources(c.get("usage"), where=_name(pm), field="containers.usage")
+        pod_usage[_key(pm)] = total
+    node_usage = {_key(nm)[1]: _resources(nm.get("usage"), where=_name(nm), field="usage") for nm in k["NodeMetrics"]}
+    metrics_available = bool(node_usage)
+
+    # Requests per node from every live pod; launcher pods also give each VMI its requests.
+    requested: dict[str, Resources] = defaultdict(Resources)
+    pods_per_node: Counter[str] = Counter()
+    launcher_by_vmi: dict[tuple[str, str], tuple[Resources, Resources | None]] = {}
+    for pod in k["Pod"]:
+        spec = pod.get("spec") or {}
+        phase = (pod.get("status") or {}).get("phase")
+        node_name = spec.get("nodeName")
+        if phase in FINAL_POD_PHASES:
+            continue
+        req = pod_requests(pod)
+        if node_name:
+            requested[node_name] = requested[node_name] + req
+            pods_per_node[node_name] += 1
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if labels.get("kubevirt.io") == "virt-launcher" and node_name:
+            vmi_name = labels.get("vm.kubevirt.io/name") or (pod.get("metadata") or {}).get(
+                "annotations", {}
+            ).get("kubevirt.io/domain")
+            ns = _key(pod)[0]
+            vmi = vmis.get((ns, str(vmi_name)))
+            # Only the pod on the VMI's current node speaks for it (a migration target pod does not).
+            if vmi_name and (vmi is None or (vmi.get("status") or {}).get("nodeName") == node_name):
+                launcher_by_vmi[(ns, str(vmi_name))] = (req, pod_usage.get(_key(pod)))
+
+    anchor = now
+    if anchor is None:
+        stamps = [parse_time(o.get("timestamp")) for o in k["NodeMetrics"]]
+        anchor = max((s for s in stamps if s), default=None) or datetime.now(UTC)
+
+    in_flight: list[InFlightMigration] = []
+    last_migration: dict[tuple[str, str], datetime] = {}
+    migrating: set[tuple[str, str]] = set()
+    for mig in k["VirtualMachineInstanceMigration"]:
+        ns, name = _key(mig)
+        vmi_name = str((mig.get("spec") or {}).get("vmiName") or "")
+        status = mig.get("status") or {}
+        phase = str(status.get("phase") or "Pending")
+        state = status.get("migrationState") or {}
+        if phase in FINAL_MIGRATION_PHASES:
+            if phase == "Succeeded":
+                ends = [parse_time(state.get("endTimestamp"))] + [
+                    parse_time(t.get("phaseTransitionTimestamp"))
+                    for t in status.get("phaseTransitionTimestamps") or ()
+                    if t.get("phase") == "Succeeded"
+                ]
+                end = max((e for e in ends if e), default=None)
+                if end and (last := last_migration.get((ns, vmi_name))) is not None:
+                    end = max(end, last)
+                if end:
+                    last_migration[(ns, vmi_name)] = end
+            continue
+        migrating.add((ns, vmi_name))
+        in_flight.append(
+            InFlightMigration(
+                namespace=ns, name=name, vm=vmi_name, phase=phase,
+                source=state.get("sourceNode"), target=state.get("targetNode"),
+            )
+        )
+
+    vms = []
+    for obj in k["VirtualMachine"]:
+        ns, name = _key(obj)
+        where = _name(obj)
+        spec = obj.get("spec") or {}
+        template = (spec.get("template") or {}).get("spec") or {}
+        domain = template.get("domain") or {}
+        vmi = vmis.get((ns, name))
+        vmi_status = (vmi or {}).get("status") or {}
+        vmi_spec = (vmi or {}).get("spec") or {}
+        live_spec = vmi_spec or template  # the running instance's spec is authoritative
+        explicit = _resources((domain.get("resources") or {}).get("requests"), where=where,
+                              field="spec.template.spec.domain.resources.requests")
+        it_name, it_cpus, it_mem = _instance_type_size(obj, instancetypes, ns)
+        vcpus = vcpus_from(live_spec.get("domain") or domain) or it_cpus
+        if not vcpus:
+            vcpus = max(1, math.ceil(explicit.cpu_millicores / 1000)) if explicit.cpu_millicores else 1
+        guest = (domain.get("memory") or {}).get("guest") or ((live_spec.get("domain") or {}).get("memory") or {}).get(
+            "guest"
+        )
+        guest_bytes = memory_bytes(guest, where=where, field="spec.template.spec.domain.memory.guest") if guest else 0
+        guest_bytes = guest_bytes or it_mem or explicit.memory_bytes
+        phase = vmi_status.get("phase")
+        running = vmi is not None and phase == "Running"
+        node_name = vmi_status.get("nodeName") if running else None
+        launcher = launcher_by_vmi.get((ns, name))
+        if launcher is not None:
+            reqs, usage = launcher
+        else:
+            reqs = derived_launcher_requests(vcpus=vcpus, guest_memory=guest_bytes, explicit=explicit)
+            usage = None
+        cond = _condition(vmi, "LiveMigratable") if vmi else None
+        live_ok = None if cond is None else cond.get("status") == "True"
+        end = last_migration.get((ns, name))
+        meta = obj.get("metadata") or {}
+        template_meta = (spec.get("template") or {}).get("metadata") or {}
+        labels = (vmi or {}).get("metadata", {}).get("labels") or template_meta.get("labels") or {}
+        run_strategy = spec.get("runStrategy") or ("Always" if spec.get("running") else "Halted")
+        vms.append(
+            VirtualMachine(
+                namespace=ns,
+                name=name,
+                run_strategy=str(run_strategy),
+                printable_status=str((obj.get("status") or {}).get("printableStatus") or ("Running" if running else "Stopped")),
+                running=running,
+                node=str(node_name) if node_name else None,
+                vcpus=vcpus,
+                guest_memory_bytes=guest_bytes,
+                requests=reqs,
+                usage=usage,
+                instance_type=it_name,
+                labels={str(a): str(b) for a, b in labels.items()},
+                annotations={str(a): str(b) for a, b in (meta.get("annotations") or {}).items()},
+                placement=placement_from(live_spec),
+                eviction_strategy=live_spec.get("evictionStrategy"),
+                volumes=volumes_from(template or live_spec, ns, pvcs),
+                live_migratable=live_ok,
+                live_migratable_reason=(cond or {}).get("reason") if live_ok is False else None,
+                live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
+                migrating=(ns, name) in migrating or bool(
+                    (vmi_status.get("migrationState") or {}).get("startTimestamp")
+                    and not (vmi_status.get("migrationState") or {}).get("completed")
+                ),
+                last_migration_seconds_ago=max(0.0, (anchor - end).total_seconds()) if end else None,
+            )
+        )
+
+    nodes = []
+    for obj in k["Node"]:
+        node_name = _key(obj)[1]
+        nodes.append(
+            node_from(
+                obj,
+                requested=requested.get(node_name, Resources()),
+                pods=pods_per_node.get(node_name, 0),
+                usage=node_usage.get(node_name),
+            )
+        )
+    kubevirt = k["KubeVirt"][0] if k["KubeVirt"] else None
+    limits, version = limits_from(kubevirt)
+    if not metrics_available and k["Node"]:
+        all_notes.append("no node metrics (metrics-server absent or not readable): utilisation is by requests")
+    nodes.sort(key=lambda n: n.name)
+    vms.sort(key=lambda v: (v.namespace, v.name))
+    try:
+        return ClusterState(
+            nodes=tuple(nodes),
+            vms=tuple(vms),
+            limits=limits,
+            kubevirt_version=version,
+            metrics_available=metrics_available,
+            migrations=tuple(in_flight),
+            notes=tuple(all_notes),
+            source=source,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"inconsistent cluster data: {exc}") from exc

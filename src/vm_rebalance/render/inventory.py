@@ -1,0 +1,258 @@
+"""The inventory: node and VM facts as a versioned document and as rich tables.
+
+`inventory_document` computes every fact once (utilisation by usage and by requests,
+flags, health, storage, move method and reason, totals and headroom); the tables render
+that same document, so `-o json` and the table view can never disagree.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from vm_rebalance.model import ClusterState, MigrationMethod, Node, StorageKind, VirtualMachine
+from vm_rebalance.planner.eligibility import live_blocker, live_blocker_detail, move_method, node_flags
+
+INVENTORY_API_VERSION = "vm-rebalance/v1"
+CPU_WARNING, CPU_CRITICAL = 0.80, 0.90
+MEMORY_WARNING, MEMORY_CRITICAL = 0.85, 0.95
+DEFAULT_HEADROOM = 0.20
+
+
+def _ratio(used: int, total: int) -> float | None:
+    return round(used / total, 4) if total > 0 else None
+
+
+def health(cpu: float | None, memory: float | None) -> str:
+    """ok / warning / critical at the seeds' thresholds (CPU 80/90 %, memory 85/95 %)."""
+    if (cpu or 0) > CPU_CRITICAL or (memory or 0) > MEMORY_CRITICAL:
+        return "critical"
+    if (cpu or 0) > CPU_WARNING or (memory or 0) > MEMORY_WARNING:
+        return "warning"
+    return "ok"
+
+
+def _node_doc(node: Node, vm_count: int) -> dict[str, Any]:
+    alloc = node.allocatable
+    usage = node.usage
+    flags = [str(f) for f in node_flags(node)]
+    tainted = [str(t) for t in node.taints if t.key != "node.kubernetes.io/unschedulable"]
+    cpu_use = _ratio(usage.cpu_millicores, alloc.cpu_millicores) if usage else None
+    mem_use = _ratio(usage.memory_bytes, alloc.memory_bytes) if usage else None
+    cpu_req = _ratio(node.requested.cpu_millicores, alloc.cpu_millicores)
+    mem_req = _ratio(node.requested.memory_bytes, alloc.memory_bytes)
+    return {
+        "name": node.name,
+        "eligible": not flags,
+        "flags": flags + (["tainted"] if tainted else []),
+        "taints": tainted,
+        "vms": vm_count,
+        "allocatable": {"cpu_millicores": alloc.cpu_millicores, "memory_bytes": alloc.memory_bytes},
+        "requested": {"cpu_millicores": node.requested.cpu_millicores, "memory_bytes": node.requested.memory_bytes},
+        "usage": None if usage is None else {"cpu_millicores": usage.cpu_millicores, "memory_bytes": usage.memory_bytes},
+        "cpu_usage": cpu_use,
+        "memory_usage": mem_use,
+        "cpu_requests": cpu_req,
+        "memory_requests": mem_req,
+        "health": health(cpu_use if cpu_use is not None else cpu_req, mem_use if mem_use is not None else mem_req),
+        "pods": node.pods,
+    }
+
+
+def _vm_doc(vm: VirtualMachine) -> dict[str, Any]:
+    method = move_method(vm)
+    blocker = live_blocker_detail(vm)
+    return {
+        "namespace": vm.namespace,
+        "name": vm.name,
+        "node": vm.node,
+        "status": vm.printable_status,
+        "run_strategy": vm.run_strategy,
+        "instance_type": vm.instance_type,
+        "vcpus": vm.vcpus,
+        "memory_bytes": vm.guest_memory_bytes,
+        "requests": {"cpu_millicores": vm.requests.cpu_millicores, "memory_bytes": vm.requests.memory_bytes},
+        "usage": None if vm.usage is None else {"cpu_millicores": vm.usage.cpu_millicores,
+                                                 "memory_bytes": vm.usage.memory_bytes},
+        "storage": vm.storage_kind.value,
+        "volumes": [
+            {"name": v.name, "source": v.source, "claim": v.claim_name, "access_modes": list(v.access_modes),
+             "claim_found": v.claim_found}
+            for v in vm.volumes
+        ],
+        "move_method": method.value,
+        "move_reason": blocker.message if blocker else "live migration possible",
+        "move_blocker": blocker.code if blocker else None,
+        "live_migratable": vm.live_migratable,
+        "eviction_strategy": vm.eviction_strategy,
+        "do_not_move": vm.do_not_move,
+    }
+
+
+def inventory_document(state: ClusterState, *, namespaces: Iterable[str] | None = None) -> dict[str, Any]:
+    """Every node and (selected) VM with the facts of the inventory command."""
+    wanted = set(namespaces) if namespaces is not None else None
+    counts: dict[str, int] = {}
+    for vm in state.vms:
+        if vm.running and vm.node:
+            counts[vm.node] = counts.get(vm.node, 0) + 1
+    nodes = [_node_doc(n, counts.get(n.name, 0)) for n in state.nodes]
+    vms = [_vm_doc(v) for v in state.vms if wanted is None or v.namespace in wanted]
+    eligible = [n for n in state.nodes if not node_flags(n)]
+    alloc_cpu = sum(n.allocatable.cpu_millicores for n in eligible)
+    alloc_mem = sum(n.allocatable.memory_bytes for n in eligible)
+    req_cpu = sum(n.requested.cpu_millicores for n in eligible)
+    req_mem = sum(n.requested.memory_bytes for n in eligible)
+    use_cpu = sum(n.usage.cpu_millicores for n in eligible if n.usage) if state.metrics_available else None
+    use_mem = sum(n.usage.memory_bytes for n in eligible if n.usage) if state.metrics_available else None
+    totals = {
+        "nodes": len(state.nodes),
+        "eligible_nodes": len(eligible),
+        "vms": len(state.vms),
+        "running_vms": sum(1 for v in state.vms if v.running),
+        "live_movable_vms": sum(1 for v in state.vms if v.running and live_blocker(v) is None),
+        "allocatable": {"cpu_millicores": alloc_cpu, "memory_bytes": alloc_mem},
+        "requested": {"cpu_millicores": req_cpu, "memory_bytes": req_mem},
+        "usage": None if use_cpu is None else {"cpu_millicores": use_cpu, "memory_bytes": use_mem},
+        "cpu_requests": _ratio(req_cpu, alloc_cpu),
+        "memory_requests": _ratio(req_mem, alloc_mem),
+        "cpu_usage": None if use_cpu is None else _ratio(use_cpu, alloc_cpu),
+        "memory_usage": None if use_mem is None else _ratio(int(use_mem or 0), alloc_mem),
+        "headroom": {
+            "cpu": None if alloc_cpu == 0 else round(1 - (use_cpu if use_cpu is not None else req_cpu) / alloc_cpu, 4),
+            "memory": None if alloc_mem == 0 else round(
+                1 - (use_mem if use_mem is not None else req_mem) / alloc_mem, 4),
+            "target": DEFAULT_HEADROOM,
+        },
+    }
+    return {
+        "apiVersion": INVENTORY_API_VERSION,
+        "kind": "Inventory",
+        "source": state.source,
+        "basis": "usage" if state.metrics_available else "requests",
+        "kubevirt_version": state.kubevirt_version,
+        "migration_limits": {
+            "parallel_per_cluster": state.limits.parallel_per_cluster,
+            "parallel_outbound_per_node": state.limits.parallel_outbound_per_node,
+            "completion_timeout_per_gib_seconds": state.limits.completion_timeout_per_gib_seconds,
+        },
+        "nodes": nodes,
+        "vms": vms,
+        "migrations_in_flight": [
+            {"namespace": m.namespace, "name": m.name, "vm": m.vm, "phase": m.phase, "from": m.source, "to": m.target}
+            for m in state.migrations
+        ],
+        "totals": totals,
+        "notes": list(state.notes),
+    }
+
+
+# ------------------------------------------------------------------------------- tables
+
+
+def _pct(value: float | None, *, warn: float, crit: float) -> Text:
+    if value is None:
+        return Text("-", style="dim")
+    style = "bold red" if value > crit else "yellow" if value > warn else "green"
+    return Text(f"{value * 100:.0f}%", style=style)
+
+
+def _gib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1024**3:.1f}Gi"
+
+
+def _cores(m: int | None) -> str:
+    return "-" if m is None else f"{m / 1000:.1f}"
+
+
+def node_table(doc: dict[str, Any]) -> Table:
+    """The node table of an inventory document."""
+    table = Table(title="Nodes", title_justify="left", header_style="bold")
+    for col in ("Node", "VMs", "CPU use", "CPU req", "Mem use", "Mem req", "CPU / Mem", "Health", "Flags"):
+        table.add_column(col, justify="right" if col in ("VMs",) else "left", no_wrap=col == "Node")
+    for n in doc["nodes"]:
+        health_style = {"critical": "bold red", "warning": "yellow", "ok": "green"}[n["health"]]
+        flags = ", ".join(n["flags"]) or "-"
+        table.add_row(
+            n["name"],
+            str(n["vms"]),
+            _pct(n["cpu_usage"], warn=CPU_WARNING, crit=CPU_CRITICAL),
+            _pct(n["cpu_requests"], warn=CPU_WARNING, crit=CPU_CRITICAL),
+            _pct(n["memory_usage"], warn=MEMORY_WARNING, crit=MEMORY_CRITICAL),
+            _pct(n["memory_requests"], warn=MEMORY_WARNING, crit=MEMORY_CRITICAL),
+            f"{_cores(n['allocatable']['cpu_millicores'])} / {_gib(n['allocatable']['memory_bytes'])}",
+            Text(n["health"], style=health_style),
+            Text(flags, style="dim" if flags == "-" else "magenta"),
+        )
+    return table
+
+
+def vm_table(doc: dict[str, Any]) -> Table:
+    """The VM table of an inventory document."""
+    table = Table(title="Virtual machines", title_justify="left", header_style="bold")
+    for col in ("Namespace", "VM", "Node", "Status", "Instance type", "vCPU", "Memory", "Storage", "Move"):
+        table.add_column(col, justify="right" if col in ("vCPU", "Memory") else "left")
+    for v in doc["vms"]:
+        move = Text(v["move_method"], style="green" if v["move_method"] == "live" else "yellow")
+        if v["move_method"] == "cold":
+            move.append(f" ({v['move_blocker']})", style="dim")
+        storage = {StorageKind.CONTAINER_DISK.value: "containerdisk"}.get(v["storage"], v["storage"])
+        table.add_row(
+            v["namespace"], v["name"], v["node"] or "-", v["status"], v["instance_type"] or "-",
+            str(v["vcpus"]), _gib(v["memory_bytes"]), storage, move,
+        )
+    return table
+
+
+def totals_text(doc: dict[str, Any]) -> Text:
+    """Cluster totals and headroom, one paragraph."""
+    t = doc["totals"]
+    text = Text()
+    text.append("Cluster: ", style="bold")
+    text.append(
+        f"{t['nodes']} nodes ({t['eligible_nodes']} can host migrated VMs), {t['vms']} VMs "
+        f"({t['running_vms']} running, {t['live_movable_vms']} can move live)\n"
+    )
+    alloc = t["allocatable"]
+    text.append(f"Eligible capacity: {_cores(alloc['cpu_millicores'])} CPU, {_gib(alloc['memory_bytes'])}; ")
+    text.append(
+        f"requested {_pct_plain(t['cpu_requests'])} CPU / {_pct_plain(t['memory_requests'])} memory"
+    )
+    if t["cpu_usage"] is not None:
+        text.append(f"; used {_pct_plain(t['cpu_usage'])} CPU / {_pct_plain(t['memory_usage'])} memory")
+    head = t["headroom"]
+    text.append(
+        f"\nHeadroom ({doc['basis']}): {_pct_plain(head['cpu'])} CPU, {_pct_plain(head['memory'])} memory "
+        f"(target ≥ {head['target'] * 100:.0f}%)"
+    )
+    limits = doc["migration_limits"]
+    text.append(
+        f"\nMigration limits: {limits['parallel_per_cluster']} per cluster, "
+        f"{limits['parallel_outbound_per_node']} outbound per node"
+        + (f"; KubeVirt {doc['kubevirt_version']}" if doc["kubevirt_version"] else "")
+    )
+    for note in doc["notes"]:
+        text.append(f"\nNote: {note}", style="dim")
+    return text
+
+
+def _pct_plain(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def inventory_view(doc: dict[str, Any]) -> RenderableType:
+    """Node table, VM table and totals."""
+    parts: list[RenderableType] = [node_table(doc), vm_table(doc), totals_text(doc)]
+    if doc["migrations_in_flight"]:
+        flight = Table(title="Migrations in flight", title_justify="left", header_style="bold")
+        for col in ("Namespace", "Migration", "VM", "Phase", "From", "To"):
+            flight.add_column(col)
+        for m in doc["migrations_in_flight"]:
+            flight.add_row(m["namespace"], m["name"], m["vm"], m["phase"], m["from"] or "-", m["to"] or "-")
+        parts.insert(2, flight)
+    return Group(*parts)
+
+
+__all__ = ["health", "inventory_document", "inventory_view", "node_table", "totals_text", "vm_table"]

@@ -1,0 +1,17 @@
+"""The interface every cluster source offers."""
+
+from typing import Any, Protocol
+
+from vm_rebalance.model import ClusterState
+
+
+class ClusterSource(Protocol):
+    """Something that can produce the cluster's state (and the raw objects behind it)."""
+
+    def raw_objects(self) -> list[dict[str, Any]]:
+        """The API objects the state is built from, as the API returns them."""
+        ...
+
+    def read(self) -> ClusterState:
+        """The cluster's state now."""
+        ...
