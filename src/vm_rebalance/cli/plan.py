@@ -1,0 +1,128 @@
+"""`plan`: compute a rebalance plan for a goal and show it in the standard format (read-only)."""
+
+from typing import Annotated
+
+import typer
+
+from vm_rebalance import service
+from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
+from vm_rebalance.errors import ConfigError
+from vm_rebalance.model import Basis, Goal, GoalType, plan_to_document
+from vm_rebalance.planner import PlanRequest
+from vm_rebalance.planner.alternatives import suggest_alternatives
+from vm_rebalance.render.plan import render_plan
+
+GOALS = ("cpu", "memory", "balanced", "count", "drain", "performance")
+
+
+def parse_weights(text: str | None) -> dict[str, float]:
+    """``cpu=0.7,memory=0.3`` → {"cpu": 0.7, "memory": 0.3} (normalised later by the planner)."""
+    if not text:
+        return {"cpu": 0.5, "memory": 0.5}
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in ("cpu", "memory"):
+            raise ConfigError(f"--weights: '{part}' is not cpu=W or memory=W")
+        try:
+            weights[key] = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"--weights: '{value}' is not a number") from exc
+        if weights[key] < 0:
+            raise ConfigError(f"--weights: {key} must not be negative")
+    if sum(weights.values()) <= 0:
+        raise ConfigError("--weights: at least one weight must be positive")
+    return {"cpu": weights.get("cpu", 0.0), "memory": weights.get("memory", 0.0)}
+
+
+def build_request(
+    goal: str,
+    *,
+    node: str | None,
+    weights: str | None,
+    max_migrations: int | None,
+    basis: str | None,
+    live_only: bool,
+    namespaces: list[str] | None,
+    headroom: float,
+    cooldown_minutes: float,
+    sequential: bool = False,
+) -> PlanRequest:
+    """A PlanRequest from command-line values, with errors that name the flag."""
+    if goal not in GOALS:
+        raise ConfigError(f"--goal must be one of {', '.join(GOALS)}, not '{goal}'")
+    if goal == "drain" and not node:
+        raise ConfigError("--goal drain needs --node NODE")
+    if node and goal != "drain":
+        raise ConfigError("--node only goes with --goal drain")
+    if weights and goal != "balanced":
+        raise ConfigError("--weights only goes with --goal balanced")
+    if basis not in (None, "usage", "requests"):
+        raise ConfigError(f"--basis must be usage or requests, not '{basis}'")
+    if max_migrations is not None and max_migrations < 0:
+        raise ConfigError("--max-migrations must be 0 or more")
+    if not 0 <= headroom < 100:
+        raise ConfigError("--headroom is a percentage from 0 to 99")
+    if cooldown_minutes < 0:
+        raise ConfigError("--cooldown must be 0 or more minutes")
+    return PlanRequest(
+        goal=Goal(type=GoalType(goal), weights=parse_weights(weights), node=node),
+        basis=Basis(basis) if basis else None,
+        max_migrations=max_migrations,
+        live_only=live_only,
+        namespaces=tuple(namespaces or ()),
+        headroom=headroom / 100,
+        cooldown_seconds=cooldown_minutes * 60,
+        sequential=sequential,
+    )
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    goal: Annotated[str, typer.Option("--goal", "-g", help="cpu, memory, balanced, count, drain or performance.")] = "balanced",
+    node: Annotated[str | None, typer.Option("--node", help="The node to drain (with --goal drain).")] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="For --goal balanced: e.g. cpu=0.7,memory=0.3 (default 0.5/0.5).")
+    ] = None,
+    max_migrations: Annotated[int | None, typer.Option("--max-migrations", help="At most this many moves.")] = None,
+    basis: Annotated[
+        str | None, typer.Option("--basis", help="usage (metrics; default when available) or requests.")
+    ] = None,
+    live_only: Annotated[bool, typer.Option("--live-only", help="Never plan cold moves of running VMs.")] = False,
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Only move VMs of this namespace (repeatable).")
+    ] = None,
+    headroom: Annotated[float, typer.Option("--headroom", help="Keep this % of every node free where possible.")] = 20.0,
+    cooldown: Annotated[
+        float, typer.Option("--cooldown", help="Minutes after a migration before a VM may move again (not for drain).")
+    ] = 60.0,
+    sequential: Annotated[bool, typer.Option("--sequential", help="Plan for one move at a time.")] = False,
+    output: Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")] = Output.table,
+    save: Annotated[str | None, typer.Option("--save", help="Also write the plan (JSON) to FILE for `apply`.")] = None,
+) -> None:
+    """Compute the best plan for a goal and show it. Read-only: nothing in the cluster changes.
+
+    Goals: cpu / memory / balanced (weighted) minimise the spread (std dev) of node
+    utilisation; count evens out VMs per node by capacity; drain empties --node (what cannot
+    move is listed with its reason); performance first brings every node under the warning
+    thresholds (CPU 80 %, memory 85 %). Every hard constraint holds in every wave. Save the
+    plan with --save and carry it out with `vm-rebalance apply FILE`.
+    """
+    c = ctx_obj(ctx)
+    request = build_request(goal, node=node, weights=weights, max_migrations=max_migrations, basis=basis,
+                            live_only=live_only, namespaces=namespace, headroom=headroom,
+                            cooldown_minutes=cooldown, sequential=sequential)
+    state = service.read_state(c.target, progress=progress_printer(c))
+    result = service.propose(state, request)
+    doc = plan_to_document(result)
+    if save:
+        service.write_document(doc, save)
+    if output is Output.table:
+        alternatives = suggest_alternatives(state, request, result)
+        c.out.print(render_plan(result, limits=state.limits, alternatives=alternatives))
+        if save:
+            c.err.print(f"plan saved to {save}; carry it out with: vm-rebalance apply {save}", highlight=False)
+    else:
+        emit_document(c, doc, output)

@@ -1,0 +1,304 @@
+"""Execution as people read it: live progress, the final report, and help when a move fails.
+
+`progress_table` and `report_document` are pure; `ProgressTracker` only keeps the latest
+event per move. The Markdown forms are for the MCP server. Troubleshooting follows the
+seeds' seven common errors.
+"""
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from vm_rebalance.executor.engine import describe
+from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome
+from vm_rebalance.executor.lifecycle import LifecycleResult, LifecycleStatus
+from vm_rebalance.model import ClusterState, Move, Plan
+from vm_rebalance.render.inventory import inventory_document
+
+STATUS_ICON = {
+    MoveStatus.SUCCEEDED: "✓",
+    MoveStatus.FAILED: "✗",
+    MoveStatus.RUNNING: "⏳",
+    MoveStatus.PENDING: "⏸",
+    MoveStatus.SKIPPED: "↷",
+    MoveStatus.NOT_ATTEMPTED: "⏸",
+}
+STATUS_STYLE = {
+    MoveStatus.SUCCEEDED: "green",
+    MoveStatus.FAILED: "bold red",
+    MoveStatus.RUNNING: "cyan",
+    MoveStatus.PENDING: "dim",
+    MoveStatus.SKIPPED: "yellow",
+    MoveStatus.NOT_ATTEMPTED: "dim",
+}
+
+
+def duration_text(seconds: float | None) -> str:
+    """``42s`` / ``2m 36s`` / ``-``."""
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+@dataclass
+class ProgressTracker:
+    """The latest event of every move, for the live display."""
+
+    plan: Plan
+    events: dict[int, MoveEvent] = field(default_factory=dict)
+
+    def handle(self, event: MoveEvent) -> None:
+        """Remember an event."""
+        self.events[event.move.id] = event
+
+    def counts(self) -> dict[MoveStatus, int]:
+        """How many moves are in each status."""
+        out = {s: 0 for s in MoveStatus}
+        for move in self.plan.moves:
+            ev = self.events.get(move.id)
+            out[ev.status if ev else MoveStatus.PENDING] += 1
+        return out
+
+    def view(self) -> RenderableType:
+        """The progress table with a tally line."""
+        table = Table(header_style="bold", title="Rebalancing in progress", title_justify="left")
+        for col in ("#", "VM", "From", "→", "To", "Type", "Phase", "Elapsed", "Estimate"):
+            table.add_column(col)
+        for move in self.plan.moves:
+            ev = self.events.get(move.id)
+            status = ev.status if ev else MoveStatus.PENDING
+            phase = ev.phase if ev else "pending"
+            table.add_row(
+                str(move.id), f"{move.namespace}/{move.vm}", move.source or "-", "→", move.target,
+                move.method.value.capitalize(),
+                Text(f"{STATUS_ICON[status]} {phase}", style=STATUS_STYLE[status]),
+                duration_text(ev.elapsed_seconds) if ev and status is MoveStatus.RUNNING else "",
+                duration_text(ev.estimate_seconds) if ev and ev.estimate_seconds else "",
+            )
+        c = self.counts()
+        done = c[MoveStatus.SUCCEEDED]
+        tally = Text(
+            f"Status: {done}/{len(self.plan.moves)} migrations complete, {c[MoveStatus.RUNNING]} running, "
+            f"{c[MoveStatus.FAILED]} failed"
+        )
+        return Group(table, tally)
+
+
+# --------------------------------------------------------------------------- troubleshooting
+
+
+def troubleshooting(outcome: Outcome) -> list[str]:
+    """Likely causes and next steps for a failed move, after the seeds' seven common errors."""
+    error = (outcome.error or "").lower()
+    if "rwo" in error or "readwriteonce" in error or "not shared" in error or "disksnotlivemigratable" in error:
+        return ["Live migration needs ReadWriteMany storage: retry this move cold (~30-60s downtime)",
+                "or move the disk to an RWX storage class (requires data migration)"]
+    if "errorunschedulable" in error or "cannot start on" in error:
+        return ["The target lacks resources or the VM's scheduling rules exclude it: check "
+                "`vm-rebalance inventory` for the node's free capacity, taints and labels",
+                "choose a different target (retry elsewhere) or remove the VM's nodeSelector / tolerate the taint",
+                "the VM is pinned to the target: `vm-rebalance unpin` then `vm-rebalance start` to run it anywhere"]
+    if "timed out" in error or "timeout" in error or "converge" in error:
+        return ["Large memory or a high dirty-page rate kept the migration from converging",
+                "retry (it may succeed on a quieter moment), reduce the VM's load, or retry cold",
+                "or raise completionTimeoutPerGiB in the KubeVirt / HyperConverged CR"]
+    if "forbidden" in error or "cannot create" in error or "rbac" in error:
+        return ["vm-rebalance lacks permissions: it needs create/delete on virtualmachineinstancemigrations, "
+                "update on virtualmachines and virtualmachines/start|stop (kubevirt.io:migrate on KubeVirt ≥ 1.5); "
+                "see the README's RBAC section"]
+    if "in-flight migration" in error or "already migrating" in error:
+        return ["Another migration of this VM is in flight: wait for it (vm-rebalance status), then retry"]
+    if "conflict" in error or "changed while" in error:
+        return ["Something else is editing the VM; vm-rebalance re-reads before every write — retry when it is quiet"]
+    if "interrupted" in error:
+        return ["Execution was interrupted: `vm-rebalance apply PLAN --resume` continues where it stopped"]
+    return ["Check the VM and its migration: `vm-rebalance status` and `kubectl describe vmim -n <ns>`",
+            "retry, retry cold, or skip this move"]
+
+
+# --------------------------------------------------------------------------- final report
+
+
+def _node_loads(state: ClusterState | None) -> dict[str, dict[str, Any]]:
+    if state is None:
+        return {}
+    doc = inventory_document(state)
+    return {n["name"]: n for n in doc["nodes"] if n["eligible"]}
+
+
+def _util(node: dict[str, Any], key: str) -> float | None:
+    value = node.get(f"{key}_usage")
+    return value if value is not None else node.get(f"{key}_requests")
+
+
+def _std(values: Iterable[float | None]) -> float | None:
+    vals = [v * 100 for v in values if v is not None]
+    if not vals:
+        return None
+    mean = sum(vals) / len(vals)
+    return math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
+
+
+def report_document(plan: Plan, outcomes: Iterable[Outcome], before: ClusterState,
+                    after: ClusterState | None, *, warnings: Iterable[str] = (),
+                    interrupted: Iterable[str] = ()) -> dict[str, Any]:
+    """The execution report as a versioned document (what -o json prints)."""
+    outs = list(outcomes)
+    b, a = _node_loads(before), _node_loads(after)
+    nodes = []
+    for name in sorted(b):
+        nb, na = b[name], a.get(name)
+        nodes.append({
+            "name": name,
+            "before": {"vms": nb["vms"], "cpu": _util(nb, "cpu"), "memory": _util(nb, "memory")},
+            "after": None if na is None else {"vms": na["vms"], "cpu": _util(na, "cpu"), "memory": _util(na, "memory")},
+        })
+    counts = {s.value: sum(1 for o in outs if o.status is s) for s in MoveStatus}
+    return {
+        "apiVersion": "vm-rebalance/v1",
+        "kind": "RebalanceReport",
+        "goal": plan.goal.type.value,
+        "moves": [describe(o) | {"troubleshooting": troubleshooting(o) if o.status is MoveStatus.FAILED else []}
+                  for o in outs],
+        "counts": counts,
+        "complete": all(o.ok for o in outs),
+        "nodes": nodes,
+        "metrics": {
+            "before": {"cpu_stddev": _std(_util(n, "cpu") for n in b.values()),
+                       "memory_stddev": _std(_util(n, "memory") for n in b.values())},
+            "after": None if not a else {"cpu_stddev": _std(_util(n, "cpu") for n in a.values()),
+                                         "memory_stddev": _std(_util(n, "memory") for n in a.values())},
+        },
+        "pinned": [f"{o.move.namespace}/{o.move.vm}" for o in outs if o.pinned],
+        "warnings": list(warnings),
+        "interrupted": list(interrupted),
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def _change(b: float | None, a: float | None) -> Text:
+    if b is None or a is None:
+        return Text("-")
+    d = (a - b) * 100
+    if abs(d) < 0.5:
+        return Text("=", style="dim")
+    return Text(f"{d:+.0f}%" + (" ✓" if d < 0 else ""), style="green" if d < 0 else "yellow")
+
+
+def report_view(doc: dict[str, Any]) -> RenderableType:
+    """The seeds' final report: executed migrations, cluster state before → after, improvements."""
+    parts: list[RenderableType] = []
+    complete = doc["complete"]
+    title = "✓ Rebalancing Complete" if complete else "⚠️ Rebalancing Paused - Migration Failed"
+    counts = doc["counts"]
+    head = Text(title + "\n", style="bold green" if complete else "bold yellow")
+    head.append(
+        f"Status: {counts['succeeded']}/{len(doc['moves'])} successful, {counts['failed']} failed, "
+        f"{counts['not attempted']} not attempted, {counts['skipped']} skipped",
+        style="",
+    )
+    parts.append(head)
+    table = Table(title="Executed migrations", title_justify="left", header_style="bold")
+    for col in ("VM", "From", "To", "Type", "Duration", "Status"):
+        table.add_column(col)
+    for m in doc["moves"]:
+        status = MoveStatus(m["status"])
+        label = {MoveStatus.SUCCEEDED: "✓ Success", MoveStatus.FAILED: "✗ Failed",
+                 MoveStatus.SKIPPED: "↷ Skipped", MoveStatus.NOT_ATTEMPTED: "⏸ Not attempted"}.get(status, status.value)
+        table.add_row(f"{m['namespace']}/{m['vm']}", m["from"] or "-", m["to"], m["method"],
+                      duration_text(m["duration_seconds"]), Text(label, style=STATUS_STYLE[status]))
+    parts.append(table)
+    failed = [m for m in doc["moves"] if m["status"] == MoveStatus.FAILED.value]
+    for m in failed:
+        t = Text(f"✗ {m['namespace']}/{m['vm']}: {m['error']}\n", style="red")
+        for line in m["troubleshooting"]:
+            t.append(f"  • {line}\n", style="")
+        parts.append(t)
+    if doc["nodes"] and any(n["after"] for n in doc["nodes"]):
+        nt = Table(title="Cluster State: Before → After (measured)", title_justify="left", header_style="bold")
+        for col in ("Node", "VMs", "CPU Before", "CPU After", "Change", "Memory Before", "Memory After", "Change"):
+            nt.add_column(col)
+        for n in doc["nodes"]:
+            b, a = n["before"], n["after"] or {}
+            nt.add_row(n["name"], f"{b['vms']} → {a.get('vms', '-')}", _pct(b["cpu"]), _pct(a.get("cpu")),
+                       _change(b["cpu"], a.get("cpu")), _pct(b["memory"]), _pct(a.get("memory")),
+                       _change(b["memory"], a.get("memory")))
+        parts.append(nt)
+        mb, ma = doc["metrics"]["before"], doc["metrics"]["after"] or {}
+        lines = Text("Improvements: ", style="bold")
+        for key, label in (("cpu_stddev", "CPU"), ("memory_stddev", "Memory")):
+            if mb.get(key) is not None and ma.get(key) is not None:
+                lines.append(f"{label} std dev {mb[key]:.1f} % → {ma[key]:.1f} %  ")
+        parts.append(lines)
+    if doc["pinned"]:
+        parts.append(Text(
+            f"Pinned by cold migration: {', '.join(doc['pinned'])}. They stay on their new node even if it fails; "
+            "remove the pin with `vm-rebalance unpin VM -n NS` when you want flexible rescheduling.",
+            style="yellow"))
+    for state in doc["interrupted"]:
+        parts.append(Text(f"Interrupted: {state}", style="yellow"))
+    for w in doc["warnings"]:
+        parts.append(Text(f"⚠ {w}", style="yellow"))
+    return Group(*parts)
+
+
+def report_markdown(doc: dict[str, Any]) -> str:
+    """The final report as Markdown (for agents)."""
+    complete = doc["complete"]
+    counts = doc["counts"]
+    lines = ["## ✓ Rebalancing Complete" if complete else "## ⚠️ Rebalancing Paused - Migration Failed", "",
+             f"**Status:** {counts['succeeded']}/{len(doc['moves'])} successful, {counts['failed']} failed, "
+             f"{counts['not attempted']} not attempted, {counts['skipped']} skipped", "",
+             "| VM | From | To | Type | Duration | Status |", "|----|------|----|------|----------|--------|"]
+    for m in doc["moves"]:
+        lines.append(f"| {m['vm']} | {m['from'] or '-'} | {m['to']} | {m['method']} | "
+                     f"{duration_text(m['duration_seconds'])} | {m['status']} |")
+    for m in doc["moves"]:
+        if m["status"] == MoveStatus.FAILED.value:
+            lines += ["", f"**Failed:** {m['vm']}: {m['error']}", "", "**Troubleshooting:**"]
+            lines += [f"- {t}" for t in m["troubleshooting"]]
+    if doc["nodes"] and any(n["after"] for n in doc["nodes"]):
+        lines += ["", "**Cluster State: Before → After**", "",
+                  "| Node | CPU Before | CPU After | Memory Before | Memory After |",
+                  "|------|------------|-----------|---------------|--------------|"]
+        for n in doc["nodes"]:
+            a = n["after"] or {}
+            lines.append(f"| {n['name']} | {_pct(n['before']['cpu'])} | {_pct(a.get('cpu'))} | "
+                         f"{_pct(n['before']['memory'])} | {_pct(a.get('memory'))} |")
+    if doc["pinned"]:
+        lines += ["", f"Pinned by cold migration: {', '.join(doc['pinned'])} (use unpin_vm to remove)."]
+    return "\n".join(lines)
+
+
+def failure_choices_text(outcome: Outcome, not_attempted: list[Move]) -> Text:
+    """The question after a failure."""
+    t = Text("How would you like to proceed?\n", style="bold")
+    t.append("  retry       – retry the failed migration with the same settings\n")
+    t.append("  retry cold  – retry it as a cold migration (~30-60s downtime)\n")
+    t.append(f"  skip        – skip {outcome.move.vm} and continue"
+             + (f" with {len(not_attempted)} remaining" if not_attempted else "") + "\n")
+    t.append("  abort       – stop, leave the cluster as it is now\n")
+    return t
+
+
+def lifecycle_view(results: Iterable[LifecycleResult]) -> RenderableType:
+    """Results of start/stop/restart."""
+    table = Table(title="VM lifecycle", title_justify="left", header_style="bold")
+    for col in ("VM", "Action", "Result", "Status", "RunStrategy", "Duration", "Message"):
+        table.add_column(col)
+    for r in results:
+        style = "green" if r.ok else "red"
+        icon = "✓" if r.status is LifecycleStatus.DONE else ("=" if r.status is LifecycleStatus.ALREADY else "✗")
+        table.add_row(f"{r.namespace}/{r.name}", r.action.value, Text(f"{icon} {r.status.value}", style=style),
+                      r.printable_status or "-", r.run_strategy or "-", duration_text(r.duration_seconds),
+                      r.message)
+    return table
