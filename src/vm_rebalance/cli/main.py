@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vm_rebalance import service
 from vm_rebalance.errors import ExitCode, RebalanceError
@@ -112,19 +113,15 @@ def progress_printer(c: Context) -> service.Progress:
 
 def _register() -> None:
     # Commands live in their own modules; importing them registers them on `app`.
-    from vm_rebalance.cli import inventory, simulator  # noqa: F401
-
-    try:
-        from vm_rebalance.cli import plan  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - only while the planner is being built
-        logging.getLogger(__name__).debug("plan command unavailable: %s", exc)
+    from vm_rebalance.cli import demo, execute, inventory, plan, simulator  # noqa: F401
 
 
 def fail(err: Console, error: RebalanceError) -> NoReturn:
     """Print a RebalanceError as one line (plus hint) and exit with its code."""
-    err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+    # Messages quote user input (quantities, names): never let rich read it as markup.
+    err.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
     if error.hint:
-        err.print(f"[dim]hint:[/dim] {error.hint}", highlight=False, soft_wrap=True)
+        err.print(f"[dim]hint:[/dim] {escape(error.hint)}", highlight=False, soft_wrap=True)
     raise SystemExit(int(error.exit_code))
 
 

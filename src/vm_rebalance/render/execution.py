@@ -104,7 +104,7 @@ def troubleshooting(outcome: Outcome) -> list[str]:
                 "`vm-rebalance inventory` for the node's free capacity, taints and labels",
                 "choose a different target (retry elsewhere) or remove the VM's nodeSelector / tolerate the taint",
                 "the VM is pinned to the target: `vm-rebalance unpin` then `vm-rebalance start` to run it anywhere"]
-    if "timed out" in error or "timeout" in error or "converge" in error:
+    if any(k in error for k in ("timed out", "timeout", "converge", "not completed after", "aborted")):
         return ["Large memory or a high dirty-page rate kept the migration from converging",
                 "retry (it may succeed on a quieter moment), reduce the VM's load, or retry cold",
                 "or raise completionTimeoutPerGiB in the KubeVirt / HyperConverged CR"]
