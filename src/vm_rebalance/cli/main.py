@@ -125,6 +125,16 @@ def fail(err: Console, error: RebalanceError) -> NoReturn:
     raise SystemExit(int(error.exit_code))
 
 
+# Recent typer releases carry their own copy of click (typer.Exit, typer.Abort and usage errors
+# deriving from typer.TyperException); older ones re-export click's. Catch both families.
+_ABORT: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+_EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
+_USAGE: tuple[type[BaseException], ...] = (
+    click.ClickException,
+    getattr(typer, "TyperException", click.ClickException),
+)
+
+
 def run(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point: the error boundary."""
     _register()
@@ -134,13 +144,16 @@ def run(argv: list[str] | None = None) -> NoReturn:
         app(args=argv, prog_name="vm-rebalance", standalone_mode=False)
     except RebalanceError as error:
         fail(err, error)
-    except click.exceptions.Abort:
+    except _ABORT:
         err.print("interrupted")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
+    except _EXIT as exc:
+        raise SystemExit(getattr(exc, "exit_code", 0)) from None
+    except _USAGE as exc:
+        if hasattr(exc, "show"):
+            exc.show(file=sys.stderr)
+        else:  # pragma: no cover - a TyperException without click's show()
+            sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(int(ExitCode.USAGE)) from None
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
+import yaml
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
@@ -93,8 +94,9 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
             hint="pass --kubeconfig, set KUBECONFIG, run inside a pod, or try the simulator: vm-rebalance demo",
         )
     try:
+        # Pass the files found now: the client's own default is KUBECONFIG as it was at import time.
         kube_config.load_kube_config(
-            config_file=kubeconfig,
+            config_file=kubeconfig or os.pathsep.join(existing),
             context=context,
             client_configuration=configuration,
             persist_config=False,
@@ -105,6 +107,11 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
             raise ClusterConfigError(f"context '{context}' is not in the kubeconfig",
                                      hint="list contexts with: kubectl config get-contexts") from exc
         raise ClusterConfigError(f"the kubeconfig cannot be used: {_sanitize(text, existing)}") from exc
+    except yaml.YAMLError as exc:
+        # The parser's message names the file; keep only the position.
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ClusterConfigError(f"the kubeconfig is not valid YAML{at}") from exc
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ClusterConfigError(
             f"the kubeconfig cannot be used: {type(exc).__name__}: {_sanitize(str(exc), existing)}"

@@ -39,6 +39,7 @@ MI = 1024**2
 # Upper bounds past which a quantity is a typo, not a machine: 1 EiB of memory, 1M cores.
 MAX_MEMORY_BYTES = 1024**6
 MAX_CPU_MILLICORES = 10**9
+MAX_QUANTITY = Decimal(10**24)
 
 KNOWN_KINDS = frozenset(
     {
@@ -94,6 +95,9 @@ def quantity(value: Any, *, where: str, field: str) -> Decimal:
         raise ConfigError(f"{where}: {field} has a malformed quantity {str(value)[:40]!r}") from exc
     if not q.is_finite() or q < 0:
         raise ConfigError(f"{where}: {field} has an impossible quantity {str(value)[:40]!r}")
+    if q > MAX_QUANTITY:
+        # Checked on the Decimal: turning 1e100000000 into an int would take hours.
+        raise ConfigError(f"{where}: {field} has an absurd quantity {str(value)[:40]!r}")
     return q
 
 
@@ -439,8 +443,8 @@ def state_from_objects(
             pods_per_node[node_name] += 1
         labels = (pod.get("metadata") or {}).get("labels") or {}
         if labels.get("kubevirt.io") == "virt-launcher" and node_name:
-            vmi_name = labels.get("vm.kubevirt.io/name") or (pod.get("metadata") or {}).get(
-                "annotations", {}
+            vmi_name = labels.get("vm.kubevirt.io/name") or (
+                (pod.get("metadata") or {}).get("annotations") or {}
             ).get("kubevirt.io/domain")
             ns = _key(pod)[0]
             vmi = vmis.get((ns, str(vmi_name)))
@@ -487,83 +491,94 @@ def state_from_objects(
     for obj in k["VirtualMachine"]:
         ns, name = _key(obj)
         where = _name(obj)
-        spec = obj.get("spec") or {}
-        template = (spec.get("template") or {}).get("spec") or {}
-        domain = template.get("domain") or {}
-        vmi = vmis.get((ns, name))
-        vmi_status = (vmi or {}).get("status") or {}
-        vmi_spec = (vmi or {}).get("spec") or {}
-        live_spec = vmi_spec or template  # the running instance's spec is authoritative
-        explicit = _resources((domain.get("resources") or {}).get("requests"), where=where,
-                              field="spec.template.spec.domain.resources.requests")
-        it_name, it_cpus, it_mem = _instance_type_size(obj, instancetypes, ns)
-        vcpus = vcpus_from(live_spec.get("domain") or domain) or it_cpus
-        if not vcpus:
-            vcpus = max(1, math.ceil(explicit.cpu_millicores / 1000)) if explicit.cpu_millicores else 1
-        guest = (domain.get("memory") or {}).get("guest") or ((live_spec.get("domain") or {}).get("memory") or {}).get(
-            "guest"
-        )
-        guest_bytes = memory_bytes(guest, where=where, field="spec.template.spec.domain.memory.guest") if guest else 0
-        guest_bytes = guest_bytes or it_mem or explicit.memory_bytes
-        phase = vmi_status.get("phase")
-        running = vmi is not None and phase == "Running"
-        node_name = vmi_status.get("nodeName") if running else None
-        launcher = launcher_by_vmi.get((ns, name))
-        if launcher is not None:
-            reqs, usage = launcher
-        else:
-            reqs = derived_launcher_requests(vcpus=vcpus, guest_memory=guest_bytes, explicit=explicit)
-            usage = None
-        cond = _condition(vmi, "LiveMigratable") if vmi else None
-        live_ok = None if cond is None else cond.get("status") == "True"
-        end = last_migration.get((ns, name))
-        meta = obj.get("metadata") or {}
-        template_meta = (spec.get("template") or {}).get("metadata") or {}
-        labels = (vmi or {}).get("metadata", {}).get("labels") or template_meta.get("labels") or {}
-        run_strategy = spec.get("runStrategy") or ("Always" if spec.get("running") else "Halted")
-        vms.append(
-            VirtualMachine(
-                namespace=ns,
-                name=name,
-                run_strategy=str(run_strategy),
-                printable_status=str((obj.get("status") or {}).get("printableStatus") or ("Running" if running else "Stopped")),
-                running=running,
-                node=str(node_name) if node_name else None,
-                vcpus=vcpus,
-                guest_memory_bytes=guest_bytes,
-                requests=reqs,
-                usage=usage,
-                instance_type=it_name,
-                labels={str(a): str(b) for a, b in labels.items()},
-                annotations={str(a): str(b) for a, b in (meta.get("annotations") or {}).items()},
-                placement=placement_from(live_spec),
-                eviction_strategy=live_spec.get("evictionStrategy"),
-                volumes=volumes_from(template or live_spec, ns, pvcs),
-                live_migratable=live_ok,
-                live_migratable_reason=(cond or {}).get("reason") if live_ok is False else None,
-                live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
-                migrating=(ns, name) in migrating or bool(
-                    (vmi_status.get("migrationState") or {}).get("startTimestamp")
-                    and not (vmi_status.get("migrationState") or {}).get("completed")
-                ),
-                last_migration_seconds_ago=max(0.0, (anchor - end).total_seconds()) if end else None,
+        try:
+            spec = obj.get("spec") or {}
+            template = (spec.get("template") or {}).get("spec") or {}
+            domain = template.get("domain") or {}
+            vmi = vmis.get((ns, name))
+            vmi_status = (vmi or {}).get("status") or {}
+            vmi_spec = (vmi or {}).get("spec") or {}
+            live_spec = vmi_spec or template  # the running instance's spec is authoritative
+            explicit = _resources((domain.get("resources") or {}).get("requests"), where=where,
+                                  field="spec.template.spec.domain.resources.requests")
+            it_name, it_cpus, it_mem = _instance_type_size(obj, instancetypes, ns)
+            vcpus = vcpus_from(live_spec.get("domain") or domain) or it_cpus
+            if not vcpus:
+                vcpus = max(1, math.ceil(explicit.cpu_millicores / 1000)) if explicit.cpu_millicores else 1
+            guest = (domain.get("memory") or {}).get("guest") or (
+                (live_spec.get("domain") or {}).get("memory") or {}
+            ).get("guest")
+            guest_bytes = (
+                memory_bytes(guest, where=where, field="spec.template.spec.domain.memory.guest") if guest else 0
             )
-        )
+            guest_bytes = guest_bytes or it_mem or explicit.memory_bytes
+            phase = vmi_status.get("phase")
+            running = vmi is not None and phase == "Running"
+            node_name = vmi_status.get("nodeName") if running else None
+            launcher = launcher_by_vmi.get((ns, name))
+            if launcher is not None:
+                reqs, usage = launcher
+            else:
+                reqs = derived_launcher_requests(vcpus=vcpus, guest_memory=guest_bytes, explicit=explicit)
+                usage = None
+            cond = _condition(vmi, "LiveMigratable") if vmi else None
+            live_ok = None if cond is None else cond.get("status") == "True"
+            end = last_migration.get((ns, name))
+            meta = obj.get("metadata") or {}
+            template_meta = (spec.get("template") or {}).get("metadata") or {}
+            labels = (vmi or {}).get("metadata", {}).get("labels") or template_meta.get("labels") or {}
+            run_strategy = spec.get("runStrategy") or ("Always" if spec.get("running") else "Halted")
+            vms.append(
+                VirtualMachine(
+                    namespace=ns,
+                    name=name,
+                    run_strategy=str(run_strategy),
+                    printable_status=str(
+                        (obj.get("status") or {}).get("printableStatus") or ("Running" if running else "Stopped")
+                    ),
+                    running=running,
+                    node=str(node_name) if node_name else None,
+                    vcpus=vcpus,
+                    guest_memory_bytes=guest_bytes,
+                    requests=reqs,
+                    usage=usage,
+                    instance_type=it_name,
+                    labels={str(a): str(b) for a, b in labels.items()},
+                    annotations={str(a): str(b) for a, b in (meta.get("annotations") or {}).items()},
+                    placement=placement_from(live_spec),
+                    eviction_strategy=live_spec.get("evictionStrategy"),
+                    volumes=volumes_from(template or live_spec, ns, pvcs),
+                    live_migratable=live_ok,
+                    live_migratable_reason=(cond or {}).get("reason") if live_ok is False else None,
+                    live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
+                    migrating=(ns, name) in migrating or bool(
+                        (vmi_status.get("migrationState") or {}).get("startTimestamp")
+                        and not (vmi_status.get("migrationState") or {}).get("completed")
+                    ),
+                    last_migration_seconds_ago=max(0.0, (anchor - end).total_seconds()) if end else None,
+                )
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{where}: malformed field: {exc}") from exc
 
     nodes = []
     for obj in k["Node"]:
         node_name = _key(obj)[1]
-        nodes.append(
-            node_from(
-                obj,
-                requested=requested.get(node_name, Resources()),
-                pods=pods_per_node.get(node_name, 0),
-                usage=node_usage.get(node_name),
+        try:
+            nodes.append(
+                node_from(
+                    obj,
+                    requested=requested.get(node_name, Resources()),
+                    pods=pods_per_node.get(node_name, 0),
+                    usage=node_usage.get(node_name),
+                )
             )
-        )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{_name(obj)}: malformed field: {exc}") from exc
     kubevirt = k["KubeVirt"][0] if k["KubeVirt"] else None
     limits, version = limits_from(kubevirt)
-    if not metrics_available and k["Node"]:
+    # One note about metrics: the live source may already have said why they are missing.
+    if not metrics_available and k["Node"] and not any("metrics" in n for n in all_notes):
         all_notes.append("no node metrics (metrics-server absent or not readable): utilisation is by requests")
     nodes.sort(key=lambda n: n.name)
     vms.sort(key=lambda v: (v.namespace, v.name))

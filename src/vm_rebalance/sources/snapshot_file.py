@@ -71,6 +71,20 @@ def _json_documents(text: str, where: str) -> list[Any]:
         docs.append(doc)
 
 
+def _yaml_loader(yaml: Any) -> Any:
+    """A safe loader that keeps timestamps as strings, as the API serves them (and JSON can write them back)."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    return Loader
+
+
 def parse_snapshot_text(text: str, *, where: str = "snapshot") -> list[dict[str, Any]]:
     """The objects of a snapshot file's text.
 
@@ -85,7 +99,7 @@ def parse_snapshot_text(text: str, *, where: str = "snapshot") -> list[dict[str,
     else:
         import yaml
 
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        loader = _yaml_loader(yaml)
         try:
             docs = list(yaml.load_all(text, Loader=loader))  # noqa: S506 - a safe loader
         except yaml.YAMLError as exc:
