@@ -238,7 +238,9 @@ def plan_from_document(doc: Any) -> Plan:
         g = _req(doc, "goal", "plan")
         goal = Goal(
             type=GoalType(_req(g, "type", "goal")),
-            weights=MappingProxyType({str(k): float(v) for k, v in (g.get("weights") or {}).items()}),
+            weights=MappingProxyType(
+                {str(k): float(v) for k, v in g["weights"].items()} if g.get("weights") else {"cpu": 0.5, "memory": 0.5}
+            ),
             node=g.get("node"),
         )
         basis = Basis(_req(doc, "basis", "plan"))
