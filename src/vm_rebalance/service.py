@@ -6,7 +6,7 @@ tool errors; they hold no logic of their own.
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,9 @@ from vm_rebalance.executor.kubevirt import KubeVirtApi
 from vm_rebalance.executor.lifecycle import Action, LifecycleReport, LifecycleResult, run_lifecycle
 from vm_rebalance.executor.runners import ExecutionOptions, unpin_vm
 from vm_rebalance.kube.client import KubeClient
-from vm_rebalance.model import ClusterState, Plan, PlanDocumentError, plan_from_document
+from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest, plan_manual_moves, propose_plan
+from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HEADROOM
 from vm_rebalance.sources.kubernetes import KubernetesSource
 from vm_rebalance.sources.snapshot_file import SnapshotFileSource, snapshot_document
 
@@ -246,3 +247,122 @@ def unpin(session: Session, namespace: str, name: str) -> bool:
         return unpin_vm(session.api, namespace, name)
     except ResourceNotFoundError as exc:
         raise ConfigError(f"VM '{name}' does not exist in namespace '{namespace}'") from exc
+
+
+# ------------------------------------------------------------------------------ shared by front-ends (MCP)
+
+
+def plan_moves(state: ClusterState, requests: Sequence[ManualMoveRequest], *, sequential: bool = False) -> Plan:
+    """A validated plan of user-named moves; failed validations are in the plan's warnings.
+
+    An empty plan is returned when every VM is already on its target (nothing to do).
+
+    Raises:
+        ConfigError: the target node does not exist, or none of the named VMs can be found.
+        InfeasiblePlanError: no requested move passes validation (``blocking`` lists why).
+    """
+    from vm_rebalance.errors import InfeasiblePlanError
+
+    for target in {r.target for r in requests}:
+        if state.node(target) is None:
+            raise ConfigError(f"Target node '{target}' does not exist.", hint="list nodes with: vm-rebalance inventory")
+    plan = plan_manual_moves(state, requests, sequential=sequential)
+    if plan.moves or not requests:
+        return plan
+    # Only the per-request validation warnings say why nothing is left (others describe the after-state).
+    failed = [w for w in plan.warnings if "failed validation" in w] or list(plan.warnings)
+    if all("does not exist" in w for w in failed):
+        raise ConfigError("none of the named VMs can be found", hint="list VMs with: vm-rebalance inventory")
+    if all("already on" in w for w in failed):
+        return plan
+    raise InfeasiblePlanError("no requested move passes validation", blocking=failed)
+
+
+def node_pin(session: Session, namespace: str, name: str) -> list[str]:
+    """The nodes a VM is pinned to by a hostname node affinity (what `unpin` removes); empty when none.
+
+    Raises:
+        ConfigError: the VM does not exist. ClusterError: the cluster cannot be read.
+    """
+    from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, existing_node_pin
+
+    try:
+        vm = session.api.get_vm(namespace, name)
+    except ResourceNotFoundError as exc:
+        raise ConfigError(f"VM '{name}' does not exist in namespace '{namespace}'") from exc
+    nodes = existing_node_pin(vm)
+    marked = ((vm.get("metadata") or {}).get("annotations") or {}).get(PIN_ANNOTATION)
+    if not nodes and marked:
+        nodes = [str(marked)]
+    return nodes
+
+
+def plan_request(
+    goal: str,
+    *,
+    node: str | None = None,
+    weights: Mapping[str, float] | None = None,
+    max_migrations: int | None = None,
+    basis: str | None = None,
+    live_only: bool = False,
+    namespaces: Sequence[str] = (),
+    headroom: float = DEFAULT_HEADROOM,
+    cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS,
+    sequential: bool = False,
+) -> PlanRequest:
+    """A PlanRequest from front-end values, checked once for every front-end.
+
+    Raises:
+        ConfigError: inconsistent or out-of-range values (the message names the option).
+    """
+    goals = [g.value for g in GoalType if g is not GoalType.MANUAL]
+    if goal not in goals:
+        raise ConfigError(f"goal must be one of {', '.join(goals)}, not '{goal}'")
+    if goal == "drain" and not node:
+        raise ConfigError("goal 'drain' needs node: the node to empty (--node)")
+    if node and goal != "drain":
+        raise ConfigError("node only goes with goal 'drain'")
+    if weights is not None and goal != "balanced":
+        raise ConfigError("weights only go with goal 'balanced'")
+    if weights is not None:
+        if set(weights) - {"cpu", "memory"}:
+            raise ConfigError(f"weights: unknown resource {', '.join(sorted(set(weights) - {'cpu', 'memory'}))}")
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ConfigError("weights must not be negative, and at least one weight must be positive")
+    if basis not in (None, "usage", "requests"):
+        raise ConfigError(f"basis must be usage or requests, not '{basis}'")
+    if max_migrations is not None and max_migrations < 0:
+        raise ConfigError("max migrations must be 0 or more")
+    if not 0 <= headroom < 1:
+        raise ConfigError("headroom must be from 0 to 99 %")
+    if cooldown_seconds < 0:
+        raise ConfigError("the cooldown must be 0 or more")
+    w = dict(weights) if weights is not None else {"cpu": 0.5, "memory": 0.5}
+    return PlanRequest(
+        goal=Goal(type=GoalType(goal), weights={"cpu": w.get("cpu", 0.0), "memory": w.get("memory", 0.0)},
+                  node=node),
+        basis=Basis(basis) if basis else None,
+        max_migrations=max_migrations,
+        live_only=live_only,
+        namespaces=tuple(namespaces),
+        headroom=headroom,
+        cooldown_seconds=cooldown_seconds,
+        sequential=sequential,
+    )
+
+
+def vm_refs(vms: Sequence[str], namespace: str) -> list[tuple[str, str]]:
+    """``name`` or ``namespace/name`` → (namespace, name).
+
+    Raises:
+        ConfigError: an empty name, or no VM at all.
+    """
+    refs = []
+    for ref in vms:
+        ns, _, name = ref.strip().rpartition("/")
+        if not name:
+            raise ConfigError(f"'{ref}' is not a VM name (NAME or NAMESPACE/NAME)")
+        refs.append((ns or namespace, name))
+    if not refs:
+        raise ConfigError("name at least one VM")
+    return refs

@@ -26,7 +26,7 @@ from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.kube import resources as r
 from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationMethod, Plan
 from vm_rebalance.model.plan import COLD_DOWNTIME
-from vm_rebalance.planner import ManualMoveRequest, PlanRequest, plan_manual_moves, retarget_move, skip_move
+from vm_rebalance.planner import ManualMoveRequest, PlanRequest, retarget_move, skip_move
 from vm_rebalance.render.execution import (
     ProgressTracker,
     failure_choices_text,
@@ -263,26 +263,14 @@ def move(
     c = ctx_obj(ctx)
     if method not in ("auto", "live", "cold"):
         raise ConfigError(f"--method must be auto, live or cold, not '{method}'")
-    requests = []
-    for ref in vms:
-        ns, _, name = ref.rpartition("/")
-        requests.append(ManualMoveRequest(ns or namespace, name, to, method))
+    requests = [ManualMoveRequest(ns, name, to, method) for ns, name in service.vm_refs(vms, namespace)]
     session = service.Session.open(c.target, progress=progress_printer(c))
     try:
-        state = session.state
-        if state.node(to) is None:
-            raise ConfigError(f"Target node '{to}' does not exist.", hint="list nodes with: vm-rebalance inventory")
-        plan = plan_manual_moves(state, requests, sequential=sequential)
+        plan = service.plan_moves(session.state, requests, sequential=sequential)
         if not plan.moves:
-            # Every VM failed validation: say why, with the seeds' messages.
             _print_warnings(c, plan.warnings)
-            not_found = all("does not exist" in w for w in plan.warnings)
-            if not_found:
-                raise ConfigError("none of the named VMs can be found")
-            if all("already on" in w for w in plan.warnings):
-                c.err.print("nothing to do", highlight=False)
-                return
-            raise InfeasiblePlanError("no requested move passes validation", blocking=plan.warnings)
+            c.err.print("nothing to do", highlight=False)
+            return
         carry_out(c, session, plan, yes=yes, dry_run=dry_run, output=output, what="this move",
                   options=_options(sequential, replace_affinity, unpin_after, 150.0))
     finally:
@@ -340,10 +328,7 @@ def drain(
 def _lifecycle(ctx: typer.Context, action: Action, vms: list[str], namespace: str, yes: bool,
                output: Output) -> None:
     c = ctx_obj(ctx)
-    refs = []
-    for ref in vms:
-        ns, _, name = ref.rpartition("/")
-        refs.append((ns or namespace, name))
+    refs = service.vm_refs(vms, namespace)
     if len(refs) > 10:
         c.err.print(f"[yellow]⚠ {len(refs)} VMs in one batch: consider splitting it (more than 10)[/yellow]")
     elif len(refs) > 5:
@@ -411,8 +396,7 @@ def unpin(
     The VM keeps running where it is; only future restarts may place it elsewhere.
     """
     c = ctx_obj(ctx)
-    ns, _, name = vm.rpartition("/")
-    ns = ns or namespace
+    ((ns, name),) = service.vm_refs([vm], namespace)
     session = service.Session.open(c.target)
     try:
         require_terminal(yes, "unpinning")

@@ -113,13 +113,15 @@ def progress_printer(c: Context) -> service.Progress:
 
 def _register() -> None:
     # Commands live in their own modules; importing them registers them on `app`.
-    from vm_rebalance.cli import demo, execute, inventory, plan, simulator  # noqa: F401
+    from vm_rebalance.cli import demo, execute, inventory, mcp, plan, simulator  # noqa: F401
 
 
 def fail(err: Console, error: RebalanceError) -> NoReturn:
     """Print a RebalanceError as one line (plus hint) and exit with its code."""
     # Messages quote user input (quantities, names): never let rich read it as markup.
     err.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
+    for reason in getattr(error, "blocking", ())[:20]:
+        err.print(f"  - {escape(reason)}", highlight=False, soft_wrap=True)
     if error.hint:
         err.print(f"[dim]hint:[/dim] {escape(error.hint)}", highlight=False, soft_wrap=True)
     raise SystemExit(int(error.exit_code))

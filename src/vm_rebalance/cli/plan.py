@@ -7,13 +7,10 @@ import typer
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
 from vm_rebalance.errors import ConfigError
-from vm_rebalance.model import Basis, Goal, GoalType, plan_to_document
+from vm_rebalance.model import plan_to_document
 from vm_rebalance.planner import PlanRequest
 from vm_rebalance.planner.alternatives import suggest_alternatives
 from vm_rebalance.render.plan import render_plan
-
-GOALS = ("cpu", "memory", "balanced", "count", "drain", "performance")
-
 
 def parse_weights(text: str | None) -> dict[str, float]:
     """``cpu=0.7,memory=0.3`` → {"cpu": 0.7, "memory": 0.3} (normalised later by the planner)."""
@@ -49,29 +46,15 @@ def build_request(
     cooldown_minutes: float,
     sequential: bool = False,
 ) -> PlanRequest:
-    """A PlanRequest from command-line values, with errors that name the flag."""
-    if goal not in GOALS:
-        raise ConfigError(f"--goal must be one of {', '.join(GOALS)}, not '{goal}'")
-    if goal == "drain" and not node:
-        raise ConfigError("--goal drain needs --node NODE")
-    if node and goal != "drain":
-        raise ConfigError("--node only goes with --goal drain")
-    if weights and goal != "balanced":
-        raise ConfigError("--weights only goes with --goal balanced")
-    if basis not in (None, "usage", "requests"):
-        raise ConfigError(f"--basis must be usage or requests, not '{basis}'")
-    if max_migrations is not None and max_migrations < 0:
-        raise ConfigError("--max-migrations must be 0 or more")
-    if not 0 <= headroom < 100:
-        raise ConfigError("--headroom is a percentage from 0 to 99")
-    if cooldown_minutes < 0:
-        raise ConfigError("--cooldown must be 0 or more minutes")
-    return PlanRequest(
-        goal=Goal(type=GoalType(goal), weights=parse_weights(weights), node=node),
-        basis=Basis(basis) if basis else None,
+    """A PlanRequest from command-line values (checks shared with the MCP server)."""
+    return service.plan_request(
+        goal,
+        node=node,
+        weights=parse_weights(weights) if weights else None,
         max_migrations=max_migrations,
+        basis=basis,
         live_only=live_only,
-        namespaces=tuple(namespaces or ()),
+        namespaces=namespaces or (),
         headroom=headroom / 100,
         cooldown_seconds=cooldown_minutes * 60,
         sequential=sequential,

@@ -1,10 +1,12 @@
 """`simulator serve`: the embedded KubeVirt cluster simulator as a real API server."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vm_rebalance.cli.main import app
+from vm_rebalance.errors import ConfigError
 
 simulator_app = typer.Typer(help="The embedded KubeVirt cluster simulator (for demos, tests and trying things out).",
                             no_args_is_help=True)
@@ -30,12 +32,20 @@ def serve(
     """Run a simulated KubeVirt cluster that kubectl and vm-rebalance can talk to, until Ctrl-C."""
     from vm_rebalance.simulator.server import serve as run_server
 
-    run_server(
-        scenario,
-        port=port,
-        kubeconfig_out=kubeconfig_out,
-        time_scale=time_scale,
-        tls=not plain_http,
-        policy_file=policy,
-        faults_file=faults,
-    )
+    if faults and not Path(faults).is_file():
+        raise ConfigError(f"fault script '{Path(faults).name}' does not exist")
+    if policy and not Path(policy).is_file():
+        raise ConfigError(f"policy file '{Path(policy).name}' does not exist")
+    try:
+        run_server(
+            scenario,
+            port=port,
+            kubeconfig_out=kubeconfig_out,
+            time_scale=time_scale,
+            tls=not plain_http,
+            policy_file=policy,
+            faults_file=faults,
+        )
+    except (ValueError, OSError) as exc:
+        # The simulator shares no code with the tool (not even its errors): translate here.
+        raise ConfigError(f"the simulator cannot start: {exc}") from exc

@@ -302,3 +302,38 @@ def lifecycle_view(results: Iterable[LifecycleResult]) -> RenderableType:
                       r.printable_status or "-", r.run_strategy or "-", duration_text(r.duration_seconds),
                       r.message)
     return table
+
+
+def progress_rows(tracker: ProgressTracker, report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per-move progress as plain rows; the final report, when given, is authoritative."""
+    final = {m["id"]: m for m in report["moves"]} if report else {}
+    rows = []
+    for m in tracker.plan.moves:
+        ev = tracker.events.get(m.id)
+        status = (ev.status if ev else MoveStatus.PENDING).value
+        elapsed = duration_text(ev.elapsed_seconds) if ev else "-"
+        if m.id in final:
+            status = final[m.id]["status"]
+            elapsed = duration_text(final[m.id]["duration_seconds"])
+        rows.append({
+            "id": m.id, "vm": m.vm, "namespace": m.namespace, "from": m.source, "to": m.target,
+            "method": m.method.value, "status": status, "phase": ev.phase if ev else "pending",
+            "elapsed": elapsed, "message": (final.get(m.id) or {}).get("error") or (ev.message if ev else ""),
+        })
+    return rows
+
+
+def progress_markdown(rows: Iterable[dict[str, Any]], *, title: str = "⏳ Rebalancing in progress") -> str:
+    """Per-move progress rows as a Markdown table (for agents polling a running execution)."""
+    rows = list(rows)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    lines = [f"## {title}", "", ", ".join(f"{n} {s}" for s, n in counts.items()) or "no moves", "",
+             "| # | VM | From | → | To | Type | Status | Phase | Elapsed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        icon = STATUS_ICON.get(MoveStatus(r["status"]), "")
+        lines.append(f"| {r['id']} | {r['namespace']}/{r['vm']} | {r['from'] or '-'} | → | {r['to']} | "
+                     f"{r['method'].capitalize()} | {icon} {r['status']} | {r['phase']} | {r['elapsed']} |")
+    return "\n".join(lines) + "\n"

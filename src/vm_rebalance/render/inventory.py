@@ -255,4 +255,68 @@ def inventory_view(doc: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-__all__ = ["health", "inventory_document", "inventory_view", "node_table", "totals_text", "vm_table"]
+# ------------------------------------------------------------------------------- markdown
+
+
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
+    """The inventory document as compact Markdown (for the MCP server): totals, nodes, VMs (at most ``max_vms``)."""
+    t = doc["totals"]
+    head = t["headroom"]
+    limits = doc["migration_limits"]
+    out = [
+        "## Cluster inventory",
+        "",
+        f"**Cluster:** {t['nodes']} nodes ({t['eligible_nodes']} can host migrated VMs), {t['vms']} VMs "
+        f"({t['running_vms']} running, {t['live_movable_vms']} can move live); basis: {doc['basis']}"
+        + (f"; KubeVirt {doc['kubevirt_version']}" if doc["kubevirt_version"] else ""),
+        f"**Headroom ({doc['basis']}):** {_pct_plain(head['cpu'])} CPU, {_pct_plain(head['memory'])} memory "
+        f"(target ≥ {head['target'] * 100:.0f}%); requested {_pct_plain(t['cpu_requests'])} CPU / "
+        f"{_pct_plain(t['memory_requests'])} memory",
+        f"**Migration limits:** {limits['parallel_per_cluster']} per cluster, "
+        f"{limits['parallel_outbound_per_node']} outbound per node",
+        "",
+        "### Nodes",
+        "",
+        "| Node | VMs | CPU use | CPU req | Mem use | Mem req | CPU / Mem | Health | Flags |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n in doc["nodes"]:
+        health_text = {"critical": "🔴 critical", "warning": "🟡 warning"}.get(n["health"], "ok")
+        out.append(
+            f"| {_md(n['name'])} | {n['vms']} | {_pct_plain(n['cpu_usage'])} | {_pct_plain(n['cpu_requests'])} | "
+            f"{_pct_plain(n['memory_usage'])} | {_pct_plain(n['memory_requests'])} | "
+            f"{_cores(n['allocatable']['cpu_millicores'])} / {_gib(n['allocatable']['memory_bytes'])} | "
+            f"{health_text} | {_md(', '.join(n['flags']) or '-')} |"
+        )
+    vms = doc["vms"]
+    out += ["", f"### Virtual machines ({len(vms)})", ""]
+    if vms:
+        out += ["| Namespace | VM | Node | Status | vCPU | Memory | Storage | Move |",
+                "|---|---|---|---|---|---|---|---|"]
+        for v in vms[:max_vms]:
+            move = v["move_method"] + (f" ({v['move_blocker']})" if v["move_method"] == "cold" else "")
+            out.append(
+                f"| {_md(v['namespace'])} | {_md(v['name'])} | {_md(v['node'] or '-')} | {_md(v['status'])} | "
+                f"{v['vcpus']} | {_gib(v['memory_bytes'])} | {_md(v['storage'])} | {_md(move)} |"
+            )
+        if len(vms) > max_vms:
+            out += ["", f"… and {len(vms) - max_vms} more VM(s) (filter by namespace to see them)"]
+    else:
+        out.append("No VM in the selected namespaces.")
+    if doc["migrations_in_flight"]:
+        out += ["", "### Migrations in flight", "", "| Namespace | VM | Phase | From | To |", "|---|---|---|---|---|"]
+        for m in doc["migrations_in_flight"]:
+            out.append(f"| {_md(m['namespace'])} | {_md(m['vm'])} | {_md(m['phase'])} | {_md(m['from'] or '-')} | "
+                       f"{_md(m['to'] or '-')} |")
+    for note in doc["notes"]:
+        out += ["", f"Note: {note}"]
+    return "\n".join(out) + "\n"
+
+
+__all__ = [
+    "health", "inventory_document", "inventory_markdown", "inventory_view", "node_table", "totals_text", "vm_table",
+]

@@ -1,0 +1,453 @@
+"""What each MCP tool does, over `vm_rebalance.service`: read, plan, remember, and change only when approved.
+
+Every method returns an output model plus its Markdown, or raises a RebalanceError (which
+`server.py` turns into a tool error). Blocking library calls run in worker threads so the
+event loop keeps serving; executions run in background threads (`executions.py`). No MCP
+imports: the server module adapts these to the SDK.
+"""
+
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from vm_rebalance import service
+from vm_rebalance.errors import ConfigError, InfeasiblePlanError
+from vm_rebalance.executor.lifecycle import Action, LifecycleResult
+from vm_rebalance.executor.runners import ExecutionOptions
+from vm_rebalance.mcp_server.executions import Execution, Executions, run_plan
+from vm_rebalance.mcp_server.store import PlanKind, PlanStore, StoredPlan
+from vm_rebalance.mcp_server.views import (
+    ExecutionOutput,
+    ExplainOutput,
+    GoalName,
+    InventoryOutput,
+    LifecycleAction,
+    LifecycleOutput,
+    Method,
+    PlanOutput,
+    Retarget,
+    StatusOutput,
+    UnpinOutput,
+    Weights,
+    plan_request,
+    vm_refs,
+)
+from vm_rebalance.model import Plan, plan_to_document
+from vm_rebalance.planner import ManualMoveRequest, reorder_moves, retarget_move, skip_move
+from vm_rebalance.planner.alternatives import suggest_alternatives
+from vm_rebalance.planner.explain import explain_move
+from vm_rebalance.render.execution import progress_markdown, report_markdown
+from vm_rebalance.render.inventory import inventory_document, inventory_markdown
+from vm_rebalance.render.lifecycle import (
+    lifecycle_plan_document,
+    lifecycle_plan_markdown,
+    lifecycle_results_markdown,
+    unpin_plan_document,
+    unpin_plan_markdown,
+)
+from vm_rebalance.render.plan import plan_markdown
+
+T = TypeVar("T")
+Progress = Callable[[float, float | None, str], Awaitable[None]]
+"""(progress, total, message) → a progress notification to the caller."""
+
+_POLL_SECONDS = 0.25
+_VALIDATION_TAIL = " Proceeding with remaining migrations."
+
+
+async def _no_progress(_progress: float, _total: float | None, _message: str) -> None:
+    return None
+
+
+def _approval_footer(entry: StoredPlan, what: str) -> str:
+    return (f"\n---\nPlan id: `{entry.plan_id}` · approval hash: `{entry.plan_hash}`\n\n"
+            f"**Nothing has changed yet.** Show this {what} to the human and ask for explicit approval "
+            "(approve / modify / explain / cancel).\n")
+
+
+class Tools:
+    """The tool implementations of one server: its target cluster, plans and executions."""
+
+    def __init__(self, target: service.Target, *, store: PlanStore | None = None,
+                 executions: Executions | None = None, options: ExecutionOptions | None = None) -> None:
+        self.target = target
+        self.store = store or PlanStore()
+        self.executions = executions or Executions()
+        self.options = options or ExecutionOptions()
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    async def _thread(fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def _state(self) -> Any:
+        return await self._thread(service.read_state, self.target)
+
+    def _require_live(self) -> None:
+        if self.target.offline:
+            raise ConfigError("this command changes the cluster and cannot run on --from-file (a snapshot)",
+                              hint="start the server with --kubeconfig/--context for a live cluster")
+
+    def _plan_output(self, entry: StoredPlan, plan: Plan, limits: Any, *, alternatives: Sequence[str] = (),
+                     replaces: str | None = None, changes: Sequence[str] = ()) -> tuple[PlanOutput, str]:
+        markdown = plan_markdown(plan, limits=limits, alternatives=alternatives)
+        if changes:
+            markdown = "\n".join(f"- {c}" for c in changes) + "\n\n" + markdown
+        if plan.moves:
+            next_step = (f"Show the Markdown plan to the human. After explicit approval call execute_plan with "
+                         f"plan_id '{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true. To change it "
+                         "call modify_plan; to justify a move call explain_move.")
+            markdown += _approval_footer(entry, "plan")
+        else:
+            next_step = "Nothing to execute: tell the human no migration is needed or possible (see warnings)."
+        out = PlanOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=entry.document,
+                         warnings=list(plan.warnings), alternatives=list(alternatives), replaces=replaces,
+                         changes=list(changes), next_step=next_step)
+        return out, markdown
+
+    # ------------------------------------------------------------------ read
+
+    async def cluster_inventory(self, namespaces: list[str] | None, max_vms: int) -> tuple[InventoryOutput, str]:
+        """Nodes, VMs, flags and headroom."""
+        state = await self._state()
+        doc = inventory_document(state, namespaces=namespaces or None)
+        return InventoryOutput(inventory=doc), inventory_markdown(doc, max_vms=max_vms)
+
+    # ------------------------------------------------------------------ plan
+
+    async def plan_rebalance(self, goal: GoalName, *, node: str | None, weights: Weights | None,
+                             max_migrations: int | None, basis: Literal["usage", "requests"] | None,
+                             live_only: bool, namespaces: list[str] | None,
+                             sequential: bool) -> tuple[PlanOutput, str]:
+        """An automatic plan for a goal, remembered under its id and hash."""
+        request = plan_request(goal, node=node, weights=weights, max_migrations=max_migrations, basis=basis,
+                               live_only=live_only, namespaces=namespaces, sequential=sequential)
+        state = await self._state()
+        if node and state.node(node) is None:
+            raise ConfigError(f"node '{node}' does not exist", hint="list nodes with cluster_inventory")
+
+        def compute() -> tuple[Plan, tuple[str, ...]]:
+            plan = service.propose(state, request)
+            return plan, suggest_alternatives(state, request, plan)
+
+        plan, alternatives = await self._thread(compute)
+        entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan,
+                               extra={"request": request})
+        return self._plan_output(entry, plan, state.limits, alternatives=alternatives)
+
+    async def plan_move(self, vms: list[str], target: str, namespace: str, method: Method,
+                        sequential: bool) -> tuple[PlanOutput, str]:
+        """A plan of named moves, validated like the seeds (failed validations become warnings)."""
+        requests = [ManualMoveRequest(ns, name, target.strip(), method) for ns, name in vm_refs(vms, namespace)]
+        state = await self._state()
+        plan = await self._thread(lambda: service.plan_moves(state, requests, sequential=sequential))
+        entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan)
+        return self._plan_output(entry, plan, state.limits)
+
+    async def modify_plan(self, plan_id: str, *, skip: list[int] | None, retarget: list[Retarget] | None,
+                          order: list[int] | None, sequential: bool | None) -> tuple[PlanOutput, str]:
+        """A new plan: the old one with moves skipped, retargeted or reordered; improvements recomputed."""
+        old = self.store.get(plan_id)
+        if old.kind is not PlanKind.REBALANCE or old.plan is None:
+            raise ConfigError(f"plan {old.plan_id} is a {old.kind.value} plan; only rebalance plans can be modified")
+        if old.replaced_by is not None:
+            raise ConfigError(f"plan {old.plan_id} was already modified into plan {old.replaced_by}",
+                              hint=f"modify plan {old.replaced_by} instead")
+        if not (skip or retarget or order or sequential is not None):
+            raise ConfigError("nothing to modify: give skip, retarget, order or sequential")
+        state = await self._state()
+
+        def edit() -> tuple[Plan, list[str]]:
+            plan = old.plan
+            assert plan is not None
+            changes: list[str] = []
+            for move_id in skip or ():
+                move = plan.move(move_id)
+                plan = skip_move(state, plan, move_id)
+                changes.append(f"Migration #{move_id} ({move.vm if move else '?'}) removed from plan.")
+            for r in retarget or ():
+                plan = retarget_move(state, plan, r.move_id, r.node.strip())
+                move = plan.move(r.move_id)
+                changes.append(f"Migration #{r.move_id} ({move.vm if move else '?'}) now goes to {r.node}.")
+            if order:
+                plan = reorder_moves(state, plan, order)
+                changes.append(f"Moves reordered: {', '.join(f'#{i}' for i in order)} first.")
+            if sequential is not None and sequential != plan.sequential:
+                plan = dataclasses.replace(plan, sequential=sequential)
+                changes.append("Execution is now " + ("sequential (one move at a time)." if sequential
+                                                      else "parallel (within the cluster's limits)."))
+            return plan, changes
+
+        plan, changes = await self._thread(edit)
+        entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan, extra=dict(old.extra))
+        self.store.mark_replaced(old.plan_id, entry.plan_id)
+        return self._plan_output(entry, plan, state.limits, replaces=old.plan_id, changes=changes)
+
+    async def explain_move(self, plan_id: str, move_id: int) -> tuple[ExplainOutput, str]:
+        """Why this VM, why this target, why live or cold."""
+        entry = self.store.get(plan_id)
+        if entry.plan is None:
+            raise ConfigError(f"plan {entry.plan_id} is a {entry.kind.value} plan: it has no moves to explain")
+        if entry.plan.move(move_id) is None:
+            ids = ", ".join(str(m.id) for m in entry.plan.moves) or "none"
+            raise ConfigError(f"plan {entry.plan_id} has no move {move_id}", hint=f"move ids: {ids}")
+        state = await self._state()
+        lines = explain_move(state, entry.plan, move_id)
+        markdown = f"### Why move #{move_id}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+        return ExplainOutput(plan_id=entry.plan_id, move_id=move_id, explanation=lines), markdown
+
+    # ------------------------------------------------------------------ execute
+
+    async def execute_plan(self, plan_id: str, plan_hash: str | None, confirm: bool, wait_seconds: float,
+                           progress: Progress = _no_progress) -> tuple[ExecutionOutput, str]:
+        """Re-validate the approved plan against the live cluster, then run it in the background."""
+        entry = self.store.approved(plan_id, plan_hash, PlanKind.REBALANCE)
+        if confirm is not True:
+            raise ConfigError(
+                "execute_plan changes the cluster and needs confirm: true",
+                hint="show the plan to the human, wait for explicit approval, then call again with confirm: true",
+            )
+        self._require_live()
+        plan = entry.plan
+        assert plan is not None
+        self.executions.claim(f"plan {entry.plan_id}")
+        session: service.Session | None = None
+        try:
+            session = await self._thread(service.Session.open, self.target)
+            validated, warnings = await self._thread(
+                lambda: service.validate_against(session.state, plan))
+            if len(validated.moves) < len(plan.moves):
+                dropped = len(plan.moves) - len(validated.moves)
+                raise InfeasiblePlanError(
+                    f"the cluster changed since plan {entry.plan_id} was made: {dropped} of {len(plan.moves)} "
+                    "move(s) no longer validate, so it was not executed (nothing was changed): "
+                    + "; ".join(w.replace(_VALIDATION_TAIL, "") for w in warnings),
+                    blocking=[w.replace(_VALIDATION_TAIL, "") for w in warnings],
+                    hint="make a new plan from the cluster as it is now and ask the human to approve it",
+                )
+        except BaseException:
+            if session is not None:
+                session.close()
+            self.executions.release()
+            raise
+        self.store.mark_executed(entry.plan_id)
+        execution = Execution(plan_id=entry.plan_id, plan=validated, warnings=tuple(warnings))
+        options = dataclasses.replace(self.options, sequential=validated.sequential or self.options.sequential)
+        self.executions.start(execution, session, lambda e: run_plan(e, session, options))
+        await self._follow(execution, wait_seconds, progress)
+        return self._execution_output(execution)
+
+    async def _follow(self, execution: Execution, wait_seconds: float, progress: Progress) -> None:
+        """Wait up to ``wait_seconds`` for the execution, forwarding progress (values strictly increase)."""
+        total = float(len(execution.plan.moves))
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        last_sequence, last_value, steps = -1, -1.0, 0
+        while True:
+            sequence, finished, message = execution.progress()
+            if sequence != last_sequence:
+                last_sequence = sequence
+                steps = 0 if finished > last_value else steps + 1
+                value = finished + min(0.99, steps * 0.01)
+                if value > last_value:
+                    last_value = value
+                    await progress(value, total, message)
+            if execution.done.is_set() or time.monotonic() >= deadline:
+                break
+            await anyio.sleep(_POLL_SECONDS)
+        if execution.done.is_set() and total > last_value:
+            await progress(total, total, f"execution {execution.state}")
+
+    def _execution_output(self, execution: Execution) -> tuple[ExecutionOutput, str]:
+        state = execution.state
+        rows = execution.moves()
+        if state == "running":
+            next_step = (f"Still running. Call migration_status with plan_id '{execution.plan_id}' (and wait_seconds) "
+                         "to follow it; tell the human how it progresses.")
+            markdown = progress_markdown(rows, title=f"⏳ Rebalancing in progress (plan {execution.plan_id})")
+            return ExecutionOutput(plan_id=execution.plan_id, state="running", moves=rows,
+                                   warnings=list(execution.warnings), next_step=next_step), markdown
+        if execution.error is not None:
+            hint = f" (hint: {execution.error.hint})" if execution.error.hint else ""
+            return ExecutionOutput(
+                plan_id=execution.plan_id, state="error", complete=False, moves=rows, error=str(execution.error),
+                warnings=list(execution.warnings),
+                next_step="Report the error to the human; check the cluster with cluster_inventory before re-planning.",
+            ), f"## ✗ Execution failed\n\n{execution.error}{hint}\n"
+        report = execution.report or {}
+        complete = bool(report.get("complete"))
+        if complete:
+            next_step = "Show the final report to the human."
+            if report.get("pinned"):
+                next_step += " Cold-moved VMs are pinned to their new node; offer unpin_vm."
+        else:
+            next_step = ("Execution stopped at the first failure. Show the report and troubleshooting to the human and "
+                         "ask how to proceed (retry, retry cold, skip, abort). Do NOT continue without their "
+                         "decision; to continue, make a new plan (plan_move / plan_rebalance) and get it approved.")
+        markdown = report_markdown(report) if report else "## Execution finished\n"
+        return ExecutionOutput(plan_id=execution.plan_id, state="finished", complete=complete, moves=rows,
+                               report=report, warnings=list(execution.warnings),
+                               next_step=next_step), markdown
+
+    async def migration_status(self, plan_id: str | None, wait_seconds: float,
+                               progress: Progress = _no_progress) -> tuple[StatusOutput, str]:
+        """The progress of an execution of this server (or the cluster's migrations in flight)."""
+        execution = self.executions.get(plan_id)
+        if execution is None and plan_id:
+            raise ConfigError(f"no execution of plan {plan_id} on this server",
+                              hint="execute_plan starts one; migration_status without plan_id shows the newest")
+        if execution is None:
+            if self.target.offline:
+                return StatusOutput(executions=[]), "No execution on this server (offline snapshot).\n"
+            state = await self._state()
+            flights = [{"namespace": m.namespace, "name": m.name, "vm": m.vm, "phase": m.phase, "from": m.source,
+                        "to": m.target} for m in state.migrations]
+            lines = [f"- {m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'})"
+                     for m in flights]
+            markdown = "No execution on this server.\n\n" + ("**Migrations in flight:**\n" + "\n".join(lines)
+                                                              if lines else "No migration in flight in the cluster.")
+            return StatusOutput(executions=[], migrations_in_flight=flights), markdown + "\n"
+        if wait_seconds > 0 and not execution.done.is_set():
+            await self._follow(execution, wait_seconds, progress)
+        out, markdown = self._execution_output(execution)
+        return StatusOutput(executions=[out]), markdown
+
+    # ------------------------------------------------------------------ lifecycle / unpin
+
+    async def vm_lifecycle(self, action: LifecycleAction | None, vms: list[str] | None, namespace: str,
+                           plan_id: str | None, plan_hash: str | None, confirm: bool,
+                           progress: Progress = _no_progress) -> tuple[LifecycleOutput, str]:
+        """Step 1 (no plan_id): a lifecycle plan to approve. Step 2 (plan_id, hash, confirm): run it."""
+        self._require_live()
+        if plan_id is None:
+            if action is None or not vms:
+                raise ConfigError("vm_lifecycle needs action and vms to make a plan (or plan_id to run one)")
+            refs = vm_refs(vms, namespace)
+            state = await self._state()
+            doc = lifecycle_plan_document(state, Action(action), refs)
+            missing = [v for v in doc["vms"] if v["status"] == "not found"]
+            if missing:
+                raise ConfigError("; ".join(f"VM '{v['name']}' does not exist in namespace '{v['namespace']}'"
+                                            for v in missing), hint="list VMs with cluster_inventory")
+            entry = self.store.add(PlanKind.LIFECYCLE, doc, extra={"action": Action(action), "vms": refs})
+            next_step = (f"Show the plan to the human. After explicit approval call vm_lifecycle with plan_id "
+                         f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true.")
+            return (LifecycleOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False,
+                                    next_step=next_step),
+                    lifecycle_plan_markdown(doc) + _approval_footer(entry, "lifecycle plan"))
+        entry = self.store.approved(plan_id, plan_hash, PlanKind.LIFECYCLE)
+        planned_action: Action = entry.extra["action"]
+        refs = entry.extra["vms"]
+        if action is not None and Action(action) is not planned_action:
+            raise ConfigError(f"plan {entry.plan_id} is to {planned_action.value}, not to {action}")
+        if vms and vm_refs(vms, namespace) != refs:
+            raise ConfigError(f"the VMs given differ from those of plan {entry.plan_id}",
+                              hint="pass only plan_id, plan_hash and confirm to run an approved plan")
+        if confirm is not True:
+            raise ConfigError("vm_lifecycle changes the cluster and needs confirm: true",
+                              hint="show the plan to the human, wait for explicit approval, then call again")
+        self.executions.claim(f"{planned_action.value} of {len(refs)} VM(s)")
+        try:
+            session = await self._thread(service.Session.open, self.target)
+        except BaseException:
+            self.executions.release()
+            raise
+        self.store.mark_executed(entry.plan_id)
+        messages: list[str] = []
+
+        def report(ref: str, phase: str, message: str) -> None:
+            messages.append(f"{ref}: {phase} {message}".strip())
+
+        def run() -> list[LifecycleResult]:
+            try:
+                return service.lifecycle(session, planned_action, refs, report=report)
+            finally:
+                session.close()
+
+        try:
+            results = await self._run_reporting(run, messages, progress)
+        finally:
+            self.executions.release()
+        rows = [{"namespace": r.namespace, "name": r.name, "action": r.action.value, "status": r.status.value,
+                 "message": r.message, "printable_status": r.printable_status, "run_strategy": r.run_strategy,
+                 "duration_seconds": round(r.duration_seconds, 1)} for r in results]
+        complete = all(r.ok for r in results)
+        next_step = "Show the results to the human." if complete else (
+            "Some VMs failed: show the messages to the human and ask how to proceed.")
+        return (LifecycleOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=entry.document,
+                                executed=True, results=rows, complete=complete, next_step=next_step),
+                lifecycle_results_markdown(results))
+
+    async def _run_reporting(self, fn: Callable[[], T], messages: list[str], progress: Progress) -> T:
+        """Run ``fn`` in a thread, forwarding each new message as a progress notification."""
+        result: list[T] = []
+        sent = 0
+
+        async def call() -> None:
+            result.append(await self._thread(fn))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            while not result:
+                while sent < len(messages):
+                    sent += 1
+                    await progress(float(sent), None, messages[sent - 1])
+                await anyio.sleep(_POLL_SECONDS)
+        return result[0]
+
+    async def unpin_vm(self, vm: str | None, namespace: str, plan_id: str | None, plan_hash: str | None,
+                       confirm: bool) -> tuple[UnpinOutput, str]:
+        """Step 1 (no plan_id): what would be unpinned. Step 2 (plan_id, hash, confirm): remove the pin."""
+        self._require_live()
+        if plan_id is None:
+            if not vm:
+                raise ConfigError("unpin_vm needs vm to make a plan (or plan_id to run one)")
+            ((ns, name),) = vm_refs([vm], namespace)
+
+            def pins() -> list[str]:
+                session = service.Session.open(self.target)
+                try:
+                    return service.node_pin(session, ns, name)
+                finally:
+                    session.close()
+
+            doc = unpin_plan_document(ns, name, await self._thread(pins))
+            entry = self.store.add(PlanKind.UNPIN, doc, extra={"vm": (ns, name)})
+            if doc["pinned_to"]:
+                next_step = (f"Show the plan to the human. After explicit approval call unpin_vm with plan_id "
+                             f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true.")
+                markdown = unpin_plan_markdown(doc) + _approval_footer(entry, "unpin plan")
+            else:
+                next_step = "Nothing to do: the VM has no node pin."
+                markdown = unpin_plan_markdown(doc)
+            return UnpinOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False,
+                               next_step=next_step), markdown
+        entry = self.store.approved(plan_id, plan_hash, PlanKind.UNPIN)
+        if confirm is not True:
+            raise ConfigError("unpin_vm changes the cluster and needs confirm: true",
+                              hint="show the plan to the human, wait for explicit approval, then call again")
+        ns, name = entry.extra["vm"]
+        self.executions.claim(f"unpin of {ns}/{name}")
+        try:
+            def run() -> bool:
+                session = service.Session.open(self.target)
+                try:
+                    return service.unpin(session, ns, name)
+                finally:
+                    session.close()
+
+            self.store.mark_executed(entry.plan_id)
+            done = await self._thread(run)
+        finally:
+            self.executions.release()
+        markdown = (f"✓ {ns}/{name} unpinned: it can reschedule to any suitable node\n" if done
+                    else f"{ns}/{name} has no node pin: nothing to do\n")
+        return UnpinOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=entry.document, executed=True,
+                           unpinned=done, next_step="Tell the human the result."), markdown
+
+
+__all__ = ["Progress", "Tools"]

@@ -1,0 +1,139 @@
+"""The MCP tools' input and output shapes (pydantic, at the edge) and their conversions to library types.
+
+Output models are the tools' `outputSchema`; documents inside them are the versioned
+documents of the CLI's `-o json` (Inventory, RebalancePlan, RebalanceReport, …).
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vm_rebalance import service
+from vm_rebalance.planner import PlanRequest
+
+GoalName = Literal["cpu", "memory", "balanced", "count", "drain", "performance"]
+Method = Literal["auto", "live", "cold"]
+LifecycleAction = Literal["start", "stop", "restart"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Weights(_Model):
+    """Relative weights of CPU and memory for the balanced goal (normalised by the planner)."""
+
+    cpu: float = Field(default=0.5, ge=0, description="Weight of CPU balance.")
+    memory: float = Field(default=0.5, ge=0, description="Weight of memory balance.")
+
+
+class Retarget(_Model):
+    """Send one move of the plan to another node."""
+
+    move_id: int = Field(description="The move's # in the plan.")
+    node: str = Field(description="The new target node.")
+
+
+def plan_request(
+    goal: GoalName,
+    *,
+    node: str | None = None,
+    weights: Weights | None = None,
+    max_migrations: int | None = None,
+    basis: Literal["usage", "requests"] | None = None,
+    live_only: bool = False,
+    namespaces: list[str] | None = None,
+    sequential: bool = False,
+) -> PlanRequest:
+    """A PlanRequest from tool arguments (the checks are the CLI's, in `service.plan_request`).
+
+    Raises:
+        ConfigError: inconsistent arguments.
+    """
+    return service.plan_request(
+        goal,
+        node=node,
+        weights=None if weights is None else {"cpu": weights.cpu, "memory": weights.memory},
+        max_migrations=max_migrations,
+        basis=basis,
+        live_only=live_only,
+        namespaces=namespaces or (),
+        sequential=sequential,
+    )
+
+
+vm_refs = service.vm_refs
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+class InventoryOutput(_Model):
+    """cluster_inventory's result."""
+
+    inventory: dict[str, Any] = Field(description="The Inventory document (nodes, vms, totals with headroom).")
+
+
+class PlanOutput(_Model):
+    """A plan to show to the human, with what executing it needs."""
+
+    plan_id: str = Field(description="Pass to execute_plan / modify_plan / explain_move.")
+    plan_hash: str = Field(description="sha256 of the canonical plan document; execute_plan needs it.")
+    plan: dict[str, Any] = Field(description="The RebalancePlan document (moves, stays, nodes, metrics, warnings).")
+    warnings: list[str] = Field(default_factory=list)
+    alternatives: list[str] = Field(default_factory=list)
+    replaces: str | None = Field(default=None, description="modify_plan: the plan id this plan replaces.")
+    changes: list[str] = Field(default_factory=list, description="modify_plan: what was changed.")
+    next_step: str
+
+
+class ExplainOutput(_Model):
+    """explain_move's result."""
+
+    plan_id: str
+    move_id: int
+    explanation: list[str]
+
+
+class ExecutionOutput(_Model):
+    """The state of one execution (a running one, or its final report)."""
+
+    plan_id: str = Field(description="The approved plan being executed.")
+    state: Literal["running", "finished", "error"]
+    complete: bool | None = Field(default=None, description="Finished: whether every move succeeded.")
+    moves: list[dict[str, Any]] = Field(description="Per move: id, vm, namespace, from, to, method, status, phase.")
+    report: dict[str, Any] | None = Field(default=None, description="Finished: the RebalanceReport document.")
+    error: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    next_step: str
+
+
+class StatusOutput(_Model):
+    """migration_status's result."""
+
+    executions: list[ExecutionOutput]
+    migrations_in_flight: list[dict[str, Any]] | None = Field(
+        default=None, description="Read from the cluster when this server has no execution to report.")
+
+
+class LifecycleOutput(_Model):
+    """vm_lifecycle's result: a plan to approve, or the results of running it."""
+
+    plan_id: str
+    plan_hash: str
+    plan: dict[str, Any] = Field(description="The LifecyclePlan document.")
+    executed: bool
+    results: list[dict[str, Any]] | None = None
+    complete: bool | None = None
+    next_step: str
+
+
+class UnpinOutput(_Model):
+    """unpin_vm's result: a plan to approve, or what was done."""
+
+    plan_id: str
+    plan_hash: str
+    plan: dict[str, Any] = Field(description="The UnpinPlan document.")
+    executed: bool
+    unpinned: bool | None = None
+    next_step: str

@@ -1,0 +1,73 @@
+"""PlanStore: ids and hashes of canonical documents, bounded memory, and every refusal of `approved`."""
+
+import pytest
+
+from vm_rebalance.errors import ConfigError
+from vm_rebalance.mcp_server.store import PlanKind, PlanStore, document_hash, document_id
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def doc(n: int = 1) -> dict:
+    return {"kind": "RebalancePlan", "moves": [{"id": i, "vm": f"vm-{i}"} for i in range(n)]}
+
+
+def test_hash_is_sha256_of_canonical_json_and_ignores_key_order():
+    a = {"b": 1, "a": [1, 2]}
+    b = {"a": [1, 2], "b": 1}
+    assert document_hash(a) == document_hash(b)
+    assert len(document_hash(a)) == 64
+    assert document_id(a) != document_hash(a)[:12]
+    assert document_hash(doc(1)) != document_hash(doc(2))
+
+
+def test_same_content_gets_the_same_id_and_a_fresh_entry():
+    store = PlanStore()
+    first = store.add(PlanKind.REBALANCE, doc())
+    store.mark_executed(first.plan_id)
+    again = store.add(PlanKind.REBALANCE, doc())
+    assert again.plan_id == first.plan_id
+    assert store.approved(again.plan_id, again.plan_hash, PlanKind.REBALANCE) is again
+
+
+def test_store_keeps_only_the_newest_plans():
+    store = PlanStore(capacity=3)
+    entries = [store.add(PlanKind.REBALANCE, doc(n)) for n in range(1, 6)]
+    assert len(store) == 3
+    with pytest.raises(ConfigError, match="unknown plan id"):
+        store.get(entries[0].plan_id)
+    assert store.get(entries[-1].plan_id) is entries[-1]
+
+
+@pytest.mark.parametrize(
+    ("prepare", "given_hash", "match"),
+    [
+        pytest.param(lambda s, e: None, None, "no plan_hash given", id="missing-hash"),
+        pytest.param(lambda s, e: None, "", "no plan_hash given", id="empty-hash"),
+        pytest.param(lambda s, e: None, "0" * 64, "does not match", id="wrong-hash"),
+        pytest.param(lambda s, e: s.mark_executed(e.plan_id), "ok", "already executed", id="executed"),
+        pytest.param(lambda s, e: s.mark_replaced(e.plan_id, "feedbeef0000"), "ok", "was modified", id="modified"),
+        pytest.param(lambda s, e: setattr(s.clock, "now", s.clock.now + 7200), "ok", "is stale", id="stale"),
+    ],
+)
+def test_approved_refuses(prepare, given_hash, match):
+    store = PlanStore(clock=FakeClock())
+    entry = store.add(PlanKind.REBALANCE, doc())
+    prepare(store, entry)
+    with pytest.raises(ConfigError, match=match):
+        store.approved(entry.plan_id, entry.plan_hash if given_hash == "ok" else given_hash, PlanKind.REBALANCE)
+
+
+def test_approved_refuses_a_plan_of_another_kind_and_accepts_the_right_hash():
+    store = PlanStore()
+    entry = store.add(PlanKind.LIFECYCLE, {"kind": "LifecyclePlan"})
+    with pytest.raises(ConfigError, match="lifecycle plan") as err:
+        store.approved(entry.plan_id, entry.plan_hash, PlanKind.REBALANCE)
+    assert "vm_lifecycle" in (err.value.hint or "")
+    assert store.approved(entry.plan_id, f"  sha256:{entry.plan_hash.upper()} ", PlanKind.LIFECYCLE) is entry
