@@ -1,1 +1,30 @@
-"""planner."""
+"""The planner: pure functions from a cluster state and a request to a plan (no I/O).
+
+Public API: `propose_plan` (automatic goals), `plan_manual_moves` (user-named moves), the plan
+edits `skip_move` / `retarget_move` / `reorder_moves`, `PlanRequest`, and the strategy
+registry `STRATEGIES`. Placement rules live in `eligibility`.
+"""
+
+from vm_rebalance.planner.edits import (
+    ManualMoveRequest,
+    PlanEditError,
+    plan_manual_moves,
+    reorder_moves,
+    retarget_move,
+    skip_move,
+)
+from vm_rebalance.planner.propose import propose_plan
+from vm_rebalance.planner.request import PlanRequest
+from vm_rebalance.planner.search import STRATEGIES
+
+__all__ = [
+    "STRATEGIES",
+    "ManualMoveRequest",
+    "PlanEditError",
+    "PlanRequest",
+    "plan_manual_moves",
+    "propose_plan",
+    "reorder_moves",
+    "retarget_move",
+    "skip_move",
+]

@@ -1,0 +1,279 @@
+"""Plan edits and manual moves, shared by the CLI (`apply --skip/--retarget`, `move`) and the MCP server.
+
+Every edit returns a new plan recomputed the way a fresh one is: waves (capacity-safe in
+every wave), after-state, metrics and warnings. Move ids stay stable across edits, so
+several edits can name moves by the ids the user saw first.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vm_rebalance.errors import ConfigError, InfeasiblePlanError
+from vm_rebalance.model import (
+    Basis,
+    ClusterState,
+    Goal,
+    GoalType,
+    MigrationMethod,
+    Plan,
+    Resources,
+    Stay,
+    VirtualMachine,
+    vm_ref,
+)
+from vm_rebalance.planner.assemble import DraftMove, PlanOptions, assemble_plan, drafts_from_plan
+from vm_rebalance.planner.eligibility import fit_reasons, live_blocker, move_method
+from vm_rebalance.planner.propose import resolve_basis
+from vm_rebalance.planner.waves import WaveError
+
+_DERIVED = (
+    "migrations in one plan",
+    "cold migration(s) of running VMs",
+    "stay above the warning thresholds",
+    "headroom of ",
+)
+_CAPACITY = "insufficient allocatable"
+
+
+class PlanEditError(InfeasiblePlanError):
+    """An edit would break a hard constraint; the message names the move, VM, node and reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManualMoveRequest:
+    """One VM the user wants on a node, and how (auto: live when possible, else cold)."""
+
+    namespace: str
+    vm: str
+    target: str
+    method: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("auto", "live", "cold"):
+            raise ValueError(f"method must be auto, live or cold, not '{self.method}'")
+
+
+def _kept_warnings(plan: Plan) -> list[str]:
+    return [w for w in plan.warnings if not any(d in w for d in _DERIVED)]
+
+
+def _drafts(state: ClusterState, plan: Plan) -> list[DraftMove]:
+    try:
+        return drafts_from_plan(state, plan)
+    except KeyError as exc:
+        raise ConfigError(
+            f"VM {exc.args[0]} of the plan no longer exists in the cluster",
+            hint="propose a new plan",
+        ) from exc
+
+
+def _rebuild(
+    state: ClusterState, plan: Plan, drafts: Sequence[DraftMove], stays: Sequence[Stay], *, keep_order: bool,
+    blame: str,
+) -> Plan:
+    try:
+        return assemble_plan(
+            state,
+            goal=plan.goal,
+            basis=plan.basis,
+            moves=drafts,
+            stays=stays,
+            warnings=_kept_warnings(plan),
+            options=PlanOptions(sequential=plan.sequential, keep_order=keep_order),
+            renumber=False,
+        )
+    except WaveError as exc:
+        d = drafts[exc.index]
+        raise PlanEditError(
+            f"{blame}: move {d.id} ({d.vm.ref} → {d.target}) no longer fits: {exc}",
+            blocking=[f"move {d.id}"],
+            hint=f"skip move {d.id} too, or retarget it",
+        ) from exc
+
+
+def _find(plan: Plan, move_id: int) -> int:
+    if plan.move(move_id) is None:
+        ids = ", ".join(str(m.id) for m in plan.moves) or "none"
+        raise ConfigError(f"the plan has no move {move_id}", hint=f"move ids: {ids}")
+    return move_id
+
+
+def skip_move(state: ClusterState, plan: Plan, move_id: int) -> Plan:
+    """The plan without move ``move_id``; its VM is listed as staying ("skipped").
+
+    Raises:
+        ConfigError: no such move, or a VM of the plan is gone.
+        PlanEditError: a later move needed the room the skipped move would have freed.
+    """
+    _find(plan, move_id)
+    drafts = [d for d in _drafts(state, plan) if d.id != move_id]
+    skipped = plan.move(move_id)
+    assert skipped is not None
+    stays = [*plan.stays, Stay(vm=skipped.vm, namespace=skipped.namespace, node=skipped.source or None,
+                                reason=f"move {move_id} skipped by the user")]
+    return _rebuild(state, plan, drafts, stays, keep_order=False, blame=f"skipping move {move_id}")
+
+
+def retarget_move(state: ClusterState, plan: Plan, move_id: int, node: str) -> Plan:
+    """The plan with move ``move_id`` going to ``node`` instead, re-validated with the eligibility rules.
+
+    Raises:
+        ConfigError: no such move or node.
+        PlanEditError: the VM cannot go to ``node`` (the message says why).
+    """
+    _find(plan, move_id)
+    target = state.node(node)
+    if target is None:
+        raise ConfigError(f"node '{node}' does not exist", hint="run `vm-rebalance inventory` to list the nodes")
+    drafts = _drafts(state, plan)
+    index = next(k for k, d in enumerate(drafts) if d.id == move_id)
+    d = drafts[index]
+    if d.source == node:
+        raise PlanEditError(f"move {move_id}: {d.vm.ref} is already on {node}; skip the move instead")
+    reasons = [r for r in fit_reasons(d.vm, target, state) if not r.startswith(_CAPACITY)]
+    if reasons:
+        raise PlanEditError(
+            f"move {move_id}: {d.vm.ref} cannot go to {node}: {'; '.join(reasons)}",
+            blocking=reasons,
+            hint="choose another node",
+        )
+    drafts[index] = DraftMove(vm=d.vm, source=d.source, target=node, method=d.method, id=d.id)
+    try:
+        return assemble_plan(
+            state,
+            goal=plan.goal,
+            basis=plan.basis,
+            moves=drafts,
+            stays=plan.stays,
+            warnings=_kept_warnings(plan),
+            options=PlanOptions(sequential=plan.sequential),
+            renumber=False,
+        )
+    except WaveError as exc:
+        bad = drafts[exc.index]
+        who = f"{d.vm.ref} cannot go to {node}" if bad.id == move_id else (
+            f"then move {bad.id} ({bad.vm.ref} → {bad.target}) no longer fits"
+        )
+        raise PlanEditError(f"move {move_id}: {who}: {exc}", blocking=list(exc.reasons),
+                            hint="choose another node") from exc
+
+
+def reorder_moves(state: ClusterState, plan: Plan, order: Sequence[int]) -> Plan:
+    """The plan executed in ``order`` (move ids first, the others after them in their current order).
+
+    Waves follow the order: a move never runs in an earlier wave than one listed before it.
+
+    Raises:
+        ConfigError: unknown or repeated ids.
+        PlanEditError: the order would need a target before the room it needs is freed.
+    """
+    if len(set(order)) != len(order):
+        raise ConfigError("a move id appears twice in the new order")
+    for move_id in order:
+        _find(plan, move_id)
+    drafts = _drafts(state, plan)
+    by_id = {d.id: d for d in drafts}
+    rest = [d for d in drafts if d.id not in set(order)]
+    new = [by_id[i] for i in order] + rest
+    return _rebuild(state, plan, new, plan.stays, keep_order=True, blame="the new order")
+
+
+def _live_refusal(vm: VirtualMachine) -> str | None:
+    blocker = live_blocker(vm)
+    if blocker is None:
+        return None
+    if not vm.running:
+        return "Cannot perform live migration. VM is not running. Use cold migration or start VM first."
+    if "RWO" in blocker:
+        return (
+            "Cannot perform live migration. VM uses ReadWriteOnce (RWO) storage. "
+            "Use cold migration instead (brief downtime ~30-60s)."
+        )
+    return f"Cannot perform live migration: {blocker}."
+
+
+def _target_refusal(vm: VirtualMachine, name: str, state: ClusterState, extra: Resources,
+                    residents: list[tuple[str, VirtualMachine]]) -> str | None:
+    node = state.node(name)
+    if node is None:
+        return f"Target node '{name}' does not exist."
+    if not node.ready:
+        return f"Target node '{name}' is not Ready. Choose different target."
+    if node.unschedulable:
+        return f"Target node '{name}' is cordoned (SchedulingDisabled). Choose different target or uncordon node."
+    reasons = fit_reasons(vm, node, state, extra_requested=extra, residents=residents)
+    return f"cannot run on {name}: {'; '.join(reasons)}" if reasons else None
+
+
+def plan_manual_moves(
+    state: ClusterState,
+    requests: Sequence[ManualMoveRequest | tuple[str, str, str, str]],
+    *,
+    basis: Basis | None = None,
+    sequential: bool = False,
+) -> Plan:
+    """A plan of user-named moves (goal ``manual``), validated as the seeds require.
+
+    Each request is checked in turn (VM exists, not already on the target, storage allows the
+    method, target exists / Ready / not cordoned, then every `fit_reasons` rule given the
+    requests accepted before it). A failed request is left out and explained in the plan's
+    warnings ("Migration #2 (db-01) failed validation: …"); the caller decides whether an empty
+    or shortened plan is fatal.
+    """
+    warnings: list[str] = []
+    chosen_basis = resolve_basis(state, basis, warnings)
+    drafts: list[DraftMove] = []
+    extra: dict[str, Resources] = {}
+    residents = {v.ref: (str(v.node), v) for v in state.vms if v.running and v.node}
+    seen: set[str] = set()
+    for number, raw in enumerate(requests, start=1):
+        req = raw if isinstance(raw, ManualMoveRequest) else ManualMoveRequest(*raw)
+        label = f"Migration #{number} ({req.vm})"
+        vm = state.vm(req.namespace, req.vm)
+        problem: str | None = None
+        method = MigrationMethod.COLD
+        if vm is None:
+            problem = (
+                f"VM '{req.vm}' does not exist in namespace '{req.namespace}'. "
+                "Use `vm-rebalance inventory` to see available VMs."
+            )
+        elif vm.ref in seen:
+            problem = f"VM '{req.vm}' is already in this plan."
+        elif vm.running and vm.node == req.target:
+            problem = f"VM '{req.vm}' is already on '{req.target}'. No migration needed."
+        elif vm.migrating:
+            problem = f"VM '{req.vm}' is already migrating."
+        else:
+            if req.method == "live":
+                problem = _live_refusal(vm)
+                method = MigrationMethod.LIVE
+            elif req.method == "auto":
+                method = move_method(vm)
+            if problem is None:
+                problem = _target_refusal(
+                    vm, req.target, state, extra.get(req.target, Resources()), list(residents.values())
+                )
+        if problem is not None or vm is None:
+            warnings.append(f"{label} failed validation: {problem} Proceeding with remaining migrations.")
+            continue
+        seen.add(vm.ref)
+        if vm.do_not_move:
+            warnings.append(f"{vm.ref} is annotated do-not-move; it is in the plan because it was named explicitly")
+        source = vm.node if vm.running and vm.node else ""
+        drafts.append(DraftMove(vm=vm, source=source, target=req.target, method=method))
+        extra[req.target] = extra.get(req.target, Resources()) + vm.requests
+        if source:
+            extra[source] = extra.get(source, Resources()) - vm.requests
+        residents[vm_ref(vm.namespace, vm.name)] = (req.target, vm)
+    try:
+        return assemble_plan(
+            state,
+            goal=Goal(type=GoalType.MANUAL),
+            basis=chosen_basis,
+            moves=drafts,
+            warnings=warnings,
+            options=PlanOptions(sequential=sequential),
+        )
+    except WaveError as exc:
+        d = drafts[exc.index]
+        raise InfeasiblePlanError(f"{d.vm.ref} → {d.target}: {exc}") from exc

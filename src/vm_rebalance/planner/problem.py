@@ -1,0 +1,375 @@
+"""The placement problem as numpy arrays, the goal's objective, and its vectorised move deltas.
+
+`Problem` turns a `ClusterState` into arrays the search can work on quickly: node loads on
+the chosen basis, free allocatable by requests, a static VM-class x node feasibility matrix
+(node eligibility, taints, nodeSelector, required node affinity — cached per distinct static
+placement, so 100,000 VMs with a handful of placements cost a handful of rule evaluations),
+and which VMs take part in pod (anti-)affinity or topology spread (those are checked lazily
+with `eligibility.pod_affinity_violations`, the same function `fit_reasons` uses).
+
+Utilisation is kept per node in "units": percentage points of allocatable for CPU and
+memory, ten units per (capacity-weighted) VM for the count and heavy-VM columns. An
+objective is a weighted sum of terms over the objective nodes (eligible targets; the node
+being drained is not one): ``std`` terms are population standard deviations, ``hot`` terms
+are the root mean square of the excess over a threshold. Moving one VM changes only two
+nodes, so the new objective of every (VM, target) pair follows from running sums in O(1) —
+`move_deltas` evaluates a whole block of pairs at once.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Node, VirtualMachine
+from vm_rebalance.planner.eligibility import is_eligible_target, static_placement_violations
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+CPU, MEM, COUNT, HEAVY = 0, 1, 2, 3
+COLUMNS = 4
+COUNT_UNIT = 10.0
+"""Units per VM in the count columns, so that count and percentage-point objectives share thresholds."""
+
+CPU_WARNING, MEMORY_WARNING = 80.0, 85.0
+CPU_CRITICAL, MEMORY_CRITICAL = 90.0, 95.0
+HEAVY_QUANTILE = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One part of an objective: the std dev of a column, or the RMS excess over a threshold."""
+
+    kind: Literal["std", "hot"]
+    column: int
+    weight: float
+    threshold: float = 0.0
+
+
+def normalised_weights(goal: Goal) -> tuple[float, float]:
+    """The goal's CPU and memory weights, summing to 1 (0.5 / 0.5 when both are zero)."""
+    cpu = float(goal.weights.get("cpu", 0.5))
+    mem = float(goal.weights.get("memory", 0.5))
+    total = cpu + mem
+    return (0.5, 0.5) if total <= 0 else (cpu / total, mem / total)
+
+
+def objective_terms(goal: Goal) -> tuple[Term, ...]:
+    """The terms of the goal's objective (drain and manual plans are scored as `balanced`)."""
+    wc, wm = normalised_weights(goal)
+    match goal.type:
+        case GoalType.CPU:
+            return (Term("std", CPU, 1.0),)
+        case GoalType.MEMORY:
+            return (Term("std", MEM, 1.0),)
+        case GoalType.COUNT:
+            return (Term("std", COUNT, 1.0),)
+        case GoalType.PERFORMANCE:
+            # Hot spots dominate (first bring every node under the warning thresholds), then the
+            # balance of both resources, then heavy VMs kept apart.
+            return (
+                Term("hot", CPU, 4.0, CPU_WARNING),
+                Term("hot", MEM, 4.0, MEMORY_WARNING),
+                Term("std", CPU, wc),
+                Term("std", MEM, wm),
+                Term("std", HEAVY, 0.25),
+            )
+        case _:
+            terms = []
+            if wc > 0:
+                terms.append(Term("std", CPU, wc))
+            if wm > 0:
+                terms.append(Term("std", MEM, wm))
+            return tuple(terms)
+
+
+def _hot(x: FloatArray | float, threshold: float) -> FloatArray:
+    excess = np.maximum(np.asarray(x, dtype=np.float64) - threshold, 0.0)
+    return np.asarray(excess * excess)
+
+
+@dataclass(slots=True)
+class Sums:
+    """Running sums over the objective nodes that determine the objective."""
+
+    s1: FloatArray
+    s2: FloatArray
+    hot: FloatArray
+    """Per term: sum of squared excess (only meaningful for hot terms)."""
+    k: int
+
+
+def _static_key(vm: VirtualMachine) -> tuple[object, ...]:
+    p = vm.placement
+    return (tuple(sorted(p.node_selector.items())), p.required_node_terms, p.tolerations)
+
+
+class Problem:
+    """A cluster as arrays. Working copies (``pos``, ``node_load``, ``requested``) change as moves apply."""
+
+    def __init__(
+        self,
+        state: ClusterState,
+        *,
+        goal: Goal,
+        basis: Basis,
+        objective_nodes: Sequence[str] | None = None,
+        feasibility: bool = True,
+    ) -> None:
+        self.state = state
+        self.goal = goal
+        self.basis = basis
+        self.nodes: tuple[Node, ...] = tuple(sorted(state.nodes, key=lambda n: n.name))
+        self.node_names = [n.name for n in self.nodes]
+        self.node_index: dict[str, int] = {n: i for i, n in enumerate(self.node_names)}
+        self.node_labels: Mapping[str, Mapping[str, str]] = {n.name: n.labels for n in self.nodes}
+        n_nodes = len(self.nodes)
+        self.eligible = np.array([is_eligible_target(n) for n in self.nodes], dtype=bool)
+        if objective_nodes is None:
+            drained = goal.node if goal.type is GoalType.DRAIN else None
+            self.obj_mask = self.eligible & np.array([n.name != drained for n in self.nodes], dtype=bool)
+        else:
+            wanted = set(objective_nodes)
+            self.obj_mask = np.array([n.name in wanted for n in self.nodes], dtype=bool)
+
+        # Placed, running VMs only: a stopped VM holds no node and loads none.
+        self.vms: tuple[VirtualMachine, ...] = tuple(
+            sorted(
+                (v for v in state.vms if v.running and v.node is not None and v.node in self.node_index),
+                key=lambda v: (v.namespace, v.name),
+            )
+        )
+        self.vm_index = {v.ref: i for i, v in enumerate(self.vms)}
+        n_vms = len(self.vms)
+        self.pos: IntArray = np.array([self.node_index[str(v.node)] for v in self.vms], dtype=np.int64)
+        self.home: IntArray = self.pos.copy()
+
+        self.alloc = np.array(
+            [[n.allocatable.cpu_millicores, n.allocatable.memory_bytes] for n in self.nodes], dtype=np.float64
+        ).reshape(n_nodes, 2)
+        self.requested = np.array(
+            [[n.requested.cpu_millicores, n.requested.memory_bytes] for n in self.nodes], dtype=np.float64
+        ).reshape(n_nodes, 2)
+        self.vm_req = np.array(
+            [[v.requests.cpu_millicores, v.requests.memory_bytes] for v in self.vms], dtype=np.float64
+        ).reshape(n_vms, 2)
+
+        use_usage = basis is Basis.USAGE
+        self.vms_without_usage = sum(1 for v in self.vms if use_usage and v.usage is None)
+        self.nodes_without_usage = sum(1 for n in self.nodes if use_usage and n.usage is None)
+        load = np.zeros((n_vms, COLUMNS), dtype=np.float64)
+        for i, v in enumerate(self.vms):
+            r = v.usage if use_usage and v.usage is not None else v.requests
+            load[i, CPU] = r.cpu_millicores
+            load[i, MEM] = r.memory_bytes
+        load[:, COUNT] = COUNT_UNIT
+        if n_vms:
+            cpu_loads = load[:, CPU]
+            cut = float(np.quantile(cpu_loads, HEAVY_QUANTILE))
+            load[:, HEAVY] = np.where((cpu_loads >= cut) & (cpu_loads > 0), COUNT_UNIT, 0.0)
+        self.load = load
+
+        node_load = np.zeros((n_nodes, COLUMNS), dtype=np.float64)
+        for j, n in enumerate(self.nodes):
+            r = n.usage if use_usage and n.usage is not None else n.requested
+            node_load[j, CPU] = r.cpu_millicores
+            node_load[j, MEM] = r.memory_bytes
+        np.add.at(node_load[:, COUNT], self.pos, load[:, COUNT])
+        np.add.at(node_load[:, HEAVY], self.pos, load[:, HEAVY])
+        self.node_load = node_load
+
+        den = np.full((n_nodes, COLUMNS), np.inf)
+        den[:, CPU] = np.where(self.alloc[:, 0] > 0, self.alloc[:, 0] / 100.0, np.inf)
+        den[:, MEM] = np.where(self.alloc[:, 1] > 0, self.alloc[:, 1] / 100.0, np.inf)
+        ref = self.obj_mask if self.obj_mask.any() else np.ones(n_nodes, dtype=bool)
+        if n_nodes:
+            mean_cpu = float(np.mean(self.alloc[ref, 0])) or 1.0
+            mean_mem = float(np.mean(self.alloc[ref, 1])) or 1.0
+            weight = (self.alloc[:, 0] / mean_cpu + self.alloc[:, 1] / mean_mem) / 2.0
+            den[:, COUNT] = np.where(weight > 0, weight, np.inf)
+        den[:, HEAVY] = den[:, COUNT]
+        self.den = den
+
+        # Static feasibility per distinct (nodeSelector, required node affinity, tolerations).
+        classes: dict[tuple[object, ...], int] = {}
+        vm_class = np.zeros(n_vms, dtype=np.int64)
+        rows: list[BoolArray] = []
+        for i, v in enumerate(self.vms):
+            key = _static_key(v)
+            c = classes.get(key)
+            if c is None and not feasibility:
+                c = 0
+                classes[key] = c
+                if not rows:
+                    rows.append(self.eligible.copy())
+            if c is None:
+                c = len(rows)
+                classes[key] = c
+                rows.append(
+                    np.array(
+                        [bool(self.eligible[j]) and not static_placement_violations(v, n)
+                         for j, n in enumerate(self.nodes)],
+                        dtype=bool,
+                    ).reshape(n_nodes)
+                )
+            vm_class[i] = c
+        self.vm_class = vm_class
+        self.class_feasible: BoolArray = (
+            np.vstack(rows) if rows else np.zeros((0, n_nodes), dtype=bool)
+        )
+
+        # VMs whose placement depends on where other VMs are (and the VMs such terms select).
+        self.dynamic = np.array(
+            [bool(v.placement.pod_anti_affinity or v.placement.pod_affinity or v.placement.topology_spread)
+             for v in self.vms],
+            dtype=bool,
+        ).reshape(n_vms)
+        selectors = {
+            (term.label_selector, term.namespaces or (v.namespace,))
+            for v in self.vms
+            for term in (*v.placement.pod_anti_affinity, *v.placement.pod_affinity)
+        } | {
+            (tsc.label_selector, (v.namespace,)) for v in self.vms for tsc in v.placement.topology_spread
+        }
+        self.affinity_relevant = self.dynamic.copy()
+        if selectors:
+            for i, v in enumerate(self.vms):
+                if not self.affinity_relevant[i]:
+                    self.affinity_relevant[i] = any(
+                        v.namespace in ns and sel.matches(v.labels) for sel, ns in selectors
+                    )
+        self._relevant_by_ns: dict[str, list[int]] = {}
+        for k in np.flatnonzero(self.affinity_relevant).tolist():
+            self._relevant_by_ns.setdefault(self.vms[k].namespace, []).append(k)
+
+    # ----------------------------------------------------------------- state
+
+    def fork(self) -> "Problem":
+        """An independent working copy (the static parts are shared, the mutable arrays copied)."""
+        other = object.__new__(Problem)
+        for name in self.__dict__:
+            setattr(other, name, self.__dict__[name])
+        other.pos = self.pos.copy()
+        other.node_load = self.node_load.copy()
+        other.requested = self.requested.copy()
+        return other
+
+    @property
+    def free(self) -> FloatArray:
+        """Allocatable minus requested per node (CPU millicores, memory bytes), as things stand now."""
+        return np.asarray(self.alloc - self.requested)
+
+    def utilisation(self) -> FloatArray:
+        """Per node and column, in units (percentage points, or 10 per weighted VM)."""
+        return np.asarray(self.node_load / self.den)
+
+    def apply(self, i: int, target: int) -> None:
+        """Move VM ``i`` to node ``target`` in the working copy."""
+        source = int(self.pos[i])
+        self.node_load[source] -= self.load[i]
+        self.node_load[target] += self.load[i]
+        self.requested[source] -= self.vm_req[i]
+        self.requested[target] += self.vm_req[i]
+        self.pos[i] = target
+
+    def add_started(self, vm: VirtualMachine, target: int) -> None:
+        """Account for a stopped VM that will start on ``target`` (manual moves)."""
+        use_usage = self.basis is Basis.USAGE
+        r = vm.usage if use_usage and vm.usage is not None else vm.requests
+        self.node_load[target, CPU] += r.cpu_millicores
+        self.node_load[target, MEM] += r.memory_bytes
+        self.node_load[target, COUNT] += COUNT_UNIT
+        self.requested[target] += (vm.requests.cpu_millicores, vm.requests.memory_bytes)
+
+    def residents_for(self, vm: VirtualMachine) -> list[tuple[str, VirtualMachine]]:
+        """(node, VM) of the affinity-relevant VMs ``vm``'s terms can see, where they are now."""
+        namespaces = {vm.namespace}
+        for term in (*vm.placement.pod_anti_affinity, *vm.placement.pod_affinity):
+            namespaces.update(term.namespaces)
+        return [
+            (self.node_names[int(self.pos[j])], self.vms[j])
+            for ns in sorted(namespaces)
+            for j in self._relevant_by_ns.get(ns, ())
+        ]
+
+    # ------------------------------------------------------------- objective
+
+    def sums(self, terms: Sequence[Term], util: FloatArray | None = None) -> Sums:
+        """Running sums of ``util`` (default: the current utilisation) over the objective nodes."""
+        u = (self.utilisation() if util is None else util)[self.obj_mask]
+        hot = np.array([float(np.sum(_hot(u[:, t.column], t.threshold))) if t.kind == "hot" else 0.0
+                        for t in terms])
+        return Sums(s1=u.sum(axis=0), s2=(u * u).sum(axis=0), hot=hot, k=int(self.obj_mask.sum()))
+
+    def objective(self, terms: Sequence[Term], util: FloatArray | None = None) -> float:
+        """The objective of the current (or given) utilisation."""
+        s = self.sums(terms, util)
+        return float(objective_from(terms, s.s1, s.s2, s.hot, s.k))
+
+    def move_deltas(
+        self, terms: Sequence[Term], sums: Sums, vms: IntArray, targets: IntArray, util: FloatArray
+    ) -> FloatArray:
+        """The objective after moving each VM of ``vms`` to each node of ``targets``: shape (vms, targets)."""
+        src = self.pos[vms]
+        in_obj_src = self.obj_mask[src].astype(np.float64)[:, None]
+        in_obj_tgt = self.obj_mask[targets].astype(np.float64)[None, :]
+        columns = sorted({t.column for t in terms})
+        new_s1: dict[int, FloatArray] = {}
+        new_s2: dict[int, FloatArray] = {}
+        cache: dict[int, tuple[FloatArray, FloatArray, FloatArray, FloatArray]] = {}
+        for c in columns:
+            a = (self.load[vms, c] / self.den[src, c])[:, None]
+            b = self.load[vms, c][:, None] / self.den[targets, c][None, :]
+            us = util[src, c][:, None]
+            ut = util[targets, c][None, :]
+            cache[c] = (a, b, us, ut)
+            new_s1[c] = sums.s1[c] + in_obj_tgt * b - in_obj_src * a
+            new_s2[c] = (
+                sums.s2[c]
+                + in_obj_src * (a * a - 2.0 * a * us)
+                + in_obj_tgt * (b * b + 2.0 * b * ut)
+            )
+        total = np.zeros((len(vms), len(targets)), dtype=np.float64)
+        k = max(sums.k, 1)
+        for idx, term in enumerate(terms):
+            if term.weight == 0:
+                continue
+            if term.kind == "std":
+                m = new_s1[term.column] / k
+                var = np.maximum(new_s2[term.column] / k - m * m, 0.0)
+                total += term.weight * np.sqrt(var)
+            else:
+                a, b, us, ut = cache[term.column]
+                th = term.threshold
+                hot = (
+                    sums.hot[idx]
+                    + in_obj_src * (_hot(us - a, th) - _hot(us, th))
+                    + in_obj_tgt * (_hot(ut + b, th) - _hot(ut, th))
+                )
+                total += term.weight * np.sqrt(np.maximum(hot, 0.0) / k)
+        return total
+
+
+def objective_from(
+    terms: Sequence[Term], s1: FloatArray, s2: FloatArray, hot: FloatArray, k: int
+) -> float:
+    """The objective given the running sums."""
+    if k <= 0:
+        return 0.0
+    total = 0.0
+    for idx, term in enumerate(terms):
+        if term.kind == "std":
+            m = float(s1[term.column]) / k
+            total += term.weight * float(np.sqrt(max(float(s2[term.column]) / k - m * m, 0.0)))
+        else:
+            total += term.weight * float(np.sqrt(max(float(hot[idx]), 0.0) / k))
+    return total
+
+
+def population_std(values: FloatArray) -> float:
+    """Population standard deviation (0 for no values)."""
+    return float(np.std(values)) if len(values) else 0.0
