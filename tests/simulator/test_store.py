@@ -24,8 +24,12 @@ def make_store() -> Store:
 
 
 def vm(name: str, ns: str = "ns", run: str = "Always") -> dict:
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-            "metadata": {"name": name, "namespace": ns}, "spec": {"runStrategy": run}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"runStrategy": run},
+    }
 
 
 def test_create_assigns_identity_fields() -> None:
@@ -126,7 +130,9 @@ def test_main_resource_update_ignores_status_for_status_subresource_kinds() -> N
     with_status = store.update(VM, {**first, "status": {"printableStatus": "Running"}}, subresource="status")
     assert with_status["status"] == {"printableStatus": "Running"}
     assert with_status["metadata"]["generation"] == 1
-    after = store.update(VM, {**with_status, "status": {"printableStatus": "Forged"}, "spec": {"runStrategy": "Halted"}})
+    after = store.update(
+        VM, {**with_status, "status": {"printableStatus": "Forged"}, "spec": {"runStrategy": "Halted"}}
+    )
     assert after["status"] == {"printableStatus": "Running"}
     assert after["spec"] == {"runStrategy": "Halted"}
 
@@ -134,14 +140,18 @@ def test_main_resource_update_ignores_status_for_status_subresource_kinds() -> N
 def test_status_update_changes_only_status() -> None:
     store = make_store()
     first = store.create(VM, vm("a"))
-    out = store.update(VM, {**first, "spec": {"runStrategy": "Halted"}, "status": {"ready": True}}, subresource="status")
+    out = store.update(
+        VM, {**first, "spec": {"runStrategy": "Halted"}, "status": {"ready": True}}, subresource="status"
+    )
     assert out["spec"]["runStrategy"] == "Always"
     assert out["status"] == {"ready": True}
 
 
 def test_vmi_without_status_subresource_updates_everything() -> None:
     store = make_store()
-    first = store.create(VMI, {"metadata": {"name": "a", "namespace": "ns"}, "spec": {}, "status": {"phase": "Pending"}})
+    first = store.create(
+        VMI, {"metadata": {"name": "a", "namespace": "ns"}, "spec": {}, "status": {"phase": "Pending"}}
+    )
     out = store.update(VMI, {**first, "status": {"phase": "Running"}})
     assert out["status"]["phase"] == "Running"
 
@@ -221,16 +231,33 @@ def test_metrics_writes_stay_out_of_watch_history() -> None:
 def test_ten_thousand_vms_load_and_list_fast() -> None:
     store = make_store()
     template = {
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
         "metadata": {"namespace": "ns", "labels": {"app": "x", "tier": "web"}, "annotations": {"a": "b"}},
-        "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": {"app": "x"}}, "spec": {
-            "domain": {"cpu": {"cores": 2}, "memory": {"guest": "4Gi"},
-                       "devices": {"disks": [{"name": "root", "disk": {"bus": "virtio"}}],
-                                   "interfaces": [{"name": "default", "masquerade": {}}]}},
-            "networks": [{"name": "default", "pod": {}}],
-            "volumes": [{"name": "root", "persistentVolumeClaim": {"claimName": "pvc"}}]}}},
-        "status": {"printableStatus": "Running", "ready": True, "created": True,
-                   "conditions": [{"type": "Ready", "status": "True"}]},
+        "spec": {
+            "runStrategy": "Always",
+            "template": {
+                "metadata": {"labels": {"app": "x"}},
+                "spec": {
+                    "domain": {
+                        "cpu": {"cores": 2},
+                        "memory": {"guest": "4Gi"},
+                        "devices": {
+                            "disks": [{"name": "root", "disk": {"bus": "virtio"}}],
+                            "interfaces": [{"name": "default", "masquerade": {}}],
+                        },
+                    },
+                    "networks": [{"name": "default", "pod": {}}],
+                    "volumes": [{"name": "root", "persistentVolumeClaim": {"claimName": "pvc"}}],
+                },
+            },
+        },
+        "status": {
+            "printableStatus": "Running",
+            "ready": True,
+            "created": True,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
     }
     t0 = time.perf_counter()
     for i in range(10_000):
@@ -249,3 +276,17 @@ def test_ten_thousand_vms_load_and_list_fast() -> None:
     assert load < 3.0
     assert listed < 0.8
     assert listed_raw < 0.1
+
+
+def test_a_failing_subscriber_does_not_block_the_others() -> None:
+    store = make_store()
+    seen: list[str] = []
+
+    def broken(event: WatchEvent) -> None:
+        raise RuntimeError("boom")
+
+    store.subscribe(broken)
+    store.subscribe(lambda e: seen.append(e.type))
+    store.create(VM, vm("a"))
+    assert seen == ["ADDED"]
+    assert store.subscriber_errors == 1

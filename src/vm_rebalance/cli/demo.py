@@ -24,8 +24,8 @@ def demo(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve the plan without asking.")] = False,
     scenario: Annotated[str, typer.Option("--scenario", help="Simulator scenario (demo, small, medium, large).")] = "demo",
     time_scale: Annotated[
-        float, typer.Option("--time-scale", help="Simulated seconds per wall second.")
-    ] = 60.0,
+        float, typer.Option("--time-scale", help="Simulated seconds per wall second (5: the demo takes ~30 s).")
+    ] = 5.0,
     goal: Annotated[str, typer.Option("--goal", help="Planning goal.")] = "balanced",
 ) -> None:
     """Try vm-rebalance without a cluster: a simulated imbalanced KubeVirt cluster, a plan, your approval, execution.

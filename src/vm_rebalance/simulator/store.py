@@ -9,6 +9,7 @@ as long as callers do not mutate them.
 
 import contextlib
 import gc
+import logging
 import random
 import threading
 import uuid
@@ -39,6 +40,7 @@ STATUS_SUBRESOURCE_KINDS: frozenset[Key] = frozenset(
 UNWATCHED_GROUPS: frozenset[str] = frozenset({"metrics.k8s.io"})
 
 DEFAULT_HISTORY_SIZE = 20_000
+_log = logging.getLogger(__name__)
 
 _KeyList = list[Key]
 _EventList = list["WatchEvent"]
@@ -125,6 +127,10 @@ def pause_gc() -> Iterator[None]:
             gc.enable()
 
 
+def _copy_dict(obj: Obj) -> Obj:
+    return {k: copy_obj(v) for k, v in obj.items()}
+
+
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet: no vowels, no 0/1/3
 
 
@@ -147,6 +153,8 @@ class Store:
         # RV of the newest event dropped from the history (0 = nothing dropped yet).
         self._dropped_rv = 0
         self._subscribers: _SubscriberList = []
+        self.subscriber_errors = 0
+        """How many subscriber callbacks raised (they are logged and skipped)."""
 
     # -- reads ---------------------------------------------------------------------------------------------------
 
@@ -156,7 +164,7 @@ class Store:
             obj = self._objects.get(key, {}).get((namespace or "", name))
             if obj is None:
                 raise NotFoundError(key, namespace, name)
-            return copy_obj(obj) if copy else obj
+            return _copy_dict(obj) if copy else obj
 
     def try_get(self, key: Key, namespace: str | None, name: str, *, copy: bool = True) -> Obj | None:
         """The object, or None when it does not exist."""
@@ -164,7 +172,7 @@ class Store:
             obj = self._objects.get(key, {}).get((namespace or "", name))
             if obj is None:
                 return None
-            return copy_obj(obj) if copy else obj
+            return _copy_dict(obj) if copy else obj
 
     def list(self, key: Key, namespace: str | None = None, *, copy: bool = True) -> tuple[list[Obj], int]:
         """Objects sorted by (namespace, name) and the store's current resourceVersion.
@@ -180,12 +188,13 @@ class Store:
                 ids = sorted(i for i in bucket if i[0] == namespace)
             if copy:
                 with pause_gc():
-                    return [copy_obj(bucket[i]) for i in ids], self._rv
+                    return [_copy_dict(bucket[i]) for i in ids], self._rv
             return [bucket[i] for i in ids], self._rv
 
     def iter_objects(self, key: Key) -> Iterator[Obj]:
-        """Stored objects of a kind in no particular order, uncopied; call with ``lock`` held."""
-        return iter(tuple(self._objects.get(key, {}).values()))
+        """Stored objects of a kind in no particular order, uncopied (a snapshot taken under the lock)."""
+        with self.lock:
+            return iter(tuple(self._objects.get(key, {}).values()))
 
     def count(self, key: Key) -> int:
         """Number of stored objects of a kind."""
@@ -204,15 +213,26 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def create(self, key: Key, obj: Obj) -> Obj:
+    def create(self, key: Key, obj: Obj, *, keep_identity: bool = False) -> Obj:
         """Store a new object as kube-apiserver would and return a copy of it.
+
+        ``keep_identity`` keeps a given uid and creationTimestamp (loading a snapshot, where owner
+        references and labels point at those uids).
 
         Raises:
             AlreadyExistsError: the namespace/name is taken.
             ValueError: neither metadata.name nor metadata.generateName is set.
         """
         with self.lock:
-            new = copy_obj(obj)
+            return _copy_dict(self.load(key, _copy_dict(obj), keep_identity=keep_identity))
+
+    def load(self, key: Key, new: Obj, *, keep_identity: bool = True) -> Obj:
+        """Like :meth:`create` but takes ownership of ``new`` and returns the stored dict (bulk loading).
+
+        Raises:
+            AlreadyExistsError: the namespace/name is taken.
+        """
+        with self.lock:
             meta = new.setdefault("metadata", {})
             bucket = self._objects.setdefault(key, {})
             ns = meta.get("namespace") or ""
@@ -230,8 +250,10 @@ class Store:
                 raise AlreadyExistsError(key, ns or None, name)
             if not ns:
                 meta.pop("namespace", None)
-            meta["uid"] = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            meta["creationTimestamp"] = self._clock()
+            if not (keep_identity and meta.get("uid")):
+                meta["uid"] = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+            if not (keep_identity and meta.get("creationTimestamp")):
+                meta["creationTimestamp"] = self._clock()
             meta["generation"] = 1
             meta.pop("deletionTimestamp", None)
             meta.pop("deletionGracePeriodSeconds", None)
@@ -239,7 +261,7 @@ class Store:
             meta["resourceVersion"] = str(self._rv)
             bucket[(ns, name)] = new
             self._emit("ADDED", key, new)
-            return copy_obj(new)
+            return new
 
     def update(self, key: Key, obj: Obj, *, subresource: str | None = None) -> Obj:
         """Replace an object (PUT semantics) and return a copy of the result.
@@ -272,6 +294,32 @@ class Store:
                         new["status"] = old["status"]
             return self._commit(key, old, new, bump_generation=subresource != "status")
 
+    def put(self, key: Key, obj: Obj) -> None:
+        """Create or unconditionally replace, taking ownership of ``obj`` (no copies; metrics refreshes)."""
+        with self.lock:
+            meta = obj.setdefault("metadata", {})
+            old = self._objects.get(key, {}).get((meta.get("namespace") or "", meta.get("name", "")))
+            if old is None:
+                self.load(key, obj, keep_identity=False)
+            else:
+                self._commit(key, old, obj, bump_generation=True, copy_result=False)
+
+    def set_fields(self, key: Key, namespace: str | None, name: str, fields: Obj) -> Obj:
+        """Replace top-level fields (e.g. ``{"status": {...}}``) without deep-copying the rest; cheap for
+        controllers. Takes ownership of the values; returns the stored object (read-only).
+
+        Raises:
+            NotFoundError: the object does not exist.
+        """
+        with self.lock:
+            old = self._objects.get(key, {}).get((namespace or "", name))
+            if old is None:
+                raise NotFoundError(key, namespace, name)
+            new = dict(old)
+            new.update(fields)
+            new["metadata"] = dict(fields.get("metadata") or old["metadata"])
+            return self._commit(key, old, new, bump_generation=True, copy_result=False)
+
     def mutate(self, key: Key, namespace: str | None, name: str, fn: Callable[[Obj], None]) -> Obj:
         """Atomic read-modify-write: ``fn`` edits a copy in place (spec, status, metadata).
 
@@ -282,7 +330,7 @@ class Store:
             old = self._objects.get(key, {}).get((namespace or "", name))
             if old is None:
                 raise NotFoundError(key, namespace, name)
-            new = copy_obj(old)
+            new = _copy_dict(old)
             fn(new)
             return self._commit(key, old, new, bump_generation=True)
 
@@ -300,22 +348,24 @@ class Store:
                 raise NotFoundError(key, namespace, name)
             if old["metadata"].get("finalizers"):
                 if old["metadata"].get("deletionTimestamp"):
-                    return copy_obj(old)
+                    return _copy_dict(old)
                 new = dict(old)
                 new["metadata"] = dict(old["metadata"])
                 new["metadata"]["deletionTimestamp"] = self._clock()
                 new["metadata"]["deletionGracePeriodSeconds"] = 0
                 return self._commit(key, old, new, bump_generation=False, marking=True)
-            return copy_obj(self._remove(key, ns, name))
+            return _copy_dict(self._remove(key, ns, name))
 
-    def _commit(self, key: Key, old: Obj, new: Obj, *, bump_generation: bool, marking: bool = False) -> Obj:
+    def _commit(
+        self, key: Key, old: Obj, new: Obj, *, bump_generation: bool, marking: bool = False, copy_result: bool = True
+    ) -> Obj:
         """Store ``new`` in place of ``old``, keeping the identity fields; removes it when finalised."""
         meta = new.get("metadata")
         if not isinstance(meta, dict):
             meta = {}
         new["metadata"] = meta
         old_meta = old["metadata"]
-        fields = ("name", "generateName", "namespace", "uid", "creationTimestamp")
+        fields: tuple[str, ...] = ("name", "generateName", "namespace", "uid", "creationTimestamp")
         if not marking:
             fields += ("deletionTimestamp", "deletionGracePeriodSeconds")
         for field in fields:
@@ -334,10 +384,10 @@ class Store:
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._objects[key][(ns, name)] = new
             self._rv -= 1  # the removal below takes the RV
-            return copy_obj(self._remove(key, ns, name))
+            return _copy_dict(self._remove(key, ns, name))
         self._objects[key][(ns, name)] = new
         self._emit("MODIFIED", key, new)
-        return copy_obj(new)
+        return _copy_dict(new) if copy_result else new
 
     def _remove(self, key: Key, ns: str, name: str) -> Obj:
         obj = self._objects[key].pop((ns, name))
@@ -357,7 +407,11 @@ class Store:
                 self._dropped_rv = self._history[0].resource_version
             self._history.append(event)
         for callback in tuple(self._subscribers):
-            callback(event)
+            try:
+                callback(event)
+            except Exception:  # one broken watcher must not starve the others (indexes, controllers)
+                self.subscriber_errors += 1
+                _log.exception("store subscriber failed on %s %s", event.type, event.key)
 
     def oldest_resource_version(self) -> int:
         """The oldest resourceVersion a watch may still start from."""

@@ -1,0 +1,1074 @@
+"""The Kubernetes REST API of the simulator as a Starlette app over a :class:`SimCluster`.
+
+One catch-all route parses the URL the way kube-apiserver's installer lays it out
+(``/api/v1/...``, ``/apis/<group>/<version>/...``, ``namespaces/<ns>/<plural>/<name>/<subresource>``),
+authenticates, authorises, applies injected faults, then dispatches to the verb handlers. Every
+failure is a ``Status`` body (kubevirt-api.md §8). It imports nothing from the rest of vm_rebalance.
+"""
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from . import openapi, patching, protowire, resources, status, tables
+from .auth import ADMIN_USER, Policy, bearer_user
+from .resources import ResourceType
+from .selection import field_equals, parse_field_selector, parse_label_selector
+from .status import ApiError
+from .store import AlreadyExistsError, ConflictError, GoneError, NotFoundError, WatchEvent
+
+if TYPE_CHECKING:
+    from .cluster import SimCluster
+
+try:
+    import orjson
+
+    def dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+except ImportError:  # pragma: no cover - orjson is optional
+
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+JSON = "application/json"
+_PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version"})
+_CR_PATCH_TYPES = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+]
+_BUILTIN_PATCH_TYPES = [*_CR_PATCH_TYPES, "application/strategic-merge-patch+json"]
+_WATCH_TIMEOUT_DEFAULT = 1800.0
+_PATCH_RETRIES = 8
+_HANG_SECONDS = 3600.0
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "t", "yes")
+
+
+def _json_response(obj: Any, code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(obj), status_code=code, media_type=JSON, headers=headers)
+
+
+def _error_response(err: ApiError) -> Response:
+    return _json_response(err.to_status(), err.code, err.headers)
+
+
+def _with_type(obj: Obj, rtype: ResourceType) -> Obj:
+    """``obj`` with apiVersion/kind set (a shallow copy when they were missing or different)."""
+    if obj.get("apiVersion") == rtype.api_version and obj.get("kind") == rtype.kind:
+        return obj
+    out: Obj = {"apiVersion": rtype.api_version, "kind": rtype.kind}
+    out.update(obj)
+    out["apiVersion"] = rtype.api_version
+    out["kind"] = rtype.kind
+    return out
+
+
+def _encode_continue(rv: int, namespace: str, name: str) -> str:
+    raw = json.dumps({"v": 1, "rv": rv, "start": [namespace, name]}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[str, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded))
+        ns, name = data["start"]
+        return str(ns), str(name)
+    except (ValueError, KeyError, TypeError):
+        raise status.bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        ) from None
+
+
+def field_manager_from_user_agent(user_agent: str) -> str:
+    """kube-apiserver's default manager for non-apply writes: the User-Agent up to the first ``/``."""
+    prefix = user_agent.split("/", 1)[0] if user_agent else ""
+    return prefix[:128]
+
+
+class _Ctx:
+    """Per-request facts the handlers need."""
+
+    __slots__ = ("dry_run", "manager", "params", "request", "user")
+
+    def __init__(self, request: Request, user: str) -> None:
+        self.request = request
+        self.user = user
+        self.params = request.query_params
+        self.dry_run = "All" in self.params.getlist("dryRun")
+        self.manager = self.params.get("fieldManager") or field_manager_from_user_agent(
+            request.headers.get("user-agent", "")
+        )
+
+
+class KubeApi:
+    """The request handlers; ``create_app`` wraps one in a Starlette app."""
+
+    def __init__(
+        self,
+        cluster: "SimCluster",
+        *,
+        tokens: dict[str, str] | None = None,
+        policy: Policy | None = None,
+        bookmark_interval: float = 30.0,
+    ) -> None:
+        self.cluster = cluster
+        self.store = cluster.store
+        self.tokens = tokens
+        self.policy = policy
+        self.bookmark_interval = bookmark_interval
+        self._static: dict[str, bytes] = {
+            "/api": dumps(resources.api_versions()),
+            "/apis": dumps(resources.api_group_list()),
+        }
+        for group, versions in resources.group_versions().items():
+            for version in versions:
+                doc = resources.api_resource_list(group, version)
+                if doc is None:
+                    continue
+                path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+                self._static[path] = dumps(doc)
+            if group:
+                self._static[f"/apis/{group}"] = dumps(resources.api_group(group))
+        index, docs = openapi.build_documents()
+        self._static["/openapi/v3"] = dumps(index)
+        for key, body in docs.items():
+            self._static[f"/openapi/v3/{key}"] = body
+
+    # -- entry point -------------------------------------------------------------------------------------
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            return await self._handle(request)
+        except ApiError as err:
+            return _error_response(err)
+        except Exception as err:  # a bug must still answer with a Status, as kube-apiserver does
+            log.exception("simulator API: unhandled error on %s %s", request.method, request.url.path)
+            return _error_response(status.internal_error(f"{type(err).__name__}: {err}"))
+
+    async def _handle(self, request: Request) -> Response:
+        path = request.url.path.rstrip("/") or "/"
+        if path in ("/healthz", "/readyz", "/livez"):
+            return Response(b"ok", media_type="text/plain")
+        if path == "/version":
+            return _json_response(self._version())
+        user = self._authenticate(request)
+        if request.method == "GET" and path in self._static:
+            return Response(self._static[path], media_type=JSON)
+        if path == "/openapi/v2" or path.startswith("/openapi/"):
+            raise status.not_found_path(path)
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise status.not_found_path(path)
+        if not rest:
+            raise status.not_found_path(path)
+        ctx = _Ctx(request, user)
+        if group == resources.SUBRESOURCES_GROUP:
+            return await self._vm_subresource(ctx, version, rest)
+        return await self._resource_request(ctx, group, version, rest)
+
+    def _version(self) -> Obj:
+        return {
+            "major": "1",
+            "minor": "36",
+            "emulationMajor": "1",
+            "emulationMinor": "36",
+            "minCompatibilityMajor": "1",
+            "minCompatibilityMinor": "35",
+            "gitVersion": "v1.36.0-vmrebalance-sim",
+            "gitCommit": "0000000000000000000000000000000000000000",
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.24.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
+
+    def _authenticate(self, request: Request) -> str:
+        if self.tokens is None:
+            return ADMIN_USER
+        user = bearer_user(request.headers.get("authorization"), self.tokens)
+        if user is None:
+            raise status.unauthorized()
+        return user
+
+    def _authorize(
+        self,
+        ctx: _Ctx,
+        verb: str,
+        group: str,
+        resource: str,
+        subresource: str,
+        ns: str | None,
+        name: str | None,
+    ) -> None:
+        if self.policy is None:
+            return
+        if not self.policy.allows(ctx.user, verb, group, resource, subresource, ns):
+            raise status.forbidden_rbac(ctx.user, verb, group, resource, subresource, ns, name)
+
+    async def _apply_fault(self, verb: str, key: tuple[str, str], ns: str | None, name: str | None) -> None:
+        fault = self.cluster.api_fault(verb, key, ns, name)
+        if fault is None:
+            return
+        if fault.hang:
+            await asyncio.sleep(_HANG_SECONDS)
+        if fault.latency_seconds:
+            await asyncio.sleep(fault.latency_seconds)
+        if fault.status_code is not None:
+            headers = {"Retry-After": "1"} if fault.status_code == 429 else None
+            details: Obj = {"retryAfterSeconds": 1} if fault.status_code == 429 else {}
+            raise ApiError(fault.status_code, fault.reason, fault.message, details or None, headers)
+
+    # -- URL dispatch ------------------------------------------------------------------------------------
+
+    async def _resource_request(self, ctx: _Ctx, group: str, version: str, rest: list[str]) -> Response:
+        ns: str | None = None
+        if (
+            rest[0] == "namespaces"
+            and len(rest) >= 3
+            and not (group == "" and len(rest) == 3 and rest[2] in ("status", "finalize"))
+        ):
+            ns, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            raise status.not_found_path(ctx.request.url.path)
+        plural = rest[0]
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else ""
+        rtype = resources.lookup(group, version, plural)
+        if rtype is None or (ns is not None and not rtype.namespaced):
+            raise status.not_found_path(ctx.request.url.path)
+        if name is not None and rtype.namespaced and ns is None:
+            raise status.not_found_path(ctx.request.url.path)
+        if sub and not ((sub == "status" and rtype.status_subresource) or sub in rtype.subresources):
+            raise status.not_found_path(ctx.request.url.path)
+        method = ctx.request.method
+        if rtype.key == ("authorization.k8s.io", "selfsubjectaccessreviews"):
+            if method != "POST" or name is not None:
+                raise status.method_not_allowed(method, group, plural)
+            return await self._ssar(ctx)
+        if sub == "eviction":
+            if method != "POST":
+                raise status.method_not_allowed(method, group, "pods/eviction")
+            self._authorize(ctx, "create", group, plural, sub, ns, name)
+            return await self._evict(ctx, rtype, ns or "", name or "")
+        verb = self._verb(method, name, ctx)
+        allowed = ("get", "patch", "update") if sub == "status" else rtype.verbs
+        if verb not in allowed:
+            raise status.method_not_allowed(self._verb_display(verb), group, plural)
+        self._authorize(ctx, verb, group, plural, sub, ns, name)
+        fault_verb = "delete" if verb == "deletecollection" else verb
+        await self._apply_fault(fault_verb, rtype.key, ns, name)
+        if verb == "get":
+            return self._get(ctx, rtype, ns, name or "")
+        if verb == "list":
+            return self._list(ctx, rtype, ns)
+        if verb == "watch":
+            return self._watch(ctx, rtype, ns)
+        if verb == "create":
+            return await self._create(ctx, rtype, ns)
+        if verb == "update":
+            return await self._update(ctx, rtype, ns, name or "", sub)
+        if verb == "patch":
+            return await self._patch(ctx, rtype, ns, name or "", sub)
+        if verb == "delete":
+            return await self._delete(ctx, rtype, ns, name or "")
+        return await self._delete_collection(ctx, rtype, ns)
+
+    @staticmethod
+    def _verb(method: str, name: str | None, ctx: _Ctx) -> str:
+        if method == "GET":
+            if name is not None:
+                return "get"
+            return "watch" if _truthy(ctx.params.get("watch")) else "list"
+        if method == "POST" and name is None:
+            return "create"
+        if method == "PUT" and name is not None:
+            return "update"
+        if method == "PATCH" and name is not None:
+            return "patch"
+        if method == "DELETE":
+            return "delete" if name is not None else "deletecollection"
+        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    @staticmethod
+    def _verb_display(verb: str) -> str:
+        return {"create": "create", "update": "update", "patch": "patch", "delete": "delete"}.get(verb, verb)
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def _now(self) -> datetime.datetime:
+        clock = getattr(self.cluster, "clock", None)
+        now_iso = getattr(clock, "now_iso", None)
+        if callable(now_iso):
+            parsed = tables.parse_time(now_iso())
+            if parsed is not None:
+                return parsed
+        return datetime.datetime.now(datetime.UTC)
+
+    def _now_iso(self) -> str:
+        return self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    async def _body(self, ctx: _Ctx) -> Any:
+        raw = await ctx.request.body()
+        if not raw.strip():
+            return None
+        ctype = ctx.request.headers.get("content-type", JSON).split(";")[0].strip()
+        if "protobuf" in ctype:
+            raise status.unsupported_media_type([JSON, "application/yaml"])
+        try:
+            if "yaml" in ctype:
+                return yaml.safe_load(raw)
+            return json.loads(raw)
+        except (ValueError, yaml.YAMLError) as err:
+            raise status.bad_request(f"the body of the request could not be decoded: {err}") from None
+
+    async def _object_body(self, ctx: _Ctx, rtype: ResourceType) -> Obj:
+        body = await self._body(ctx)
+        if not isinstance(body, dict):
+            raise status.bad_request("the body of the request must be a JSON object")
+        kind = body.get("kind")
+        if kind and kind != rtype.kind:
+            raise status.bad_request(
+                f"the API version in the data ({body.get('apiVersion', '')}) does not match the expected API "
+                f"version ({rtype.api_version})"
+                if body.get("apiVersion") not in (None, rtype.api_version)
+                else f"kind {kind} does not match the expected kind {rtype.kind}"
+            )
+        api_version = body.get("apiVersion")
+        if api_version and api_version != rtype.api_version:
+            raise status.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version "
+                f"({rtype.api_version})"
+            )
+        if not isinstance(body.get("metadata", {}), dict):
+            raise status.bad_request("metadata must be an object")
+        body.setdefault("metadata", {})
+        body["apiVersion"] = rtype.api_version
+        body["kind"] = rtype.kind
+        return body
+
+    def _admit(self, verb: str, rtype: ResourceType, obj: Obj | None, old: Obj | None, user: str) -> Obj | None:
+        try:
+            mutated = self.cluster.admit(verb, rtype.key, obj, old, user)
+        except Exception as err:
+            from .cluster import AdmissionError  # imported late: only a denial needs the class
+
+            if isinstance(err, AdmissionError):
+                raise self._wrap_admission(err, rtype, obj if obj is not None else old) from None
+            raise
+        return mutated if mutated is not None else obj
+
+    @staticmethod
+    def _wrap_admission(err: Any, rtype: ResourceType, obj: Obj | None) -> ApiError:
+        """kube-apiserver's webhook-denial wrapping (kubevirt-api.md §8.9)."""
+        code = int(getattr(err, "code", 0) or 0) or 403
+        reason = getattr(err, "reason", "") or ("InternalError" if code == 500 else "Forbidden")
+        name = ((obj or {}).get("metadata") or {}).get("name") or "Unknown"
+        message = (
+            f'{status.qualified(rtype.group, rtype.plural)} "{name}" is forbidden: admission webhook '
+            f'"{getattr(err, "webhook", "")}" denied the request: {getattr(err, "message", str(err))}'
+        )
+        details: Obj = {"name": name}
+        if rtype.group:
+            details["group"] = rtype.group
+        details["kind"] = rtype.plural
+        causes = getattr(err, "causes", None)
+        if causes:
+            details["causes"] = causes
+        return ApiError(code, reason, message, details)
+
+    def _not_found(self, rtype: ResourceType, name: str) -> ApiError:
+        return status.not_found(rtype.group, rtype.plural, name)
+
+    def _respond_object(self, ctx: _Ctx, rtype: ResourceType, obj: Obj, code: int = 200) -> Response:
+        obj = _with_type(obj, rtype)
+        table_version = tables.wants_table(ctx.request.headers.get("accept", ""))
+        if table_version and ctx.request.method == "GET":
+            meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
+            table = tables.build_table(
+                rtype,
+                [obj],
+                now=self._now(),
+                table_version=table_version,
+                include_object=ctx.params.get("includeObject", "Metadata"),
+                list_meta=meta,
+            )
+            return _json_response(table, code)
+        return _json_response(obj, code)
+
+    # -- read verbs --------------------------------------------------------------------------------------
+
+    def _get(self, ctx: _Ctx, rtype: ResourceType, ns: str | None, name: str) -> Response:
+        obj = self.store.try_get(rtype.key, ns, name, copy=False)
+        if obj is None:
+            raise self._not_found(rtype, name)
+        return self._respond_object(ctx, rtype, obj)
+
+    def _filters(self, ctx: _Ctx, rtype: ResourceType) -> Callable[[Obj], bool] | None:
+        label = parse_label_selector(ctx.params.get("labelSelector"))
+        field = parse_field_selector(ctx.params.get("fieldSelector"), rtype.field_selectors)
+        if label and field:
+            return lambda o: label(o) and field(o)
+        return label or field
+
+    def _list(self, ctx: _Ctx, rtype: ResourceType, ns: str | None) -> Response:
+        match = self._filters(ctx, rtype)
+        only_name = field_equals(ctx.params.get("fieldSelector"), "metadata.name")
+        if only_name is not None and ns is not None:
+            one = self.store.try_get(rtype.key, ns, only_name, copy=False)
+            items = [one] if one is not None else []
+            rv = self.store.resource_version()
+        else:
+            items, rv = self.store.list(rtype.key, ns, copy=False)
+        if match is not None:
+            items = [o for o in items if match(o)]
+        token = ctx.params.get("continue")
+        if token:
+            start = _decode_continue(token)
+            items = [o for o in items if ((o["metadata"].get("namespace") or ""), o["metadata"]["name"]) > start]
+        list_meta: Obj = {"resourceVersion": str(rv)}
+        limit_raw = ctx.params.get("limit")
+        if limit_raw:
+            try:
+                limit = int(limit_raw)
+            except ValueError:
+                raise status.bad_request(f"invalid limit {limit_raw!r}") from None
+            if 0 < limit < len(items):
+                last = items[limit - 1]["metadata"]
+                list_meta["continue"] = _encode_continue(rv, last.get("namespace") or "", last["name"])
+                list_meta["remainingItemCount"] = len(items) - limit
+                items = items[:limit]
+        typed = [_with_type(o, rtype) for o in items]
+        table_version = tables.wants_table(ctx.request.headers.get("accept", ""))
+        if table_version:
+            table = tables.build_table(
+                rtype,
+                typed,
+                now=self._now(),
+                table_version=table_version,
+                include_object=ctx.params.get("includeObject", "Metadata"),
+                list_meta=list_meta,
+            )
+            return _json_response(table)
+        body = {
+            "kind": rtype.list_kind,
+            "apiVersion": rtype.api_version,
+            "metadata": list_meta,
+            "items": typed,
+        }
+        return _json_response(body)
+
+    def _watch(self, ctx: _Ctx, rtype: ResourceType, ns: str | None) -> Response:
+        match = self._filters(ctx, rtype)
+        rv_raw = ctx.params.get("resourceVersion") or ""
+        send_initial = _truthy(ctx.params.get("sendInitialEvents"))
+        start_rv: int | None = None
+        if rv_raw not in ("", "0") and not send_initial:
+            try:
+                start_rv = int(rv_raw)
+            except ValueError:
+                raise status.bad_request(f'invalid resource version "{rv_raw}"') from None
+        try:
+            timeout = float(ctx.params.get("timeoutSeconds") or _WATCH_TIMEOUT_DEFAULT)
+        except ValueError:
+            raise status.bad_request("invalid timeoutSeconds") from None
+        bookmarks = _truthy(ctx.params.get("allowWatchBookmarks"))
+        table_version = tables.wants_table(ctx.request.headers.get("accept", ""))
+        include_object = ctx.params.get("includeObject", "Metadata")
+        stream = self._watch_stream(
+            rtype, ns, match, start_rv, timeout, bookmarks, send_initial, table_version, include_object
+        )
+        return StreamingResponse(stream, media_type=JSON)
+
+    def _event_line(
+        self,
+        type_: str,
+        obj: Obj,
+        rtype: ResourceType,
+        table_version: str | None,
+        include_object: str,
+        first: bool,
+    ) -> bytes:
+        typed = _with_type(obj, rtype)
+        if table_version and type_ != "BOOKMARK":
+            meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
+            payload: Obj = tables.build_table(
+                rtype,
+                [typed],
+                now=self._now(),
+                table_version=table_version,
+                include_object=include_object,
+                list_meta=meta,
+                with_headers=True,
+            )
+        else:
+            payload = typed
+        return dumps({"type": type_, "object": payload}) + b"\n"
+
+    async def _watch_stream(
+        self,
+        rtype: ResourceType,
+        ns: str | None,
+        match: Callable[[Obj], bool] | None,
+        start_rv: int | None,
+        timeout: float,
+        bookmarks: bool,
+        send_initial: bool,
+        table_version: str | None,
+        include_object: str,
+    ) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        key = rtype.key
+
+        def on_event(event: WatchEvent) -> None:
+            if event.key != key:
+                return
+            if ns is not None and (event.obj.get("metadata") or {}).get("namespace", "") != ns:
+                return
+            with contextlib.suppress(RuntimeError):  # RuntimeError: the loop closed, the server stopped
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        store = self.store
+        initial: list[WatchEvent]
+        with store.lock:
+            unsubscribe = store.subscribe(on_event)
+            try:
+                if start_rv is not None:
+                    initial = store.events_since(key, start_rv, ns)
+                    last_rv = max([start_rv, *(e.resource_version for e in initial)])
+                else:
+                    items, last_rv = store.list(key, ns, copy=False)
+                    initial = [
+                        WatchEvent("ADDED", key, o, int(o["metadata"].get("resourceVersion") or 0)) for o in items
+                    ]
+            except GoneError as err:
+                unsubscribe()
+                yield dumps({"type": "ERROR", "object": status.expired(err.requested, err.oldest).to_status()})
+                yield b"\n"
+                return
+        try:
+            first = True
+            for event in initial:
+                if match is None or match(event.obj):
+                    yield self._event_line(event.type, event.obj, rtype, table_version, include_object, first)
+                    first = False
+            if bookmarks and send_initial:
+                bookmark = {
+                    "kind": rtype.kind,
+                    "apiVersion": rtype.api_version,
+                    "metadata": {
+                        "resourceVersion": str(last_rv),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                }
+                yield dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
+            deadline = loop.time() + max(timeout, 0.0)
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                try:
+                    event = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    if bookmarks and deadline - loop.time() > 0:
+                        bookmark = {
+                            "kind": rtype.kind,
+                            "apiVersion": rtype.api_version,
+                            "metadata": {"resourceVersion": str(max(last_rv, store.resource_version()))},
+                        }
+                        yield dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
+                    continue
+                if event.resource_version <= last_rv:
+                    continue
+                last_rv = event.resource_version
+                if match is None or match(event.obj):
+                    yield self._event_line(event.type, event.obj, rtype, table_version, include_object, first)
+                    first = False
+        finally:
+            unsubscribe()
+
+    # -- write verbs -------------------------------------------------------------------------------------
+
+    def _check_namespace(self, rtype: ResourceType, obj: Obj, ns: str | None) -> None:
+        meta = obj["metadata"]
+        if rtype.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and ns and body_ns != ns:
+                raise status.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+
+    async def _create(self, ctx: _Ctx, rtype: ResourceType, ns: str | None) -> Response:
+        if rtype.namespaced and ns is None:
+            raise status.not_found_path(ctx.request.url.path)
+        obj = await self._object_body(ctx, rtype)
+        self._check_namespace(rtype, obj, ns)
+        meta = obj["metadata"]
+        for server_field in (
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ):
+            meta.pop(server_field, None)
+        if not meta.get("name") and not meta.get("generateName"):
+            raise status.invalid(
+                rtype.kind,
+                rtype.group,
+                "",
+                [
+                    {
+                        "reason": "FieldValueRequired",
+                        "message": "Required value: name or generateName is required",
+                        "field": "metadata.name",
+                    }
+                ],
+            )
+        return await self._do_create(ctx, rtype, obj)
+
+    async def _do_create(self, ctx: _Ctx, rtype: ResourceType, obj: Obj, *, applied: bool = False) -> Response:
+        meta = obj["metadata"]
+        name_for_errors = meta.get("name") or "Unknown"
+        admitted = self._admit("create", rtype, obj, None, ctx.user)
+        if admitted is not None:
+            obj = admitted
+        if not applied:
+            patching.record_update(
+                None,
+                obj,
+                manager=ctx.manager,
+                api_version=rtype.api_version,
+                subresource="",
+                now=self._now_iso(),
+            )
+        if ctx.dry_run:
+            if not obj["metadata"].get("name"):
+                obj["metadata"]["name"] = obj["metadata"].get("generateName", "") + "dryrun"
+            return self._respond_object(ctx, rtype, obj, 201)
+        try:
+            created = self.store.create(rtype.key, obj)
+        except AlreadyExistsError:
+            raise status.already_exists(rtype.group, rtype.plural, name_for_errors) from None
+        except ValueError as err:
+            raise status.invalid(
+                rtype.kind,
+                rtype.group,
+                "",
+                [
+                    {
+                        "reason": "FieldValueRequired",
+                        "message": f"Required value: {err}",
+                        "field": "metadata.name",
+                    }
+                ],
+            ) from None
+        return self._respond_object(ctx, rtype, created, 201)
+
+    async def _update(self, ctx: _Ctx, rtype: ResourceType, ns: str | None, name: str, sub: str) -> Response:
+        obj = await self._object_body(ctx, rtype)
+        self._check_namespace(rtype, obj, ns)
+        body_name = obj["metadata"].get("name")
+        if body_name and body_name != name:
+            raise status.bad_request(
+                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )
+        obj["metadata"]["name"] = name
+        old = self.store.try_get(rtype.key, ns, name)
+        if old is None:
+            raise self._not_found(rtype, name)
+        rv = obj["metadata"].get("resourceVersion")
+        if rv not in (None, "") and str(rv) != old["metadata"].get("resourceVersion"):
+            raise status.optimistic_lock(rtype.group, rtype.plural, name)
+        if not sub:
+            admitted = self._admit("update", rtype, obj, old, ctx.user)
+            if admitted is not None:
+                obj = admitted
+        if "managedFields" not in obj["metadata"] and old["metadata"].get("managedFields"):
+            obj["metadata"]["managedFields"] = old["metadata"]["managedFields"]
+        patching.record_update(
+            old, obj, manager=ctx.manager, api_version=rtype.api_version, subresource=sub, now=self._now_iso()
+        )
+        if ctx.dry_run:
+            return self._respond_object(ctx, rtype, obj)
+        try:
+            updated = self.store.update(rtype.key, obj, subresource=sub or None)
+        except ConflictError:
+            raise status.optimistic_lock(rtype.group, rtype.plural, name) from None
+        except NotFoundError:
+            raise self._not_found(rtype, name) from None
+        return self._respond_object(ctx, rtype, updated)
+
+    async def _patch(self, ctx: _Ctx, rtype: ResourceType, ns: str | None, name: str, sub: str) -> Response:
+        ctype = ctx.request.headers.get("content-type", "").split(";")[0].strip().lower()
+        accepted = _BUILTIN_PATCH_TYPES if rtype.builtin else _CR_PATCH_TYPES
+        if ctype not in accepted:
+            raise status.unsupported_media_type(accepted)
+        is_apply = ctype == "application/apply-patch+yaml"
+        force_raw = ctx.params.get("force")
+        if force_raw is not None and not is_apply:
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch',
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "PatchOptions",
+                    "causes": [
+                        {
+                            "reason": "FieldValueForbidden",
+                            "message": "Forbidden: may not be specified for non-apply patch",
+                            "field": "force",
+                        }
+                    ],
+                },
+            )
+        if is_apply and not ctx.params.get("fieldManager"):
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "PatchOptions",
+                    "causes": [
+                        {
+                            "reason": "FieldValueRequired",
+                            "message": "Required value: is required for apply patch",
+                            "field": "fieldManager",
+                        }
+                    ],
+                },
+            )
+        raw = await ctx.request.body()
+        try:
+            patch = yaml.safe_load(raw) if is_apply else json.loads(raw or b"null")
+        except (ValueError, yaml.YAMLError) as err:
+            raise status.bad_request(f"error decoding patch: {err}") from None
+        if is_apply:
+            if not isinstance(patch, dict):
+                raise status.bad_request("apply patch must be an object")
+            if patch.get("kind") != rtype.kind or patch.get("apiVersion") != rtype.api_version:
+                raise status.bad_request(
+                    f"the API version in the data ({patch.get('apiVersion')}) and kind ({patch.get('kind')}) "
+                    f"do not match the expected {rtype.api_version} {rtype.kind}"
+                )
+            pmeta = patch.get("metadata") or {}
+            if pmeta.get("name") not in (None, name):
+                raise status.bad_request(
+                    f"the name of the object ({pmeta.get('name')}) does not match the name on the URL ({name})"
+                )
+        force = _truthy(force_raw)
+        for _ in range(_PATCH_RETRIES):
+            old = self.store.try_get(rtype.key, ns, name)
+            if old is None:
+                if is_apply and not sub:
+                    applied = patching.server_side_apply(
+                        None, patch, manager=ctx.manager, force=force, subresource="", now=self._now_iso()
+                    )
+                    applied.setdefault("metadata", {})["name"] = name
+                    applied["apiVersion"], applied["kind"] = rtype.api_version, rtype.kind
+                    self._check_namespace(rtype, applied, ns)
+                    return await self._do_create(ctx, rtype, applied, applied=True)
+                raise self._not_found(rtype, name)
+            old_rv = old["metadata"].get("resourceVersion")
+            new = self._patched(ctx, rtype, old, patch, ctype, force, sub)
+            new_meta = new.setdefault("metadata", {})
+            if new_meta.get("resourceVersion") not in (None, "", old_rv):
+                raise status.optimistic_lock(rtype.group, rtype.plural, name)
+            new_meta["name"] = name
+            if rtype.namespaced:
+                new_meta["namespace"] = ns
+            new_meta["resourceVersion"] = old_rv
+            new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
+            if not sub:
+                admitted = self._admit("patch", rtype, new, old, ctx.user)
+                if admitted is not None:
+                    new = admitted
+            if not is_apply:
+                patching.record_update(
+                    old,
+                    new,
+                    manager=ctx.manager,
+                    api_version=rtype.api_version,
+                    subresource=sub,
+                    now=self._now_iso(),
+                )
+            if ctx.dry_run:
+                return self._respond_object(ctx, rtype, new)
+            try:
+                updated = self.store.update(rtype.key, new, subresource=sub or None)
+            except ConflictError:
+                continue  # a concurrent write: retry the patch on the new state, as kube-apiserver does
+            except NotFoundError:
+                raise self._not_found(rtype, name) from None
+            return self._respond_object(ctx, rtype, updated)
+        raise status.optimistic_lock(rtype.group, rtype.plural, name)
+
+    def _patched(self, ctx: _Ctx, rtype: ResourceType, old: Obj, patch: Any, ctype: str, force: bool, sub: str) -> Obj:
+        if ctype == "application/json-patch+json":
+            try:
+                result = patching.json_patch(old, patch)
+            except patching.JsonPatchError as err:
+                raise ApiError(422, "Invalid", str(err), {"causes": [{"message": str(err)}]}) from None
+        elif ctype == "application/merge-patch+json":
+            if not isinstance(patch, dict):
+                raise status.bad_request("merge patch must be a JSON object")
+            result = patching.merge_patch(old, patch)
+        elif ctype == "application/strategic-merge-patch+json":
+            if not isinstance(patch, dict):
+                raise status.bad_request("strategic merge patch must be a JSON object")
+            result = patching.strategic_merge_patch(old, patch)
+        else:
+            result = patching.server_side_apply(
+                old, patch, manager=ctx.manager, force=force, subresource=sub, now=self._now_iso()
+            )
+        if not isinstance(result, dict):
+            raise status.bad_request("the patch produced something that is not an object")
+        return result
+
+    async def _delete(self, ctx: _Ctx, rtype: ResourceType, ns: str | None, name: str) -> Response:
+        options = await self._body(ctx)
+        old = self.store.try_get(rtype.key, ns, name)
+        if old is None:
+            raise self._not_found(rtype, name)
+        if isinstance(options, dict):
+            pre = options.get("preconditions") or {}
+            meta = old["metadata"]
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise status.conflict(
+                    rtype.group,
+                    rtype.plural,
+                    name,
+                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}",
+                )
+            if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
+                raise status.conflict(
+                    rtype.group,
+                    rtype.plural,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: "
+                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                    f"{meta.get('resourceVersion')}",
+                )
+            if "All" in (options.get("dryRun") or []):
+                ctx.dry_run = True
+        self._admit("delete", rtype, None, old, ctx.user)
+        if ctx.dry_run:
+            return self._respond_object(ctx, rtype, old)
+        try:
+            last = self.store.delete(rtype.key, ns, name)
+        except NotFoundError:
+            raise self._not_found(rtype, name) from None
+        return self._respond_object(ctx, rtype, last)
+
+    async def _delete_collection(self, ctx: _Ctx, rtype: ResourceType, ns: str | None) -> Response:
+        match = self._filters(ctx, rtype)
+        items, _ = self.store.list(rtype.key, ns, copy=False)
+        deleted: list[Obj] = []
+        for obj in items:
+            if match is not None and not match(obj):
+                continue
+            meta = obj["metadata"]
+            self._admit("delete", rtype, None, obj, ctx.user)
+            if ctx.dry_run:
+                deleted.append(_with_type(obj, rtype))
+                continue
+            try:
+                deleted.append(_with_type(self.store.delete(rtype.key, meta.get("namespace"), meta["name"]), rtype))
+            except NotFoundError:
+                continue
+        body = {
+            "kind": rtype.list_kind,
+            "apiVersion": rtype.api_version,
+            "metadata": {"resourceVersion": str(self.store.resource_version())},
+            "items": deleted,
+        }
+        return _json_response(body)
+
+    # -- special endpoints -------------------------------------------------------------------------------
+
+    async def _ssar(self, ctx: _Ctx) -> Response:
+        if "protobuf" in ctx.request.headers.get("content-type", ""):
+            try:
+                body: Any = protowire.decode_ssar(await ctx.request.body())
+            except protowire.ProtobufError as err:
+                raise status.bad_request(f"the body of the request could not be decoded: {err}") from None
+        else:
+            body = await self._body(ctx)
+        if not isinstance(body, dict):
+            raise status.bad_request("the body of the request must be a SelfSubjectAccessReview")
+        spec = body.get("spec") or {}
+        attrs = spec.get("resourceAttributes")
+        allowed = True
+        if self.policy is not None:
+            if isinstance(attrs, dict):
+                allowed = self.policy.allows(
+                    ctx.user,
+                    str(attrs.get("verb", "")),
+                    str(attrs.get("group", "")),
+                    str(attrs.get("resource", "")),
+                    str(attrs.get("subresource", "")),
+                    attrs.get("namespace") or None,
+                )
+            else:
+                allowed = ctx.user == ADMIN_USER or ctx.user not in self.policy.rules
+        review: Obj = {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": {"allowed": allowed},
+        }
+        if allowed:
+            review["status"]["reason"] = "allowed by the simulator's policy" if self.policy else "no policy"
+        return _json_response(review, 201)
+
+    async def _evict(self, ctx: _Ctx, rtype: ResourceType, ns: str, name: str) -> Response:
+        """POST pods/{name}/eviction: KubeVirt's interceptor for virt-launcher pods, else delete (§6)."""
+        await self._apply_fault("create", ("", "pods/eviction"), ns, name)
+        pod = self.store.try_get(rtype.key, ns, name)
+        if pod is None:
+            raise self._not_found(rtype, name)
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        phase = (pod.get("status") or {}).get("phase")
+        if labels.get("kubevirt.io") == "virt-launcher" and phase not in ("Succeeded", "Failed"):
+            denial = self._launcher_eviction(pod, ns, ctx.dry_run)
+            if denial is not None:
+                raise denial
+        if not ctx.dry_run:
+            try:
+                self.store.delete(rtype.key, ns, name)
+            except NotFoundError:
+                raise self._not_found(rtype, name) from None
+        return _json_response(status.success_status(201), 201)
+
+    def _launcher_eviction(self, pod: Obj, ns: str, dry_run: bool) -> ApiError | None:
+        """The virt-launcher-eviction-interceptor decision; None lets the eviction through."""
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        vmi_name = annotations.get("kubevirt.io/domain") or labels.get("vm.kubevirt.io/name")
+        if not vmi_name:
+            return None
+        vmi = self.store.try_get(("kubevirt.io", "virtualmachineinstances"), ns, vmi_name, copy=False)
+        if vmi is None:
+            return None
+        strategy = (vmi.get("spec") or {}).get("evictionStrategy")
+        if not strategy:
+            kv = self.store.try_get(("kubevirt.io", "kubevirts"), "kubevirt", "kubevirt", copy=False) or {}
+            strategy = ((kv.get("spec") or {}).get("configuration") or {}).get("evictionStrategy") or "None"
+        conditions = (vmi.get("status") or {}).get("conditions") or []
+        migratable = any(c.get("type") == "LiveMigratable" and c.get("status") == "True" for c in conditions)
+        if strategy == "None" or (strategy == "LiveMigrateIfPossible" and not migratable):
+            return None
+        webhook = "virt-launcher-eviction-interceptor.kubevirt.io"
+        if strategy == "LiveMigrate" and not migratable:
+            message = f"VMI {vmi_name} is configured with an eviction strategy but is not live-migratable"
+        else:
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+            already = (vmi.get("status") or {}).get("evacuationNodeName")
+            message = f'Eviction triggered evacuation of VMI "{ns}/{vmi_name}"'
+            if already:
+                message = f"Evacuation in progress: {message}"
+            elif not dry_run:
+
+                def mark(o: Obj) -> None:
+                    o.setdefault("status", {})["evacuationNodeName"] = node
+
+                self.store.mutate(("kubevirt.io", "virtualmachineinstances"), ns, vmi_name, mark)
+        pods = resources.by_key(("", "pods"))
+        assert pods is not None
+        err = self._wrap_admission(_Denial(429, "TooManyRequests", message, webhook), pods, pod)
+        return err
+
+    async def _vm_subresource(self, ctx: _Ctx, version: str, rest: list[str]) -> Response:
+        """PUT /apis/subresources.kubevirt.io/v1/namespaces/{ns}/virtualmachines/{name}/{action} (§5)."""
+        if (
+            len(rest) != 5
+            or rest[0] != "namespaces"
+            or rest[2] != "virtualmachines"
+            or rest[4] not in resources.VM_SUBRESOURCE_ACTIONS
+            or version != resources.SUBRESOURCES_VERSION
+        ):
+            raise status.not_found_path(ctx.request.url.path)
+        ns, name, action = rest[1], rest[3], rest[4]
+        if ctx.request.method != "PUT":
+            raise status.method_not_allowed(
+                ctx.request.method, resources.SUBRESOURCES_GROUP, f"virtualmachines/{action}"
+            )
+        self._authorize(ctx, "update", resources.SUBRESOURCES_GROUP, "virtualmachines", action, ns, name)
+        await self._apply_fault("update", (resources.SUBRESOURCES_GROUP, "virtualmachines"), ns, name)
+        body = await self._body(ctx)
+        if body is not None and not isinstance(body, dict):
+            raise status.bad_request("the body of the request must be a JSON object")
+        try:
+            self.cluster.subresource(ns, "virtualmachines", name, action, body, ctx.user)
+        except NotFoundError:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'virtualmachine.kubevirt.io "{name}" not found',
+                {"name": name, "group": "kubevirt.io", "kind": "virtualmachine"},
+            ) from None
+        except Exception as err:
+            from .cluster import SubresourceError  # imported late: only a failure needs the class
+
+            if not isinstance(err, SubresourceError):
+                raise
+            details: Obj | None = None
+            if err.code in (404, 409):
+                details = {"name": name, "group": "kubevirt.io", "kind": "virtualmachine"}
+            raise ApiError(err.code, err.reason, err.message, details) from None
+        return Response(b"", status_code=202)
+
+
+class _Denial:
+    """An admission denial raised by the API layer itself (the eviction interceptor)."""
+
+    def __init__(self, code: int, reason: str, message: str, webhook: str) -> None:
+        self.code, self.reason, self.message, self.webhook = code, reason, message, webhook
+
+
+def create_app(
+    cluster: "SimCluster",
+    *,
+    tokens: dict[str, str] | None = None,
+    policy: Policy | None = None,
+    bookmark_interval: float = 30.0,
+) -> Starlette:
+    """The ASGI app serving ``cluster``; ``tokens`` maps bearer token → user (None = no authentication)."""
+    api = KubeApi(cluster, tokens=tokens, policy=policy, bookmark_interval=bookmark_interval)
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    app = Starlette(routes=[Route("/{path:path}", api.__call__, methods=methods)])
+    app.state.api = api
+    return app

@@ -1,0 +1,313 @@
+"""Server-side ``Table`` responses (``Accept: application/json;as=Table;g=meta.k8s.io``), §8.8.
+
+Columns follow kube-apiserver's printers for the built-in kinds and the CRDs' additionalPrinterColumns
+for KubeVirt (§1.1, §2.1, §3). Rows carry ``PartialObjectMetadata`` unless ``includeObject`` says otherwise.
+"""
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+from .resources import ResourceType
+
+Obj = dict[str, Any]
+Cell = Any
+Column = tuple[str, str, str, int, Callable[[Obj, datetime.datetime], Cell]]  # name, type, format, priority, fn
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's short age format (``5s``, ``3m20s``, ``4h``, ``2d3h``, ``1y``)."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m" if s % 60 == 0 else f"{minutes}m{s % 60}s"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        return f"{hours}h" if minutes % 60 == 0 else f"{hours}h{minutes % 60}m"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d" if hours % 24 == 0 else f"{hours // 24}d{hours % 24}h"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        days = (hours // 24) % 365
+        return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
+    return f"{hours // 24 // 365}y"
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _age(obj: Obj, now: datetime.datetime) -> str:
+    created = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+    if created is None:
+        return "<unknown>"
+    return human_duration((now - created).total_seconds())
+
+
+def _name(obj: Obj, _: datetime.datetime) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+def _get(obj: Obj, *path: str | int) -> Any:
+    cur: Any = obj
+    for p in path:
+        if isinstance(p, int):
+            if not isinstance(cur, list) or len(cur) <= p:
+                return None
+            cur = cur[p]
+        else:
+            if not isinstance(cur, dict):
+                return None
+            cur = cur.get(p)
+    return cur
+
+
+def _condition(obj: Obj, ctype: str) -> Obj | None:
+    for c in _get(obj, "status", "conditions") or []:
+        if isinstance(c, dict) and c.get("type") == ctype:
+            return c
+    return None
+
+
+def _condition_status(ctype: str) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, _: datetime.datetime) -> Cell:
+        c = _condition(obj, ctype)
+        return c.get("status") if c else None
+
+    return cell
+
+
+def _field(*path: str | int) -> Callable[[Obj, datetime.datetime], Cell]:
+    return lambda obj, _: _get(obj, *path)
+
+
+# -- built-in printers -----------------------------------------------------------------------------------
+
+
+def _node_status(obj: Obj, _: datetime.datetime) -> str:
+    ready = _condition(obj, "Ready")
+    if ready is None:
+        status = "Unknown"
+    else:
+        status = {"True": "Ready", "False": "NotReady"}.get(str(ready.get("status")), "Unknown")
+    if _get(obj, "spec", "unschedulable"):
+        status += ",SchedulingDisabled"
+    return status
+
+
+def _node_roles(obj: Obj, _: datetime.datetime) -> str:
+    labels = _get(obj, "metadata", "labels") or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/") and "/" in k)
+    if labels.get("kubernetes.io/role"):
+        roles.append(labels["kubernetes.io/role"])
+    return ",".join(r for r in roles if r) or "<none>"
+
+
+def _node_address(kind: str) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, _: datetime.datetime) -> Cell:
+        for a in _get(obj, "status", "addresses") or []:
+            if isinstance(a, dict) and a.get("type") == kind:
+                return a.get("address")
+        return "<none>"
+
+    return cell
+
+
+def _pod_ready(obj: Obj, _: datetime.datetime) -> str:
+    containers = _get(obj, "spec", "containers") or []
+    statuses = _get(obj, "status", "containerStatuses") or []
+    ready = sum(1 for s in statuses if isinstance(s, dict) and s.get("ready"))
+    return f"{ready}/{len(containers)}"
+
+
+def _pod_status(obj: Obj, _: datetime.datetime) -> str:
+    if _get(obj, "metadata", "deletionTimestamp"):
+        return "Terminating"
+    return str(_get(obj, "status", "reason") or _get(obj, "status", "phase") or "Unknown")
+
+
+def _pod_restarts(obj: Obj, _: datetime.datetime) -> int:
+    return sum(
+        int(s.get("restartCount") or 0) for s in _get(obj, "status", "containerStatuses") or [] if isinstance(s, dict)
+    )
+
+
+def _none_if_empty(fn: Callable[[Obj, datetime.datetime], Cell]) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, now: datetime.datetime) -> Cell:
+        value = fn(obj, now)
+        return "<none>" if value in (None, "") else value
+
+    return cell
+
+
+def _access_modes(obj: Obj, _: datetime.datetime) -> str:
+    short = {
+        "ReadWriteOnce": "RWO",
+        "ReadOnlyMany": "ROX",
+        "ReadWriteMany": "RWX",
+        "ReadWriteOncePod": "RWOP",
+    }
+    modes = _get(obj, "status", "accessModes") or _get(obj, "spec", "accessModes") or []
+    return ",".join(short.get(m, m) for m in modes)
+
+
+def _event_object(obj: Obj, _: datetime.datetime) -> str:
+    kind = str(_get(obj, "involvedObject", "kind") or "").lower()
+    return f"{kind}/{_get(obj, 'involvedObject', 'name') or ''}"
+
+
+def _event_last_seen(obj: Obj, now: datetime.datetime) -> str:
+    ts = parse_time(obj.get("lastTimestamp") or obj.get("eventTime") or _get(obj, "metadata", "creationTimestamp"))
+    return human_duration((now - ts).total_seconds()) if ts else "<unknown>"
+
+
+_NAME: Column = ("Name", "string", "name", 0, _name)
+_AGE: Column = ("Age", "string", "", 0, _age)
+_CRD_AGE: Column = ("Age", "date", "", 0, _age)
+
+COLUMNS: dict[tuple[str, str], list[Column]] = {
+    ("", "nodes"): [
+        _NAME,
+        ("Status", "string", "", 0, _node_status),
+        ("Roles", "string", "", 0, _node_roles),
+        _AGE,
+        ("Version", "string", "", 0, _field("status", "nodeInfo", "kubeletVersion")),
+        ("Internal-IP", "string", "", 1, _node_address("InternalIP")),
+        ("External-IP", "string", "", 1, _node_address("ExternalIP")),
+        ("OS-Image", "string", "", 1, _field("status", "nodeInfo", "osImage")),
+        ("Kernel-Version", "string", "", 1, _field("status", "nodeInfo", "kernelVersion")),
+        ("Container-Runtime", "string", "", 1, _field("status", "nodeInfo", "containerRuntimeVersion")),
+    ],
+    ("", "pods"): [
+        _NAME,
+        ("Ready", "string", "", 0, _pod_ready),
+        ("Status", "string", "", 0, _pod_status),
+        ("Restarts", "string", "", 0, _pod_restarts),
+        _AGE,
+        ("IP", "string", "", 1, _none_if_empty(_field("status", "podIP"))),
+        ("Node", "string", "", 1, _none_if_empty(_field("spec", "nodeName"))),
+        ("Nominated Node", "string", "", 1, _none_if_empty(_field("status", "nominatedNodeName"))),
+        ("Readiness Gates", "string", "", 1, lambda o, _: "<none>"),
+    ],
+    ("", "namespaces"): [_NAME, ("Status", "string", "", 0, _field("status", "phase")), _AGE],
+    ("", "persistentvolumeclaims"): [
+        _NAME,
+        ("Status", "string", "", 0, _field("status", "phase")),
+        ("Volume", "string", "", 0, _field("spec", "volumeName")),
+        ("Capacity", "string", "", 0, _field("status", "capacity", "storage")),
+        ("Access Modes", "string", "", 0, _access_modes),
+        ("StorageClass", "string", "", 0, _field("spec", "storageClassName")),
+        _AGE,
+        ("VolumeMode", "string", "", 1, _field("spec", "volumeMode")),
+    ],
+    ("", "events"): [
+        ("Last Seen", "string", "", 0, _event_last_seen),
+        ("Type", "string", "", 0, _field("type")),
+        ("Reason", "string", "", 0, _field("reason")),
+        ("Object", "string", "", 0, _event_object),
+        ("Message", "string", "", 0, _field("message")),
+    ],
+    # CRD additionalPrinterColumns (kubevirt-api.md §1.1, §2.1, §3)
+    ("kubevirt.io", "virtualmachines"): [
+        _NAME,
+        _CRD_AGE,
+        ("Status", "string", "", 0, _field("status", "printableStatus")),
+        ("Ready", "string", "", 0, _condition_status("Ready")),
+    ],
+    ("kubevirt.io", "virtualmachineinstances"): [
+        _NAME,
+        _CRD_AGE,
+        ("Phase", "string", "", 0, _field("status", "phase")),
+        ("IP", "string", "", 0, _field("status", "interfaces", 0, "ipAddress")),
+        ("NodeName", "string", "", 0, _field("status", "nodeName")),
+        ("Ready", "string", "", 0, _condition_status("Ready")),
+        ("Live-Migratable", "string", "", 1, _condition_status("LiveMigratable")),
+        ("Paused", "string", "", 1, _condition_status("Paused")),
+    ],
+    ("kubevirt.io", "virtualmachineinstancemigrations"): [
+        _NAME,
+        ("Phase", "string", "", 0, _field("status", "phase")),
+        ("VMI", "string", "", 0, _field("spec", "vmiName")),
+    ],
+    ("kubevirt.io", "kubevirts"): [_NAME, _CRD_AGE, ("Phase", "string", "", 0, _field("status", "phase"))],
+    ("cdi.kubevirt.io", "datavolumes"): [
+        _NAME,
+        ("Phase", "string", "", 0, _field("status", "phase")),
+        ("Progress", "string", "", 0, _field("status", "progress")),
+        ("Restarts", "integer", "", 0, _field("status", "restartCount")),
+        _CRD_AGE,
+    ],
+}
+
+_DESCRIPTIONS = {
+    "Name": "Name must be unique within a namespace. Is required when creating resources, although some "
+    "resources may allow a client to request the generation of an appropriate name automatically.",
+    "Age": "CreationTimestamp is a timestamp representing the server time when this object was created.",
+}
+
+
+def partial_metadata(obj: Obj) -> Obj:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata") or {},
+    }
+
+
+def build_table(
+    rtype: ResourceType,
+    objects: list[Obj],
+    *,
+    now: datetime.datetime,
+    table_version: str,
+    include_object: str,
+    list_meta: Obj,
+    with_headers: bool = True,
+) -> Obj:
+    """A ``meta.k8s.io`` Table of ``objects`` (already carrying apiVersion/kind)."""
+    columns = COLUMNS.get(rtype.key, [_NAME, _AGE])
+    table: Obj = {"kind": "Table", "apiVersion": f"meta.k8s.io/{table_version}", "metadata": list_meta}
+    if with_headers:
+        table["columnDefinitions"] = [
+            {"name": n, "type": t, "format": f, "description": _DESCRIPTIONS.get(n, n), "priority": p}
+            for n, t, f, p, _ in columns
+        ]
+    rows: list[Obj] = []
+    for obj in objects:
+        row: Obj = {"cells": [fn(obj, now) for _, _, _, _, fn in columns]}
+        if include_object == "Object":
+            row["object"] = obj
+        elif include_object != "None":
+            row["object"] = partial_metadata(obj)
+        rows.append(row)
+    table["rows"] = rows
+    return table
+
+
+def wants_table(accept: str) -> str | None:
+    """The Table version (``v1``/``v1beta1``) the Accept header asks for, or None."""
+    for part in accept.split(","):
+        params = {}
+        for item in part.split(";")[1:]:
+            if "=" in item:
+                k, v = item.split("=", 1)
+                params[k.strip()] = v.strip()
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
+            return params.get("v", "v1")
+    return None

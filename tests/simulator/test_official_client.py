@@ -1,0 +1,203 @@
+"""The official ``kubernetes`` Python client against a real SimulatorServer over HTTPS."""
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from vm_rebalance.simulator.cluster import SimCluster
+from vm_rebalance.simulator.server import SimulatorServer
+
+pytestmark = pytest.mark.integration
+
+KV = ("kubevirt.io", "v1")
+
+
+def small_cluster(seed: int) -> SimCluster:
+    """Three workers and six VMs (four running, live-migratable), fast simulated time."""
+
+    def node(name: str) -> dict[str, Any]:
+        resources = {"cpu": "16", "memory": "64Gi", "pods": "110", "devices.kubevirt.io/kvm": "1k"}
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubevirt.io/schedulable": "true",
+                    "node-role.kubernetes.io/worker": "",
+                },
+            },
+            "spec": {},
+            "status": {
+                "capacity": resources,
+                "allocatable": resources,
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "bootID": name,
+                    "containerRuntimeVersion": "cri-o://1.33.0",
+                    "kernelVersion": "5.14.0",
+                    "kubeProxyVersion": "",
+                    "kubeletVersion": "v1.33.0",
+                    "machineID": name,
+                    "operatingSystem": "linux",
+                    "osImage": "RHCOS",
+                    "systemUUID": name,
+                },
+            },
+        }
+
+    def vm(name: str, strategy: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+            "spec": {
+                "runStrategy": strategy,
+                "template": {
+                    "spec": {
+                        "domain": {
+                            "cpu": {"cores": 1},
+                            "memory": {"guest": "1Gi"},
+                            "devices": {"interfaces": [{"name": "default", "masquerade": {}}]},
+                        },
+                        "networks": [{"name": "default", "pod": {}}],
+                        "evictionStrategy": "LiveMigrate",
+                    }
+                },
+            },
+        }
+
+    cluster = SimCluster(time_scale=500, seed=seed)
+    cluster.load_objects(
+        [node(f"worker-{i}") for i in range(3)]
+        + [vm(f"vm-{i}", "Always" if i < 4 else "Halted") for i in range(6)]
+    )
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimulatorServer, Path]]:
+    cluster = small_cluster(seed=3)
+    with SimulatorServer(cluster) as srv:
+        path = tmp_path_factory.mktemp("kube") / "config"
+        srv.write_kubeconfig(path)
+        yield srv, path
+
+
+@pytest.fixture(scope="module")
+def api(server: tuple[SimulatorServer, Path]) -> Iterator[client.ApiClient]:
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(server[1]), client_configuration=cfg)
+    with client.ApiClient(cfg) as api_client:
+        yield api_client
+
+
+def running_migratable_vmi(custom: client.CustomObjectsApi, exclude: set[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        vmis = custom.list_cluster_custom_object(*KV, "virtualmachineinstances")["items"]
+        for vmi in vmis:
+            conds = {c["type"]: c["status"] for c in vmi.get("status", {}).get("conditions", [])}
+            if (
+                vmi.get("status", {}).get("phase") == "Running"
+                and conds.get("LiveMigratable") == "True"
+                and not vmi.get("status", {}).get("migrationState")
+                and vmi["metadata"]["name"] not in exclude
+            ):
+                return vmi  # type: ignore[no-any-return]
+        time.sleep(0.1)
+    raise AssertionError("no running live-migratable VMI in the test cluster")
+
+
+def test_list_nodes_and_vms(api: client.ApiClient) -> None:
+    nodes = client.CoreV1Api(api).list_node()
+    assert len(nodes.items) >= 3
+    assert all(n.metadata.resource_version for n in nodes.items)
+    vms = client.CustomObjectsApi(api).list_cluster_custom_object(*KV, "virtualmachines")
+    assert vms["kind"] == "VirtualMachineList" and len(vms["items"]) == 6
+    assert vms["items"][0]["apiVersion"] == "kubevirt.io/v1"
+
+
+def test_create_migration_and_watch_it_until_succeeded(api: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(api)
+    vmi = running_migratable_vmi(custom, set())
+    ns, name, source = vmi["metadata"]["namespace"], vmi["metadata"]["name"], vmi["status"]["nodeName"]
+    body = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"generateName": f"mig-{name}-"},
+        "spec": {"vmiName": name},
+    }
+    created = custom.create_namespaced_custom_object(*KV, ns, "virtualmachineinstancemigrations", body)
+    mig = created["metadata"]["name"]
+    assert created["metadata"]["labels"]["kubevirt.io/vmi-name"] == name
+    phases: list[str] = []
+    w = watch.Watch()
+    for event in w.stream(
+        custom.list_namespaced_custom_object,
+        *KV,
+        ns,
+        "virtualmachineinstancemigrations",
+        field_selector=f"metadata.name={mig}",
+        timeout_seconds=30,
+    ):
+        phase = event["object"].get("status", {}).get("phase")
+        if phase and (not phases or phases[-1] != phase):
+            phases.append(phase)
+        if phase in ("Succeeded", "Failed"):
+            w.stop()
+    assert phases[-1] == "Succeeded", phases
+    after = custom.get_namespaced_custom_object(*KV, ns, "virtualmachineinstances", name)
+    assert after["status"]["nodeName"] != source
+
+
+def test_stale_update_is_409_with_the_exact_message(api: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(api)
+    vm = custom.list_cluster_custom_object(*KV, "virtualmachines")["items"][0]
+    ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
+    first = json.loads(json.dumps(vm))
+    first["metadata"].setdefault("labels", {})["touched"] = "1"
+    custom.replace_namespaced_custom_object(*KV, ns, "virtualmachines", name, first)
+    vm["metadata"].setdefault("labels", {})["touched"] = "2"
+    with pytest.raises(ApiException) as info:
+        custom.replace_namespaced_custom_object(*KV, ns, "virtualmachines", name, vm)
+    assert info.value.status == 409
+    status = json.loads(info.value.body)
+    assert status["message"] == (
+        f'Operation cannot be fulfilled on virtualmachines.kubevirt.io "{name}": the object has been '
+        "modified; "
+        "please apply your changes to the latest version and try again"
+    )
+    assert status["reason"] == "Conflict"
+
+
+def test_patches_through_the_client(api: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(api)
+    vm = custom.list_cluster_custom_object(*KV, "virtualmachines")["items"][-1]
+    ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
+    patched = custom.patch_namespaced_custom_object(
+        *KV, ns, "virtualmachines", name, {"metadata": {"labels": {"patched": "yes"}}}
+    )
+    assert patched["metadata"]["labels"]["patched"] == "yes"
+    core = client.CoreV1Api(api)
+    node = core.list_node().items[0].metadata.name
+    out = core.patch_node(node, {"metadata": {"labels": {"sim-test": "smp"}}})  # dict body → strategic merge
+    assert out.metadata.labels["sim-test"] == "smp"
+    with pytest.raises(ApiException) as info:
+        custom.get_namespaced_custom_object(*KV, ns, "virtualmachines", "does-not-exist")
+    assert info.value.status == 404
+
+
+def test_raw_list_with_preload_content_false(api: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(api)
+    raw = custom.list_cluster_custom_object(*KV, "virtualmachines", _preload_content=False)
+    body = json.loads(raw.data)
+    assert body["metadata"]["resourceVersion"]
