@@ -198,9 +198,15 @@ class Session:
         """Release the connection."""
         self.client.close()
 
-    def executor(self, plan: Plan, *, options: ExecutionOptions, journal_dir: Path | None = None) -> Executor:
-        """An executor for ``plan`` with its journal."""
-        journal = Journal.open(plan_id(plan), directory=journal_dir)
+    def executor(self, plan: Plan, *, options: ExecutionOptions, journal_dir: Path | None = None,
+                 journal_id: str | None = None, fresh: bool = True) -> Executor:
+        """An executor for ``plan`` with its journal.
+
+        ``journal_id`` is the plan file's id, kept across validation and the user's edits so that
+        `--resume` finds it (default: the plan's own id). ``fresh`` (everything but `--resume`)
+        archives an earlier journal of the same id instead of continuing it.
+        """
+        journal = Journal.open(journal_id or plan_id(plan), directory=journal_dir, fresh=fresh)
         return Executor(self.api, limits=self.state.limits, kubevirt_version=self.state.kubevirt_version,
                         journal=journal, options=options)
 
@@ -212,10 +218,16 @@ def execute_plan(
     options: ExecutionOptions = ExecutionOptions(),
     report: Report = ignore,
     journal_dir: Path | None = None,
+    fresh: bool = True,
+    executor: Executor | None = None,
 ) -> ExecutionResult:
-    """Carry out an (already validated and approved) plan; re-read the cluster afterwards."""
+    """Carry out an (already validated and approved) plan; re-read the cluster afterwards.
+
+    ``fresh=False`` continues the plan's journal (a retry or resume) instead of starting over;
+    an ``executor`` made earlier (the CLI's failure loop keeps one per approved plan) is reused.
+    """
     before = session.state
-    executor = session.executor(plan, options=options, journal_dir=journal_dir)
+    executor = executor or session.executor(plan, options=options, journal_dir=journal_dir, fresh=fresh)
     interrupted: tuple[str, ...] = ()
     try:
         outcomes = executor.run(plan, report)

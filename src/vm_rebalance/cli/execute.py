@@ -17,14 +17,14 @@ from rich.live import Live
 from vm_rebalance import service
 from vm_rebalance.cli.approval import approve_plan, ask_with, confirm, require_terminal
 from vm_rebalance.cli.main import Context, Output, app, ctx_obj, emit_document, progress_printer
-from vm_rebalance.errors import ClusterError, ConfigError, ExecutionIncompleteError, InfeasiblePlanError
-from vm_rebalance.executor.engine import plan_id
+from vm_rebalance.errors import ConfigError, ExecutionIncompleteError, InfeasiblePlanError
+from vm_rebalance.executor.engine import Executor, plan_id
 from vm_rebalance.executor.events import MoveEvent, MoveStatus
 from vm_rebalance.executor.journal import Journal, state_dir
 from vm_rebalance.executor.lifecycle import Action
 from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.kube import resources as r
-from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationMethod, Plan
+from vm_rebalance.model import Goal, GoalType, MigrationMethod, Plan
 from vm_rebalance.model.plan import COLD_DOWNTIME
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest, retarget_move, skip_move
 from vm_rebalance.render.execution import (
@@ -55,7 +55,7 @@ def _print_warnings(c: Context, warnings: list[str] | tuple[str, ...]) -> None:
 
 
 def _run_with_progress(c: Context, session: service.Session, plan: Plan, executor_plan: Plan,
-                       options: ExecutionOptions, executor: object | None = None) -> service.ExecutionResult:
+                       options: ExecutionOptions, executor: Executor) -> service.ExecutionResult:
     tracker = ProgressTracker(plan)
     if c.err.is_terminal:
         with Live(tracker.view(), console=c.err, refresh_per_second=4, transient=False) as live:
@@ -64,7 +64,7 @@ def _run_with_progress(c: Context, session: service.Session, plan: Plan, executo
                 tracker.handle(event)
                 live.update(tracker.view())
 
-            return _execute(session, executor_plan, options, report, executor)
+            return service.execute_plan(session, executor_plan, options=options, report=report, executor=executor)
 
     def report_line(event: MoveEvent) -> None:
         tracker.handle(event)
@@ -72,27 +72,7 @@ def _run_with_progress(c: Context, session: service.Session, plan: Plan, executo
             c.err.print(f"#{event.move.id} {event.move.namespace}/{event.move.vm} → {event.move.target}: "
                         f"{event.phase}" + (f" ({event.message})" if event.message else ""), highlight=False)
 
-    return _execute(session, executor_plan, options, report_line, executor)
-
-
-def _execute(session: service.Session, plan: Plan, options: ExecutionOptions, report: object,
-             executor: object | None) -> service.ExecutionResult:
-    from vm_rebalance.executor.engine import ExecutionInterruptedError, Executor
-
-    assert executor is None or isinstance(executor, Executor)
-    ex = executor or session.executor(plan, options=options)
-    before = session.state
-    interrupted: tuple[str, ...] = ()
-    try:
-        outcomes = ex.run(plan, report)  # type: ignore[arg-type]
-    except ExecutionInterruptedError as exc:
-        outcomes, interrupted = exc.outcomes, tuple(exc.states)
-    try:
-        after: ClusterState | None = session.refresh()
-    except ClusterError:
-        after = None
-    return service.ExecutionResult(plan=plan, outcomes=tuple(outcomes), before=before, after=after,
-                                   interrupted=interrupted)
+    return service.execute_plan(session, executor_plan, options=options, report=report_line, executor=executor)
 
 
 def carry_out(
@@ -108,6 +88,8 @@ def carry_out(
     warnings: list[str] | tuple[str, ...] = (),
     before_execute: object = None,
     resume_hint: str | None = None,
+    journal_id: str | None = None,
+    fresh_journal: bool = True,
 ) -> None:
     """Show, approve, execute, handle failures and report: the common path of apply/move/drain."""
     _print_warnings(c, warnings)
@@ -131,7 +113,7 @@ def carry_out(
         return
     if callable(before_execute):
         before_execute()
-    executor = session.executor(approved, options=options)
+    executor = session.executor(approved, options=options, journal_id=journal_id, fresh=fresh_journal)
     current = approved
     first_before = session.state
     all_outcomes: dict[int, object] = {}
@@ -172,7 +154,7 @@ def carry_out(
             f"execution stopped: {doc['counts']['succeeded']} succeeded, {doc['counts']['failed']} failed, "
             f"{doc['counts']['not attempted']} not attempted, {doc['counts']['skipped']} skipped",
             hint=resume_hint or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume "
-                                f"(journal {plan_id(approved)})",
+                                f"(journal {executor.journal.plan_id})",
         )
 
 
@@ -204,7 +186,7 @@ def apply(
     without repeating finished moves.
     """
     c = ctx_obj(ctx)
-    plan = service.load_plan(plan_file)
+    plan = plan_file_plan = service.load_plan(plan_file)
     options = _options(sequential or plan.sequential, replace_affinity, unpin_after, timeout_per_gib)
     session = service.Session.open(c.target, progress=progress_printer(c))
     try:
@@ -223,17 +205,22 @@ def apply(
                 raise ConfigError(f"--retarget '{item}' is not N=NODE")
             plan = retarget_move(state, plan, int(number), node.strip())
         done = {rec.id for rec in journal.moves.values() if rec.status == "succeeded"} if resume else set()
-        validated, warnings = service.validate_against(state, plan, skip_ids=done)
-        if resume and done:
+        # Moves in flight at the crash are not re-validated (their VM may be migrating or already on
+        # the target): the executor resumes them from the journal against the cluster, and so
+        # finishes them or removes a temporary affinity left behind.
+        in_flight = {rec.id for rec in journal.moves.values() if rec.status == "running"} if resume else set()
+        validated, warnings = service.validate_against(state, plan, skip_ids=done | in_flight)
+        if resume and (done or in_flight):
             # Keep the finished moves in the plan so the report lists them; the journal skips them.
-            finished = tuple(m for m in plan.moves if m.id in done)
+            finished = tuple(m for m in plan.moves if m.id in done | in_flight)
             validated = dataclasses.replace(validated, moves=tuple(sorted(
                 finished + validated.moves, key=lambda m: m.id)))
             c.err.print(f"resuming: {len(done)} move(s) already done", highlight=False)
         if sequential:
             validated = dataclasses.replace(validated, sequential=True)
         carry_out(c, session, validated, yes=yes, dry_run=dry_run, options=options, output=output,
-                  what="applying this plan", warnings=warnings)
+                  what="applying this plan", warnings=warnings, journal_id=plan_id(plan_file_plan),
+                  fresh_journal=not resume)
     finally:
         session.close()
 

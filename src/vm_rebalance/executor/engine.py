@@ -76,15 +76,19 @@ class Executor:
 
     # ----------------------------------------------------------------------- limits
 
-    def _external_in_flight(self, ours: set[str]) -> list[tuple[str | None]]:
-        """Source nodes of migrations in flight that are not ours (None when not known yet)."""
+    def _active_migrations(self) -> list[dict[str, Any]] | None:
+        """Every unfinished migration in the cluster (one LIST per tick), or None when it fails."""
         try:
-            active = self.api.active_migrations()
+            return self.api.active_migrations()
         except ClusterError as exc:
             log.debug("could not list migrations: %s", exc)
-            return []
+            return None
+
+    @staticmethod
+    def _external_in_flight(active: list[dict[str, Any]] | None, ours: set[str]) -> list[tuple[str | None]]:
+        """Source nodes of migrations in flight that are not ours (None when not known yet)."""
         out = []
-        for mig in active:
+        for mig in active or ():
             name = (mig.get("metadata") or {}).get("name")
             if name in ours:
                 continue
@@ -137,8 +141,15 @@ class Executor:
                     else:
                         queue.append(move)
                 while queue or active:
+                    listed = None
+                    if queue or any(r.move.method is MigrationMethod.LIVE for r in active.values()):
+                        listed = self._active_migrations()
+                    by_key = None if listed is None else {
+                        (str((m.get("metadata") or {}).get("namespace")), str((m.get("metadata") or {}).get("name"))): m
+                        for m in listed
+                    }
                     for move_id, runner in list(active.items()):
-                        if runner.step():
+                        if runner.step(by_key):
                             assert runner.outcome is not None
                             outcomes[move_id] = runner.outcome
                             del active[move_id]
@@ -146,9 +157,11 @@ class Executor:
                                 failed = True
                     if failed:
                         queue.clear()  # stop starting new moves; let the running ones finish
-                    if queue:
+                    live_active = sum(1 for r in active.values() if r.move.method is MigrationMethod.LIVE)
+                    if queue and live_active < self.limits.parallel_per_cluster and not (
+                            self.options.sequential and active):
                         external = self._external_in_flight(
-                            {str(r.record.migration) for r in active.values() if r.record.migration}
+                            listed, {str(r.record.migration) for r in active.values() if r.record.migration}
                         )
                         # Live moves of the wave first; a cold one waits until no live one is queued.
                         for move in list(queue):
@@ -174,8 +187,8 @@ class Executor:
                                     break
                             else:
                                 active[move.id] = runner
-                                external = external  # recounted next tick
-                    if active:
+                    if active or queue:
+                        # also while waiting for a slot held by others' migrations: never spin
                         self.sleep(self.options.poll_interval_seconds)
                 if failed:
                     break

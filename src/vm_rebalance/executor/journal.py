@@ -65,9 +65,18 @@ class Journal:
     finished: bool = False
 
     @classmethod
-    def open(cls, plan_id: str, *, directory: Path | None = None) -> "Journal":
-        """Load the plan's journal, or start an empty one (not written until the first save)."""
+    def open(cls, plan_id: str, *, directory: Path | None = None, fresh: bool = False) -> "Journal":
+        """Load the plan's journal, or start an empty one (not written until the first save).
+
+        ``fresh`` starts over: an existing journal of the same plan id (an earlier execution of
+        identical content) is moved to ``archive/`` so that its finished moves are not skipped.
+        """
         path = (directory or state_dir()) / f"{plan_id}.json"
+        if fresh and path.exists():
+            archive = path.parent / "archive"
+            archive.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+            os.replace(path, archive / f"{plan_id}-{stamp}.json")
         if not path.exists():
             return cls(plan_id=plan_id, path=path, started_at=_now())
         try:

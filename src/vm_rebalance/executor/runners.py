@@ -8,7 +8,7 @@ to the journal first, so a crash at any point can be resumed (`resume_step`).
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,8 +176,12 @@ class Runner:
         """Start the move (one or a few API calls)."""
         raise NotImplementedError
 
-    def step(self) -> bool:  # pragma: no cover - overridden
-        """Advance; True when the move is over (see `outcome`)."""
+    def step(self, active: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> bool:  # pragma: no cover
+        """Advance; True when the move is over (see `outcome`).
+
+        ``active``: the cluster's unfinished migrations by (namespace, name), listed once per
+        tick by the engine, so that following N migrations costs one request, not N.
+        """
         raise NotImplementedError
 
     def interrupt(self) -> str:  # pragma: no cover - overridden
@@ -189,16 +193,25 @@ class LiveRunner(Runner):
     """A live migration through a VirtualMachineInstanceMigration aimed at the target node."""
 
     def begin(self) -> None:
-        """Create (or find) the migration; on KubeVirt < 1.6 steer it with a temporary affinity."""
+        """Create (or find) the migration; on KubeVirt < 1.6 steer it with a temporary affinity.
+
+        The migration's deterministic name is journalled before it is created, so a crash in
+        between finds it (create_migration returns the existing one) instead of starting a second.
+        """
         resumed = self.record.status == "running" and self.record.migration
         if not resumed:
-            self.save(status="running", attempt=self.record.attempt + 1, step="migrating", error=None)
-        name = self.record.migration if resumed else migration_name(self.plan_id, self.move.id, self.record.attempt)
+            attempt = self.record.attempt + 1
+            self.save(status="running", attempt=attempt, step="migrating", error=None,
+                      migration=migration_name(self.plan_id, self.move.id, attempt))
+        name = str(self.record.migration)
         use_selector = supports_added_node_selector(self.kubevirt_version)
         if resumed:
-            # After a crash: follow the migration we created (step() copes with it being gone).
-            self.emit("resumed", estimate=self.options.live_estimate(self.move))
-            return
+            # After a crash: follow the migration we created; if it never got created (crash
+            # before the API call) and the VM is not on the target yet, create it now.
+            if self.api.get_migration(self.move.namespace, name) is not None or \
+                    vmi_node(self.api.get_vmi(self.move.namespace, self.move.vm)) == self.move.target:
+                self.emit("resumed", estimate=self.options.live_estimate(self.move))
+                return
         try:
             if not use_selector and not self.record.temporary_affinity:
                 self._add_temporary_affinity()
@@ -206,7 +219,7 @@ class LiveRunner(Runner):
             if adopted is not None:
                 name = adopted
             else:
-                self.api.create_migration(self.move.namespace, str(name), self.move.vm,
+                self.api.create_migration(self.move.namespace, name, self.move.vm,
                                           target=self.move.target if use_selector else None, plan_id=self.plan_id)
         except ClusterError as exc:
             self._cleanup_temporary_affinity()
@@ -244,12 +257,15 @@ class LiveRunner(Runner):
         except ClusterError as exc:
             log.warning("could not remove the temporary affinity of %s/%s: %s", self.move.namespace, self.move.vm, exc)
 
-    def step(self) -> bool:
+    def step(self, active: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> bool:
         """Follow the migration's phase; verify the VM's node at the end."""
         if self.outcome is not None:
             return True
         name = str(self.record.migration)
-        mig = self.api.get_migration(self.move.namespace, name)
+        listed = None if active is None else active.get((self.move.namespace, name))
+        # Still unfinished in this tick's list: no request needed. Otherwise read it (it finished,
+        # failed, was garbage-collected, or no list was available).
+        mig = listed if listed is not None else self.api.get_migration(self.move.namespace, name)
         phase = migration_phase(mig)
         if mig is None or phase == "Succeeded":
             vmi = self.api.get_vmi(self.move.namespace, self.move.vm)
@@ -296,6 +312,13 @@ def _rejection(exc: ClusterError) -> str:
     return text
 
 
+def _migrating(vmi: dict[str, Any] | None) -> bool:
+    """Whether the VMI reports a migration that started and has not ended (a failed one has ended)."""
+    state = ((vmi or {}).get("status") or {}).get("migrationState") or {}
+    return bool(state.get("startTimestamp")) and not (
+        state.get("completed") or state.get("failed") or state.get("endTimestamp"))
+
+
 class ColdRunner(Runner):
     """Stop → wait Stopped → re-read → pin to the target → start → verify on the target."""
 
@@ -316,9 +339,8 @@ class ColdRunner(Runner):
             return
         vmi = self.api.get_vmi(ns, name)
         was_running = vmi is not None and vmi_running(vmi)
-        if ((vmi or {}).get("status") or {}).get("migrationState", {}).get("startTimestamp") and not (
-            ((vmi or {}).get("status") or {}).get("migrationState", {}).get("completed")
-        ):
+        if _migrating(vmi) or any(migration_phase(m) not in ("Succeeded", "Failed")
+                                  for m in self.api.migrations_of(ns, name)):
             self.finish(MoveStatus.FAILED, error="a live migration of this VM is in flight; KubeVirt refuses "
                                                  "placement changes meanwhile — try again when it is finished")
             return
@@ -343,7 +365,7 @@ class ColdRunner(Runner):
         else:
             self.save(step="pin")
 
-    def step(self) -> bool:
+    def step(self, active: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> bool:
         """Advance the cold-migration state machine by one read."""
         if self.outcome is not None:
             return True

@@ -553,7 +553,8 @@ def state_from_objects(
                     live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
                     migrating=(ns, name) in migrating or bool(
                         (vmi_status.get("migrationState") or {}).get("startTimestamp")
-                        and not (vmi_status.get("migrationState") or {}).get("completed")
+                        and not any((vmi_status.get("migrationState") or {}).get(k)
+                                    for k in ("completed", "failed", "endTimestamp"))
                     ),
                     last_migration_seconds_ago=max(0.0, (anchor - end).total_seconds()) if end else None,
                 )

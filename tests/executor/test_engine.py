@@ -1,0 +1,175 @@
+"""Executor.run: waves, ordering, limits (ours and others' migrations), stop at first failure, resume."""
+
+from pathlib import Path
+
+from vm_rebalance.executor.engine import Executor, describe, plan_id
+from vm_rebalance.executor.events import MoveEvent, MoveStatus
+from vm_rebalance.executor.journal import Journal
+from vm_rebalance.executor.runners import ExecutionOptions
+from vm_rebalance.model import Basis, Goal, GoalType, MigrationLimits, Plan
+
+from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
+
+
+def make_plan(moves) -> Plan:
+    return Plan(goal=Goal(type=GoalType.MANUAL), basis=Basis.REQUESTS, moves=tuple(moves))
+
+
+def executor(api: FakeKubeVirt, plan: Plan, tmp_path: Path, *, per_cluster: int = 5, per_node: int = 2,
+             **opts) -> tuple[Executor, FakeClock]:
+    clock = FakeClock()
+    api.clock = clock
+    journal = Journal.open(plan_id(plan), directory=tmp_path)
+    ex = Executor(api, limits=MigrationLimits(parallel_per_cluster=per_cluster, parallel_outbound_per_node=per_node),
+                  kubevirt_version=api.version, journal=journal,
+                  options=ExecutionOptions(poll_interval_seconds=1.0, **opts), clock=clock, sleep=clock.sleep)
+    return ex, clock
+
+
+def spread(n: int, sources: list[str], api: FakeKubeVirt, *, target: str = "t1"):
+    moves = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        api.add_vm(f"vm{i + 1}", src)
+        moves.append(live_move(i + 1, f"vm{i + 1}", src, target, gib=1 + (i * 7) % 5))
+    return moves
+
+
+def test_limits_per_cluster_and_per_source_node(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=4)
+    plan = make_plan(spread(20, ["a", "b", "c", "d"], api))
+    ex, _ = executor(api, plan, tmp_path)
+    outcomes = ex.run(plan)
+    assert all(o.ok for o in outcomes) and len(outcomes) == 20
+    assert api.peak_total == 5 and max(api.peak_outbound.values()) == 2
+    assert all(api.node_of(f"vm{i}") == "t1" for i in range(1, 21))
+    assert ex.journal.finished
+
+
+def test_per_node_limit_binds_with_one_source(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=3)
+    plan = make_plan(spread(6, ["a"], api))
+    ex, _ = executor(api, plan, tmp_path)
+    assert all(o.ok for o in ex.run(plan))
+    assert api.peak_outbound == {"a": 2} and api.peak_total == 2
+
+
+def test_others_migrations_in_flight_count(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=3)
+    plan = make_plan(spread(8, ["a", "b", "c", "d"], api))
+    api.external = [{"metadata": {"name": f"ext-{i}"}, "spec": {"vmiName": f"x{i}"},
+                     "status": {"phase": "Running", "migrationState": {"sourceNode": "a"}}} for i in range(3)]
+    api.external_polls = 6
+    ex, _ = executor(api, plan, tmp_path)
+    assert all(o.ok for o in ex.run(plan))
+    assert api.peak_total <= 5  # 3 external + at most 2 of ours
+    assert "a" not in {m["status"]["migrationState"]["sourceNode"] for m in api.created[:2]}
+    # node a already has 3 outbound from others: none of ours from a ran next to them
+    assert api.peak_outbound["a"] == 3
+
+
+def test_order_live_first_smallest_first_cold_one_at_a_time(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=2)
+    for name, node in (("big", "a"), ("small", "b"), ("mid", "c"), ("c1", "a"), ("c2", "b")):
+        api.add_vm(name, node)
+    moves = [cold_move(1, "c1", "a", "t"), live_move(2, "big", "a", "t", gib=16), cold_move(3, "c2", "b", "t"),
+             live_move(4, "small", "b", "t", gib=1), live_move(5, "mid", "c", "t", gib=4)]
+    plan = make_plan(moves)
+    ex, _ = executor(api, plan, tmp_path)
+    events: list[MoveEvent] = []
+    outcomes = ex.run(plan, events.append)
+    assert [o.move.id for o in outcomes] == [1, 2, 3, 4, 5] and all(o.ok for o in outcomes)
+    assert [m["spec"]["vmiName"] for m in api.created] == ["small", "mid", "big"]
+    starts = [c for c in api.calls if c[0] in ("stop", "start")]
+    assert starts == [("stop", "c1"), ("start", "c1"), ("stop", "c2"), ("start", "c2")]
+    # no cold move started while a live one ran
+    first_stop = next(i for i, e in enumerate(events) if e.phase == "stopping VM")
+    assert sum(1 for e in events[:first_stop] if e.status is MoveStatus.SUCCEEDED) == 3
+
+
+def test_waves_in_order(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=3)
+    for i in range(1, 5):
+        api.add_vm(f"v{i}", f"n{i}")
+    plan = make_plan([live_move(1, "v1", "n1", "t", wave=1), live_move(2, "v2", "n2", "t", wave=2),
+                      live_move(3, "v3", "n3", "t", wave=1, gib=8), live_move(4, "v4", "n4", "t", wave=2)])
+    ex, _ = executor(api, plan, tmp_path)
+    events: list[MoveEvent] = []
+    assert all(o.ok for o in ex.run(plan, events.append))
+    done_wave1 = max(i for i, e in enumerate(events) if e.move.wave == 1 and e.status is MoveStatus.SUCCEEDED)
+    first_wave2 = min(i for i, e in enumerate(events) if e.move.wave == 2)
+    assert done_wave1 < first_wave2
+
+
+def test_sequential(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=3)
+    plan = make_plan(spread(4, ["a", "b"], api))
+    ex, _ = executor(api, plan, tmp_path, sequential=True)
+    assert all(o.ok for o in ex.run(plan))
+    assert api.peak_total == 1
+
+
+def test_first_failure_stops_new_moves_running_ones_finish(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=3)
+    plan = make_plan(spread(10, ["a", "b", "c", "d", "e"], api))
+    api.fail_vms.add("vm1")  # the smallest: started first
+    ex, _ = executor(api, plan, tmp_path)
+    outcomes = ex.run(plan)
+    by = {o.move.vm: o for o in outcomes}
+    assert by["vm1"].status is MoveStatus.FAILED
+    started = {m["spec"]["vmiName"] for m in api.created}
+    assert len(started) == 5  # the first five started together; nothing after the failure
+    for vm in started - {"vm1"}:
+        assert by[vm].ok  # running ones finished
+    not_attempted = [o for o in outcomes if o.status is MoveStatus.NOT_ATTEMPTED]
+    assert len(not_attempted) == 5 and all(api.node_of(o.move.vm) == o.move.source for o in not_attempted)
+    assert not api.active_migrations()
+    assert not ex.journal.finished
+    assert describe(by["vm1"])["status"] == "failed"
+
+    # retry: a second run on the same journal re-attempts the failed move with a new name, skips done ones
+    api.fail_vms.clear()
+    created_before = len(api.created)
+    ex2, _ = executor(api, plan, tmp_path)
+    api.clock = None
+    outcomes2 = ex2.run(plan)
+    assert all(o.ok for o in outcomes2)
+    again = [m["metadata"]["name"] for m in api.created[created_before:]]
+    assert len(again) == 6 and any(n.endswith("-2") for n in again)
+    vm1_rec = ex2.journal.record(by["vm1"].move.id)
+    assert vm1_rec is not None and vm1_rec.attempt == 2
+    assert sum(1 for o in outcomes2 if "done in an earlier run" in o.notes) == 4
+    assert ex2.journal.finished
+
+
+def test_skipped_moves_are_not_run(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=2)
+    plan = make_plan(spread(3, ["a"], api))
+    ex, _ = executor(api, plan, tmp_path)
+    ex.mark_skipped(plan.moves[0])
+    outcomes = ex.run(plan)
+    assert outcomes[0].status is MoveStatus.SKIPPED and all(o.ok for o in outcomes[1:])
+    assert "vm1" not in {m["spec"]["vmiName"] for m in api.created}
+
+
+def test_keyboard_interrupt_cancels_in_flight(tmp_path: Path) -> None:
+    import pytest
+
+    from vm_rebalance.executor.engine import ExecutionInterruptedError
+
+    api = FakeKubeVirt(polls_to_finish=100)
+    plan = make_plan(spread(3, ["a", "b", "c"], api))
+    ex, clock = executor(api, plan, tmp_path)
+    ticks = {"n": 0}
+
+    def sleep(seconds: float) -> None:
+        ticks["n"] += 1
+        if ticks["n"] == 3:
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    ex.sleep = sleep
+    with pytest.raises(ExecutionInterruptedError) as info:
+        ex.run(plan)
+    assert len(info.value.states) == 3 and all("stays on" in s for s in info.value.states)
+    assert sorted(api.deleted) == sorted(m["metadata"]["name"] for m in api.created)

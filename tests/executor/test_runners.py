@@ -1,0 +1,259 @@
+"""LiveRunner and ColdRunner step by step against the fake KubeVirt API."""
+
+from pathlib import Path
+
+import pytest
+
+from vm_rebalance.executor.events import MoveEvent, MoveStatus
+from vm_rebalance.executor.journal import Journal
+from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, TEMP_PIN_ANNOTATION, existing_node_pin
+from vm_rebalance.executor.runners import ColdRunner, ExecutionOptions, LiveRunner, Runner, unpin_vm
+
+from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
+
+PLAN = "feedfacecafebeef"
+
+
+def make(cls: type[Runner], move, api: FakeKubeVirt, journal: Journal, clock: FakeClock,
+         events: list[MoveEvent] | None = None, **opts) -> Runner:
+    return cls(move, api=api, journal=journal, options=ExecutionOptions(**opts), report=(events if events is not None else []).append,
+               clock=clock, plan_id=PLAN, kubevirt_version=api.version)
+
+
+def drive(runner: Runner, clock: FakeClock, limit: int = 200) -> None:
+    runner.begin()
+    for _ in range(limit):
+        if runner.outcome is not None or runner.step():
+            return
+        clock.sleep(1.0)
+    raise AssertionError("the runner never finished")
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal.open(PLAN, directory=tmp_path)
+
+
+def test_live_with_added_node_selector(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("db", "w1")
+    events: list[MoveEvent] = []
+    r = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock, events)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.ok and r.outcome.final_node == "w2"
+    assert api.created[0]["metadata"]["name"] == "vmr-feedfaceca-1-1"
+    assert api.created[0]["spec"]["addedNodeSelector"] == {"kubernetes.io/hostname": "w2"}
+    assert api.patches == []  # no VM edit on KubeVirt >= 1.6
+    rec = journal.record(1)
+    assert rec is not None and rec.status == "succeeded" and rec.attempt == 1
+    assert events[-1].status is MoveStatus.SUCCEEDED
+
+
+def test_live_before_1_6_uses_a_temporary_affinity_and_removes_it(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(version="v1.5.0"), FakeClock()
+    api.add_vm("db", "w1", affinity={"podAntiAffinity": {"keep": True}})
+    r = make(LiveRunner, live_move(1, "db", "w1", "w3"), api, journal, clock)
+    r.begin()
+    vm = api.vms[("default", "db")]
+    assert existing_node_pin(vm) == ["w3"] and vm["metadata"]["annotations"][TEMP_PIN_ANNOTATION] == "w3"
+    assert "addedNodeSelector" not in api.created[0]["spec"]
+    assert journal.record(1).temporary_affinity  # type: ignore[union-attr]
+    while not r.step():
+        clock.sleep(1)
+    assert r.outcome is not None and r.outcome.ok and api.node_of("db") == "w3"
+    vm = api.vms[("default", "db")]
+    assert existing_node_pin(vm) == [] and TEMP_PIN_ANNOTATION not in vm["metadata"]["annotations"]
+    assert vm["spec"]["template"]["spec"]["affinity"] == {"podAntiAffinity": {"keep": True}}
+    assert not journal.record(1).temporary_affinity  # type: ignore[union-attr]
+
+
+def test_live_before_1_6_follows_a_migration_started_by_kubevirt(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(version="v1.5.0"), FakeClock()
+    api.add_vm("db", "w1")
+    api.create_migration("default", "kubevirt-workload-update-x", "db", target="w2", plan_id="other")
+    r = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.ok
+    assert [m["metadata"]["name"] for m in api.created] == ["kubevirt-workload-update-x"]
+    assert r.outcome.migration_name == "kubevirt-workload-update-x"
+
+
+def test_live_failure_reports_reason_and_cleans_up(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(version="v1.5.0"), FakeClock()
+    api.add_vm("db", "w1")
+    api.fail_vms.add("db")
+    r = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.status is MoveStatus.FAILED
+    assert "injected failure" in (r.outcome.error or "") and "stays on w1" in (r.outcome.error or "")
+    assert existing_node_pin(api.vms[("default", "db")]) == []
+
+
+def test_live_rejection_is_classified_by_message(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("db", "w1")
+    api.create_migration("default", "someone-else", "db", target="w3", plan_id="x")
+    r = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
+    r.begin()
+    assert r.outcome is not None and r.outcome.error is not None
+    assert r.outcome.error.startswith("in-flight migration detected")
+
+
+def test_live_timeout_cancels_the_migration(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(polls_to_finish=10_000), FakeClock()
+    api.add_vm("db", "w1")
+    r = make(LiveRunner, live_move(1, "db", "w1", "w2", gib=1), api, journal, clock,
+             timeout_per_gib_seconds=5, min_timeout_seconds=10)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.status is MoveStatus.FAILED
+    assert "timed out" in (r.outcome.error or "") and api.deleted == ["vmr-feedfaceca-1-1"]
+
+
+def test_live_interrupt_cancels(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(polls_to_finish=100), FakeClock()
+    api.add_vm("db", "w1")
+    r = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
+    r.begin()
+    r.step()
+    state = r.interrupt()
+    assert "stays on w1" in state and api.deleted == ["vmr-feedfaceca-1-1"]
+    assert journal.record(1).status == "failed"  # type: ignore[union-attr]
+
+
+def test_live_retry_uses_a_new_attempt_and_name(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("db", "w1")
+    api.fail_vms.add("db")
+    drive(make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock), clock)
+    api.fail_vms.clear()
+    r = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.ok
+    assert [m["metadata"]["name"] for m in api.created] == ["vmr-feedfaceca-1-1", "vmr-feedfaceca-1-2"]
+    assert journal.record(1).attempt == 2  # type: ignore[union-attr]
+
+
+def test_live_resume_after_crash_before_the_create_call(journal: Journal) -> None:
+    """The name is journalled before the migration is created: resume creates it once, with that name."""
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("db", "w1")
+    r = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
+    r.begin()
+    assert journal.record(1).migration == "vmr-feedfaceca-1-1"  # type: ignore[union-attr]
+    api.migrations.clear()  # as if the process died before the POST reached the server
+    api.created.clear()
+    reopened = Journal.open(PLAN, directory=journal.path.parent)
+    r2 = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, reopened, clock)
+    drive(r2, clock)
+    assert r2.outcome is not None and r2.outcome.ok, r2.outcome
+    assert [m["metadata"]["name"] for m in api.created] == ["vmr-feedfaceca-1-1"]
+    assert reopened.record(1).attempt == 1  # type: ignore[union-attr]
+
+
+def test_live_resume_follows_the_journalled_migration(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("db", "w1")
+    make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock).begin()
+    reopened = Journal.open(PLAN, directory=journal.path.parent)
+    r2 = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, reopened, clock)
+    drive(r2, clock)
+    assert r2.outcome is not None and r2.outcome.ok and len(api.created) == 1
+    assert reopened.record(1).attempt == 1  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------------------------------------- cold
+
+
+def test_cold_move_in_the_seeds_order(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(lifecycle_polls=2), FakeClock()
+    api.add_vm("web", "w1")
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.ok and r.outcome.pinned and r.outcome.final_node == "w2"
+    assert [c for c in api.calls if c[0] in ("stop", "start")] == [("stop", "web"), ("start", "web")]
+    vm = api.vms[("default", "web")]
+    assert existing_node_pin(vm) == ["w2"] and vm["metadata"]["annotations"][PIN_ANNOTATION] == "w2"
+    assert vm["spec"]["runStrategy"] == "Always"
+    # the pin was written while the VM was stopped, with the resourceVersion read after the stop
+    pin_index = next(i for i, c in enumerate(api.calls) if c == ("start", "web"))
+    assert ("get_vm", "web") in api.calls[:pin_index]
+    assert unpin_vm(api, "default", "web") is True
+    assert existing_node_pin(api.vms[("default", "web")]) == []
+    assert unpin_vm(api, "default", "web") is False
+
+
+def test_cold_move_restores_a_manual_run_strategy(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("web", "w1", run_strategy="Manual")
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.ok
+    assert api.vms[("default", "web")]["spec"]["runStrategy"] == "Manual"
+    assert journal.record(1).original_run_strategy == "Manual"  # type: ignore[union-attr]
+
+
+def test_cold_move_of_a_stopped_vm_only_pins(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("off", None)
+    r = make(ColdRunner, cold_move(1, "off", None, "w3", running=False), api, journal, clock)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.ok and r.outcome.pinned
+    assert not [c for c in api.calls if c[0] in ("stop", "start")]
+    assert ("default", "off") not in api.vmis
+    assert api.vms[("default", "off")]["spec"]["runStrategy"] == "Halted"
+
+
+def test_cold_move_refuses_to_replace_a_foreign_pin(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("web", "w1", affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["w1"]}]}]}}})
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    drive(r, clock)
+    assert r.outcome is not None and "--replace-affinity" in (r.outcome.error or "")
+    assert api.calls.count(("stop", "web")) == 0
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock, replace_affinity=True)
+    drive(r, clock)
+    assert r.outcome is not None and r.outcome.ok and api.node_of("web") == "w2"
+
+
+def test_cold_move_pin_retries_on_conflict(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("web", "w1")
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    r.begin()
+    while journal.record(1).step != "pin":  # type: ignore[union-attr]
+        r.step()
+    api.conflicts = 2
+    api.concurrent_edit = lambda vm: vm["metadata"].setdefault("labels", {}).update(other="writer")
+    while not r.step():
+        pass
+    assert r.outcome is not None and r.outcome.ok
+    vm = api.vms[("default", "web")]
+    assert vm["metadata"]["labels"] == {"other": "writer"} and existing_node_pin(vm) == ["w2"]
+
+
+def test_cold_interrupt_never_leaves_the_vm_stopped(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(lifecycle_polls=5), FakeClock()
+    api.add_vm("web", "w1")
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    r.begin()
+    api.get_vm("default", "web")
+    api.pending_lifecycle[("default", "web")] = ("stop", 0)
+    api.get_vm("default", "web")  # now stopped
+    r.interrupt()
+    assert ("start", "web") in api.calls
+
+
+def test_cold_resume_continues_at_the_journalled_step(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("web", "w1")
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    r.begin()
+    while journal.record(1).step != "starting":  # type: ignore[union-attr]
+        r.step()
+    reopened = Journal.open(PLAN, directory=journal.path.parent)
+    r2 = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, reopened, clock)
+    drive(r2, clock)
+    assert r2.outcome is not None and r2.outcome.ok
+    assert api.calls.count(("stop", "web")) == 1 and api.calls.count(("start", "web")) == 1
