@@ -615,7 +615,8 @@ class MigrationController:
                 st = o.setdefault("status", {})
                 mstate = st.setdefault("migrationState", {})
                 mstate["endTimestamp"] = now_iso
-                mstate["completed"] = True if aborted else mstate.get("completed", False)
+                # virt-handler marks a migration that ended, successfully or not, as completed.
+                mstate["completed"] = True
                 mstate["failed"] = True
                 mstate["failureReason"] = reason
                 if aborted:
