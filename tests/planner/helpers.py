@@ -47,4 +47,14 @@ def violations(state: ClusterState, plan: Plan, *, live_only: bool = False) -> l
             if m.source in requested:
                 requested[m.source] = requested[m.source] - vm.requests
             where[vm.ref] = m.target
+        # VMs moving in the same wave must not clash with each other either (in both
+        # directions of anti-affinity): check every moved VM against the state after the wave.
+        residents = [(str(n), v) for v in state.vms if (n := where.get(v.ref))]
+        for m in wave:
+            vm = state.vm(m.namespace, m.vm)
+            node = state.node(m.target)
+            assert vm is not None and node is not None
+            clash = [r for r in fit_reasons(vm, node, state, residents=residents) if "anti-affinity" in r]
+            if clash:
+                out.append(f"move {m.id}: {vm.ref} → {m.target} after its wave: {clash}")
     return out

@@ -483,6 +483,101 @@ def test_fit_reasons_uses_state_residents_for_anti_affinity() -> None:
     assert fit_reasons(vm, state.node("n1"), state, residents=[]) == []
 
 
+def _guard(name: str, node: str, term: PodAffinityTerm, **labels: str) -> VirtualMachine:
+    """A resident that declares required anti-affinity (it repels the VMs its term selects)."""
+    return make_vm(name, node=node, labels=labels, placement=Placement(pod_anti_affinity=(term,)))
+
+
+@pytest.mark.parametrize(
+    ("vm", "target", "residents", "expected"),
+    [
+        pytest.param(
+            _labelled("a", "n3", app="web"),
+            "n1",
+            [("n1", _guard("b", "n1", _term(app="web")))],
+            ["anti-affinity of b against it on kubernetes.io/hostname=n1"],
+            id="resident-repels-incoming-same-host",
+        ),
+        pytest.param(
+            _labelled("a", "n3", app="web"),
+            "n2",
+            [("n1", _guard("b", "n1", _term(app="web")))],
+            [],
+            id="resident-other-host",
+        ),
+        pytest.param(
+            _labelled("a", "n3", app="web"),
+            "n2",
+            [("n1", _guard("b", "n1", _term("zone", app="web")))],
+            ["anti-affinity of b against it on zone=a"],
+            id="resident-repels-in-zone",
+        ),
+        pytest.param(
+            _labelled("a", "n3", app="api"),
+            "n1",
+            [("n1", _guard("b", "n1", _term(app="web")))],
+            [],
+            id="resident-selector-miss",
+        ),
+        pytest.param(
+            _labelled("a", "n3", namespace="other", app="web"),
+            "n1",
+            [("n1", _guard("b", "n1", _term(app="web")))],
+            [],
+            id="resident-term-own-namespace-only-by-default",
+        ),
+        pytest.param(
+            _labelled("a", "n3", namespace="other", app="web"),
+            "n1",
+            [("n1", _guard("b", "n1", _term(namespaces=("other",), app="web")))],
+            ["anti-affinity of b against it on kubernetes.io/hostname=n1"],
+            id="resident-term-namespaces-list",
+        ),
+        pytest.param(
+            _guard("a", "n3", _term(app="web"), app="web"),
+            "n3",
+            [("n3", _guard("a", "n3", _term(app="web"), app="web"))],
+            [],
+            id="resident-is-the-vm-itself",
+        ),
+        pytest.param(
+            _guard("a", "n3", _term(app="db"), app="db"),
+            "n1",
+            [("n1", _guard("b", "n1", _term(app="db"), app="db"))],
+            ["anti-affinity with b on kubernetes.io/hostname=n1",
+             "anti-affinity of b against it on kubernetes.io/hostname=n1"],
+            id="both-directions",
+        ),
+    ],
+)
+def test_anti_affinity_is_symmetric(vm: VirtualMachine, target: str, residents: list, expected: list[str]) -> None:
+    """An existing VM's required anti-affinity also keeps an incoming VM out (as kube-scheduler does)."""
+    assert pod_affinity_violations(vm, _node(target), node_labels=ZONED, residents=residents) == expected
+
+
+def test_symmetric_anti_affinity_uses_the_hostname_of_unlabelled_nodes() -> None:
+    bare = make_node("bare")
+    guard = _guard("b", "bare", _term(app="web"))
+    labels = {"bare": {}}
+    reasons = pod_affinity_violations(_labelled("a", "n3", app="web"), bare, node_labels=labels,
+                                      residents=[("bare", guard)])
+    assert reasons == ["anti-affinity of b against it on kubernetes.io/hostname=bare"]
+
+
+def test_fit_reasons_sees_residents_anti_affinity() -> None:
+    n1, n2 = make_node("n1"), make_node("n2")
+    guard = _guard("b", "n1", _term(app="web"))
+    vm = make_vm("a", node="n2", labels={"app": "web"})
+    state = make_state([n1, n2], [vm, guard])
+    assert fit_reasons(vm, state.node("n1"), state) == [
+        "anti-affinity of b against it on kubernetes.io/hostname=n1"
+    ]
+    # A stopped holder is no resident: nothing to enforce.
+    stopped = make_state([n1, n2], [vm, make_vm("b", node=None, running=False, labels={},
+                                                placement=guard.placement)])
+    assert fit_reasons(vm, stopped.node("n1"), stopped) == []
+
+
 # ------------------------------------------------------------------------------ capacity
 
 

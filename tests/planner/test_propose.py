@@ -189,6 +189,39 @@ def test_anti_affinity_keeps_replicas_apart():
     assert not any(m.vm == "db-0" and m.target == "worker-2" for m in plan.moves)
 
 
+def test_residents_anti_affinity_keeps_incoming_vms_out():
+    # worker-3 runs a guard whose required anti-affinity selects app=web; the web VMs carry no
+    # terms themselves, yet Kubernetes would refuse them on worker-3 (symmetric anti-affinity).
+    term = PodAffinityTerm(label_selector=LabelSelector(match_labels={"app": "web"}))
+    nodes = [make_node(f"worker-{i}") for i in range(1, 4)]
+    vms = [make_vm(f"web-{k}", node="worker-1", labels={"app": "web"}, request_cpu=2) for k in range(6)]
+    vms += [make_vm("guard", node="worker-3", placement=Placement(pod_anti_affinity=(term,)), request_cpu=0.5)]
+    state = make_state(nodes, vms)
+    for strategy in ("greedy", "exhaustive"):
+        plan = _plan(state, strategy=strategy)
+        assert plan.moves, "worker-2 is still a valid target"
+        assert violations(state, plan) == []
+        assert not any(m.target == "worker-3" and m.vm.startswith("web") for m in plan.moves)
+        assert not any(m.vm == "guard" and m.target == "worker-1" for m in plan.moves)
+    drained = _plan(state, goal=GoalType.DRAIN, node="worker-1")
+    assert violations(state, drained) == []
+    assert {m.target for m in drained.moves} == {"worker-2"}
+
+
+def test_waves_respect_residents_anti_affinity():
+    # The guard leaves worker-1 and a web VM takes its place: not in the same wave, because
+    # while the guard is still migrating out its anti-affinity keeps app=web off worker-1.
+    from vm_rebalance.planner.waves import WaveMove, assign_waves
+
+    term = PodAffinityTerm(label_selector=LabelSelector(match_labels={"app": "web"}))
+    nodes = [make_node(f"worker-{i}") for i in range(1, 4)]
+    guard = make_vm("guard", node="worker-1", placement=Placement(pod_anti_affinity=(term,)))
+    web = make_vm("web", node="worker-3", labels={"app": "web"})
+    state = make_state(nodes, [guard, web])
+    waves = assign_waves(state, [WaveMove(guard, "worker-1", "worker-2"), WaveMove(web, "worker-3", "worker-1")])
+    assert waves == [1, 2]
+
+
 def test_capacity_is_never_exceeded_in_a_wave():
     # Two nodes nearly full; a third empty: every move must fit while sources still hold the VMs.
     nodes = [make_node("worker-1", cpu=8, memory_gi=16), make_node("worker-2", cpu=8, memory_gi=16),

@@ -115,6 +115,14 @@ def _term_namespaces(vm: VirtualMachine, term: PodAffinityTerm) -> tuple[str, ..
     return term.namespaces or (vm.namespace,)
 
 
+def _domain(node_labels: Mapping[str, Mapping[str, str]], node_name: str, key: str) -> str | None:
+    """The node's value of topology ``key`` (the hostname label defaults to the node's name)."""
+    value = node_labels.get(node_name, {}).get(key)
+    if value is None and key == HOSTNAME_LABEL:
+        return node_name
+    return value
+
+
 def _matching_in_domain(
     vm: VirtualMachine,
     term: PodAffinityTerm,
@@ -128,13 +136,56 @@ def _matching_in_domain(
     namespaces = _term_namespaces(vm, term)
     found = []
     for node_name, other in residents:
-        if other.ref == vm.ref:
+        if other is vm or other.ref == vm.ref:
             continue
-        if node_labels.get(node_name, {}).get(term.topology_key) != domain_value:
+        if _domain(node_labels, node_name, term.topology_key) != domain_value:
             continue
         if other.namespace in namespaces and term.label_selector.matches(other.labels):
             found.append(other)
     return found
+
+
+def anti_affinity_holders(
+    residents: Iterable[tuple[str, VirtualMachine]],
+) -> list[tuple[str, VirtualMachine]]:
+    """The residents that declare required pod anti-affinity (the only ones that can repel others)."""
+    return [(n, v) for n, v in residents if v.placement.pod_anti_affinity]
+
+
+def selected_by_anti_affinity(vm: VirtualMachine, holder: VirtualMachine) -> tuple[PodAffinityTerm, ...]:
+    """The anti-affinity terms of ``holder`` that select ``vm`` (namespace and labels; not topology)."""
+    if holder is vm or holder.ref == vm.ref:
+        return ()
+    return tuple(
+        term for term in holder.placement.pod_anti_affinity
+        if vm.namespace in _term_namespaces(holder, term) and term.label_selector.matches(vm.labels)
+    )
+
+
+def _symmetric_anti_affinity(
+    vm: VirtualMachine,
+    target_labels: Mapping[str, str],
+    node_labels: Mapping[str, Mapping[str, str]],
+    residents: Iterable[tuple[str, VirtualMachine]],
+) -> list[str]:
+    """Existing VMs whose required anti-affinity selects ``vm`` in the target's topology domain.
+
+    The Kubernetes scheduler enforces required anti-affinity symmetrically: an incoming pod
+    may not land in a domain where a running pod's anti-affinity term selects it.
+    """
+    clashes: dict[tuple[str, str], list[str]] = {}
+    for node_name, holder in residents:
+        if not holder.placement.pod_anti_affinity:
+            continue
+        for term in selected_by_anti_affinity(vm, holder):
+            value = target_labels.get(term.topology_key)
+            if value is None or _domain(node_labels, node_name, term.topology_key) != value:
+                continue
+            clashes.setdefault((term.topology_key, value), []).append(holder.name)
+    return [
+        f"anti-affinity of {', '.join(sorted(set(names))[:3])} against it on {key}={value}"
+        for (key, value), names in sorted(clashes.items())
+    ]
 
 
 def pod_affinity_violations(
@@ -144,10 +195,13 @@ def pod_affinity_violations(
     node_labels: Mapping[str, Mapping[str, str]],
     residents: Sequence[tuple[str, VirtualMachine]],
 ) -> list[str]:
-    """Required pod anti-affinity, pod affinity and hard topology spread of ``vm`` on ``node``.
+    """Required pod anti-affinity (both directions), pod affinity and hard topology spread of ``vm`` on ``node``.
 
-    ``residents`` are the (node, VM) pairs of running VMs where they would be at that moment;
-    ``node_labels`` maps every node name to its labels (topology domains).
+    Anti-affinity is symmetric, as in the Kubernetes scheduler: ``vm``'s own terms against the
+    residents, and every resident's terms against ``vm`` (only residents that declare
+    anti-affinity are looked at). ``residents`` are the (node, VM) pairs of running VMs where
+    they would be at that moment; ``node_labels`` maps every node name to its labels (topology
+    domains).
     """
     reasons = []
     labels = dict(node.labels)
@@ -157,6 +211,7 @@ def pod_affinity_violations(
         if clash:
             names = ", ".join(sorted(o.name for o in clash)[:3])
             reasons.append(f"anti-affinity with {names} on {term.topology_key}={labels.get(term.topology_key)}")
+    reasons += _symmetric_anti_affinity(vm, labels, node_labels, residents)
     for term in vm.placement.pod_affinity:
         if not _matching_in_domain(vm, term, labels.get(term.topology_key), node_labels, residents):
             reasons.append(f"required pod affinity ({term.topology_key}) not satisfied")

@@ -4,7 +4,8 @@
 the chosen basis, free allocatable by requests, a static VM-class x node feasibility matrix
 (node eligibility, taints, nodeSelector, required node affinity — cached per distinct static
 placement, so 100,000 VMs with a handful of placements cost a handful of rule evaluations),
-and which VMs take part in pod (anti-)affinity or topology spread (those are checked lazily
+and which VMs take part in pod (anti-)affinity or topology spread — including VMs selected by
+another VM's required anti-affinity, which Kubernetes enforces symmetrically (those are checked lazily
 with `eligibility.pod_affinity_violations`, the same function `fit_reasons` uses).
 
 Utilisation is kept per node in "units": percentage points of allocatable for CPU and
@@ -23,7 +24,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Node, VirtualMachine
+from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, LabelSelector, Node, VirtualMachine
 from vm_rebalance.planner.eligibility import is_eligible_target, static_placement_violations
 
 FloatArray = npt.NDArray[np.float64]
@@ -245,6 +246,28 @@ class Problem:
         self._relevant_by_ns: dict[str, list[int]] = {}
         for k in np.flatnonzero(self.affinity_relevant).tolist():
             self._relevant_by_ns.setdefault(self.vms[k].namespace, []).append(k)
+        # Symmetric anti-affinity: per VM, the VMs whose required anti-affinity selects it.
+        # Such a VM's placement depends on where those are, so it is dynamic too.
+        self._watchers: dict[int, list[int]] = {}
+        holders = [k for k, v in enumerate(self.vms) if v.placement.pod_anti_affinity]
+        if holders:
+            by_selector: dict[tuple[LabelSelector, tuple[str, ...]], list[int]] = {}
+            for k in holders:
+                h = self.vms[k]
+                for term in h.placement.pod_anti_affinity:
+                    key = (term.label_selector, term.namespaces or (h.namespace,))
+                    lst = by_selector.setdefault(key, [])
+                    if not lst or lst[-1] != k:
+                        lst.append(k)
+            for i, v in enumerate(self.vms):
+                found: set[int] = set()
+                for (sel, ns), ks in by_selector.items():
+                    if v.namespace in ns and sel.matches(v.labels):
+                        found.update(ks)
+                found.discard(i)
+                if found:
+                    self._watchers[i] = sorted(found)
+                    self.dynamic[i] = True
 
     # ----------------------------------------------------------------- state
 
@@ -290,11 +313,13 @@ class Problem:
         namespaces = {vm.namespace}
         for term in (*vm.placement.pod_anti_affinity, *vm.placement.pod_affinity):
             namespaces.update(term.namespaces)
-        return [
-            (self.node_names[int(self.pos[j])], self.vms[j])
-            for ns in sorted(namespaces)
-            for j in self._relevant_by_ns.get(ns, ())
-        ]
+        seen = [j for ns in sorted(namespaces) for j in self._relevant_by_ns.get(ns, ())]
+        i = self.vm_index.get(vm.ref)
+        watchers = self._watchers.get(i, ()) if i is not None else ()
+        if watchers:
+            known = set(seen)
+            seen += [j for j in watchers if j not in known]
+        return [(self.node_names[int(self.pos[j])], self.vms[j]) for j in seen]
 
     # ------------------------------------------------------------- objective
 

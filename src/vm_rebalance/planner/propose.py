@@ -22,7 +22,14 @@ from vm_rebalance.planner.assemble import DraftMove, PlanOptions, assemble_plan
 from vm_rebalance.planner.eligibility import fit_reasons, live_blocker, move_method
 from vm_rebalance.planner.problem import CPU, CPU_WARNING, MEM, MEMORY_WARNING, Problem, objective_terms
 from vm_rebalance.planner.request import PlanRequest
-from vm_rebalance.planner.search import STRATEGIES, SearchContext, Step
+from vm_rebalance.planner.search import (
+    REFINE_MAX_MOVES,
+    SINGLE_MOVE_PAIRS,
+    STRATEGIES,
+    SearchContext,
+    Step,
+    refine_under_budget,
+)
 
 MOVE_COST = 8.0
 """Base cost of any move, in squared-deviation units (pp²): below this the gain is negligible."""
@@ -77,7 +84,8 @@ def explain_no_target(problem: Problem, state: ClusterState, vm: VirtualMachine,
             int(problem.requested[j, 0] - node.requested.cpu_millicores),
             int(problem.requested[j, 1] - node.requested.memory_bytes),
         )
-        reasons = fit_reasons(vm, node, state, extra_requested=extra)
+        # Residents where the plan leaves them (anti-affinity in both directions, affinity, spread).
+        reasons = fit_reasons(vm, node, state, extra_requested=extra, residents=problem.residents_for(vm))
         if reasons:
             examples.append(f"{node.name}: {reasons[0]}")
     if not examples and not ineligible:
@@ -140,6 +148,7 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
     )
     pristine = problem.fork()
     steps: list[Step] = strategy(problem, ctx)
+    search_ctx = ctx
     cold = [i for i, _ in steps if cost[i] >= COLD_RUNNING_COST]
     if cold and not draining:
         # A cold move of a running VM must buy a lot of balance: try the plan without them.
@@ -151,8 +160,13 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
         without = base - live_problem.objective(ctx.terms)
         if without >= COLD_WORTH * with_cold and len(live_steps) <= len(steps) + 2 * len(cold):
             steps, problem = live_steps, live_problem
+            search_ctx = live_ctx
     if len(steps) > budget:
         steps = steps[:budget]
+        small = int(ctx.movable.sum()) * int(pristine.obj_mask.sum()) <= SINGLE_MOVE_PAIRS
+        if 0 < budget <= REFINE_MAX_MOVES and small and not draining:
+            # The budget binds: choose the moves jointly rather than greedily.
+            steps, problem = refine_under_budget(pristine, steps, search_ctx)
         warnings.append(
             f"stopped at --max-migrations {budget}: more moves would improve the balance further"
         )
