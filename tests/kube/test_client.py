@@ -172,3 +172,39 @@ def test_kubeconfig_list_in_env_is_merged(
 )
 def test_sanitize(text: str, clean: str) -> None:
     assert _sanitize(text, ["/home/a/.kube/config"]) == clean
+
+
+def test_transient_errors_are_retried_for_reads_but_not_for_writes(monkeypatch):
+    from vm_rebalance.errors import ClusterError
+    from vm_rebalance.kube import client as kc
+
+    calls: list[str] = []
+    answers: list[int] = []
+
+    def once(self, method, path, **kwargs):
+        calls.append(method)
+        status = answers.pop(0)
+        if status >= 400:
+            raise ClusterError(f"HTTP {status}", status=status)
+        return {"ok": True}
+
+    monkeypatch.setattr(kc.KubeClient, "_request_once", once)
+    client = kc.KubeClient.__new__(kc.KubeClient)
+    client.retry_delays = (0.0, 0.0, 0.0)
+    answers[:] = [503, 500, 200]
+    assert client.request("GET", "/api/v1/nodes", verb="list", resource="nodes") == {"ok": True}
+    assert calls == ["GET"] * 3
+    calls.clear()
+    answers[:] = [503]
+    with pytest.raises(ClusterError):
+        client.request("POST", "/x", body={}, verb="create", resource="x")
+    assert calls == ["POST"]  # a write that may have happened is not repeated blindly
+    calls.clear()
+    answers[:] = [429, 200]
+    assert client.request("POST", "/x", body={}, verb="create", resource="x") == {"ok": True}
+    assert calls == ["POST", "POST"]  # 429: the server did not act
+    calls.clear()
+    answers[:] = [503, 503, 503, 503]
+    with pytest.raises(ClusterError):
+        client.request("GET", "/x", verb="get", resource="x")
+    assert len(calls) == 4  # bounded

@@ -113,7 +113,11 @@ def progress_printer(c: Context) -> service.Progress:
 
 def _register() -> None:
     # Commands live in their own modules; importing them registers them on `app`.
-    from vm_rebalance.cli import demo, execute, inventory, mcp, plan, simulator  # noqa: F401
+    # Import order is the order of `--help`: read, plan, change, then the extras.
+    from vm_rebalance.cli import inventory  # noqa: F401, I001
+    from vm_rebalance.cli import plan  # noqa: F401
+    from vm_rebalance.cli import execute  # noqa: F401
+    from vm_rebalance.cli import demo, mcp, simulator  # noqa: F401
 
 
 def fail(err: Console, error: RebalanceError) -> NoReturn:

@@ -11,7 +11,9 @@ vm_rebalance error (see kube/errors.py); nothing here prints.
 import json
 import logging
 import os
+import random
 import re
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from vm_rebalance.errors import ClusterConfigError, ClusterError, ConfigError
+from vm_rebalance.errors import ClusterConfigError, ClusterError, ClusterUnreachableError, ConfigError
 from vm_rebalance.kube.errors import error_for_status, error_for_transport
 from vm_rebalance.kube.resources import ApiResource
 
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 PAGE_SIZE = 500
+RETRY_DELAYS_SECONDS = (0.5, 1.0, 2.0)
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
 USER_AGENT = "vm-rebalance/0.1"
 FIELD_MANAGER = "vm-rebalance"
 
@@ -128,6 +132,7 @@ class KubeClient:
         self._api.user_agent = USER_AGENT
         self._timeout = timeout_seconds
         self.server = configuration.host
+        self.retry_delays: tuple[float, ...] = RETRY_DELAYS_SECONDS
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None) -> "KubeClient":
@@ -166,11 +171,45 @@ class KubeClient:
         """Send one request and return the parsed JSON answer (None for an empty body).
 
         ``verb`` / ``resource`` name the operation in error messages (e.g. "list",
-        "virtualmachines.kubevirt.io").
+        "virtualmachines.kubevirt.io"). Transient failures are retried with capped,
+        jittered exponential backoff (`retry_delays`): 429 for every verb (the server did
+        not act), and 500/502/503/504 or a lost connection for reads only (a write may have
+        happened; the executor's writes are guarded and re-read instead).
 
         Raises:
             ClusterError: any failure, translated (403 names verb and resource).
         """
+        attempts = len(self.retry_delays) + 1
+        for attempt in range(attempts):
+            try:
+                return self._request_once(method, path, query=query, body=body, content_type=content_type, verb=verb,
+                                          resource=resource, namespace=namespace, name=name,
+                                          timeout_seconds=timeout_seconds)
+            except ClusterError as exc:
+                transient = exc.status == 429 or (
+                    method == "GET" and (exc.status in RETRY_STATUSES or isinstance(exc, ClusterUnreachableError))
+                )
+                if not transient or attempt == attempts - 1:
+                    raise
+                delay = self.retry_delays[attempt] * (0.5 + random.random())  # noqa: S311 - jitter, not crypto
+                log.debug("%s %s failed (%s); retrying in %.1fs", verb, resource, exc.status, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content_type: str,
+        verb: str,
+        resource: str,
+        namespace: str | None,
+        name: str | None,
+        timeout_seconds: float | None,
+    ) -> Any:
         url_path = path + ("?" + urlencode({k: v for k, v in query.items() if v is not None}) if query else "")
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         data: bytes | None = None
