@@ -28,15 +28,31 @@ from starlette.routing import Route
 def make_pods(n: int) -> list[dict]:
     return [
         {
-            "metadata": {"name": f"virt-launcher-vm-{i:06d}-abcde", "namespace": f"ns-{i % 50}",
-                         "uid": f"00000000-0000-0000-0000-{i:012d}", "resourceVersion": str(1000 + i),
-                         "creationTimestamp": "2026-11-21T12:00:00Z",
-                         "labels": {"kubevirt.io": "virt-launcher", "vm.kubevirt.io/name": f"vm-{i:06d}",
-                                    "kubevirt.io/created-by": f"uid-{i}"}},
-            "spec": {"nodeName": f"node-{i % 500:04d}", "containers": [
-                {"name": "compute", "image": "quay.io/kubevirt/virt-launcher:v1.6.0",
-                 "resources": {"requests": {"cpu": "200m", "memory": "4400Mi", "devices.kubevirt.io/kvm": "1"},
-                               "limits": {"devices.kubevirt.io/kvm": "1"}}}]},
+            "metadata": {
+                "name": f"virt-launcher-vm-{i:06d}-abcde",
+                "namespace": f"ns-{i % 50}",
+                "uid": f"00000000-0000-0000-0000-{i:012d}",
+                "resourceVersion": str(1000 + i),
+                "creationTimestamp": "2026-11-21T12:00:00Z",
+                "labels": {
+                    "kubevirt.io": "virt-launcher",
+                    "vm.kubevirt.io/name": f"vm-{i:06d}",
+                    "kubevirt.io/created-by": f"uid-{i}",
+                },
+            },
+            "spec": {
+                "nodeName": f"node-{i % 500:04d}",
+                "containers": [
+                    {
+                        "name": "compute",
+                        "image": "quay.io/kubevirt/virt-launcher:v1.6.0",
+                        "resources": {
+                            "requests": {"cpu": "200m", "memory": "4400Mi", "devices.kubevirt.io/kvm": "1"},
+                            "limits": {"devices.kubevirt.io/kvm": "1"},
+                        },
+                    }
+                ],
+            },
             "status": {"phase": "Running", "podIP": "10.0.0.1", "startTime": "2026-11-21T12:00:00Z"},
         }
         for i in range(n)
@@ -47,11 +63,14 @@ def app_for(pods: list[dict]) -> Starlette:
     async def list_pods(request: Request) -> Response:
         limit = int(request.query_params.get("limit") or len(pods))
         start = int(request.query_params.get("continue") or 0)
-        page = pods[start:start + limit]
+        page = pods[start : start + limit]
         nxt = start + limit
-        body = {"kind": "PodList", "apiVersion": "v1",
-                "metadata": {"resourceVersion": "99999", **({"continue": str(nxt)} if nxt < len(pods) else {})},
-                "items": page}
+        body = {
+            "kind": "PodList",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": "99999", **({"continue": str(nxt)} if nxt < len(pods) else {})},
+            "items": page,
+        }
         return Response(json.dumps(body), media_type="application/json")
 
     return Starlette(routes=[Route("/api/v1/pods", list_pods)])
@@ -69,20 +88,27 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=500)
     args = parser.parse_args()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app_for(make_pods(args.pods)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app_for(make_pods(args.pods)), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
     kubeconfig = Path(tempfile.mkdtemp()) / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "b",
-        "clusters": [{"name": "b", "cluster": {"server": url}}],
-        "contexts": [{"name": "b", "context": {"cluster": "b", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-    }))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "b",
+                "clusters": [{"name": "b", "cluster": {"server": url}}],
+                "contexts": [{"name": "b", "context": {"cluster": "b", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
     results = []
 
     from kubernetes import client as kclient
@@ -108,8 +134,10 @@ def main() -> None:
     def official_raw() -> int:
         return len(raw.list(r.PODS, page_size=args.page))
 
-    runs = [("kubernetes client, typed models", official_models),
-            ("kubernetes client transport + raw JSON (vm-rebalance)", official_raw)]
+    runs = [
+        ("kubernetes client, typed models", official_models),
+        ("kubernetes client transport + raw JSON (vm-rebalance)", official_raw),
+    ]
     try:
         import lightkube
         from lightkube.resources.core_v1 import Pod

@@ -19,11 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from executor.simhelpers import add_vm, cluster_objects, simulator  # noqa: E402
-
-from vm_rebalance import service  # noqa: E402
-from vm_rebalance.executor.runners import ExecutionOptions  # noqa: E402
-from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves  # noqa: E402
+from executor.simhelpers import add_vm, cluster_objects, simulator
+from vm_rebalance import service
+from vm_rebalance.executor.runners import ExecutionOptions
+from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
 
 
 def ts(value: str) -> float:
@@ -48,8 +47,9 @@ def main() -> None:
         session = service.Session.open(service.Target(kubeconfig=str(sim.kubeconfig)))
         plan = plan_manual_moves(session.state, requests)
         wall = time.monotonic()
-        result = service.execute_plan(session, plan, options=ExecutionOptions(poll_interval_seconds=args.poll),
-                                      journal_dir=Path(tmp) / "j")
+        result = service.execute_plan(
+            session, plan, options=ExecutionOptions(poll_interval_seconds=args.poll), journal_dir=Path(tmp) / "j"
+        )
         wall = time.monotonic() - wall
         session.close()
         migs = sim.migrations()
@@ -71,8 +71,11 @@ def main() -> None:
         ("moves", f"{len(migs)} ({ok} succeeded)"),
         ("time scale", f"{args.time_scale:g}x, poll {args.poll:g}s"),
         ("total slot time (sim s)", f"{sum(slot):.0f}"),
-        ("lower bound (sim s)", f"{bound:.0f}  = max(total/5 {sum(slot) / 5:.0f}, busiest node/2 "
-                                f"{max(per_node.values()) / 2:.0f}, longest {max(slot):.0f})"),
+        (
+            "lower bound (sim s)",
+            f"{bound:.0f}  = max(total/5 {sum(slot) / 5:.0f}, busiest node/2 "
+            f"{max(per_node.values()) / 2:.0f}, longest {max(slot):.0f})",
+        ),
         ("makespan (sim s)", f"{makespan:.0f}"),
         ("overhead vs bound", f"{100 * (makespan / bound - 1):.1f} %  (target ≤ 15 %)"),
         ("peak running (KubeVirt)", str(summary["peak_running_migrations"])),

@@ -227,8 +227,9 @@ def exhaustive(a: Arrays, budget: int) -> None:
 
 
 def ours(state: ClusterState, budget: int | None, strategy: str = "greedy") -> tuple[int, float, float]:
-    request = PlanRequest(goal=Goal(type=GoalType.BALANCED), basis=Basis.REQUESTS, max_migrations=budget,
-                          strategy=strategy)
+    request = PlanRequest(
+        goal=Goal(type=GoalType.BALANCED), basis=Basis.REQUESTS, max_migrations=budget, strategy=strategy
+    )
     start = time.perf_counter()
     plan = propose_plan(state, request)
     elapsed = time.perf_counter() - start
@@ -283,8 +284,9 @@ def drain_check(sizes: list[tuple[int, int]]) -> None:
         elapsed = time.perf_counter() - start
         on_node = sum(1 for v in state.vms if v.node == node)
         reasons = "; ".join(sorted({s.reason[:60] for s in plan.stays})) or "-"
-        print(f"| {n_nodes} / {n_vms} | {on_node} | {len(plan.moves)} | {len(plan.stays)} ({reasons}) "
-              f"| {elapsed:.2f} s |")
+        print(
+            f"| {n_nodes} / {n_vms} | {on_node} | {len(plan.moves)} | {len(plan.stays)} ({reasons}) | {elapsed:.2f} s |"
+        )
 
 
 def speed(sizes: list[tuple[int, int]]) -> None:

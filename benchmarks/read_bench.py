@@ -27,15 +27,28 @@ def generate(nodes: int, vms: int, path: Path, seed: int = 1) -> int:
     for i in range(nodes):
         name = f"node-{i:05d}"
         res = {"cpu": "64", "memory": "256Gi", "pods": "250", "devices.kubevirt.io/kvm": "1k"}
-        items.append({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubevirt.io/schedulable": "true"}},
-            "spec": {}, "status": {"capacity": res, "allocatable": res,
-                                   "conditions": [{"type": "Ready", "status": "True"}]},
-        })
-        items.append({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "NodeMetrics", "metadata": {"name": name},
-                      "timestamp": "2026-11-21T12:00:00Z", "window": "20s",
-                      "usage": {"cpu": f"{rng.randint(1000, 60000)}m", "memory": f"{rng.randint(8, 240)}Gi"}})
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": {"kubernetes.io/hostname": name, "kubevirt.io/schedulable": "true"},
+                },
+                "spec": {},
+                "status": {"capacity": res, "allocatable": res, "conditions": [{"type": "Ready", "status": "True"}]},
+            }
+        )
+        items.append(
+            {
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "kind": "NodeMetrics",
+                "metadata": {"name": name},
+                "timestamp": "2026-11-21T12:00:00Z",
+                "window": "20s",
+                "usage": {"cpu": f"{rng.randint(1000, 60000)}m", "memory": f"{rng.randint(8, 240)}Gi"},
+            }
+        )
     for j in range(vms):
         ns = f"ns-{j % 50}"
         name = f"vm-{j:06d}"
@@ -43,37 +56,92 @@ def generate(nodes: int, vms: int, path: Path, seed: int = 1) -> int:
         cores = rng.choice([1, 2, 4, 8])
         mem = f"{cores * 4}Gi"
         rwx = rng.random() < 0.8
-        spec = {"domain": {"cpu": {"cores": cores}, "memory": {"guest": mem}, "devices": {}},
-                "volumes": [{"name": "root", "persistentVolumeClaim": {"claimName": f"{name}-root"}}]}
+        spec = {
+            "domain": {"cpu": {"cores": cores}, "memory": {"guest": mem}, "devices": {}},
+            "volumes": [{"name": "root", "persistentVolumeClaim": {"claimName": f"{name}-root"}}],
+        }
         labels = {"kubevirt.io/domain": name, "app": f"app-{j % 200}"}
-        items.append({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-                      "metadata": {"name": name, "namespace": ns},
-                      "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": labels}, "spec": spec}},
-                      "status": {"printableStatus": "Running", "ready": True}})
+        items.append(
+            {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachine",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": labels}, "spec": spec}},
+                "status": {"printableStatus": "Running", "ready": True},
+            }
+        )
         uid = f"uid-{j}"
-        items.append({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-                      "metadata": {"name": name, "namespace": ns, "uid": uid,
-                                   "labels": {**labels, "kubevirt.io/nodeName": node}},
-                      "spec": spec,
-                      "status": {"phase": "Running", "nodeName": node,
-                                 "conditions": [{"type": "LiveMigratable", "status": "True" if rwx else "False"}]}})
+        items.append(
+            {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachineInstance",
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "uid": uid,
+                    "labels": {**labels, "kubevirt.io/nodeName": node},
+                },
+                "spec": spec,
+                "status": {
+                    "phase": "Running",
+                    "nodeName": node,
+                    "conditions": [{"type": "LiveMigratable", "status": "True" if rwx else "False"}],
+                },
+            }
+        )
         pod = f"virt-launcher-{name}-x1y2z"
-        items.append({"apiVersion": "v1", "kind": "Pod",
-                      "metadata": {"name": pod, "namespace": ns,
-                                   "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": uid,
-                                              "vm.kubevirt.io/name": name}},
-                      "spec": {"nodeName": node, "containers": [
-                          {"name": "compute", "resources": {"requests": {"cpu": f"{cores * 100}m",
-                                                                         "memory": f"{cores * 4096 + 300}Mi"}}}]},
-                      "status": {"phase": "Running"}})
-        items.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                      "metadata": {"name": f"{name}-root", "namespace": ns},
-                      "spec": {"accessModes": ["ReadWriteMany" if rwx else "ReadWriteOnce"]},
-                      "status": {"phase": "Bound", "accessModes": ["ReadWriteMany" if rwx else "ReadWriteOnce"]}})
-        items.append({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
-                      "metadata": {"name": pod, "namespace": ns}, "timestamp": "2026-11-21T12:00:00Z",
-                      "window": "20s", "containers": [{"name": "compute", "usage": {
-                          "cpu": f"{rng.randint(10, cores * 1000)}m", "memory": f"{rng.randint(256, cores * 4096)}Mi"}}]})
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod,
+                    "namespace": ns,
+                    "labels": {
+                        "kubevirt.io": "virt-launcher",
+                        "kubevirt.io/created-by": uid,
+                        "vm.kubevirt.io/name": name,
+                    },
+                },
+                "spec": {
+                    "nodeName": node,
+                    "containers": [
+                        {
+                            "name": "compute",
+                            "resources": {"requests": {"cpu": f"{cores * 100}m", "memory": f"{cores * 4096 + 300}Mi"}},
+                        }
+                    ],
+                },
+                "status": {"phase": "Running"},
+            }
+        )
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": f"{name}-root", "namespace": ns},
+                "spec": {"accessModes": ["ReadWriteMany" if rwx else "ReadWriteOnce"]},
+                "status": {"phase": "Bound", "accessModes": ["ReadWriteMany" if rwx else "ReadWriteOnce"]},
+            }
+        )
+        items.append(
+            {
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "kind": "PodMetrics",
+                "metadata": {"name": pod, "namespace": ns},
+                "timestamp": "2026-11-21T12:00:00Z",
+                "window": "20s",
+                "containers": [
+                    {
+                        "name": "compute",
+                        "usage": {
+                            "cpu": f"{rng.randint(10, cores * 1000)}m",
+                            "memory": f"{rng.randint(256, cores * 4096)}Mi",
+                        },
+                    }
+                ],
+            }
+        )
     text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
     path.write_text(text)
     return len(text)
@@ -101,8 +169,9 @@ def main() -> None:
             path = Path(tmp) / f"snap-{nodes}-{vms}.json"
             size = generate(nodes, vms, path)
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True,
-                                 check=True).stdout.split()
+            out = subprocess.run(
+                [sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True, check=True
+            ).stdout.split()
             _ = time.perf_counter() - t0
             secs, rss, n, v = float(out[0]), float(out[1]), int(out[2]), int(out[3])
             assert (n, v) == (nodes, vms), (n, v)

@@ -36,9 +36,7 @@ def main() -> None:
     server = SimulatorServer(cluster)
     server.start()
     start = time.perf_counter() - t0
-    rows.append(
-        ("server start (TLS, controllers)", f"{start:.2f} s", f"total {load + start:.2f} s (target < 30 s)")
-    )
+    rows.append(("server start (TLS, controllers)", f"{start:.2f} s", f"total {load + start:.2f} s (target < 30 s)"))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             kubeconfig = Path(tmp) / "config"

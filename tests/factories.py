@@ -78,11 +78,17 @@ def make_vm(
 ) -> VirtualMachine:
     """A running VM with one RWX disk unless told otherwise (storage: rwx, rwo, containerdisk)."""
     if storage == "rwx":
-        volumes = (Volume(name="root", source="persistentVolumeClaim", claim_name=f"{name}-root",
-                          access_modes=("ReadWriteMany",)),)
+        volumes = (
+            Volume(
+                name="root", source="persistentVolumeClaim", claim_name=f"{name}-root", access_modes=("ReadWriteMany",)
+            ),
+        )
     elif storage == "rwo":
-        volumes = (Volume(name="root", source="persistentVolumeClaim", claim_name=f"{name}-root",
-                          access_modes=("ReadWriteOnce",)),)
+        volumes = (
+            Volume(
+                name="root", source="persistentVolumeClaim", claim_name=f"{name}-root", access_modes=("ReadWriteOnce",)
+            ),
+        )
     else:
         volumes = (Volume(name="root", source="containerDisk"),)
     if live_migratable is None and running:
@@ -116,8 +122,12 @@ def make_vm(
 
 
 def make_state(
-    nodes: Iterable[Node], vms: Iterable[VirtualMachine], *, metrics: bool = False,
-    limits: MigrationLimits | None = None, fill_requests: bool = True,
+    nodes: Iterable[Node],
+    vms: Iterable[VirtualMachine],
+    *,
+    metrics: bool = False,
+    limits: MigrationLimits | None = None,
+    fill_requests: bool = True,
 ) -> ClusterState:
     """A ClusterState; with ``fill_requests`` each node's requested = the sum of its VMs' requests."""
     vms = tuple(vms)

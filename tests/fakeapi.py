@@ -27,9 +27,7 @@ from vm_rebalance.kube import resources as r
 TOKEN = "s3cr3t-bearer-token-abc123"
 
 RESOURCES_BY_KIND = {
-    res.kind
-    if res.group != "metrics.k8s.io"
-    else {"nodes": "NodeMetrics", "pods": "PodMetrics"}[res.plural]: res
+    res.kind if res.group != "metrics.k8s.io" else {"nodes": "NodeMetrics", "pods": "PodMetrics"}[res.plural]: res
     for res in (
         r.NODES,
         r.PODS,

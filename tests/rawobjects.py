@@ -135,8 +135,11 @@ def launcher_pod_obj(vmi: dict[str, Any], *, cpu: str = "200m", memory: str = "4
         "metadata": {
             "name": f"virt-launcher-{name}-abcde",
             "namespace": vmi["metadata"]["namespace"],
-            "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": vmi["metadata"]["uid"],
-                       "vm.kubevirt.io/name": name},
+            "labels": {
+                "kubevirt.io": "virt-launcher",
+                "kubevirt.io/created-by": vmi["metadata"]["uid"],
+                "vm.kubevirt.io/name": name,
+            },
         },
         "spec": {
             "nodeName": vmi["status"]["nodeName"],
@@ -146,14 +149,23 @@ def launcher_pod_obj(vmi: dict[str, Any], *, cpu: str = "200m", memory: str = "4
     }
 
 
-def pod_obj(name: str, node: str, *, namespace: str = "kube-system", cpu: str = "500m", memory: str = "1Gi",
-            phase: str = "Running") -> dict[str, Any]:
+def pod_obj(
+    name: str,
+    node: str,
+    *,
+    namespace: str = "kube-system",
+    cpu: str = "500m",
+    memory: str = "1Gi",
+    phase: str = "Running",
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"nodeName": node,
-                 "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}],
+        },
         "status": {"phase": phase},
     }
 
@@ -195,14 +207,28 @@ def kubevirt_obj(*, per_cluster: int = 5, per_node: int = 2, version: str = "v1.
         "apiVersion": "kubevirt.io/v1",
         "kind": "KubeVirt",
         "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-        "spec": {"configuration": {"migrations": {"parallelMigrationsPerCluster": per_cluster,
-                                                  "parallelOutboundMigrationsPerNode": per_node}}},
+        "spec": {
+            "configuration": {
+                "migrations": {
+                    "parallelMigrationsPerCluster": per_cluster,
+                    "parallelOutboundMigrationsPerNode": per_node,
+                }
+            }
+        },
         "status": {"observedKubeVirtVersion": version, "phase": "Deployed"},
     }
 
 
-def migration_obj(name: str, vm: str, *, namespace: str = "default", phase: str = "Succeeded",
-                  end: str = "2026-11-21T11:50:00Z", source: str = "w1", target: str = "w2") -> dict[str, Any]:
+def migration_obj(
+    name: str,
+    vm: str,
+    *,
+    namespace: str = "default",
+    phase: str = "Succeeded",
+    end: str = "2026-11-21T11:50:00Z",
+    source: str = "w1",
+    target: str = "w2",
+) -> dict[str, Any]:
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstanceMigration",
@@ -211,8 +237,11 @@ def migration_obj(name: str, vm: str, *, namespace: str = "default", phase: str 
         "status": {
             "phase": phase,
             "phaseTransitionTimestamps": [{"phase": phase, "phaseTransitionTimestamp": end}],
-            "migrationState": {"sourceNode": source, "targetNode": target,
-                               "endTimestamp": end if phase in ("Succeeded", "Failed") else None},
+            "migrationState": {
+                "sourceNode": source,
+                "targetNode": target,
+                "endTimestamp": end if phase in ("Succeeded", "Failed") else None,
+            },
         },
     }
 
@@ -220,10 +249,13 @@ def migration_obj(name: str, vm: str, *, namespace: str = "default", phase: str 
 def small_cluster() -> list[dict[str, Any]]:
     """Three workers, a control-plane node, five VMs (RWX, RWO, container disk, stopped, instance type)."""
     objs: list[dict[str, Any]] = [
-        node_obj("w1"), node_obj("w2"), node_obj("w3", cpu="8", memory="32Gi"),
+        node_obj("w1"),
+        node_obj("w2"),
+        node_obj("w3", cpu="8", memory="32Gi"),
         node_obj("cp1", control_plane=True, kvm=None),
         kubevirt_obj(),
-        pvc_obj("db-root"), pvc_obj("web-root", modes=("ReadWriteOnce",)),
+        pvc_obj("db-root"),
+        pvc_obj("web-root", modes=("ReadWriteOnce",)),
     ]
     vms = [
         (vm_obj("db", pvcs=["db-root"], cores=4, memory="8Gi"), "w1"),
@@ -237,8 +269,12 @@ def small_cluster() -> list[dict[str, Any]]:
         objs += [vm, vmi, pod, pod_metrics_obj(pod, cpu="1500m", memory="3Gi")]
     objs.append(vm_obj("off", run_strategy="Halted", container_disk=True))
     objs += [pod_obj("kube-proxy-w1", "w1"), pod_obj("kube-proxy-w2", "w2")]
-    objs += [node_metrics_obj("w1", cpu="12", memory="40Gi"), node_metrics_obj("w2", cpu="3", memory="10Gi"),
-             node_metrics_obj("w3", cpu="500m", memory="2Gi"), node_metrics_obj("cp1", cpu="1", memory="4Gi")]
+    objs += [
+        node_metrics_obj("w1", cpu="12", memory="40Gi"),
+        node_metrics_obj("w2", cpu="3", memory="10Gi"),
+        node_metrics_obj("w3", cpu="500m", memory="2Gi"),
+        node_metrics_obj("cp1", cpu="1", memory="4Gi"),
+    ]
     return objs
 
 

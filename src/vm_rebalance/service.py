@@ -141,12 +141,11 @@ def validate_against(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int]
         for number, move in by_number.items():
             prefix = f"Migration #{number} ({move.vm})"
             if w.startswith(prefix):
-                w = f"Migration #{move.id} ({move.vm})" + w[len(prefix):]
+                w = f"Migration #{move.id} ({move.vm})" + w[len(prefix) :]
                 break
         warnings.append(w)
     moves = tuple(dataclasses.replace(m, id=ids[(m.namespace, m.vm)]) for m in checked.moves)
-    validated = dataclasses.replace(checked, goal=plan.goal, moves=moves, stays=plan.stays,
-                                    sequential=plan.sequential)
+    validated = dataclasses.replace(checked, goal=plan.goal, moves=moves, stays=plan.stays, sequential=plan.sequential)
     return validated, warnings
 
 
@@ -198,8 +197,15 @@ class Session:
         """Release the connection."""
         self.client.close()
 
-    def executor(self, plan: Plan, *, options: ExecutionOptions, journal_dir: Path | None = None,
-                 journal_id: str | None = None, fresh: bool = True) -> Executor:
+    def executor(
+        self,
+        plan: Plan,
+        *,
+        options: ExecutionOptions,
+        journal_dir: Path | None = None,
+        journal_id: str | None = None,
+        fresh: bool = True,
+    ) -> Executor:
         """An executor for ``plan`` with its journal.
 
         ``journal_id`` is the plan file's id, kept across validation and the user's edits so that
@@ -207,8 +213,13 @@ class Session:
         archives an earlier journal of the same id instead of continuing it.
         """
         journal = Journal.open(journal_id or plan_id(plan), directory=journal_dir, fresh=fresh)
-        return Executor(self.api, limits=self.state.limits, kubevirt_version=self.state.kubevirt_version,
-                        journal=journal, options=options)
+        return Executor(
+            self.api,
+            limits=self.state.limits,
+            kubevirt_version=self.state.kubevirt_version,
+            journal=journal,
+            options=options,
+        )
 
 
 def execute_plan(
@@ -237,8 +248,7 @@ def execute_plan(
         after: ClusterState | None = session.refresh()
     except ClusterError:
         after = None
-    return ExecutionResult(plan=plan, outcomes=tuple(outcomes), before=before, after=after,
-                           interrupted=interrupted)
+    return ExecutionResult(plan=plan, outcomes=tuple(outcomes), before=before, after=after, interrupted=interrupted)
 
 
 def lifecycle(
@@ -351,8 +361,7 @@ def plan_request(
         raise ConfigError("the cooldown must be 0 or more")
     w = dict(weights) if weights is not None else {"cpu": 0.5, "memory": 0.5}
     return PlanRequest(
-        goal=Goal(type=GoalType(goal), weights={"cpu": w.get("cpu", 0.0), "memory": w.get("memory", 0.0)},
-                  node=node),
+        goal=Goal(type=GoalType(goal), weights={"cpu": w.get("cpu", 0.0), "memory": w.get("memory", 0.0)}, node=node),
         basis=Basis(basis) if basis else None,
         max_migrations=max_migrations,
         live_only=live_only,

@@ -16,13 +16,12 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from executor.simhelpers import Sim, add_vm, cluster_objects, simulator, write_plan
 from vm_rebalance import service
 from vm_rebalance.cli import execute as execute_cli
 from vm_rebalance.cli.main import run
 from vm_rebalance.executor.kubevirt import TEMP_PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
-
-from executor.simhelpers import Sim, add_vm, cluster_objects, simulator, write_plan
 
 pytestmark = pytest.mark.integration
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -43,14 +42,14 @@ def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("KUBECONFIG", raising=False)
     orig = execute_cli._options
-    monkeypatch.setattr(execute_cli, "_options",
-                        lambda *a: dataclasses.replace(orig(*a), poll_interval_seconds=0.05))
+    monkeypatch.setattr(execute_cli, "_options", lambda *a: dataclasses.replace(orig(*a), poll_interval_seconds=0.05))
     import functools
 
     from vm_rebalance.executor import lifecycle
 
-    monkeypatch.setattr(service, "run_lifecycle",
-                        functools.partial(lifecycle.run_lifecycle, poll_interval_seconds=0.05))
+    monkeypatch.setattr(
+        service, "run_lifecycle", functools.partial(lifecycle.run_lifecycle, poll_interval_seconds=0.05)
+    )
 
 
 def cli(sim: Sim, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -99,11 +98,10 @@ def test_apply_yes_and_json_report(sim: Sim, tmp_path: Path, capsys: pytest.Capt
     assert sim.node_of("db") == "w3" and sim.node_of("cache") == "w4"
     sim.assert_clean()
     code, text = cli(sim, "status", "-o", "json", capsys=capsys)
-    assert code == 0 and json.loads(text[text.index("{"):])["migrations_in_flight"] == []
+    assert code == 0 and json.loads(text[text.index("{") :])["migrations_in_flight"] == []
 
 
-def test_without_terminal_and_without_yes_refuses(sim: Sim, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_terminal_and_without_yes_refuses(sim: Sim, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plan = save_plan(sim, tmp_path, [("db", "w3", "live")])
     code, text = cli(sim, "apply", plan, capsys=capsys)
     assert code == 2 and "--yes" in text
@@ -166,8 +164,11 @@ def test_drain_mixed_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         for vm in ("db", "cache", "web"):
             assert s.node_of(vm) not in (None, "w1"), vm
         assert s.running("web")
-        s.assert_clean(pinned=tuple(p for p in s.pinned() if p in ("web",)) + ("stuck",)
-                       if "stuck" in s.pinned() else tuple(p for p in s.pinned() if p == "web"))
+        s.assert_clean(
+            pinned=(*tuple(p for p in s.pinned() if p in ("web",)), "stuck")
+            if "stuck" in s.pinned()
+            else tuple(p for p in s.pinned() if p == "web")
+        )
 
 
 def test_lifecycle_commands(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
@@ -197,14 +198,19 @@ def launcher(tmp_path: Path) -> list[str]:
 
 
 def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "VM_REBALANCE_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path / "home"),
-            "COLUMNS": "200", "TERM": "dumb", "PYTHONPATH": SRC}
+    return {
+        **os.environ,
+        "VM_REBALANCE_STATE_DIR": str(tmp_path / "state"),
+        "HOME": str(tmp_path / "home"),
+        "COLUMNS": "200",
+        "TERM": "dumb",
+        "PYTHONPATH": SRC,
+    }
 
 
 def spawn(sim: Sim, tmp_path: Path, *args: str) -> pexpect.spawn:
-    cmd = launcher(tmp_path) + ["--kubeconfig", str(sim.kubeconfig), *args]
-    return pexpect.spawn(cmd[0], cmd[1:], env=env(tmp_path), encoding="utf-8", timeout=30,
-                         dimensions=(50, 200))
+    cmd = [*launcher(tmp_path), "--kubeconfig", str(sim.kubeconfig), *args]
+    return pexpect.spawn(cmd[0], cmd[1:], env=env(tmp_path), encoding="utf-8", timeout=30, dimensions=(50, 200))
 
 
 def test_interactive_explain_modify_skip_approve(sim: Sim, tmp_path: Path) -> None:
@@ -288,10 +294,16 @@ def test_kill_9_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
-        assert any(TEMP_PIN_ANNOTATION in (vm["metadata"].get("annotations") or {})
-                   for vm in s.cluster.store.iter_objects(("kubevirt.io", "virtualmachines"))) or s.inflight.created
-        out = subprocess.run([*cmd[:-1], "--resume", "--yes"], env=env(tmp_path), capture_output=True,
-                             text=True, timeout=120)
+        assert (
+            any(
+                TEMP_PIN_ANNOTATION in (vm["metadata"].get("annotations") or {})
+                for vm in s.cluster.store.iter_objects(("kubevirt.io", "virtualmachines"))
+            )
+            or s.inflight.created
+        )
+        out = subprocess.run(
+            [*cmd[:-1], "--resume", "--yes"], env=env(tmp_path), capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stdout + out.stderr
         assert str(s.kubeconfig) not in out.stdout + out.stderr
         for vm, node, _ in requests:

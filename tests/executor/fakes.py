@@ -30,21 +30,21 @@ class FakeClock:
         self.now += seconds
 
 
-def fake_vm(name: str, *, namespace: str = "default", run_strategy: str = "Always",
-            affinity: Obj | None = None) -> Obj:
+def fake_vm(name: str, *, namespace: str = "default", run_strategy: str = "Always", affinity: Obj | None = None) -> Obj:
     spec: Obj = {"domain": {"memory": {"guest": "4Gi"}}}
     if affinity:
         spec["affinity"] = affinity
-    return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", "annotations": {}},
-            "spec": {"runStrategy": run_strategy, "template": {"spec": spec}},
-            "status": {"printableStatus": "Running" if run_strategy == "Always" else "Stopped"}}
+    return {
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", "annotations": {}},
+        "spec": {"runStrategy": run_strategy, "template": {"spec": spec}},
+        "status": {"printableStatus": "Running" if run_strategy == "Always" else "Stopped"},
+    }
 
 
 class FakeKubeVirt(KubeVirtApi):
     """VMs, VMIs and migrations in dicts, with scriptable conflicts and failures."""
 
-    def __init__(self, *, version: str | None = "v1.6.0", polls_to_finish: int = 3,
-                 lifecycle_polls: int = 1) -> None:
+    def __init__(self, *, version: str | None = "v1.6.0", polls_to_finish: int = 3, lifecycle_polls: int = 1) -> None:
         super().__init__(client=None)  # type: ignore[arg-type]
         self.version = version
         self.polls_to_finish = polls_to_finish
@@ -72,13 +72,22 @@ class FakeKubeVirt(KubeVirtApi):
         self.start_refused: set[str] = set()
 
     # -- setup
-    def add_vm(self, name: str, node: str | None, *, namespace: str = "default", run_strategy: str = "Always",
-               affinity: Obj | None = None) -> Obj:
+    def add_vm(
+        self,
+        name: str,
+        node: str | None,
+        *,
+        namespace: str = "default",
+        run_strategy: str = "Always",
+        affinity: Obj | None = None,
+    ) -> Obj:
         vm = fake_vm(name, namespace=namespace, run_strategy=run_strategy if node else "Halted", affinity=affinity)
         self.vms[(namespace, name)] = vm
         if node:
-            self.vmis[(namespace, name)] = {"metadata": {"name": name, "namespace": namespace},
-                                            "status": {"phase": "Running", "nodeName": node}}
+            self.vmis[(namespace, name)] = {
+                "metadata": {"name": name, "namespace": namespace},
+                "status": {"phase": "Running", "nodeName": node},
+            }
         return vm
 
     def node_of(self, name: str, namespace: str = "default") -> str | None:
@@ -119,31 +128,39 @@ class FakeKubeVirt(KubeVirtApi):
         return copy.deepcopy(ours + self.external)
 
     def migrations_of(self, namespace: str, vmi: str) -> list[Obj]:
-        return [copy.deepcopy(m) for (ns, _), m in self.migrations.items()
-                if ns == namespace and m["spec"]["vmiName"] == vmi]
+        return [
+            copy.deepcopy(m)
+            for (ns, _), m in self.migrations.items()
+            if ns == namespace and m["spec"]["vmiName"] == vmi
+        ]
 
     def kubevirt_version(self) -> str | None:
         return self.version
 
     # -- writes
-    def create_migration(self, namespace: str, name: str, vmi: str, *, target: str | None,
-                         plan_id: str) -> Obj:
+    def create_migration(self, namespace: str, name: str, vmi: str, *, target: str | None, plan_id: str) -> Obj:
         if (namespace, name) in self.migrations:
             return copy.deepcopy(self.migrations[(namespace, name)])
         for m in self.migrations.values():
-            if m["spec"]["vmiName"] == vmi and m["metadata"]["namespace"] == namespace \
-                    and m["status"].get("phase") not in FINAL_PHASES:
+            if (
+                m["spec"]["vmiName"] == vmi
+                and m["metadata"]["namespace"] == namespace
+                and m["status"].get("phase") not in FINAL_PHASES
+            ):
                 raise ClusterError("admission webhook denied the request: in-flight migration detected", status=400)
         if (namespace, vmi) not in self.vmis:
-            raise ClusterError(f'admission webhook denied the request: the VMI "{namespace}/{vmi}" does not exist',
-                               status=400)
+            raise ClusterError(
+                f'admission webhook denied the request: the VMI "{namespace}/{vmi}" does not exist', status=400
+            )
         vm = self.vms[(namespace, vmi)]
         pins = existing_node_pin(vm)
         dest = target or (pins[0] if pins else None)
-        mig = {"metadata": {"name": name, "namespace": namespace},
-               "spec": {"vmiName": vmi, **({"addedNodeSelector": {"kubernetes.io/hostname": target}} if target else {})},
-               "status": {"phase": "Pending", "migrationState": {"sourceNode": self.node_of(vmi, namespace)}},
-               "_dest": dest}
+        mig = {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"vmiName": vmi, **({"addedNodeSelector": {"kubernetes.io/hostname": target}} if target else {})},
+            "status": {"phase": "Pending", "migrationState": {"sourceNode": self.node_of(vmi, namespace)}},
+            "_dest": dest,
+        }
         self.migrations[(namespace, name)] = mig
         self.created.append(copy.deepcopy(mig))
         self.polls[name] = 0
@@ -188,7 +205,7 @@ class FakeKubeVirt(KubeVirtApi):
             raise ClusterError("start refused", status=500)
         vm = self.vms[(namespace, name)]
         if (namespace, name) in self.vmis:
-            raise ClusterError('Operation cannot be fulfilled: VM is already running', status=409)
+            raise ClusterError("Operation cannot be fulfilled: VM is already running", status=409)
         vm["spec"]["runStrategy"] = "Always"
         self._bump(vm)
         vm["status"]["printableStatus"] = "Starting"
@@ -220,8 +237,10 @@ class FakeKubeVirt(KubeVirtApi):
         else:
             pins = existing_node_pin(vm)
             node = pins[0] if pins else "old-node"
-            self.vmis[(namespace, name)] = {"metadata": {"name": name, "namespace": namespace},
-                                            "status": {"phase": "Running", "nodeName": node}}
+            self.vmis[(namespace, name)] = {
+                "metadata": {"name": name, "namespace": namespace},
+                "status": {"phase": "Running", "nodeName": node},
+            }
             vm["status"]["printableStatus"] = "Running"
 
     @staticmethod
@@ -250,11 +269,29 @@ class FakeKubeVirt(KubeVirtApi):
 
 
 def live_move(id_: int, vm: str, source: str, target: str, *, gib: float = 4, wave: int = 1) -> Move:
-    return Move(id=id_, vm=vm, namespace="default", source=source, target=target, method=MigrationMethod.LIVE,
-                wave=wave, guest_memory_bytes=int(gib * GIB), memory_bytes=int(gib * GIB))
+    return Move(
+        id=id_,
+        vm=vm,
+        namespace="default",
+        source=source,
+        target=target,
+        method=MigrationMethod.LIVE,
+        wave=wave,
+        guest_memory_bytes=int(gib * GIB),
+        memory_bytes=int(gib * GIB),
+    )
 
 
 def cold_move(id_: int, vm: str, source: str | None, target: str, *, running: bool = True, wave: int = 1) -> Move:
-    return Move(id=id_, vm=vm, namespace="default", source=source or "-", target=target,
-                method=MigrationMethod.COLD, wave=wave, running=running, guest_memory_bytes=4 * GIB,
-                memory_bytes=4 * GIB)
+    return Move(
+        id=id_,
+        vm=vm,
+        namespace="default",
+        source=source or "-",
+        target=target,
+        method=MigrationMethod.COLD,
+        wave=wave,
+        running=running,
+        guest_memory_bytes=4 * GIB,
+        memory_bytes=4 * GIB,
+    )

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from rawobjects import as_list, kubevirt_obj, node_obj, pvc_obj, vm_obj, vmi_obj
-
 from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, TEMP_PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.model import Plan, plan_to_document
 from vm_rebalance.simulator.cluster import SimCluster
@@ -27,15 +26,24 @@ CALM = {DIRTY_RATE_ANNOTATION: "1Mi"}
 """A low dirty rate: the pre-copy model always converges."""
 
 
-def add_vm(objs: list[Obj], name: str, node: str | None, *, memory: str = "2Gi", storage: str = "container",
-           **kw: Any) -> None:
+def add_vm(
+    objs: list[Obj], name: str, node: str | None, *, memory: str = "2Gi", storage: str = "container", **kw: Any
+) -> None:
     """A VM (and its VMI when ``node``): storage is rwx / rwo / container."""
     pvcs: list[str] = []
     if storage in ("rwx", "rwo"):
         objs.append(pvc_obj(f"{name}-root", modes=("ReadWriteMany",) if storage == "rwx" else ("ReadWriteOnce",)))
         pvcs = [f"{name}-root"]
-    vm = vm_obj(name, memory=memory, cores=1, pvcs=pvcs, container_disk=storage == "container",
-                run_strategy="Always" if node else "Halted", annotations=dict(CALM), **kw)
+    vm = vm_obj(
+        name,
+        memory=memory,
+        cores=1,
+        pvcs=pvcs,
+        container_disk=storage == "container",
+        run_strategy="Always" if node else "Halted",
+        annotations=dict(CALM),
+        **kw,
+    )
     objs.append(vm)
     if node:
         # No launcher pod: the simulator creates it (see the report: it crashes on one without an image).
@@ -78,11 +86,13 @@ class InFlight:
         with self.lock:
             if event.type == "ADDED":
                 self.created.append(name)
-                vmi = self.cluster.store.try_get(VMIS, meta.get("namespace"), event.obj["spec"]["vmiName"],
-                                                 copy=False)
+                vmi = self.cluster.store.try_get(VMIS, meta.get("namespace"), event.obj["spec"]["vmiName"], copy=False)
                 self.sources[name] = ((vmi or {}).get("status") or {}).get("nodeName") or ""
-            active = [m for m in self.cluster.store.iter_objects(VMIMS)
-                      if ((m.get("status") or {}).get("phase") or "") not in ("Succeeded", "Failed")]
+            active = [
+                m
+                for m in self.cluster.store.iter_objects(VMIMS)
+                if ((m.get("status") or {}).get("phase") or "") not in ("Succeeded", "Failed")
+            ]
             self.peak_total = max(self.peak_total, len(active))
             per: dict[str, int] = {}
             for m in active:
@@ -112,7 +122,7 @@ class Sim:
         return ((self.vmi(name) or {}).get("status") or {}).get("phase") == "Running"
 
     def migrations(self) -> list[Obj]:
-        return [m for m in self.cluster.store.iter_objects(VMIMS)]
+        return list(self.cluster.store.iter_objects(VMIMS))
 
     def pinned(self) -> list[str]:
         """VMs with a hostname pin or one of vm-rebalance's annotations."""
@@ -138,8 +148,7 @@ class Sim:
 
 @contextlib.contextmanager
 def simulator(tmp_path: Path, objs: list[Obj], *, time_scale: float = 400.0) -> Iterator[Sim]:
-    cluster = SimCluster.from_scenario(write_snapshot(tmp_path / "snapshot.json", objs), time_scale=time_scale,
-                                       seed=0)
+    cluster = SimCluster.from_scenario(write_snapshot(tmp_path / "snapshot.json", objs), time_scale=time_scale, seed=0)
     inflight = InFlight(cluster)
     with SimulatorServer(cluster) as srv:
         kubeconfig = tmp_path / "secret-dir" / "kubeconfig"

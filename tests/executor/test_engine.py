@@ -2,27 +2,33 @@
 
 from pathlib import Path
 
+from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
 from vm_rebalance.executor.engine import Executor, describe, plan_id
 from vm_rebalance.executor.events import MoveEvent, MoveStatus
 from vm_rebalance.executor.journal import Journal
 from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.model import Basis, Goal, GoalType, MigrationLimits, Plan
 
-from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
-
 
 def make_plan(moves) -> Plan:
     return Plan(goal=Goal(type=GoalType.MANUAL), basis=Basis.REQUESTS, moves=tuple(moves))
 
 
-def executor(api: FakeKubeVirt, plan: Plan, tmp_path: Path, *, per_cluster: int = 5, per_node: int = 2,
-             **opts) -> tuple[Executor, FakeClock]:
+def executor(
+    api: FakeKubeVirt, plan: Plan, tmp_path: Path, *, per_cluster: int = 5, per_node: int = 2, **opts
+) -> tuple[Executor, FakeClock]:
     clock = FakeClock()
     api.clock = clock
     journal = Journal.open(plan_id(plan), directory=tmp_path)
-    ex = Executor(api, limits=MigrationLimits(parallel_per_cluster=per_cluster, parallel_outbound_per_node=per_node),
-                  kubevirt_version=api.version, journal=journal,
-                  options=ExecutionOptions(poll_interval_seconds=1.0, **opts), clock=clock, sleep=clock.sleep)
+    ex = Executor(
+        api,
+        limits=MigrationLimits(parallel_per_cluster=per_cluster, parallel_outbound_per_node=per_node),
+        kubevirt_version=api.version,
+        journal=journal,
+        options=ExecutionOptions(poll_interval_seconds=1.0, **opts),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     return ex, clock
 
 
@@ -57,8 +63,14 @@ def test_per_node_limit_binds_with_one_source(tmp_path: Path) -> None:
 def test_others_migrations_in_flight_count(tmp_path: Path) -> None:
     api = FakeKubeVirt(polls_to_finish=3)
     plan = make_plan(spread(8, ["a", "b", "c", "d"], api))
-    api.external = [{"metadata": {"name": f"ext-{i}"}, "spec": {"vmiName": f"x{i}"},
-                     "status": {"phase": "Running", "migrationState": {"sourceNode": "a"}}} for i in range(3)]
+    api.external = [
+        {
+            "metadata": {"name": f"ext-{i}"},
+            "spec": {"vmiName": f"x{i}"},
+            "status": {"phase": "Running", "migrationState": {"sourceNode": "a"}},
+        }
+        for i in range(3)
+    ]
     api.external_polls = 6
     ex, _ = executor(api, plan, tmp_path)
     assert all(o.ok for o in ex.run(plan))
@@ -72,8 +84,13 @@ def test_order_live_first_smallest_first_cold_one_at_a_time(tmp_path: Path) -> N
     api = FakeKubeVirt(polls_to_finish=2)
     for name, node in (("big", "a"), ("small", "b"), ("mid", "c"), ("c1", "a"), ("c2", "b")):
         api.add_vm(name, node)
-    moves = [cold_move(1, "c1", "a", "t"), live_move(2, "big", "a", "t", gib=16), cold_move(3, "c2", "b", "t"),
-             live_move(4, "small", "b", "t", gib=1), live_move(5, "mid", "c", "t", gib=4)]
+    moves = [
+        cold_move(1, "c1", "a", "t"),
+        live_move(2, "big", "a", "t", gib=16),
+        cold_move(3, "c2", "b", "t"),
+        live_move(4, "small", "b", "t", gib=1),
+        live_move(5, "mid", "c", "t", gib=4),
+    ]
     plan = make_plan(moves)
     ex, _ = executor(api, plan, tmp_path)
     events: list[MoveEvent] = []
@@ -91,8 +108,14 @@ def test_waves_in_order(tmp_path: Path) -> None:
     api = FakeKubeVirt(polls_to_finish=3)
     for i in range(1, 5):
         api.add_vm(f"v{i}", f"n{i}")
-    plan = make_plan([live_move(1, "v1", "n1", "t", wave=1), live_move(2, "v2", "n2", "t", wave=2),
-                      live_move(3, "v3", "n3", "t", wave=1, gib=8), live_move(4, "v4", "n4", "t", wave=2)])
+    plan = make_plan(
+        [
+            live_move(1, "v1", "n1", "t", wave=1),
+            live_move(2, "v2", "n2", "t", wave=2),
+            live_move(3, "v3", "n3", "t", wave=1, gib=8),
+            live_move(4, "v4", "n4", "t", wave=2),
+        ]
+    )
     ex, _ = executor(api, plan, tmp_path)
     events: list[MoveEvent] = []
     assert all(o.ok for o in ex.run(plan, events.append))

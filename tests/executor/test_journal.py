@@ -23,10 +23,32 @@ def test_state_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 def test_round_trip_and_atomic_write(tmp_path: Path) -> None:
     j = Journal.open("abc", directory=tmp_path)
     assert not j.exists and j.record(1) is None
-    j.update(MoveRecord(id=1, vm="a", namespace="ns", method="live", target="w2", status="running",
-                        attempt=2, migration="vmr-abc-1-2", temporary_affinity=True))
-    j.update(MoveRecord(id=2, vm="b", namespace="ns", method="cold", target="w3", status="succeeded",
-                        original_run_strategy="Always", was_running=True, pinned=True))
+    j.update(
+        MoveRecord(
+            id=1,
+            vm="a",
+            namespace="ns",
+            method="live",
+            target="w2",
+            status="running",
+            attempt=2,
+            migration="vmr-abc-1-2",
+            temporary_affinity=True,
+        )
+    )
+    j.update(
+        MoveRecord(
+            id=2,
+            vm="b",
+            namespace="ns",
+            method="cold",
+            target="w3",
+            status="succeeded",
+            original_run_strategy="Always",
+            was_running=True,
+            pinned=True,
+        )
+    )
     assert j.exists and sorted(p.name for p in tmp_path.iterdir()) == ["abc.json"]  # no temp file left
     again = Journal.open("abc", directory=tmp_path)
     assert again.record(1) is not None and again.record(1).migration == "vmr-abc-1-2"  # type: ignore[union-attr]

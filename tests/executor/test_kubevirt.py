@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from executor.fakes import fake_vm
 from vm_rebalance.errors import ClusterError
 from vm_rebalance.executor.kubevirt import (
     PIN_ANNOTATION,
@@ -20,8 +21,6 @@ from vm_rebalance.executor.kubevirt import (
     vm_run_strategy,
 )
 from vm_rebalance.simulator.patching import JsonPatchError, json_patch
-
-from executor.fakes import fake_vm
 
 OTHER_TERM = {"key": "zone", "operator": "In", "values": ["a"]}
 
@@ -40,20 +39,37 @@ def test_migration_name_is_deterministic_and_dns_safe() -> None:
 
 
 def test_pin_keeps_other_terms_and_replaces_previous_pin() -> None:
-    vm = fake_vm("a", affinity={
-        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [OTHER_TERM, {"key": "kubernetes.io/hostname", "operator": "In", "values": ["w1"]}]}]}},
-        "podAntiAffinity": {"x": 1}})
+    vm = fake_vm(
+        "a",
+        affinity={
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                OTHER_TERM,
+                                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["w1"]},
+                            ]
+                        }
+                    ]
+                }
+            },
+            "podAntiAffinity": {"x": 1},
+        },
+    )
     assert existing_node_pin(vm) == ["w1"]
     aff = pinned_affinity(vm, "w2")
-    exprs = aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+    exprs = aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"
+    ]
     assert OTHER_TERM in exprs and {"key": "kubernetes.io/hostname", "operator": "In", "values": ["w2"]} in exprs
     assert len(exprs) == 2 and aff["podAntiAffinity"] == {"x": 1}
     vm["spec"]["template"]["spec"]["affinity"] = aff
     back = unpinned_affinity(vm)
     assert back is not None
     assert back["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
-        {"matchExpressions": [OTHER_TERM]}]
+        {"matchExpressions": [OTHER_TERM]}
+    ]
     assert existing_node_pin({"spec": {"template": {"spec": {"affinity": back}}}}) == []
 
 
@@ -97,11 +113,11 @@ class FakeClient:
 
         return copy.deepcopy(self.vm)
 
-    def patch(self, resource: Any, name: str, body: Any, *, namespace: str | None = None,
-              patch_type: str = "") -> dict[str, Any]:
+    def patch(
+        self, resource: Any, name: str, body: Any, *, namespace: str | None = None, patch_type: str = ""
+    ) -> dict[str, Any]:
         assert patch_type == "application/json-patch+json"
-        assert body[0] == {"op": "test", "path": "/metadata/resourceVersion",
-                           "value": body[0]["value"]}
+        assert body[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": body[0]["value"]}
         self.patches.append(body)
         if self.conflicts:
             self.conflicts -= 1

@@ -1,15 +1,22 @@
 """start / stop / restart with verification, 'already in desired state', batches."""
 
-from vm_rebalance.executor.lifecycle import Action, LifecycleStatus, run_lifecycle
-
 from executor.fakes import FakeClock, FakeKubeVirt
+from vm_rebalance.executor.lifecycle import Action, LifecycleStatus, run_lifecycle
 
 
 def run(api: FakeKubeVirt, action: Action, names: list[str], **kw):
     clock = FakeClock()
     phases: list[tuple[str, str, str]] = []
-    results = run_lifecycle(api, action, [("default", n) for n in names], clock=clock, sleep=clock.sleep,
-                            poll_interval_seconds=1.0, report=lambda *a: phases.append(a), **kw)
+    results = run_lifecycle(
+        api,
+        action,
+        [("default", n) for n in names],
+        clock=clock,
+        sleep=clock.sleep,
+        poll_interval_seconds=1.0,
+        report=lambda *a: phases.append(a),
+        **kw,
+    )
     return results, phases
 
 
@@ -56,8 +63,12 @@ def test_missing_vm_and_batch() -> None:
         api.add_vm(n, "w1")
     results, _ = run(api, Action.STOP, ["a", "ghost", "b", "c"])
     assert [r.name for r in results] == ["a", "ghost", "b", "c"]
-    assert [r.status for r in results] == [LifecycleStatus.DONE, LifecycleStatus.NOT_FOUND,
-                                           LifecycleStatus.DONE, LifecycleStatus.DONE]
+    assert [r.status for r in results] == [
+        LifecycleStatus.DONE,
+        LifecycleStatus.NOT_FOUND,
+        LifecycleStatus.DONE,
+        LifecycleStatus.DONE,
+    ]
     assert "does not exist" in results[1].message
     # all stops were issued before any was waited for
     stops = [i for i, c in enumerate(api.calls) if c[0] == "stop"]

@@ -4,20 +4,34 @@ from pathlib import Path
 
 import pytest
 
+from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
 from vm_rebalance.executor.events import MoveEvent, MoveStatus
 from vm_rebalance.executor.journal import Journal
 from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, TEMP_PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.executor.runners import ColdRunner, ExecutionOptions, LiveRunner, Runner, unpin_vm
 
-from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
-
 PLAN = "feedfacecafebeef"
 
 
-def make(cls: type[Runner], move, api: FakeKubeVirt, journal: Journal, clock: FakeClock,
-         events: list[MoveEvent] | None = None, **opts) -> Runner:
-    return cls(move, api=api, journal=journal, options=ExecutionOptions(**opts), report=(events if events is not None else []).append,
-               clock=clock, plan_id=PLAN, kubevirt_version=api.version)
+def make(
+    cls: type[Runner],
+    move,
+    api: FakeKubeVirt,
+    journal: Journal,
+    clock: FakeClock,
+    events: list[MoveEvent] | None = None,
+    **opts,
+) -> Runner:
+    return cls(
+        move,
+        api=api,
+        journal=journal,
+        options=ExecutionOptions(**opts),
+        report=(events if events is not None else []).append,
+        clock=clock,
+        plan_id=PLAN,
+        kubevirt_version=api.version,
+    )
 
 
 def drive(runner: Runner, clock: FakeClock, limit: int = 200) -> None:
@@ -102,8 +116,15 @@ def test_live_rejection_is_classified_by_message(journal: Journal) -> None:
 def test_live_timeout_cancels_the_migration(journal: Journal) -> None:
     api, clock = FakeKubeVirt(polls_to_finish=10_000), FakeClock()
     api.add_vm("db", "w1")
-    r = make(LiveRunner, live_move(1, "db", "w1", "w2", gib=1), api, journal, clock,
-             timeout_per_gib_seconds=5, min_timeout_seconds=10)
+    r = make(
+        LiveRunner,
+        live_move(1, "db", "w1", "w2", gib=1),
+        api,
+        journal,
+        clock,
+        timeout_per_gib_seconds=5,
+        min_timeout_seconds=10,
+    )
     drive(r, clock)
     assert r.outcome is not None and r.outcome.status is MoveStatus.FAILED
     assert "timed out" in (r.outcome.error or "") and api.deleted == ["vmr-feedfaceca-1-1"]
@@ -205,9 +226,19 @@ def test_cold_move_of_a_stopped_vm_only_pins(journal: Journal) -> None:
 
 def test_cold_move_refuses_to_replace_a_foreign_pin(journal: Journal) -> None:
     api, clock = FakeKubeVirt(), FakeClock()
-    api.add_vm("web", "w1", affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": [
-            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["w1"]}]}]}}})
+    api.add_vm(
+        "web",
+        "w1",
+        affinity={
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["w1"]}]}
+                    ]
+                }
+            }
+        },
+    )
     r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
     drive(r, clock)
     assert r.outcome is not None and "--replace-affinity" in (r.outcome.error or "")
@@ -257,3 +288,27 @@ def test_cold_resume_continues_at_the_journalled_step(journal: Journal) -> None:
     drive(r2, clock)
     assert r2.outcome is not None and r2.outcome.ok
     assert api.calls.count(("stop", "web")) == 1 and api.calls.count(("start", "web")) == 1
+
+
+def test_live_move_on_old_kubevirt_follows_a_migration_kubevirt_started_itself(tmp_path):
+    """KubeVirt < 1.6: after the temporary affinity, a workload-updater migration is adopted, not duplicated."""
+    from vm_rebalance.executor.events import MoveStatus
+    from vm_rebalance.executor.journal import Journal
+    from vm_rebalance.executor.runners import ExecutionOptions, LiveRunner
+
+    api = FakeKubeVirt(version="v1.5.0", polls_to_finish=2)
+    api.add_vm("web", "n1")
+    move = live_move(1, "web", "n1", "n2")
+    updater = api.create_migration("default", "kubevirt-workload-update-abc", "web", target=None, plan_id="x")
+    api.migrations[("default", "kubevirt-workload-update-abc")]["_dest"] = "n2"  # it follows the new affinity
+    created_before = len(api.created)
+    runner = LiveRunner(move, api=api, journal=Journal.open("p1", directory=tmp_path), options=ExecutionOptions(),
+                        report=lambda _e: None, plan_id="p1" * 8, kubevirt_version="v1.5.0")
+    runner.begin()
+    assert runner.record.migration == updater["metadata"]["name"]
+    assert len(api.created) == created_before  # no second migration
+    while not runner.step():
+        pass
+    assert runner.outcome is not None and runner.outcome.status is MoveStatus.SUCCEEDED
+    assert api.node_of("web") == "n2"
+    assert TEMP_PIN_ANNOTATION not in (api.get_vm("default", "web")["metadata"].get("annotations") or {})

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from executor.simhelpers import add_vm, cluster_objects, simulator
 from vm_rebalance import service
 from vm_rebalance.executor.events import MoveStatus
 from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
-
-from executor.simhelpers import add_vm, cluster_objects, simulator
 
 pytestmark = pytest.mark.integration
 FAST = ExecutionOptions(poll_interval_seconds=0.05)
@@ -24,8 +23,9 @@ FAST = ExecutionOptions(poll_interval_seconds=0.05)
 def execute(sim, tmp_path: Path, requests: list[tuple[str, str, str]], options: ExecutionOptions = FAST):
     session = service.Session.open(service.Target(kubeconfig=str(sim.kubeconfig)))
     try:
-        plan = plan_manual_moves(session.state, [ManualMoveRequest("default", vm, node, method)
-                                                 for vm, node, method in requests])
+        plan = plan_manual_moves(
+            session.state, [ManualMoveRequest("default", vm, node, method) for vm, node, method in requests]
+        )
         assert len(plan.moves) == len(requests), plan.warnings
         return plan, service.execute_plan(session, plan, options=options, journal_dir=tmp_path / "journals")
     finally:
@@ -91,7 +91,7 @@ def test_forty_moves_within_the_limits(tmp_path: Path) -> None:
     # Migrations of 8-20 GiB take 15-30 simulated seconds: long enough at 40x for the executor
     # (a few API round trips per tick) to fill every slot.
     with simulator(tmp_path, objs, time_scale=40) as sim:
-        plan, result = execute(sim, tmp_path, requests)
+        _plan, result = execute(sim, tmp_path, requests)
         assert result.complete, [o.error for o in result.outcomes if not o.ok]
         for vm, node, _ in requests:
             assert sim.node_of(vm) == node
@@ -104,14 +104,33 @@ def test_forty_moves_within_the_limits(tmp_path: Path) -> None:
 
 def test_kubevirt_before_1_6_steers_with_a_temporary_affinity(tmp_path: Path) -> None:
     objs = cluster_objects(version="v1.5.0")
-    add_vm(objs, "db", "w1", storage="rwx", affinity={"podAntiAffinity": {
-        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {
-            "labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "kubernetes.io/hostname"}}]}})
+    add_vm(
+        objs,
+        "db",
+        "w1",
+        storage="rwx",
+        affinity={
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 1,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": {"app": "x"}},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            }
+        },
+    )
     with simulator(tmp_path, objs) as sim:
         original = sim.vm("db")["spec"]["template"]["spec"]["affinity"]
         affinity_seen: list[list[str]] = []
-        sim.cluster.store.subscribe(lambda e: affinity_seen.append(existing_node_pin(e.obj))
-                                    if e.key == ("kubevirt.io", "virtualmachines") else None)
+        sim.cluster.store.subscribe(
+            lambda e: (
+                affinity_seen.append(existing_node_pin(e.obj)) if e.key == ("kubevirt.io", "virtualmachines") else None
+            )
+        )
         _, result = execute(sim, tmp_path, [("db", "w3", "live")])
         assert result.complete and sim.node_of("db") == "w3"
         (mig,) = sim.migrations()
@@ -147,8 +166,12 @@ def test_concurrent_update_is_never_overwritten(tmp_path: Path) -> None:
             def edit(vm):
                 calls["n"] += 1
                 if calls["n"] == 1:  # a concurrent update lands after our read
-                    sim.cluster.store.mutate(("kubevirt.io", "virtualmachines"), "default", "web",
-                                             lambda o: o["metadata"].setdefault("labels", {}).update(team="b"))
+                    sim.cluster.store.mutate(
+                        ("kubevirt.io", "virtualmachines"),
+                        "default",
+                        "web",
+                        lambda o: o["metadata"].setdefault("labels", {}).update(team="b"),
+                    )
                 return affinity_ops(vm, pinned_affinity(vm, "w2"))
 
             api.update_vm("default", "web", edit)
@@ -164,8 +187,9 @@ def test_failed_migration_stops_the_batch_then_retry_and_retry_cold(tmp_path: Pa
         sim.cluster.faults.fail_migration("v1")
         session = service.Session.open(service.Target(kubeconfig=str(sim.kubeconfig)))
         try:
-            plan = plan_manual_moves(session.state, [ManualMoveRequest("default", f"v{i}", f"w{3 + i % 2}", "live")
-                                                     for i in range(6)])
+            plan = plan_manual_moves(
+                session.state, [ManualMoveRequest("default", f"v{i}", f"w{3 + i % 2}", "live") for i in range(6)]
+            )
             opts = ExecutionOptions(poll_interval_seconds=0.05)
             result = service.execute_plan(session, plan, options=opts, journal_dir=tmp_path / "j")
             status = {o.move.vm: o.status for o in result.outcomes}
@@ -189,8 +213,12 @@ def test_failed_migration_stops_the_batch_then_retry_and_retry_cold(tmp_path: Pa
 
             from vm_rebalance.model import MigrationMethod
 
-            cold = dataclasses.replace(plan, moves=tuple(
-                dataclasses.replace(m, method=MigrationMethod.COLD) if m.vm == "v1" else m for m in plan.moves))
+            cold = dataclasses.replace(
+                plan,
+                moves=tuple(
+                    dataclasses.replace(m, method=MigrationMethod.COLD) if m.vm == "v1" else m for m in plan.moves
+                ),
+            )
             # the same journal (the approved plan's), as carry_out does
             final = session.executor(plan, options=opts, journal_dir=tmp_path / "j", fresh=False).run(cold)
         finally:

@@ -23,9 +23,7 @@ from vm_rebalance.kube.client import KubeClient, _sanitize, load_configuration
         pytest.param(r.NODES, None, None, None, "/api/v1/nodes", id="core-cluster"),
         pytest.param(r.NODES, "ns", "w1", None, "/api/v1/nodes/w1", id="cluster-scoped-ignores-namespace"),
         pytest.param(r.PODS, "ns", None, None, "/api/v1/namespaces/ns/pods", id="core-namespaced"),
-        pytest.param(
-            r.VMS, None, None, None, "/apis/kubevirt.io/v1/virtualmachines", id="group-all-namespaces"
-        ),
+        pytest.param(r.VMS, None, None, None, "/apis/kubevirt.io/v1/virtualmachines", id="group-all-namespaces"),
         pytest.param(
             r.VM_SUBRESOURCES,
             "ns",

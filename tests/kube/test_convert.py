@@ -133,9 +133,7 @@ def test_bad_quantity_in_vm_names_vm_and_field() -> None:
 @pytest.mark.parametrize(
     ("obj", "where"),
     [
-        pytest.param(
-            node_metrics_obj("w1", cpu="x", memory="1Gi"), "NodeMetrics w1: usage.cpu", id="node-metrics"
-        ),
+        pytest.param(node_metrics_obj("w1", cpu="x", memory="1Gi"), "NodeMetrics w1: usage.cpu", id="node-metrics"),
         pytest.param(
             {**kubevirt_obj(), "spec": {"configuration": {"migrations": {"bandwidthPerMigration": "fast"}}}},
             "KubeVirt kubevirt/kubevirt: bandwidthPerMigration",
@@ -459,13 +457,9 @@ def test_placement_from_raw_spec() -> None:
     assert p.preferred_node_affinity
     assert p.pod_anti_affinity == (PodAffinityTerm(LabelSelector({"app": "db"}), "zone", ("x",)),)
     assert p.pod_affinity == (
-        PodAffinityTerm(
-            LabelSelector(match_expressions=(Requirement("app", "Exists"),)), "kubernetes.io/hostname"
-        ),
+        PodAffinityTerm(LabelSelector(match_expressions=(Requirement("app", "Exists"),)), "kubernetes.io/hostname"),
     )
-    assert p.topology_spread == (
-        TopologySpreadConstraint(2, "zone", "ScheduleAnyway", LabelSelector({"app": "web"})),
-    )
+    assert p.topology_spread == (TopologySpreadConstraint(2, "zone", "ScheduleAnyway", LabelSelector({"app": "web"})),)
 
 
 def test_vm_placement_comes_from_the_running_instance() -> None:
@@ -483,9 +477,7 @@ def test_vm_placement_comes_from_the_running_instance() -> None:
 # ------------------------------------------------------------------------------ storage
 
 
-def _vm_with(
-    volumes: list[dict[str, Any]], *objs: dict[str, Any], live: bool = True, reason: str | None = None
-) -> Any:
+def _vm_with(volumes: list[dict[str, Any]], *objs: dict[str, Any], live: bool = True, reason: str | None = None) -> Any:
     vm = vm_obj("a")
     vm["spec"]["template"]["spec"]["volumes"] = volumes
     vmi = vmi_obj(vm, "w1", live_migratable=live, reason=reason)
@@ -504,9 +496,7 @@ def _dv_vol(name: str) -> dict[str, Any]:
     ("volumes", "objs", "kind", "method"),
     [
         pytest.param([_pvc_vol("d")], [pvc_obj("d")], StorageKind.RWX, "live", id="rwx-pvc"),
-        pytest.param(
-            [_pvc_vol("d")], [pvc_obj("d", modes=("ReadWriteOnce",))], StorageKind.RWO, "cold", id="rwo-pvc"
-        ),
+        pytest.param([_pvc_vol("d")], [pvc_obj("d", modes=("ReadWriteOnce",))], StorageKind.RWO, "cold", id="rwo-pvc"),
         pytest.param(
             [_dv_vol("d")],
             [pvc_obj("d"), {"kind": "DataVolume", "metadata": {"name": "d", "namespace": "default"}}],
@@ -553,9 +543,7 @@ def _dv_vol(name: str) -> dict[str, Any]:
         ),
     ],
 )
-def test_storage(
-    volumes: list[dict[str, Any]], objs: list[dict[str, Any]], kind: StorageKind, method: str
-) -> None:
+def test_storage(volumes: list[dict[str, Any]], objs: list[dict[str, Any]], kind: StorageKind, method: str) -> None:
     from vm_rebalance.planner.eligibility import move_method
 
     vm = _vm_with(volumes, *objs)
@@ -628,9 +616,7 @@ def test_notes_passed_in_are_kept_first() -> None:
 
 def test_kubevirt_limits_and_version() -> None:
     kv = kubevirt_obj(per_cluster=10, per_node=3, version="v1.5.2")
-    kv["spec"]["configuration"]["migrations"].update(
-        completionTimeoutPerGiB=300, bandwidthPerMigration="64Mi"
-    )
+    kv["spec"]["configuration"]["migrations"].update(completionTimeoutPerGiB=300, bandwidthPerMigration="64Mi")
     s = state(kv)
     assert (s.limits.parallel_per_cluster, s.limits.parallel_outbound_per_node) == (10, 3)
     assert s.limits.completion_timeout_per_gib_seconds == 300

@@ -13,8 +13,17 @@ from vm_rebalance.mcp_server.server import CHANGING_TOOLS, SKILL_URI, create_ser
 NODES = ("", "nodes")
 Sim = Any  # the `sim` fixture of conftest.py
 
-ALL_TOOLS = {"cluster_inventory", "plan_rebalance", "plan_move", "modify_plan", "explain_move", "execute_plan",
-             "migration_status", "vm_lifecycle", "unpin_vm"}
+ALL_TOOLS = {
+    "cluster_inventory",
+    "plan_rebalance",
+    "plan_move",
+    "modify_plan",
+    "explain_move",
+    "execute_plan",
+    "migration_status",
+    "vm_lifecycle",
+    "unpin_vm",
+}
 
 
 def text(result: Any) -> str:
@@ -60,20 +69,34 @@ async def test_skill_is_served_as_a_resource_and_a_prompt():
     ("tool", "args", "message"),
     [
         pytest.param("plan_rebalance", {"goal": "drain"}, "needs node", id="drain-without-node"),
-        pytest.param("plan_rebalance", {"goal": "cpu", "node": "w1"}, "only goes with goal 'drain'",
-                     id="node-no-drain"),
-        pytest.param("plan_rebalance", {"goal": "cpu", "weights": {"cpu": 1}}, "only go with goal 'balanced'",
-                     id="weights-no-balanced"),
-        pytest.param("plan_rebalance", {"goal": "balanced", "weights": {"cpu": 0, "memory": 0}},
-                     "at least one weight", id="zero-weights"),
+        pytest.param(
+            "plan_rebalance", {"goal": "cpu", "node": "w1"}, "only goes with goal 'drain'", id="node-no-drain"
+        ),
+        pytest.param(
+            "plan_rebalance",
+            {"goal": "cpu", "weights": {"cpu": 1}},
+            "only go with goal 'balanced'",
+            id="weights-no-balanced",
+        ),
+        pytest.param(
+            "plan_rebalance",
+            {"goal": "balanced", "weights": {"cpu": 0, "memory": 0}},
+            "at least one weight",
+            id="zero-weights",
+        ),
         pytest.param("plan_rebalance", {"goal": "chaos"}, "goal", id="unknown-goal"),
         pytest.param("explain_move", {"plan_id": "nope", "move_id": 1}, "unknown plan id", id="explain-unknown"),
         pytest.param("modify_plan", {"plan_id": "nope", "skip": [1]}, "unknown plan id", id="modify-unknown"),
-        pytest.param("execute_plan", {"plan_id": "nope", "plan_hash": "0" * 64, "confirm": True}, "unknown plan id",
-                     id="execute-unknown"),
+        pytest.param(
+            "execute_plan",
+            {"plan_id": "nope", "plan_hash": "0" * 64, "confirm": True},
+            "unknown plan id",
+            id="execute-unknown",
+        ),
         pytest.param("migration_status", {"plan_id": "nope"}, "no execution of plan nope", id="status-unknown"),
-        pytest.param("vm_lifecycle", {"action": "stop", "vms": ["a"]}, "cannot run on --from-file",
-                     id="lifecycle-offline"),
+        pytest.param(
+            "vm_lifecycle", {"action": "stop", "vms": ["a"]}, "cannot run on --from-file", id="lifecycle-offline"
+        ),
         pytest.param("unpin_vm", {"vm": "a"}, "cannot run on --from-file", id="unpin-offline"),
     ],
 )
@@ -120,21 +143,34 @@ async def test_execution_is_refused_without_the_approved_hash_and_confirm(sim: S
             result = await c.call_tool("execute_plan", args)
             assert result.is_error and message in text(result), (args, text(result))
             seen.append(text(result))
-        explained = await c.call_tool("explain_move", {"plan_id": new["plan_id"],
-                                                       "move_id": new["plan"]["moves"][0]["id"]})
+        explained = await c.call_tool(
+            "explain_move", {"plan_id": new["plan_id"], "move_id": new["plan"]["moves"][0]["id"]}
+        )
         assert "Why live" in text(explained) or "Why cold" in text(explained)
-        seen += [text(inventory), text(planned), text(modified), text(explained),
-                 json.dumps(planned.structured_content), json.dumps(inventory.structured_content)]
+        seen += [
+            text(inventory),
+            text(planned),
+            text(modified),
+            text(explained),
+            json.dumps(planned.structured_content),
+            json.dumps(inventory.structured_content),
+        ]
     assert sim.migrations() == 0
     assert not any(str(sim.kubeconfig) in s or "secret-location" in s for s in seen)
 
 
 async def test_execution_is_refused_when_the_cluster_changed(sim: Sim):
-    vm = next(v for v in sim.store.list(("kubevirt.io", "virtualmachineinstances"))[0]
-              if (v.get("status") or {}).get("phase") == "Running")
+    vm = next(
+        v
+        for v in sim.store.list(("kubevirt.io", "virtualmachineinstances"))[0]
+        if (v.get("status") or {}).get("phase") == "Running"
+    )
     ns, name, node = vm["metadata"]["namespace"], vm["metadata"]["name"], vm["status"]["nodeName"]
-    target = next(n["metadata"]["name"] for n in sim.store.list(NODES)[0]
-                  if n["metadata"]["name"] not in (node,) and "control" not in n["metadata"]["name"])
+    target = next(
+        n["metadata"]["name"]
+        for n in sim.store.list(NODES)[0]
+        if n["metadata"]["name"] not in (node,) and "control" not in n["metadata"]["name"]
+    )
     async with client_for(sim) as c:
         planned = await c.call_tool("plan_move", {"vms": [f"{ns}/{name}"], "target": target})
         assert not planned.is_error, text(planned)
@@ -144,8 +180,9 @@ async def test_execution_is_refused_when_the_cluster_changed(sim: Sim):
             obj["spec"]["unschedulable"] = True
 
         sim.store.mutate(NODES, None, target, cordon)
-        result = await c.call_tool("execute_plan", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"],
-                                                    "confirm": True})
+        result = await c.call_tool(
+            "execute_plan", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"], "confirm": True}
+        )
     assert result.is_error
     assert "the cluster changed" in text(result) and "cordoned" in text(result) and target in text(result)
     assert sim.migrations() == 0
@@ -160,8 +197,9 @@ async def test_plan_move_reports_failed_validations(sim: Sim):
 
 
 async def test_lifecycle_needs_a_plan_its_hash_and_confirm(sim: Sim):
-    vm = next(v for v in sim.store.list(("kubevirt.io", "virtualmachines"))[0]
-              if v["spec"].get("runStrategy") == "Always")
+    vm = next(
+        v for v in sim.store.list(("kubevirt.io", "virtualmachines"))[0] if v["spec"].get("runStrategy") == "Always"
+    )
     ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
     progress: list[str] = []
 
@@ -174,15 +212,18 @@ async def test_lifecycle_needs_a_plan_its_hash_and_confirm(sim: Sim):
         plan = planned.structured_content
         assert plan["executed"] is False and "VM Lifecycle Plan: stop" in text(planned)
         unconfirmed = await c.call_tool("vm_lifecycle", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"]})
-        wrong = await c.call_tool("vm_lifecycle", {"plan_id": plan["plan_id"], "plan_hash": "0" * 64,
-                                                   "confirm": True})
+        wrong = await c.call_tool("vm_lifecycle", {"plan_id": plan["plan_id"], "plan_hash": "0" * 64, "confirm": True})
         assert unconfirmed.is_error and wrong.is_error
         assert sim.run_strategy(ns, name) == "Always"
-        done = await c.call_tool("vm_lifecycle", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"],
-                                                  "confirm": True}, progress_callback=on_progress)
+        done = await c.call_tool(
+            "vm_lifecycle",
+            {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"], "confirm": True},
+            progress_callback=on_progress,
+        )
         assert not done.is_error, text(done)
-        again = await c.call_tool("vm_lifecycle", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"],
-                                                   "confirm": True})
+        again = await c.call_tool(
+            "vm_lifecycle", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"], "confirm": True}
+        )
     assert done.structured_content["complete"] is True
     assert done.structured_content["results"][0]["status"] == "done"
     assert sim.run_strategy(ns, name) == "Halted"

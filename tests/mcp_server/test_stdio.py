@@ -22,11 +22,14 @@ def text(result: Any) -> str:
 
 
 def server_params(sim: Any, *extra: str) -> StdioServerParameters:
-    env = {**os.environ, "VM_REBALANCE_STATE_DIR": os.environ["VM_REBALANCE_STATE_DIR"],
-           "HOME": str(Path(sim.kubeconfig).parent)}
-    return StdioServerParameters(command=sys.executable,
-                                 args=["-m", "vm_rebalance", "--kubeconfig", str(sim.kubeconfig), "mcp", *extra],
-                                 env=env)
+    env = {
+        **os.environ,
+        "VM_REBALANCE_STATE_DIR": os.environ["VM_REBALANCE_STATE_DIR"],
+        "HOME": str(Path(sim.kubeconfig).parent),
+    }
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "vm_rebalance", "--kubeconfig", str(sim.kubeconfig), "mcp", *extra], env=env
+    )
 
 
 async def test_plan_modify_and_execute_the_approved_plan_over_stdio(sim: Any):
@@ -58,12 +61,20 @@ async def test_plan_modify_and_execute_the_approved_plan_over_stdio(sim: Any):
         assert sim.migrations() == 0
 
         executed = await c.call_tool(
-            "execute_plan", {"plan_id": new["plan_id"], "plan_hash": new["plan_hash"], "confirm": True},
-            progress_callback=on_progress)
+            "execute_plan",
+            {"plan_id": new["plan_id"], "plan_hash": new["plan_hash"], "confirm": True},
+            progress_callback=on_progress,
+        )
         assert not executed.is_error, text(executed)
         status = await c.call_tool("migration_status", {"plan_id": new["plan_id"]})
-        results += [text(planned), text(modified), text(refused), text(executed), text(status),
-                    json.dumps(executed.structured_content)]
+        results += [
+            text(planned),
+            text(modified),
+            text(refused),
+            text(executed),
+            text(status),
+            json.dumps(executed.structured_content),
+        ]
 
     outcome = executed.structured_content
     assert outcome["state"] == "finished" and outcome["complete"] is True, text(executed)

@@ -56,26 +56,18 @@ def test_taint_str(taint: Taint, text: str) -> None:
             False,
             id="equal-value-mismatch",
         ),
-        pytest.param(
-            Toleration("gpu", "Equal", "", ""), Taint("gpu", "NoSchedule"), True, id="equal-empty-value"
-        ),
+        pytest.param(Toleration("gpu", "Equal", "", ""), Taint("gpu", "NoSchedule"), True, id="equal-empty-value"),
         pytest.param(Toleration("gpu", "Exists"), Taint("gpu", "NoSchedule", "anything"), True, id="exists"),
         pytest.param(Toleration("other", "Exists"), Taint("gpu", "NoSchedule"), False, id="exists-other-key"),
-        pytest.param(
-            Toleration("", "Exists"), Taint("gpu", "NoExecute", "x"), True, id="empty-key-exists-all"
-        ),
-        pytest.param(
-            Toleration("", "Equal", "x"), Taint("gpu", "NoExecute", "x"), False, id="empty-key-equal"
-        ),
+        pytest.param(Toleration("", "Exists"), Taint("gpu", "NoExecute", "x"), True, id="empty-key-exists-all"),
+        pytest.param(Toleration("", "Equal", "x"), Taint("gpu", "NoExecute", "x"), False, id="empty-key-equal"),
         pytest.param(
             Toleration("gpu", "Exists", effect="NoExecute"),
             Taint("gpu", "NoSchedule"),
             False,
             id="effect-mismatch",
         ),
-        pytest.param(
-            Toleration("gpu", "Exists", effect=""), Taint("gpu", "NoExecute"), True, id="empty-effect-all"
-        ),
+        pytest.param(Toleration("gpu", "Exists", effect=""), Taint("gpu", "NoExecute"), True, id="empty-effect-all"),
     ],
 )
 def test_toleration(toleration: Toleration, taint: Taint, tolerated: bool) -> None:
@@ -116,9 +108,7 @@ def test_requirement(req: Requirement, matches: bool) -> None:
     ("term", "matches"),
     [
         pytest.param(NodeSelectorTerm(), False, id="empty-term-matches-nothing"),
-        pytest.param(
-            NodeSelectorTerm(match_expressions=(Requirement("zone", "In", ("a",)),)), True, id="expr"
-        ),
+        pytest.param(NodeSelectorTerm(match_expressions=(Requirement("zone", "In", ("a",)),)), True, id="expr"),
         pytest.param(
             NodeSelectorTerm(match_fields=(Requirement("metadata.name", "In", ("n1",)),)),
             True,
@@ -168,9 +158,7 @@ def test_label_selector() -> None:
             id="rwo",
         ),
         pytest.param(
-            Volume(
-                name="d", source="dataVolume", claim_name="c", access_modes=("ReadWriteOnce", "ReadWriteMany")
-            ),
+            Volume(name="d", source="dataVolume", claim_name="c", access_modes=("ReadWriteOnce", "ReadWriteMany")),
             StorageKind.RWX,
             id="dv-both-modes",
         ),
@@ -179,9 +167,7 @@ def test_label_selector() -> None:
             StorageKind.RWO,
             id="missing-claim-is-rwo",
         ),
-        pytest.param(
-            Volume(name="d", source="containerDisk"), StorageKind.CONTAINER_DISK, id="containerdisk"
-        ),
+        pytest.param(Volume(name="d", source="containerDisk"), StorageKind.CONTAINER_DISK, id="containerdisk"),
         pytest.param(Volume(name="d", source="cloudInitNoCloud"), StorageKind.NONE, id="config"),
     ],
 )

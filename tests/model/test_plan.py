@@ -135,9 +135,7 @@ def test_waves_and_lookup() -> None:
     ("build", "match"),
     [
         pytest.param(lambda: Goal(type=GoalType.DRAIN), "drain", id="drain-without-node"),
-        pytest.param(
-            lambda: Goal(type=GoalType.BALANCED, weights={"cpu": -1.0}), "weights", id="negative-weight"
-        ),
+        pytest.param(lambda: Goal(type=GoalType.BALANCED, weights={"cpu": -1.0}), "weights", id="negative-weight"),
         pytest.param(
             lambda: Goal(type=GoalType.BALANCED, weights={"cpu": float("inf")}),
             "weights",
@@ -149,9 +147,7 @@ def test_waves_and_lookup() -> None:
             id="same-node",
         ),
         pytest.param(
-            lambda: Move(
-                id=1, vm="a", namespace="n", source="w1", target="w2", method=MigrationMethod.LIVE, wave=0
-            ),
+            lambda: Move(id=1, vm="a", namespace="n", source="w1", target="w2", method=MigrationMethod.LIVE, wave=0),
             "waves",
             id="wave-zero",
         ),

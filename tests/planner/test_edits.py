@@ -113,12 +113,15 @@ def test_manual_validation_failures_become_warnings(request_, fragment):
 
 def test_manual_moves_pick_methods_and_keep_valid_ones():
     state = _state()
-    plan = plan_manual_moves(state, [
-        ("default", "vm-0", "worker-2", "auto"),
-        ("default", "rwo", "worker-3", "auto"),
-        ("default", "stopped", "worker-4", "cold"),
-        ("default", "ghost", "worker-2", "auto"),
-    ])
+    plan = plan_manual_moves(
+        state,
+        [
+            ("default", "vm-0", "worker-2", "auto"),
+            ("default", "rwo", "worker-3", "auto"),
+            ("default", "stopped", "worker-4", "cold"),
+            ("default", "ghost", "worker-2", "auto"),
+        ],
+    )
     assert plan.goal.type is GoalType.MANUAL
     methods = {m.vm: m.method for m in plan.moves}
     assert methods == {"vm-0": MigrationMethod.LIVE, "rwo": MigrationMethod.COLD, "stopped": MigrationMethod.COLD}

@@ -76,9 +76,7 @@ from vm_rebalance.planner.eligibility import (
             ),
             id="all-at-once-in-stable-order",
         ),
-        pytest.param(
-            make_node("n", unschedulable=True, kvm=0), (NodeFlag.CORDONED, NodeFlag.NO_KVM), id="two-at-once"
-        ),
+        pytest.param(make_node("n", unschedulable=True, kvm=0), (NodeFlag.CORDONED, NodeFlag.NO_KVM), id="two-at-once"),
     ],
 )
 def test_node_flags(node: Node, flags: tuple[NodeFlag, ...]) -> None:
@@ -187,31 +185,19 @@ GPU = Taint("gpu", "NoSchedule", "true")
             id="node-selector-miss",
         ),
         pytest.param(
-            _vm(
-                required_node_terms=(
-                    NodeSelectorTerm(match_expressions=(Requirement("zone", "In", ("a", "b")),)),
-                )
-            ),
+            _vm(required_node_terms=(NodeSelectorTerm(match_expressions=(Requirement("zone", "In", ("a", "b")),)),)),
             make_node("n", labels={"zone": "a"}),
             [],
             id="affinity-in",
         ),
         pytest.param(
-            _vm(
-                required_node_terms=(
-                    NodeSelectorTerm(match_expressions=(Requirement("zone", "In", ("b",)),)),
-                )
-            ),
+            _vm(required_node_terms=(NodeSelectorTerm(match_expressions=(Requirement("zone", "In", ("b",)),)),)),
             make_node("n", labels={"zone": "a"}),
             ["required node affinity not satisfied"],
             id="affinity-in-miss",
         ),
         pytest.param(
-            _vm(
-                required_node_terms=(
-                    NodeSelectorTerm(match_expressions=(Requirement("zone", "NotIn", ("a",)),)),
-                )
-            ),
+            _vm(required_node_terms=(NodeSelectorTerm(match_expressions=(Requirement("zone", "NotIn", ("a",)),)),)),
             make_node("n", labels={"zone": "a"}),
             ["required node affinity not satisfied"],
             id="affinity-notin",
@@ -223,50 +209,32 @@ GPU = Taint("gpu", "NoSchedule", "true")
             id="affinity-exists",
         ),
         pytest.param(
-            _vm(
-                required_node_terms=(
-                    NodeSelectorTerm(match_expressions=(Requirement("gpu", "DoesNotExist"),)),
-                )
-            ),
+            _vm(required_node_terms=(NodeSelectorTerm(match_expressions=(Requirement("gpu", "DoesNotExist"),)),)),
             make_node("n"),
             [],
             id="affinity-doesnotexist",
         ),
         pytest.param(
-            _vm(
-                required_node_terms=(
-                    NodeSelectorTerm(match_expressions=(Requirement("cores", "Gt", ("32",)),)),
-                )
-            ),
+            _vm(required_node_terms=(NodeSelectorTerm(match_expressions=(Requirement("cores", "Gt", ("32",)),)),)),
             make_node("n", labels={"cores": "64"}),
             [],
             id="affinity-gt",
         ),
         pytest.param(
-            _vm(
-                required_node_terms=(
-                    NodeSelectorTerm(match_expressions=(Requirement("cores", "Lt", ("32",)),)),
-                )
-            ),
+            _vm(required_node_terms=(NodeSelectorTerm(match_expressions=(Requirement("cores", "Lt", ("32",)),)),)),
             make_node("n", labels={"cores": "64"}),
             ["required node affinity not satisfied"],
             id="affinity-lt",
         ),
         pytest.param(
-            _vm(
-                required_node_terms=(
-                    NodeSelectorTerm(match_fields=(Requirement("metadata.name", "In", ("n",)),)),
-                )
-            ),
+            _vm(required_node_terms=(NodeSelectorTerm(match_fields=(Requirement("metadata.name", "In", ("n",)),)),)),
             make_node("n"),
             [],
             id="affinity-matchfields-name",
         ),
         pytest.param(
             _vm(
-                required_node_terms=(
-                    NodeSelectorTerm(match_fields=(Requirement("metadata.name", "In", ("other",)),)),
-                )
+                required_node_terms=(NodeSelectorTerm(match_fields=(Requirement("metadata.name", "In", ("other",)),)),)
             ),
             make_node("n"),
             ["required node affinity not satisfied"],
@@ -323,9 +291,7 @@ def _labelled(name: str, node: str, *, namespace: str = "default", **labels: str
     return make_vm(name, node=node, namespace=namespace, labels=labels)
 
 
-def _term(
-    topology: str = "kubernetes.io/hostname", namespaces: tuple[str, ...] = (), **labels: str
-) -> PodAffinityTerm:
+def _term(topology: str = "kubernetes.io/hostname", namespaces: tuple[str, ...] = (), **labels: str) -> PodAffinityTerm:
     return PodAffinityTerm(
         label_selector=LabelSelector(match_labels=labels), topology_key=topology, namespaces=namespaces
     )
@@ -467,9 +433,7 @@ def test_topology_spread(when: str, skew: int, target: str, expected: list[str])
 def test_topology_spread_node_without_topology_label() -> None:
     vm = make_vm("new", labels={"app": "web"}, placement=_spread("DoNotSchedule"))
     bare = make_node("bare")
-    reasons = pod_affinity_violations(
-        vm, bare, node_labels={**ZONED, "bare": dict(bare.labels)}, residents=[]
-    )
+    reasons = pod_affinity_violations(vm, bare, node_labels={**ZONED, "bare": dict(bare.labels)}, residents=[])
     assert reasons == ["node has no zone label (topology spread)"]
 
 
@@ -544,8 +508,10 @@ def _guard(name: str, node: str, term: PodAffinityTerm, **labels: str) -> Virtua
             _guard("a", "n3", _term(app="db"), app="db"),
             "n1",
             [("n1", _guard("b", "n1", _term(app="db"), app="db"))],
-            ["anti-affinity with b on kubernetes.io/hostname=n1",
-             "anti-affinity of b against it on kubernetes.io/hostname=n1"],
+            [
+                "anti-affinity with b on kubernetes.io/hostname=n1",
+                "anti-affinity of b against it on kubernetes.io/hostname=n1",
+            ],
             id="both-directions",
         ),
     ],
@@ -559,8 +525,9 @@ def test_symmetric_anti_affinity_uses_the_hostname_of_unlabelled_nodes() -> None
     bare = make_node("bare")
     guard = _guard("b", "bare", _term(app="web"))
     labels = {"bare": {}}
-    reasons = pod_affinity_violations(_labelled("a", "n3", app="web"), bare, node_labels=labels,
-                                      residents=[("bare", guard)])
+    reasons = pod_affinity_violations(
+        _labelled("a", "n3", app="web"), bare, node_labels=labels, residents=[("bare", guard)]
+    )
     assert reasons == ["anti-affinity of b against it on kubernetes.io/hostname=bare"]
 
 
@@ -569,12 +536,9 @@ def test_fit_reasons_sees_residents_anti_affinity() -> None:
     guard = _guard("b", "n1", _term(app="web"))
     vm = make_vm("a", node="n2", labels={"app": "web"})
     state = make_state([n1, n2], [vm, guard])
-    assert fit_reasons(vm, state.node("n1"), state) == [
-        "anti-affinity of b against it on kubernetes.io/hostname=n1"
-    ]
+    assert fit_reasons(vm, state.node("n1"), state) == ["anti-affinity of b against it on kubernetes.io/hostname=n1"]
     # A stopped holder is no resident: nothing to enforce.
-    stopped = make_state([n1, n2], [vm, make_vm("b", node=None, running=False, labels={},
-                                                placement=guard.placement)])
+    stopped = make_state([n1, n2], [vm, make_vm("b", node=None, running=False, labels={}, placement=guard.placement)])
     assert fit_reasons(vm, stopped.node("n1"), stopped) == []
 
 
@@ -644,9 +608,7 @@ def test_fit_reasons_capacity_and_own_node() -> None:
     state = make_state([make_node("n1", cpu=4), make_node("n2", cpu=4, requested_cpu=2)], [vm])
     # On its own node the VM's requests are already counted.
     assert fit_reasons(vm, state.node("n1"), state) == []
-    assert fit_reasons(vm, state.node("n2"), state) == [
-        "insufficient allocatable: CPU needs 3000m, 2000m free"
-    ]
+    assert fit_reasons(vm, state.node("n2"), state) == ["insufficient allocatable: CPU needs 3000m, 2000m free"]
     # What else is planned onto the node counts against it.
     assert fit_reasons(vm, state.node("n2"), state, extra_requested=Resources(-1000, 0)) == []
     small = make_vm("b", node="n2", request_cpu=1, request_memory_gi=1)
@@ -682,18 +644,14 @@ def _running(volumes: tuple[Volume, ...], **kwargs: object) -> VirtualMachine:
 @pytest.mark.parametrize(
     ("vm", "code", "message"),
     [
-        pytest.param(
-            _running((_claim("root", "ReadWriteMany"),), live_migratable=True), None, None, id="rwx-pvc"
-        ),
+        pytest.param(_running((_claim("root", "ReadWriteMany"),), live_migratable=True), None, None, id="rwx-pvc"),
         pytest.param(
             _running((_claim("root", "ReadWriteOnce"),)),
             "RWO",
             "PVC root is not ReadWriteMany (RWO storage)",
             id="rwo-pvc",
         ),
-        pytest.param(
-            _running((_claim("dv", "ReadWriteMany", source="dataVolume"),)), None, None, id="rwx-datavolume"
-        ),
+        pytest.param(_running((_claim("dv", "ReadWriteMany", source="dataVolume"),)), None, None, id="rwx-datavolume"),
         pytest.param(
             _running((_claim("dv", "ReadWriteOnce", source="dataVolume"),)),
             "RWO",
@@ -707,9 +665,7 @@ def _running(volumes: tuple[Volume, ...], **kwargs: object) -> VirtualMachine:
             id="container-disk",
         ),
         pytest.param(_running(()), None, None, id="no-disks"),
-        pytest.param(
-            _running((Volume(name="ci", source="cloudInitNoCloud"),)), None, None, id="config-volumes-only"
-        ),
+        pytest.param(_running((Volume(name="ci", source="cloudInitNoCloud"),)), None, None, id="config-volumes-only"),
         pytest.param(
             _running((_claim("gone", found=False),)),
             "RWO",
@@ -717,9 +673,7 @@ def _running(volumes: tuple[Volume, ...], **kwargs: object) -> VirtualMachine:
             id="missing-claim-is-cold",
         ),
         pytest.param(
-            _running(
-                (_claim("a", "ReadWriteMany"), _claim("b", "ReadWriteOnce"), _claim("c", "ReadWriteOnce"))
-            ),
+            _running((_claim("a", "ReadWriteMany"), _claim("b", "ReadWriteOnce"), _claim("c", "ReadWriteOnce"))),
             "RWO",
             "PVC b, c is not ReadWriteMany (RWO storage)",
             id="mixed-rwx-rwo-names-rwo-claims",
@@ -732,8 +686,7 @@ def _running(volumes: tuple[Volume, ...], **kwargs: object) -> VirtualMachine:
                 live_migratable_message="cannot migrate VMI which uses bridge interface",
             ),
             "InterfaceNotLiveMigratable",
-            "VMI is not LiveMigratable (InterfaceNotLiveMigratable: cannot migrate VMI which uses bridge "
-            "interface)",
+            "VMI is not LiveMigratable (InterfaceNotLiveMigratable: cannot migrate VMI which uses bridge interface)",
             id="not-live-migratable-with-rwx",
         ),
         pytest.param(

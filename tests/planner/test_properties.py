@@ -39,28 +39,32 @@ def clusters(draw):
     n_nodes = draw(st.integers(2, 6))
     nodes = []
     for i in range(n_nodes):
-        nodes.append(make_node(
-            f"worker-{i}",
-            cpu=draw(st.sampled_from([8, 16, 32])),
-            memory_gi=draw(st.sampled_from([16, 32, 64])),
-            unschedulable=draw(st.booleans()) and i > 1,
-            labels={"disk": "ssd"} if draw(st.booleans()) else {},
-            taints=[Taint("gpu", "NoSchedule", "true")] if i > 0 and draw(st.integers(0, 5)) == 0 else [],
-        ))
+        nodes.append(
+            make_node(
+                f"worker-{i}",
+                cpu=draw(st.sampled_from([8, 16, 32])),
+                memory_gi=draw(st.sampled_from([16, 32, 64])),
+                unschedulable=draw(st.booleans()) and i > 1,
+                labels={"disk": "ssd"} if draw(st.booleans()) else {},
+                taints=[Taint("gpu", "NoSchedule", "true")] if i > 0 and draw(st.integers(0, 5)) == 0 else [],
+            )
+        )
     vms = []
     for k in range(draw(st.integers(0, 16))):
         kind = draw(st.integers(0, 11))
-        vms.append(make_vm(
-            f"vm-{k}",
-            namespace=draw(st.sampled_from(["a", "b"])),
-            node=f"worker-{draw(st.integers(0, n_nodes - 1))}",
-            memory_gi=draw(st.sampled_from([1, 2, 4, 8])),
-            request_cpu=draw(st.sampled_from([0.25, 0.5, 1, 2, 4])),
-            storage=draw(st.sampled_from(["rwx", "rwx", "rwo", "containerdisk"])),
-            labels={1: {"app": "db"}, 5: {"app": "web"}, 6: {"app": "web"}}.get(kind, {}),
-            placement={1: ANTI, 2: SSD, 3: TOLERANT, 7: GUARD}.get(kind),
-            annotations={DO_NOT_MOVE_ANNOTATION: "true"} if kind == 4 else {},
-        ))
+        vms.append(
+            make_vm(
+                f"vm-{k}",
+                namespace=draw(st.sampled_from(["a", "b"])),
+                node=f"worker-{draw(st.integers(0, n_nodes - 1))}",
+                memory_gi=draw(st.sampled_from([1, 2, 4, 8])),
+                request_cpu=draw(st.sampled_from([0.25, 0.5, 1, 2, 4])),
+                storage=draw(st.sampled_from(["rwx", "rwx", "rwo", "containerdisk"])),
+                labels={1: {"app": "db"}, 5: {"app": "web"}, 6: {"app": "web"}}.get(kind, {}),
+                placement={1: ANTI, 2: SSD, 3: TOLERANT, 7: GUARD}.get(kind),
+                annotations={DO_NOT_MOVE_ANNOTATION: "true"} if kind == 4 else {},
+            )
+        )
     return make_state(nodes, vms)
 
 
@@ -68,11 +72,15 @@ GOALS = [GoalType.CPU, GoalType.MEMORY, GoalType.BALANCED, GoalType.COUNT, GoalT
 
 
 @SETTINGS
-@given(clusters(), st.sampled_from(GOALS), st.booleans(), st.none() | st.integers(0, 4),
-       st.sampled_from(sorted(STRATEGIES)))
+@given(
+    clusters(),
+    st.sampled_from(GOALS),
+    st.booleans(),
+    st.none() | st.integers(0, 4),
+    st.sampled_from(sorted(STRATEGIES)),
+)
 def test_no_constraint_broken_and_objective_never_worse(state, goal, live_only, max_migrations, strategy):
-    request = PlanRequest(goal=Goal(type=goal), live_only=live_only, max_migrations=max_migrations,
-                          strategy=strategy)
+    request = PlanRequest(goal=Goal(type=goal), live_only=live_only, max_migrations=max_migrations, strategy=strategy)
     plan = propose_plan(state, request)
     assert violations(state, plan, live_only=live_only) == []
     assert plan.metrics_after["objective"] <= plan.metrics_before["objective"] + 1e-9
@@ -111,8 +119,13 @@ def test_drain_leaves_nothing_movable_behind(state, live_only):
                 if other.name == node:
                     continue
                 extra = requested[other.name] - other.requested
-                assert fit_reasons(vm, other, state, residents=residents,
-                                   extra_requested=Resources(extra.cpu_millicores, extra.memory_bytes))
+                assert fit_reasons(
+                    vm,
+                    other,
+                    state,
+                    residents=residents,
+                    extra_requested=Resources(extra.cpu_millicores, extra.memory_bytes),
+                )
 
 
 @settings(max_examples=15, deadline=None)
@@ -135,9 +148,7 @@ def test_fast_feasibility_matches_fit_reasons(state):
         for j, node in enumerate(problem.nodes):
             if node.name == vm.node:
                 continue
-            fast = bool(problem.class_feasible[problem.vm_class[i], j]) and bool(
-                (problem.vm_req[i] <= free[j]).all()
-            )
+            fast = bool(problem.class_feasible[problem.vm_class[i], j]) and bool((problem.vm_req[i] <= free[j]).all())
             if not problem.dynamic[i]:
                 assert fast == (not fit_reasons(vm, node, state)), (vm.name, node.name)
             elif fast is False:

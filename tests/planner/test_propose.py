@@ -21,8 +21,9 @@ from vm_rebalance.planner import PlanRequest, propose_plan
 
 def _crowded(n_nodes: int = 4, n_vms: int = 8, **vm_kwargs: object):
     nodes = [make_node(f"worker-{i}") for i in range(1, n_nodes + 1)]
-    vms = [make_vm(f"vm-{k}", node="worker-1", vcpus=4, memory_gi=6, request_cpu=1.5, **vm_kwargs)
-           for k in range(n_vms)]
+    vms = [
+        make_vm(f"vm-{k}", node="worker-1", vcpus=4, memory_gi=6, request_cpu=1.5, **vm_kwargs) for k in range(n_vms)
+    ]
     return nodes, vms
 
 
@@ -86,6 +87,7 @@ def test_drain_moves_every_movable_vm_and_explains_the_rest():
 def test_drain_ignores_cooldown_but_balancing_respects_it():
     nodes, vms = _crowded()
     from dataclasses import replace
+
     vms = [replace(v, last_migration_seconds_ago=60.0) for v in vms]
     state = make_state(nodes, vms)
     assert _plan(state).moves == ()
@@ -179,8 +181,9 @@ def test_anti_affinity_keeps_replicas_apart():
     term = PodAffinityTerm(label_selector=LabelSelector(match_labels={"app": "db"}))
     placement = Placement(pod_anti_affinity=(term,))
     nodes = [make_node(f"worker-{i}") for i in range(1, 4)]
-    vms = [make_vm(f"db-{k}", node="worker-1", labels={"app": "db"}, placement=placement, request_cpu=3)
-           for k in range(1)]
+    vms = [
+        make_vm(f"db-{k}", node="worker-1", labels={"app": "db"}, placement=placement, request_cpu=3) for k in range(1)
+    ]
     vms += [make_vm("db-x", node="worker-2", labels={"app": "db"}, placement=placement, request_cpu=3)]
     vms += [make_vm(f"web-{k}", node="worker-1", request_cpu=2) for k in range(4)]
     state = make_state(nodes, vms)
@@ -224,8 +227,11 @@ def test_waves_respect_residents_anti_affinity():
 
 def test_capacity_is_never_exceeded_in_a_wave():
     # Two nodes nearly full; a third empty: every move must fit while sources still hold the VMs.
-    nodes = [make_node("worker-1", cpu=8, memory_gi=16), make_node("worker-2", cpu=8, memory_gi=16),
-             make_node("worker-3", cpu=8, memory_gi=16)]
+    nodes = [
+        make_node("worker-1", cpu=8, memory_gi=16),
+        make_node("worker-2", cpu=8, memory_gi=16),
+        make_node("worker-3", cpu=8, memory_gi=16),
+    ]
     vms = [make_vm(f"a{k}", node="worker-1", memory_gi=3.5) for k in range(4)]
     vms += [make_vm(f"b{k}", node="worker-2", memory_gi=1) for k in range(2)]
     state = make_state(nodes, vms)
@@ -234,8 +240,10 @@ def test_capacity_is_never_exceeded_in_a_wave():
 
 
 def test_basis_defaults_to_usage_with_metrics_and_falls_back_with_a_warning():
-    nodes = [make_node("worker-1", usage_cpu=12, usage_memory_gi=40), make_node("worker-2", usage_cpu=1,
-                                                                                 usage_memory_gi=4)]
+    nodes = [
+        make_node("worker-1", usage_cpu=12, usage_memory_gi=40),
+        make_node("worker-2", usage_cpu=1, usage_memory_gi=4),
+    ]
     vms = [make_vm(f"vm-{k}", node="worker-1", usage_cpu=3, usage_memory_gi=8) for k in range(4)]
     with_metrics = make_state(nodes, vms, metrics=True)
     assert _plan(with_metrics).basis is Basis.USAGE

@@ -139,9 +139,7 @@ def test_migrations_and_notes_and_limits() -> None:
         nodes=(make_node("n1"),),
         vms=(),
         limits=MigrationLimits(parallel_per_cluster=7, parallel_outbound_per_node=3),
-        migrations=(
-            InFlightMigration(namespace="ns", name="m1", vm="a", phase="Running", source="n1", target="n2"),
-        ),
+        migrations=(InFlightMigration(namespace="ns", name="m1", vm="a", phase="Running", source="n1", target="n2"),),
         notes=("something to know",),
     )
     doc = inventory_document(state)

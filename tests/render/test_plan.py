@@ -13,8 +13,10 @@ from vm_rebalance.render.plan import estimate_seconds, plan_markdown, render_pla
 
 def _state():
     nodes = [make_node(f"worker-{i}") for i in range(1, 5)]
-    vms = [make_vm(f"vm-{k}", node="worker-1", vcpus=4, memory_gi=6, request_cpu=1.6, instance_type="u1.large")
-           for k in range(8)]
+    vms = [
+        make_vm(f"vm-{k}", node="worker-1", vcpus=4, memory_gi=6, request_cpu=1.6, instance_type="u1.large")
+        for k in range(8)
+    ]
     vms.append(make_vm("keep", node="worker-1", request_cpu=4, annotations={DO_NOT_MOVE_ANNOTATION: "true"}))
     vms.append(make_vm("db", node="worker-1", storage="rwo", request_cpu=4, memory_gi=8))
     return make_state(nodes, vms)
@@ -31,8 +33,15 @@ def test_rich_plan_has_the_standard_sections():
     request = PlanRequest(goal=Goal(type=GoalType.BALANCED))
     plan = propose_plan(state, request)
     out = _text(render_plan(plan, alternatives=suggest_alternatives(state, request, plan)))
-    for section in ("📋 VM Rebalance Plan", "📊 Node State: Before → After", "Key Improvement:",
-                    "Rebalance Summary:", "Total VMs to Rebalance", "Estimated Duration", "Execution Mode"):
+    for section in (
+        "📋 VM Rebalance Plan",
+        "📊 Node State: Before → After",
+        "Key Improvement:",
+        "Rebalance Summary:",
+        "Total VMs to Rebalance",
+        "Estimated Duration",
+        "Execution Mode",
+    ):
         assert section in out
     header = next(line for line in out.splitlines() if "Instance Type" in line)
     cells = [c.strip() for c in header.strip("┃ ").split("┃")]
@@ -55,8 +64,10 @@ def test_markdown_matches_the_seed_format():
 
 def test_stays_with_reasons_are_shown_and_the_rest_counted():
     nodes = [make_node(f"worker-{i}", cpu=10) for i in range(1, 4)]
-    vms = [make_vm(f"p{k}", node="worker-1", request_cpu=2.2, annotations={DO_NOT_MOVE_ANNOTATION: "true"})
-           for k in range(4)]
+    vms = [
+        make_vm(f"p{k}", node="worker-1", request_cpu=2.2, annotations={DO_NOT_MOVE_ANNOTATION: "true"})
+        for k in range(4)
+    ]
     vms += [make_vm("w", node="worker-2")]
     plan = propose_plan(make_state(nodes, vms), PlanRequest(goal=Goal(type=GoalType.CPU)))
     md = plan_markdown(plan, max_stays=2)

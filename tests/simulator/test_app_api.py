@@ -10,8 +10,7 @@ from vm_rebalance.simulator.cluster import SimCluster
 
 VMS = "/apis/kubevirt.io/v1/namespaces/ns/virtualmachines"
 TABLE = (
-    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,"
-    "application/json"
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
 )
 
 
@@ -22,9 +21,7 @@ def make_vm(name: str, strategy: str = "Halted", labels: dict[str, str] | None =
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {
             "runStrategy": strategy,
-            "template": {
-                "spec": {"domain": {"cpu": {"cores": 1}, "memory": {"guest": "1Gi"}, "devices": {}}}
-            },
+            "template": {"spec": {"domain": {"cpu": {"cores": 1}, "memory": {"guest": "1Gi"}, "devices": {}}}},
         },
     }
 
@@ -263,8 +260,7 @@ async def test_server_side_apply_creates_then_conflicts_then_forces(api: httpx.A
     r = await api.patch(f"{VMS}/vm2?fieldManager=tool", content=body, headers=headers)
     assert r.status_code == 409
     assert r.json()["message"] == (
-        'Apply failed with 1 conflict: conflict with "kubernetes-mcp-server" using '
-        "kubevirt.io/v1: .spec.runStrategy"
+        'Apply failed with 1 conflict: conflict with "kubernetes-mcp-server" using kubevirt.io/v1: .spec.runStrategy'
     )
     r = await api.patch(f"{VMS}/vm2?fieldManager=tool&force=true", content=body, headers=headers)
     assert r.status_code == 200 and r.json()["spec"]["runStrategy"] == "Halted"
@@ -313,11 +309,7 @@ async def test_openapi_v3_has_patch_with_gvk_and_field_validation(api: httpx.Asy
     url = index["paths"]["apis/kubevirt.io/v1"]["serverRelativeURL"]
     doc = (await api.get(url)).json()
     patches = [p["patch"] for p in doc["paths"].values() if "patch" in p]
-    vmim = [
-        p
-        for p in patches
-        if p["x-kubernetes-group-version-kind"]["kind"] == "VirtualMachineInstanceMigration"
-    ]
+    vmim = [p for p in patches if p["x-kubernetes-group-version-kind"]["kind"] == "VirtualMachineInstanceMigration"]
     assert vmim and any(q["name"] == "fieldValidation" and q["in"] == "query" for q in vmim[0]["parameters"])
     assert "application/strategic-merge-patch+json" not in vmim[0]["requestBody"]["content"]
 
@@ -334,9 +326,7 @@ async def test_self_subject_access_review_without_policy_allows(api: httpx.Async
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
-        "spec": {
-            "resourceAttributes": {"verb": "list", "group": "kubevirt.io", "resource": "virtualmachines"}
-        },
+        "spec": {"resourceAttributes": {"verb": "list", "group": "kubevirt.io", "resource": "virtualmachines"}},
     }
     r = await api.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=review)
     assert r.status_code == 201 and r.json()["status"]["allowed"] is True

@@ -35,9 +35,7 @@ def add_lease(cluster: SimCluster, name: str) -> dict[str, object]:
     )
 
 
-async def test_watch_without_rv_sends_initial_added_events(
-    api: httpx.AsyncClient, cluster: SimCluster
-) -> None:
+async def test_watch_without_rv_sends_initial_added_events(api: httpx.AsyncClient, cluster: SimCluster) -> None:
     add_lease(cluster, "a")
     add_lease(cluster, "b")
     r = await api.get("/apis/coordination.k8s.io/v1/namespaces/ns/leases?watch=1&timeoutSeconds=0.3")
@@ -46,9 +44,7 @@ async def test_watch_without_rv_sends_initial_added_events(
     assert events[0]["object"]["kind"] == "Lease"  # type: ignore[index]
 
 
-async def test_watch_from_rv_replays_changes_with_selector(
-    api: httpx.AsyncClient, cluster: SimCluster
-) -> None:
+async def test_watch_from_rv_replays_changes_with_selector(api: httpx.AsyncClient, cluster: SimCluster) -> None:
     start = cluster.store.resource_version()
     add_lease(cluster, "a")
     add_lease(cluster, "b")
@@ -63,8 +59,7 @@ async def test_watch_from_rv_replays_changes_with_selector(
 async def test_watch_sends_bookmarks_when_allowed(api: httpx.AsyncClient, cluster: SimCluster) -> None:
     rv = cluster.store.resource_version()
     r = await api.get(
-        f"/apis/coordination.k8s.io/v1/leases?watch=1&resourceVersion={rv}"
-        "&allowWatchBookmarks=true&timeoutSeconds=0.5"
+        f"/apis/coordination.k8s.io/v1/leases?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=0.5"
     )
     events = lines(r)
     assert events and all(e["type"] == "BOOKMARK" for e in events)
@@ -81,9 +76,7 @@ async def test_watch_from_too_old_rv_is_a_410_expired_error_event(cluster: SimCl
     cluster.store = Store(history_size=2)
     app = create_app(cluster)
     for i in range(5):
-        cluster.store.create(
-            ("coordination.k8s.io", "leases"), {"metadata": {"name": f"l{i}", "namespace": "ns"}}
-        )
+        cluster.store.create(("coordination.k8s.io", "leases"), {"metadata": {"name": f"l{i}", "namespace": "ns"}})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
         r = await client.get("/apis/coordination.k8s.io/v1/leases?watch=1&resourceVersion=1&timeoutSeconds=1")
     assert r.status_code == 200

@@ -53,18 +53,14 @@ async def test_missing_or_wrong_token_is_401_status(api: httpx.AsyncClient) -> N
 
 
 async def test_admin_is_unrestricted_and_listed_user_is_limited(api: httpx.AsyncClient) -> None:
-    assert (
-        await api.get("/apis/kubevirt.io/v1/virtualmachines", headers=bearer("admin-token"))
-    ).status_code == 200
+    assert (await api.get("/apis/kubevirt.io/v1/virtualmachines", headers=bearer("admin-token"))).status_code == 200
     assert (await api.get("/api/v1/nodes", headers=bearer("reb-token"))).status_code == 200
     ok = await api.get("/apis/kubevirt.io/v1/namespaces/prod/virtualmachines", headers=bearer("reb-token"))
     assert ok.status_code == 200
 
 
 async def test_forbidden_names_verb_resource_group_and_namespace(api: httpx.AsyncClient) -> None:
-    r = await api.delete(
-        "/apis/kubevirt.io/v1/namespaces/prod/virtualmachines/vm1", headers=bearer("reb-token")
-    )
+    r = await api.delete("/apis/kubevirt.io/v1/namespaces/prod/virtualmachines/vm1", headers=bearer("reb-token"))
     assert r.status_code == 403
     assert r.json()["message"] == (
         'virtualmachines.kubevirt.io "vm1" is forbidden: User "rebalancer" cannot delete resource '
@@ -81,10 +77,7 @@ async def test_forbidden_names_verb_resource_group_and_namespace(api: httpx.Asyn
     )
     assert r.status_code == 403 and 'cannot update resource "virtualmachines/start"' in r.json()["message"]
     r = await api.get("/api/v1/nodes", headers=bearer("eve-token"))
-    assert (
-        r.status_code == 403
-        and 'User "eve" cannot list resource "nodes" in API group ""' in r.json()["message"]
-    )
+    assert r.status_code == 403 and 'User "eve" cannot list resource "nodes" in API group ""' in r.json()["message"]
 
 
 async def test_ssar_answers_per_policy(api: httpx.AsyncClient) -> None:
@@ -94,9 +87,7 @@ async def test_ssar_answers_per_policy(api: httpx.AsyncClient) -> None:
             "kind": "SelfSubjectAccessReview",
             "spec": {"resourceAttributes": attrs},
         }
-        r = await api.post(
-            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=body, headers=bearer(token)
-        )
+        r = await api.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=body, headers=bearer(token))
         assert r.status_code == 201
         return bool(r.json()["status"]["allowed"])
 
@@ -109,7 +100,5 @@ async def test_ssar_answers_per_policy(api: httpx.AsyncClient) -> None:
     }
     assert await allowed("reb-token", migrate)
     assert not await allowed("reb-token", {**migrate, "subresource": "stop"})
-    assert not await allowed(
-        "reb-token", {"verb": "list", "group": "kubevirt.io", "resource": "virtualmachines"}
-    )
+    assert not await allowed("reb-token", {"verb": "list", "group": "kubevirt.io", "resource": "virtualmachines"})
     assert await allowed("admin-token", {"verb": "delete", "group": "", "resource": "nodes"})

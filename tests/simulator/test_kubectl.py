@@ -96,8 +96,7 @@ def small_cluster(seed: int) -> SimCluster:
 
     cluster = SimCluster(time_scale=500, seed=seed)
     cluster.load_objects(
-        [node(f"worker-{i}") for i in range(3)]
-        + [vm(f"vm-{i}", "Always" if i < 4 else "Halted") for i in range(6)]
+        [node(f"worker-{i}") for i in range(3)] + [vm(f"vm-{i}", "Always" if i < 4 else "Halted") for i in range(6)]
     )
     return cluster
 
@@ -117,9 +116,7 @@ def kubectl(
     _, home = sim
     env = {**os.environ, "HOME": str(home), "KUBECONFIG": str(home / "config")}
     assert KUBECTL is not None
-    return subprocess.run(
-        [KUBECTL, *args], capture_output=True, text=True, timeout=timeout, input=stdin, env=env
-    )
+    return subprocess.run([KUBECTL, *args], capture_output=True, text=True, timeout=timeout, input=stdin, env=env)
 
 
 def migratable_vmi(srv: SimulatorServer, exclude: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
@@ -195,9 +192,7 @@ def test_apply_migration_and_watch_until_succeeded_then_delete(
     r = kubectl(sim, "delete", "vmim", f"kubectl-mig-{name}", "-n", ns)
     assert r.returncode == 0, r.stderr
     assert (
-        srv.cluster.store.try_get(
-            ("kubevirt.io", "virtualmachineinstancemigrations"), ns, f"kubectl-mig-{name}"
-        )
+        srv.cluster.store.try_get(("kubevirt.io", "virtualmachineinstancemigrations"), ns, f"kubectl-mig-{name}")
         is None
     )
 
@@ -206,18 +201,14 @@ def test_patch_vm(sim: tuple[SimulatorServer, Path]) -> None:
     srv, _ = sim
     vm = srv.cluster.store.list(VMS)[0][0]
     ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
-    r = kubectl(
-        sim, "patch", "vm", name, "-n", ns, "--type=merge", "-p", '{"metadata":{"labels":{"team":"blue"}}}'
-    )
+    r = kubectl(sim, "patch", "vm", name, "-n", ns, "--type=merge", "-p", '{"metadata":{"labels":{"team":"blue"}}}')
     assert r.returncode == 0, r.stderr
     assert srv.cluster.store.get(VMS, ns, name)["metadata"]["labels"]["team"] == "blue"
     r = kubectl(sim, "patch", "vm", name, "-n", ns, "-p", '{"metadata":{"labels":{"team":"red"}}}')
     assert r.returncode != 0 and "unknown format" in r.stderr  # strategic merge on a CR: 415
 
 
-def test_replace_with_a_stale_resource_version_is_409(
-    sim: tuple[SimulatorServer, Path], tmp_path: Path
-) -> None:
+def test_replace_with_a_stale_resource_version_is_409(sim: tuple[SimulatorServer, Path], tmp_path: Path) -> None:
     srv, _ = sim
     vm = srv.cluster.store.list(VMS)[0][-1]
     ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]

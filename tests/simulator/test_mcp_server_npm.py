@@ -82,8 +82,7 @@ def small_cluster(seed: int) -> SimCluster:
 
     cluster = SimCluster(time_scale=500, seed=seed)
     cluster.load_objects(
-        [node(f"worker-{i}") for i in range(3)]
-        + [vm(f"vm-{i}", "Always" if i < 4 else "Halted") for i in range(6)]
+        [node(f"worker-{i}") for i in range(3)] + [vm(f"vm-{i}", "Always" if i < 4 else "Halted") for i in range(6)]
     )
     return cluster
 
@@ -123,9 +122,7 @@ def text_of(result: object) -> str:
     return "\n".join(getattr(block, "text", "") for block in getattr(result, "content", []))
 
 
-async def test_resources_list_and_vm_lifecycle(
-    mcp_binary: Path, server: tuple[SimulatorServer, Path]
-) -> None:
+async def test_resources_list_and_vm_lifecycle(mcp_binary: Path, server: tuple[SimulatorServer, Path]) -> None:
     srv, kubeconfig = server
     store = srv.cluster.store
     vms, _ = store.list(VMS)
@@ -141,9 +138,7 @@ async def test_resources_list_and_vm_lifecycle(
         tools = {t.name for t in (await mcp.list_tools()).tools}
         assert {"resources_list", "vm_lifecycle"} <= tools
 
-        listed = await mcp.call_tool(
-            "resources_list", {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine"}
-        )
+        listed = await mcp.call_tool("resources_list", {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine"})
         assert not listed.is_error, text_of(listed)
         text = text_of(listed)
         assert name in text and vms[0]["metadata"]["name"] in text and vms[-1]["metadata"]["name"] in text

@@ -77,8 +77,7 @@ def small_cluster(seed: int) -> SimCluster:
 
     cluster = SimCluster(time_scale=500, seed=seed)
     cluster.load_objects(
-        [node(f"worker-{i}") for i in range(3)]
-        + [vm(f"vm-{i}", "Always" if i < 4 else "Halted") for i in range(6)]
+        [node(f"worker-{i}") for i in range(3)] + [vm(f"vm-{i}", "Always" if i < 4 else "Halted") for i in range(6)]
     )
     return cluster
 

@@ -53,18 +53,14 @@ def test_strategic_merge_taints_by_key_and_finalizers_as_set() -> None:
 @pytest.mark.parametrize(
     ("ops", "expected"),
     [
-        pytest.param(
-            [{"op": "add", "path": "/l/-", "value": 3}], {"a": {"b": 1}, "l": [1, 2, 3]}, id="append"
-        ),
+        pytest.param([{"op": "add", "path": "/l/-", "value": 3}], {"a": {"b": 1}, "l": [1, 2, 3]}, id="append"),
         pytest.param([{"op": "remove", "path": "/a/b"}], {"a": {}, "l": [1, 2]}, id="remove"),
         pytest.param(
             [{"op": "test", "path": "/a/b", "value": 1}, {"op": "replace", "path": "/a/b", "value": 5}],
             {"a": {"b": 5}, "l": [1, 2]},
             id="test-then-replace",
         ),
-        pytest.param(
-            [{"op": "move", "from": "/a/b", "path": "/c"}], {"a": {}, "l": [1, 2], "c": 1}, id="move"
-        ),
+        pytest.param([{"op": "move", "from": "/a/b", "path": "/c"}], {"a": {}, "l": [1, 2], "c": 1}, id="move"),
         pytest.param(
             [{"op": "copy", "from": "/l", "path": "/m"}], {"a": {"b": 1}, "l": [1, 2], "m": [1, 2]}, id="copy"
         ),
@@ -96,16 +92,13 @@ def test_apply_conflicts_with_an_update_owner_using_the_exact_text() -> None:
     record_update(None, live, manager="kubectl", api_version="kubevirt.io/v1", subresource="", now=NOW)
     changed = _vm("Halted")
     changed["metadata"] = dict(live["metadata"])  # type: ignore[arg-type]
-    record_update(
-        live, changed, manager="kubernetes-mcp-server", api_version="kubevirt.io/v1", subresource="", now=NOW
-    )
+    record_update(live, changed, manager="kubernetes-mcp-server", api_version="kubevirt.io/v1", subresource="", now=NOW)
     with pytest.raises(ApiError) as info:
         server_side_apply(changed, _vm("Always"), manager="other", force=False, subresource="", now=NOW)
     err = info.value.to_status()
     assert err["code"] == 409 and err["reason"] == "Conflict"
     assert err["message"] == (
-        'Apply failed with 1 conflict: conflict with "kubernetes-mcp-server" using '
-        "kubevirt.io/v1: .spec.runStrategy"
+        'Apply failed with 1 conflict: conflict with "kubernetes-mcp-server" using kubevirt.io/v1: .spec.runStrategy'
     )
     assert err["details"]["causes"] == [
         {
@@ -123,9 +116,7 @@ def test_apply_same_value_shares_ownership_and_force_takes_it() -> None:
     assert owners == {"a", "b"}
     with pytest.raises(ApiError) as info:
         server_side_apply(shared, _vm("Halted"), manager="c", force=False, subresource="", now=NOW)
-    assert info.value.message.startswith(
-        'Apply failed with 2 conflicts: conflicts with "a":\n- .spec.runStrategy'
-    )
+    assert info.value.message.startswith('Apply failed with 2 conflicts: conflicts with "a":\n- .spec.runStrategy')
     forced = server_side_apply(shared, _vm("Halted"), manager="c", force=True, subresource="", now=NOW)
     assert forced["spec"]["runStrategy"] == "Halted"
     entries = {e["manager"]: paths_from_fields_v1(e["fieldsV1"]) for e in forced["metadata"]["managedFields"]}

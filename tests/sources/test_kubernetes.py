@@ -76,9 +76,7 @@ def test_full_read_pages_through_everything(
     fake_api: FakeApi, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     original = KubeClient.list
-    monkeypatch.setattr(
-        KubeClient, "list", lambda self, res, **kw: original(self, res, **{**kw, "page_size": 2})
-    )
+    monkeypatch.setattr(KubeClient, "list", lambda self, res, **kw: original(self, res, **{**kw, "page_size": 2}))
     fake_api.load(small_cluster())
     live_doc = inventory_document(read_live(kubeconfig))
     assert {**live_doc, "source": None} == {**inventory_from_file(small_cluster(), tmp_path), "source": None}
@@ -116,9 +114,7 @@ def test_metrics_unavailable_503_degrades(fake_api: FakeApi, kubeconfig: Path) -
         pytest.param(r.CLUSTER_INSTANCETYPES, "u1 series sizes assumed", id="no-instancetypes"),
     ],
 )
-def test_optional_resources_not_served(
-    fake_api: FakeApi, kubeconfig: Path, missing: r.ApiResource, note: str
-) -> None:
+def test_optional_resources_not_served(fake_api: FakeApi, kubeconfig: Path, missing: r.ApiResource, note: str) -> None:
     fake_api.load(small_cluster())
     fake_api.missing.add(missing.path())
     state = read_live(kubeconfig)
@@ -230,9 +226,7 @@ def test_kubeconfig_env_pointing_nowhere(tmp_path: Path, monkeypatch: pytest.Mon
     _assert_config_error(info, tmp_path / "nope.yaml")
 
 
-def test_kubeconfig_from_env_is_used(
-    fake_api: FakeApi, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kubeconfig_from_env_is_used(fake_api: FakeApi, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_api.load(small_cluster())
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     with KubeClient.from_kubeconfig() as client:
@@ -266,9 +260,7 @@ def test_context_selection(fake_api: FakeApi, kubeconfig: Path) -> None:
         pytest.param("apiVersion: v1\nkind: Config\n\tclusters: []\n", id="tab-indent"),
         pytest.param("", id="empty"),
         pytest.param("just a string\n", id="not-a-mapping"),
-        pytest.param(
-            "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n", id="no-context"
-        ),
+        pytest.param("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n", id="no-context"),
         pytest.param(
             f"apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context:"
             f" {{cluster: missing, user: u}}\nusers:\n- name: u\n  user: {{token: {TOKEN}}}\n",

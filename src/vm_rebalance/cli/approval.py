@@ -71,8 +71,9 @@ def approve_plan(
     if show:
         console.print(render_plan(plan, limits=state.limits))
     while True:
-        answer = ask("\n[bold]approve[/bold] / [bold]modify[/bold] / [bold]explain N[/bold] / "
-                     "[bold]cancel[/bold]: ").lower()
+        answer = ask(
+            "\n[bold]approve[/bold] / [bold]modify[/bold] / [bold]explain N[/bold] / [bold]cancel[/bold]: "
+        ).lower()
         if answer in ("approve", "a", "yes", "y"):
             return plan
         if answer in ("cancel", "c", "no", "n", "q", "quit"):
@@ -94,8 +95,10 @@ def approve_plan(
 
 def modify_plan(console: Console, state: ClusterState, plan: Plan, ask: Ask) -> Plan:
     """The modify sub-loop; returns the edited plan when the user says done."""
-    console.print("Edit the plan: [bold]skip N[/bold], [bold]change target N to NODE[/bold], "
-                  "[bold]reorder 3,1,2[/bold], [bold]done[/bold]")
+    console.print(
+        "Edit the plan: [bold]skip N[/bold], [bold]change target N to NODE[/bold], "
+        "[bold]reorder 3,1,2[/bold], [bold]done[/bold]"
+    )
     while True:
         answer = ask("modify> ").strip()
         low = answer.lower()

@@ -22,7 +22,9 @@ from vm_rebalance.render.inventory import inventory_document, inventory_view
 def demo(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve the plan without asking.")] = False,
-    scenario: Annotated[str, typer.Option("--scenario", help="Simulator scenario (demo, small, medium, large).")] = "demo",
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="Simulator scenario (demo, small, medium, large).")
+    ] = "demo",
     time_scale: Annotated[
         float, typer.Option("--time-scale", help="Simulated seconds per wall second (5: the demo takes ~30 s).")
     ] = 5.0,
@@ -39,8 +41,9 @@ def demo(
     from vm_rebalance.simulator.server import SimulatorServer
 
     with tempfile.TemporaryDirectory(prefix="vm-rebalance-demo-") as tmp:
-        c.err.print(f"starting a simulated KubeVirt cluster (scenario '{scenario}', {time_scale:g}× time)…",
-                    highlight=False)
+        c.err.print(
+            f"starting a simulated KubeVirt cluster (scenario '{scenario}', {time_scale:g}× time)…", highlight=False
+        )
         cluster = SimCluster.from_scenario(scenario, time_scale=time_scale)
         with SimulatorServer(cluster) as server:
             kubeconfig = Path(tmp) / "kubeconfig"
@@ -48,8 +51,11 @@ def demo(
             previous = os.environ.get("VM_REBALANCE_STATE_DIR")
             os.environ["VM_REBALANCE_STATE_DIR"] = str(Path(tmp) / "journals")
             try:
-                _run(Context(target=service.Target(kubeconfig=str(kubeconfig)), out=c.out, err=c.err,
-                             debug=c.debug), yes=yes, goal=goal)
+                _run(
+                    Context(target=service.Target(kubeconfig=str(kubeconfig)), out=c.out, err=c.err, debug=c.debug),
+                    yes=yes,
+                    goal=goal,
+                )
             finally:
                 if previous is None:
                     os.environ.pop("VM_REBALANCE_STATE_DIR", None)
@@ -64,13 +70,23 @@ def _run(c: Context, *, yes: bool, goal: str) -> None:
         c.out.print(inventory_view(inventory_document(session.state)))
         c.out.print(Rule(f"2. Plan (goal: {goal})"))
         plan = service.propose(session.state, PlanRequest(goal=Goal(type=GoalType(goal))))
-        carry_out(c, session, plan, yes=yes, dry_run=False, output=Output.table, what="the demo plan",
-                  options=ExecutionOptions(poll_interval_seconds=0.5),
-                  resume_hint="the simulated cluster injected a realistic failure; run the demo again, or try "
-                              "`vm-rebalance simulator serve` and the commands yourself")
+        carry_out(
+            c,
+            session,
+            plan,
+            yes=yes,
+            dry_run=False,
+            output=Output.table,
+            what="the demo plan",
+            options=ExecutionOptions(poll_interval_seconds=0.5),
+            resume_hint="the simulated cluster injected a realistic failure; run the demo again, or try "
+            "`vm-rebalance simulator serve` and the commands yourself",
+        )
         c.out.print(Rule("Done"))
-        c.out.print("Next: point vm-rebalance at your cluster — `vm-rebalance inventory`, "
-                    "`vm-rebalance plan --goal balanced --save plan.json`, `vm-rebalance apply plan.json`.",
-                    highlight=False)
+        c.out.print(
+            "Next: point vm-rebalance at your cluster — `vm-rebalance inventory`, "
+            "`vm-rebalance plan --goal balanced --save plan.json`, `vm-rebalance apply plan.json`.",
+            highlight=False,
+        )
     finally:
         session.close()

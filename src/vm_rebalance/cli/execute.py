@@ -45,8 +45,12 @@ OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json
 def _options(sequential: bool, replace_affinity: bool, unpin_after: bool, timeout_per_gib: float) -> ExecutionOptions:
     if timeout_per_gib <= 0:
         raise ConfigError("--timeout-per-gib must be positive")
-    return ExecutionOptions(sequential=sequential, replace_affinity=replace_affinity,
-                            unpin_after_cold=unpin_after, timeout_per_gib_seconds=timeout_per_gib)
+    return ExecutionOptions(
+        sequential=sequential,
+        replace_affinity=replace_affinity,
+        unpin_after_cold=unpin_after,
+        timeout_per_gib_seconds=timeout_per_gib,
+    )
 
 
 def _print_warnings(c: Context, warnings: list[str] | tuple[str, ...]) -> None:
@@ -54,8 +58,9 @@ def _print_warnings(c: Context, warnings: list[str] | tuple[str, ...]) -> None:
         c.err.print(f"[yellow]⚠ {w}[/yellow]", highlight=False)
 
 
-def _run_with_progress(c: Context, session: service.Session, plan: Plan, executor_plan: Plan,
-                       options: ExecutionOptions, executor: Executor) -> service.ExecutionResult:
+def _run_with_progress(
+    c: Context, session: service.Session, plan: Plan, executor_plan: Plan, options: ExecutionOptions, executor: Executor
+) -> service.ExecutionResult:
     tracker = ProgressTracker(plan)
     if c.err.is_terminal:
         with Live(tracker.view(), console=c.err, refresh_per_second=4, transient=False) as live:
@@ -69,8 +74,11 @@ def _run_with_progress(c: Context, session: service.Session, plan: Plan, executo
     def report_line(event: MoveEvent) -> None:
         tracker.handle(event)
         if event.status is not MoveStatus.PENDING:
-            c.err.print(f"#{event.move.id} {event.move.namespace}/{event.move.vm} → {event.move.target}: "
-                        f"{event.phase}" + (f" ({event.message})" if event.message else ""), highlight=False)
+            c.err.print(
+                f"#{event.move.id} {event.move.namespace}/{event.move.vm} → {event.move.target}: "
+                f"{event.phase}" + (f" ({event.message})" if event.message else ""),
+                highlight=False,
+            )
 
     return service.execute_plan(session, executor_plan, options=options, report=report_line, executor=executor)
 
@@ -99,10 +107,12 @@ def carry_out(
         return
     if dry_run:
         c.out.print(render_plan(plan, limits=session.state.limits))
-        c.err.print(f"dry run: {len(plan.moves)} move(s) in {len(plan.waves)} wave(s) would run "
-                    f"(live before cold, within {session.state.limits.parallel_per_cluster} per cluster and "
-                    f"{session.state.limits.parallel_outbound_per_node} per source node); nothing was changed",
-                    highlight=False)
+        c.err.print(
+            f"dry run: {len(plan.moves)} move(s) in {len(plan.waves)} wave(s) would run "
+            f"(live before cold, within {session.state.limits.parallel_per_cluster} per cluster and "
+            f"{session.state.limits.parallel_outbound_per_node} per source node); nothing was changed",
+            highlight=False,
+        )
         return
     require_terminal(yes, what)
     if output is Output.table:
@@ -132,17 +142,29 @@ def carry_out(
         if choice == "retry":
             continue
         if choice == "retry cold":
-            current = dataclasses.replace(current, moves=tuple(
-                dataclasses.replace(m, method=MigrationMethod.COLD, downtime=COLD_DOWNTIME)
-                if m.id == first.move.id else m for m in current.moves))
+            current = dataclasses.replace(
+                current,
+                moves=tuple(
+                    dataclasses.replace(m, method=MigrationMethod.COLD, downtime=COLD_DOWNTIME)
+                    if m.id == first.move.id
+                    else m
+                    for m in current.moves
+                ),
+            )
             continue
         if choice == "skip":
             executor.mark_skipped(first.move)
             continue
         break
     outcomes = [all_outcomes[m.id] for m in approved.moves if m.id in all_outcomes]
-    doc = report_document(approved, outcomes, first_before, result.after,  # type: ignore[arg-type]
-                          warnings=warnings, interrupted=result.interrupted)
+    doc = report_document(
+        approved,
+        outcomes,
+        first_before,
+        result.after,  # type: ignore[arg-type]
+        warnings=warnings,
+        interrupted=result.interrupted,
+    )
     if output is Output.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
@@ -153,8 +175,9 @@ def carry_out(
         raise ExecutionIncompleteError(
             f"execution stopped: {doc['counts']['succeeded']} succeeded, {doc['counts']['failed']} failed, "
             f"{doc['counts']['not attempted']} not attempted, {doc['counts']['skipped']} skipped",
-            hint=resume_hint or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume "
-                                f"(journal {executor.journal.plan_id})",
+            hint=resume_hint
+            or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume "
+            f"(journal {executor.journal.plan_id})",
         )
 
 
@@ -171,7 +194,9 @@ def apply(
     replace_affinity: Annotated[
         bool, typer.Option("--replace-affinity", help="Allow cold moves to replace a VM's existing node pin.")
     ] = False,
-    unpin_after: Annotated[bool, typer.Option("--unpin", help="Remove cold moves' node pins right after success.")] = False,
+    unpin_after: Annotated[
+        bool, typer.Option("--unpin", help="Remove cold moves' node pins right after success.")
+    ] = False,
     timeout_per_gib: Annotated[
         float, typer.Option("--timeout-per-gib", help="Live migration timeout, seconds per GiB of guest memory.")
     ] = 150.0,
@@ -213,14 +238,25 @@ def apply(
         if resume and (done or in_flight):
             # Keep the finished moves in the plan so the report lists them; the journal skips them.
             finished = tuple(m for m in plan.moves if m.id in done | in_flight)
-            validated = dataclasses.replace(validated, moves=tuple(sorted(
-                finished + validated.moves, key=lambda m: m.id)))
+            validated = dataclasses.replace(
+                validated, moves=tuple(sorted(finished + validated.moves, key=lambda m: m.id))
+            )
             c.err.print(f"resuming: {len(done)} move(s) already done", highlight=False)
         if sequential:
             validated = dataclasses.replace(validated, sequential=True)
-        carry_out(c, session, validated, yes=yes, dry_run=dry_run, options=options, output=output,
-                  what="applying this plan", warnings=warnings, journal_id=plan_id(plan_file_plan),
-                  fresh_journal=not resume)
+        carry_out(
+            c,
+            session,
+            validated,
+            yes=yes,
+            dry_run=dry_run,
+            options=options,
+            output=output,
+            what="applying this plan",
+            warnings=warnings,
+            journal_id=plan_id(plan_file_plan),
+            fresh_journal=not resume,
+        )
     finally:
         session.close()
 
@@ -236,7 +272,9 @@ def move(
     replace_affinity: Annotated[
         bool, typer.Option("--replace-affinity", help="Allow replacing a VM's existing node pin.")
     ] = False,
-    unpin_after: Annotated[bool, typer.Option("--unpin", help="Remove the cold move's node pin after success.")] = False,
+    unpin_after: Annotated[
+        bool, typer.Option("--unpin", help="Remove the cold move's node pin after success.")
+    ] = False,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
@@ -258,8 +296,16 @@ def move(
             _print_warnings(c, plan.warnings)
             c.err.print("nothing to do", highlight=False)
             return
-        carry_out(c, session, plan, yes=yes, dry_run=dry_run, output=output, what="this move",
-                  options=_options(sequential, replace_affinity, unpin_after, 150.0))
+        carry_out(
+            c,
+            session,
+            plan,
+            yes=yes,
+            dry_run=dry_run,
+            output=output,
+            what="this move",
+            options=_options(sequential, replace_affinity, unpin_after, 150.0),
+        )
     finally:
         session.close()
 
@@ -285,8 +331,9 @@ def drain(
         state = session.state
         if state.node(node) is None:
             raise ConfigError(f"node '{node}' does not exist", hint="list nodes with: vm-rebalance inventory")
-        plan = service.propose(state, PlanRequest(goal=Goal(type=GoalType.DRAIN, node=node), live_only=live_only,
-                                                  sequential=sequential))
+        plan = service.propose(
+            state, PlanRequest(goal=Goal(type=GoalType.DRAIN, node=node), live_only=live_only, sequential=sequential)
+        )
         stuck = [s for s in plan.stays if s.node == node]
         for s in stuck:
             c.err.print(f"[yellow]cannot move {s.namespace}/{s.vm}: {s.reason}[/yellow]", highlight=False)
@@ -303,29 +350,43 @@ def drain(
             if confirm(c.err, f"no VM to move; cordon {node} anyway?", yes=yes):
                 cordon()
             return
-        carry_out(c, session, plan, yes=yes, dry_run=dry_run, output=output, what=f"draining {node}",
-                  options=_options(sequential, False, False, 150.0), before_execute=cordon)
+        carry_out(
+            c,
+            session,
+            plan,
+            yes=yes,
+            dry_run=dry_run,
+            output=output,
+            what=f"draining {node}",
+            options=_options(sequential, False, False, 150.0),
+            before_execute=cordon,
+        )
         if stuck:
-            raise InfeasiblePlanError(f"{len(stuck)} VM(s) could not be moved off {node}",
-                                      blocking=[f"{s.namespace}/{s.vm}: {s.reason}" for s in stuck])
+            raise InfeasiblePlanError(
+                f"{len(stuck)} VM(s) could not be moved off {node}",
+                blocking=[f"{s.namespace}/{s.vm}: {s.reason}" for s in stuck],
+            )
     finally:
         session.close()
 
 
-def _lifecycle(ctx: typer.Context, action: Action, vms: list[str], namespace: str, yes: bool,
-               output: Output) -> None:
+def _lifecycle(ctx: typer.Context, action: Action, vms: list[str], namespace: str, yes: bool, output: Output) -> None:
     c = ctx_obj(ctx)
     refs = service.vm_refs(vms, namespace)
     if len(refs) > 10:
         c.err.print(f"[yellow]⚠ {len(refs)} VMs in one batch: consider splitting it (more than 10)[/yellow]")
     elif len(refs) > 5:
         c.err.print(f"[yellow]⚠ {len(refs)} VMs in one batch (more than 5): review carefully[/yellow]")
-    impact = {Action.START: "consumes resources (CPU/memory)", Action.STOP: "graceful shutdown, services stop",
-              Action.RESTART: "brief interruption (~1-2 min)"}[action]
+    impact = {
+        Action.START: "consumes resources (CPU/memory)",
+        Action.STOP: "graceful shutdown, services stop",
+        Action.RESTART: "brief interruption (~1-2 min)",
+    }[action]
     session = service.Session.open(c.target)
     try:
-        c.err.print(f"VM lifecycle: {action.value} {', '.join(f'{n}/{v}' for n, v in refs)} — {impact}",
-                    highlight=False)
+        c.err.print(
+            f"VM lifecycle: {action.value} {', '.join(f'{n}/{v}' for n, v in refs)} — {impact}", highlight=False
+        )
         require_terminal(yes, f"{action.value} of VMs")
         if not confirm(c.err, f"{action.value} {len(refs)} VM(s)?", yes=yes):
             c.err.print("cancelled: nothing was changed")
@@ -346,27 +407,44 @@ def _lifecycle(ctx: typer.Context, action: Action, vms: list[str], namespace: st
     if missing and len(missing) == len(failed):
         raise ConfigError("; ".join(r.message for r in missing), hint="list VMs with: vm-rebalance inventory")
     if failed:
-        raise ExecutionIncompleteError(f"{len(failed)} of {len(results)} VM(s) failed to {action.value}: "
-                                       + "; ".join(f"{r.name}: {r.message}" for r in failed))
+        raise ExecutionIncompleteError(
+            f"{len(failed)} of {len(results)} VM(s) failed to {action.value}: "
+            + "; ".join(f"{r.name}: {r.message}" for r in failed)
+        )
 
 
 @app.command()
-def start(ctx: typer.Context, vms: Annotated[list[str], typer.Argument(help="VM names (or NAMESPACE/NAME).")],
-          namespace: NamespaceOpt = "default", yes: YesOpt = False, output: OutputOpt = Output.table) -> None:
+def start(
+    ctx: typer.Context,
+    vms: Annotated[list[str], typer.Argument(help="VM names (or NAMESPACE/NAME).")],
+    namespace: NamespaceOpt = "default",
+    yes: YesOpt = False,
+    output: OutputOpt = Output.table,
+) -> None:
     """Start VMs and verify they run (already running is reported, not an error)."""
     _lifecycle(ctx, Action.START, vms, namespace, yes, output)
 
 
 @app.command()
-def stop(ctx: typer.Context, vms: Annotated[list[str], typer.Argument(help="VM names (or NAMESPACE/NAME).")],
-         namespace: NamespaceOpt = "default", yes: YesOpt = False, output: OutputOpt = Output.table) -> None:
+def stop(
+    ctx: typer.Context,
+    vms: Annotated[list[str], typer.Argument(help="VM names (or NAMESPACE/NAME).")],
+    namespace: NamespaceOpt = "default",
+    yes: YesOpt = False,
+    output: OutputOpt = Output.table,
+) -> None:
     """Stop VMs gracefully and verify they stopped."""
     _lifecycle(ctx, Action.STOP, vms, namespace, yes, output)
 
 
 @app.command()
-def restart(ctx: typer.Context, vms: Annotated[list[str], typer.Argument(help="VM names (or NAMESPACE/NAME).")],
-            namespace: NamespaceOpt = "default", yes: YesOpt = False, output: OutputOpt = Output.table) -> None:
+def restart(
+    ctx: typer.Context,
+    vms: Annotated[list[str], typer.Argument(help="VM names (or NAMESPACE/NAME).")],
+    namespace: NamespaceOpt = "default",
+    yes: YesOpt = False,
+    output: OutputOpt = Output.table,
+) -> None:
     """Restart VMs: stop → verify stopped → start → verify running."""
     _lifecycle(ctx, Action.RESTART, vms, namespace, yes, output)
 
@@ -417,7 +495,8 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
                     counts[rec.status] = counts.get(rec.status, 0) + 1
                 journals.append({"plan_id": j.plan_id, "started_at": j.started_at, "moves": counts})
     doc = {
-        "apiVersion": "vm-rebalance/v1", "kind": "Status",
+        "apiVersion": "vm-rebalance/v1",
+        "kind": "Status",
         "migrations_in_flight": [
             {"namespace": m.namespace, "name": m.name, "vm": m.vm, "phase": m.phase, "from": m.source, "to": m.target}
             for m in state.migrations
@@ -430,8 +509,13 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     if not state.migrations:
         c.out.print("no migration in flight")
     for m in doc["migrations_in_flight"]:
-        c.out.print(f"{m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'}) "
-                    f"[{m['name']}]", highlight=False)
+        c.out.print(
+            f"{m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'}) [{m['name']}]",
+            highlight=False,
+        )
     for j in journals:
-        c.out.print(f"unfinished execution {j['plan_id']} started {j['started_at']}: {j['moves']} — "
-                    "continue with `vm-rebalance apply PLAN --resume`", highlight=False)
+        c.out.print(
+            f"unfinished execution {j['plan_id']} started {j['started_at']}: {j['moves']} — "
+            "continue with `vm-rebalance apply PLAN --resume`",
+            highlight=False,
+        )

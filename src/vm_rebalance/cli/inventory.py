@@ -17,7 +17,9 @@ def inventory(
     namespace: Annotated[
         list[str] | None, typer.Option("--namespace", "-n", help="Only VMs of this namespace (repeatable).")
     ] = None,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="VMs of every namespace (default).")] = False,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="VMs of every namespace (default).")
+    ] = False,
     output: Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")] = Output.table,
 ) -> None:
     """Show nodes (utilisation, flags, health) and VMs (placement, size, storage, live or cold).

@@ -62,12 +62,20 @@ def ctx_obj(ctx: typer.Context) -> Context:
 def main(
     ctx: typer.Context,
     kubeconfig: Annotated[
-        str | None, typer.Option("--kubeconfig", help="Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).", envvar="VM_REBALANCE_KUBECONFIG", show_default=False)
+        str | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
+            envvar="VM_REBALANCE_KUBECONFIG",
+            show_default=False,
+        ),
     ] = None,
     context: Annotated[str | None, typer.Option("--context", help="The kubeconfig context to use.")] = None,
     from_file: Annotated[
         str | None,
-        typer.Option("--from-file", "-f", help="Work offline on a snapshot file (see `snapshot`) instead of a live cluster."),
+        typer.Option(
+            "--from-file", "-f", help="Work offline on a snapshot file (see `snapshot`) instead of a live cluster."
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors and debug logs.")] = False,
 ) -> None:

@@ -22,14 +22,18 @@ class Transport(StrEnum):
 @app.command()
 def mcp(
     ctx: typer.Context,
-    transport: Annotated[Transport, typer.Option("--transport", help="stdio (default) or http (streamable HTTP).")
-                         ] = Transport.stdio,
-    host: Annotated[str, typer.Option("--host", help="HTTP: address to bind (localhost unless you say so).")
-                    ] = "127.0.0.1",
+    transport: Annotated[
+        Transport, typer.Option("--transport", help="stdio (default) or http (streamable HTTP).")
+    ] = Transport.stdio,
+    host: Annotated[
+        str, typer.Option("--host", help="HTTP: address to bind (localhost unless you say so).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="HTTP: port to listen on.")] = 8000,
     read_only: Annotated[
-        bool, typer.Option("--read-only", help="Leave out the tools that change the cluster (execute_plan, "
-                                               "vm_lifecycle, unpin_vm).")
+        bool,
+        typer.Option(
+            "--read-only", help="Leave out the tools that change the cluster (execute_plan, vm_lifecycle, unpin_vm)."
+        ),
     ] = False,
 ) -> None:
     """Run the MCP server for AI agents: inventory, plan, modify, explain, execute with approval.
@@ -51,6 +55,9 @@ def mcp(
         where = f"http://{host}:{port}/mcp"
         c.err.print(f"vm-rebalance MCP server on {where}" + (" (read-only)" if read_only else ""), highlight=False)
         if host not in ("127.0.0.1", "localhost", "::1"):
-            c.err.print(f"[yellow]⚠ listening on {host}: the MCP endpoint has no authentication; anyone who can "
-                        "reach it can plan and (unless --read-only) change the cluster[/yellow]", highlight=False)
+            c.err.print(
+                f"[yellow]⚠ listening on {host}: the MCP endpoint has no authentication; anyone who can "
+                "reach it can plan and (unless --read-only) change the cluster[/yellow]",
+                highlight=False,
+            )
     run(c.target, transport=transport.value, host=host, port=port, read_only=read_only, debug=c.debug)

@@ -12,6 +12,7 @@ from vm_rebalance.planner import PlanRequest
 from vm_rebalance.planner.alternatives import suggest_alternatives
 from vm_rebalance.render.plan import render_plan
 
+
 def parse_weights(text: str | None) -> dict[str, float]:
     """``cpu=0.7,memory=0.3`` → {"cpu": 0.7, "memory": 0.3} (normalised later by the planner)."""
     if not text:
@@ -64,7 +65,9 @@ def build_request(
 @app.command()
 def plan(
     ctx: typer.Context,
-    goal: Annotated[str, typer.Option("--goal", "-g", help="cpu, memory, balanced, count, drain or performance.")] = "balanced",
+    goal: Annotated[
+        str, typer.Option("--goal", "-g", help="cpu, memory, balanced, count, drain or performance.")
+    ] = "balanced",
     node: Annotated[str | None, typer.Option("--node", help="The node to drain (with --goal drain).")] = None,
     weights: Annotated[
         str | None, typer.Option("--weights", help="For --goal balanced: e.g. cpu=0.7,memory=0.3 (default 0.5/0.5).")
@@ -77,7 +80,9 @@ def plan(
     namespace: Annotated[
         list[str] | None, typer.Option("--namespace", "-n", help="Only move VMs of this namespace (repeatable).")
     ] = None,
-    headroom: Annotated[float, typer.Option("--headroom", help="Keep this % of every node free where possible.")] = 20.0,
+    headroom: Annotated[
+        float, typer.Option("--headroom", help="Keep this % of every node free where possible.")
+    ] = 20.0,
     cooldown: Annotated[
         float, typer.Option("--cooldown", help="Minutes after a migration before a VM may move again (not for drain).")
     ] = 60.0,
@@ -94,9 +99,18 @@ def plan(
     plan with --save and carry it out with `vm-rebalance apply FILE`.
     """
     c = ctx_obj(ctx)
-    request = build_request(goal, node=node, weights=weights, max_migrations=max_migrations, basis=basis,
-                            live_only=live_only, namespaces=namespace, headroom=headroom,
-                            cooldown_minutes=cooldown, sequential=sequential)
+    request = build_request(
+        goal,
+        node=node,
+        weights=weights,
+        max_migrations=max_migrations,
+        basis=basis,
+        live_only=live_only,
+        namespaces=namespace,
+        headroom=headroom,
+        cooldown_minutes=cooldown,
+        sequential=sequential,
+    )
     state = service.read_state(c.target, progress=progress_printer(c))
     result = service.propose(state, request)
     doc = plan_to_document(result)

@@ -8,8 +8,9 @@ import typer
 from vm_rebalance.cli.main import app
 from vm_rebalance.errors import ConfigError
 
-simulator_app = typer.Typer(help="The embedded KubeVirt cluster simulator (for demos, tests and trying things out).",
-                            no_args_is_help=True)
+simulator_app = typer.Typer(
+    help="The embedded KubeVirt cluster simulator (for demos, tests and trying things out).", no_args_is_help=True
+)
 app.add_typer(simulator_app, name="simulator")
 
 

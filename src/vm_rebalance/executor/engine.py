@@ -131,23 +131,36 @@ class Executor:
                 for move in _ordered(wave):
                     record = self.journal.record(move.id)
                     if record and record.status == "succeeded":
-                        outcomes[move.id] = Outcome(move=move, status=MoveStatus.SUCCEEDED,
-                                                    duration_seconds=record.duration_seconds,
-                                                    migration_name=record.migration, final_node=move.target,
-                                                    pinned=record.pinned, notes=("done in an earlier run",))
+                        outcomes[move.id] = Outcome(
+                            move=move,
+                            status=MoveStatus.SUCCEEDED,
+                            duration_seconds=record.duration_seconds,
+                            migration_name=record.migration,
+                            final_node=move.target,
+                            pinned=record.pinned,
+                            notes=("done in an earlier run",),
+                        )
                     elif record and record.status == "skipped":
-                        outcomes[move.id] = Outcome(move=move, status=MoveStatus.SKIPPED,
-                                                    error=record.error or "skipped by the user")
+                        outcomes[move.id] = Outcome(
+                            move=move, status=MoveStatus.SKIPPED, error=record.error or "skipped by the user"
+                        )
                     else:
                         queue.append(move)
                 while queue or active:
                     listed = None
                     if queue or any(r.move.method is MigrationMethod.LIVE for r in active.values()):
                         listed = self._active_migrations()
-                    by_key = None if listed is None else {
-                        (str((m.get("metadata") or {}).get("namespace")), str((m.get("metadata") or {}).get("name"))): m
-                        for m in listed
-                    }
+                    by_key = (
+                        None
+                        if listed is None
+                        else {
+                            (
+                                str((m.get("metadata") or {}).get("namespace")),
+                                str((m.get("metadata") or {}).get("name")),
+                            ): m
+                            for m in listed
+                        }
+                    )
                     for move_id, runner in list(active.items()):
                         if runner.step(by_key):
                             assert runner.outcome is not None
@@ -158,8 +171,11 @@ class Executor:
                     if failed:
                         queue.clear()  # stop starting new moves; let the running ones finish
                     live_active = sum(1 for r in active.values() if r.move.method is MigrationMethod.LIVE)
-                    if queue and live_active < self.limits.parallel_per_cluster and not (
-                            self.options.sequential and active):
+                    if (
+                        queue
+                        and live_active < self.limits.parallel_per_cluster
+                        and not (self.options.sequential and active)
+                    ):
                         external = self._external_in_flight(
                             listed, {str(r.record.migration) for r in active.values() if r.record.migration}
                         )
@@ -174,9 +190,16 @@ class Executor:
                                     break
                                 report(MoveEvent(move=move, status=MoveStatus.PENDING, phase="waiting for a slot"))
                                 continue
-                            runner = runner_for(move, api=self.api, journal=self.journal, options=self.options,
-                                                report=report, clock=self.clock, plan_id=pid,
-                                                kubevirt_version=self.kubevirt_version)
+                            runner = runner_for(
+                                move,
+                                api=self.api,
+                                journal=self.journal,
+                                options=self.options,
+                                report=report,
+                                clock=self.clock,
+                                plan_id=pid,
+                                kubevirt_version=self.kubevirt_version,
+                            )
                             queue.remove(move)
                             runner.begin()
                             if runner.outcome is not None:
@@ -211,8 +234,8 @@ class Executor:
     @staticmethod
     def _complete(plan: Plan, outcomes: dict[int, Outcome]) -> list[Outcome]:
         return [
-            outcomes.get(m.id) or Outcome(move=m, status=MoveStatus.NOT_ATTEMPTED,
-                                          error="not attempted (an earlier move failed)")
+            outcomes.get(m.id)
+            or Outcome(move=m, status=MoveStatus.NOT_ATTEMPTED, error="not attempted (an earlier move failed)")
             for m in plan.moves
         ]
 
@@ -222,8 +245,9 @@ class Executor:
         if record is None:
             from vm_rebalance.executor.journal import MoveRecord
 
-            record = MoveRecord(id=move.id, vm=move.vm, namespace=move.namespace, method=move.method.value,
-                                target=move.target)
+            record = MoveRecord(
+                id=move.id, vm=move.vm, namespace=move.namespace, method=move.method.value, target=move.target
+            )
         record.status = "skipped"
         record.error = reason
         self.journal.update(record)

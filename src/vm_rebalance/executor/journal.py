@@ -83,10 +83,17 @@ class Journal:
             doc = json.loads(path.read_text(encoding="utf-8"))
             moves = {int(m["id"]): MoveRecord(**m) for m in doc.get("moves", [])}
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise ConfigError(f"the journal of plan {plan_id} is unreadable: {exc}",
-                              hint=f"remove it from {path.parent.name}/ to start over") from exc
-        return cls(plan_id=plan_id, path=path, moves=moves, started_at=str(doc.get("started_at", "")),
-                   finished=bool(doc.get("finished", False)))
+            raise ConfigError(
+                f"the journal of plan {plan_id} is unreadable: {exc}",
+                hint=f"remove it from {path.parent.name}/ to start over",
+            ) from exc
+        return cls(
+            plan_id=plan_id,
+            path=path,
+            moves=moves,
+            started_at=str(doc.get("started_at", "")),
+            finished=bool(doc.get("finished", False)),
+        )
 
     @property
     def exists(self) -> bool:

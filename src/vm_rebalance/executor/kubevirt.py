@@ -6,10 +6,11 @@ re-read and retry). Migration objects get deterministic names so a retry after a
 finds the one it created.
 """
 
+import contextlib
 import copy
-from collections.abc import Callable
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from vm_rebalance.errors import ClusterError, ResourceNotFoundError
@@ -154,15 +155,13 @@ class KubeVirtApi:
     def active_migrations(self) -> list[dict[str, Any]]:
         """Every migration in the cluster that is not finished."""
         return [
-            m for m in self.client.list(r.VMIMS)
-            if ((m.get("status") or {}).get("phase") or "") not in FINAL_PHASES
+            m for m in self.client.list(r.VMIMS) if ((m.get("status") or {}).get("phase") or "") not in FINAL_PHASES
         ]
 
     def migrations_of(self, namespace: str, vmi: str) -> list[dict[str, Any]]:
         """The migrations of one VMI (KubeVirt labels them kubevirt.io/vmi-name)."""
         return [
-            m for m in self.client.list(r.VMIMS, namespace=namespace)
-            if (m.get("spec") or {}).get("vmiName") == vmi
+            m for m in self.client.list(r.VMIMS, namespace=namespace) if (m.get("spec") or {}).get("vmiName") == vmi
         ]
 
     def kubevirt_version(self) -> str | None:
@@ -205,10 +204,8 @@ class KubeVirtApi:
 
     def delete_migration(self, namespace: str, name: str) -> None:
         """Cancel a migration by deleting it (absent is fine)."""
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self.client.delete(r.VMIMS, name, namespace=namespace)
-        except ResourceNotFoundError:
-            pass
 
     def start_vm(self, namespace: str, name: str) -> None:
         """PUT virtualmachines/start (KubeVirt rewrites runStrategy as it should)."""
@@ -223,7 +220,10 @@ class KubeVirtApi:
         meta = vm.get("metadata") or {}
         guard = {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}
         return self.client.patch(
-            r.VMS, str(meta.get("name")), [guard, *ops], namespace=meta.get("namespace"),
+            r.VMS,
+            str(meta.get("name")),
+            [guard, *ops],
+            namespace=meta.get("namespace"),
             patch_type="application/json-patch+json",
         )
 

@@ -89,10 +89,13 @@ def run_lifecycle(
     return [op.result for op in ops if op.result is not None]
 
 
-def _finish(op: _Op, status: LifecycleStatus, message: str, clock: Callable[[], float],
-            vm: dict | None = None) -> None:  # type: ignore[type-arg]
+def _finish(op: _Op, status: LifecycleStatus, message: str, clock: Callable[[], float], vm: dict | None = None) -> None:  # type: ignore[type-arg]
     op.result = LifecycleResult(
-        namespace=op.namespace, name=op.name, action=op.action, status=status, message=message,
+        namespace=op.namespace,
+        name=op.name,
+        action=op.action,
+        status=status,
+        message=message,
         run_strategy=vm_run_strategy(vm) if vm else None,
         printable_status=printable_status(vm) if vm else None,
         duration_seconds=clock() - op.started,
@@ -144,8 +147,9 @@ def _begin(api: KubeVirtApi, op: _Op, report: LifecycleReport, clock: Callable[[
     report(ref, op.phase, "requested")
 
 
-def _advance(api: KubeVirtApi, op: _Op, report: LifecycleReport, clock: Callable[[], float],
-             timeout_seconds: float) -> None:
+def _advance(
+    api: KubeVirtApi, op: _Op, report: LifecycleReport, clock: Callable[[], float], timeout_seconds: float
+) -> None:
     ref = f"{op.namespace}/{op.name}"
     try:
         vm = api.get_vm(op.namespace, op.name)
@@ -163,8 +167,13 @@ def _advance(api: KubeVirtApi, op: _Op, report: LifecycleReport, clock: Callable
                 try:
                     api.start_vm(op.namespace, op.name)
                 except ClusterError as exc:
-                    _finish(op, LifecycleStatus.FAILED, f"stopped, but the start was refused: {exc}; "
-                                                        "the VM is left STOPPED", clock, vm)
+                    _finish(
+                        op,
+                        LifecycleStatus.FAILED,
+                        f"stopped, but the start was refused: {exc}; the VM is left STOPPED",
+                        clock,
+                        vm,
+                    )
                     return
                 op.phase = "start"
                 report(ref, "start", "stopped; starting")
@@ -172,15 +181,26 @@ def _advance(api: KubeVirtApi, op: _Op, report: LifecycleReport, clock: Callable
             _finish(op, LifecycleStatus.DONE, "stopped", clock, vm)
             return
         if clock() - op.started > timeout_seconds:
-            _finish(op, LifecycleStatus.FAILED, f"did not stop within {timeout_seconds:.0f}s (status {status})",
-                    clock, vm)
+            _finish(
+                op, LifecycleStatus.FAILED, f"did not stop within {timeout_seconds:.0f}s (status {status})", clock, vm
+            )
         return
     if op.phase == "start":
         if vmi_running(vmi) and status == "Running":
             _finish(op, LifecycleStatus.DONE, "running" if op.action is Action.START else "restarted", clock, vm)
             return
-        if status in ("ErrorUnschedulable", "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
-                      "ErrorPvcNotFound", "DataVolumeError") or clock() - op.started > timeout_seconds:
+        if (
+            status
+            in (
+                "ErrorUnschedulable",
+                "CrashLoopBackOff",
+                "ErrImagePull",
+                "ImagePullBackOff",
+                "ErrorPvcNotFound",
+                "DataVolumeError",
+            )
+            or clock() - op.started > timeout_seconds
+        ):
             left = " (the VM is left stopped)" if op.action is Action.RESTART else ""
             _finish(op, LifecycleStatus.FAILED, f"the VM did not start: {status}{left}", clock, vm)
         return

@@ -156,20 +156,44 @@ class Runner:
             return
         self._last_phase = phase
         self.report(
-            MoveEvent(move=self.move, status=MoveStatus.RUNNING, phase=phase, elapsed_seconds=self.elapsed,
-                      estimate_seconds=estimate, message=message)
+            MoveEvent(
+                move=self.move,
+                status=MoveStatus.RUNNING,
+                phase=phase,
+                elapsed_seconds=self.elapsed,
+                estimate_seconds=estimate,
+                message=message,
+            )
         )
 
-    def finish(self, status: MoveStatus, *, error: str | None = None, duration: float | None = None,
-               final_node: str | None = None, pinned: bool = False, notes: tuple[str, ...] = ()) -> bool:
+    def finish(
+        self,
+        status: MoveStatus,
+        *,
+        error: str | None = None,
+        duration: float | None = None,
+        final_node: str | None = None,
+        pinned: bool = False,
+        notes: tuple[str, ...] = (),
+    ) -> bool:
         """Record the outcome; always returns True (the move is over)."""
         duration = duration if duration is not None else self.elapsed
         self.save(status=status.value, error=error, duration_seconds=duration, pinned=pinned)
-        self.outcome = Outcome(move=self.move, status=status, duration_seconds=duration, error=error,
-                               migration_name=self.record.migration, final_node=final_node, pinned=pinned,
-                               notes=notes)
-        self.report(MoveEvent(move=self.move, status=status, phase=status.value, elapsed_seconds=self.elapsed,
-                              message=error or ""))
+        self.outcome = Outcome(
+            move=self.move,
+            status=status,
+            duration_seconds=duration,
+            error=error,
+            migration_name=self.record.migration,
+            final_node=final_node,
+            pinned=pinned,
+            notes=notes,
+        )
+        self.report(
+            MoveEvent(
+                move=self.move, status=status, phase=status.value, elapsed_seconds=self.elapsed, message=error or ""
+            )
+        )
         return True
 
     def begin(self) -> None:  # pragma: no cover - overridden
@@ -201,26 +225,38 @@ class LiveRunner(Runner):
         resumed = self.record.status == "running" and self.record.migration
         if not resumed:
             attempt = self.record.attempt + 1
-            self.save(status="running", attempt=attempt, step="migrating", error=None,
-                      migration=migration_name(self.plan_id, self.move.id, attempt))
+            self.save(
+                status="running",
+                attempt=attempt,
+                step="migrating",
+                error=None,
+                migration=migration_name(self.plan_id, self.move.id, attempt),
+            )
         name = str(self.record.migration)
         use_selector = supports_added_node_selector(self.kubevirt_version)
-        if resumed:
-            # After a crash: follow the migration we created; if it never got created (crash
-            # before the API call) and the VM is not on the target yet, create it now.
-            if self.api.get_migration(self.move.namespace, name) is not None or \
-                    vmi_node(self.api.get_vmi(self.move.namespace, self.move.vm)) == self.move.target:
-                self.emit("resumed", estimate=self.options.live_estimate(self.move))
-                return
+        # After a crash: follow the migration we created; if it never got created (crash
+        # before the API call) and the VM is not on the target yet, create it now.
+        if resumed and (
+            self.api.get_migration(self.move.namespace, name) is not None
+            or vmi_node(self.api.get_vmi(self.move.namespace, self.move.vm)) == self.move.target
+        ):
+            self.emit("resumed", estimate=self.options.live_estimate(self.move))
+            return
         try:
             if not use_selector and not self.record.temporary_affinity:
                 self._add_temporary_affinity()
             adopted = None if use_selector else self._adopt_existing()
             if adopted is not None:
+                # KubeVirt's workload updater already migrates it (because of our affinity): follow that one.
                 name = adopted
             else:
-                self.api.create_migration(self.move.namespace, name, self.move.vm,
-                                          target=self.move.target if use_selector else None, plan_id=self.plan_id)
+                self.api.create_migration(
+                    self.move.namespace,
+                    name,
+                    self.move.vm,
+                    target=self.move.target if use_selector else None,
+                    plan_id=self.plan_id,
+                )
         except ClusterError as exc:
             self._cleanup_temporary_affinity()
             self.finish(MoveStatus.FAILED, error=_rejection(exc))
@@ -272,25 +308,38 @@ class LiveRunner(Runner):
             node = vmi_node(vmi)
             self._cleanup_temporary_affinity()
             if node == self.move.target and vmi_running(vmi):
-                return self.finish(MoveStatus.SUCCEEDED, duration=server_duration(mig) if mig else None,
-                                   final_node=node)
+                return self.finish(
+                    MoveStatus.SUCCEEDED, duration=server_duration(mig) if mig else None, final_node=node
+                )
             if mig is None:
-                return self.finish(MoveStatus.FAILED, final_node=node,
-                                   error=f"migration {name} disappeared; the VM is on {node or 'no node'}")
-            return self.finish(MoveStatus.FAILED, final_node=node,
-                               error=f"migration succeeded but the VM runs on {node}, not {self.move.target}")
+                return self.finish(
+                    MoveStatus.FAILED,
+                    final_node=node,
+                    error=f"migration {name} disappeared; the VM is on {node or 'no node'}",
+                )
+            return self.finish(
+                MoveStatus.FAILED,
+                final_node=node,
+                error=f"migration succeeded but the VM runs on {node}, not {self.move.target}",
+            )
         if phase == "Failed":
             vmi = self.api.get_vmi(self.move.namespace, self.move.vm)
             self._cleanup_temporary_affinity()
-            return self.finish(MoveStatus.FAILED, final_node=vmi_node(vmi),
-                               error=f"{failure_reason(mig, vmi)}; the VM stays on {vmi_node(vmi) or self.move.source}")
+            return self.finish(
+                MoveStatus.FAILED,
+                final_node=vmi_node(vmi),
+                error=f"{failure_reason(mig, vmi)}; the VM stays on {vmi_node(vmi) or self.move.source}",
+            )
         timeout = self.options.live_timeout(self.move)
         if self.elapsed > timeout:
             self.api.delete_migration(self.move.namespace, name)
             self._cleanup_temporary_affinity()
-            return self.finish(MoveStatus.FAILED, final_node=self.move.source,
-                               error=f"timed out after {timeout:.0f}s (150 s per GiB); the migration was cancelled "
-                                     f"and the VM stays on {self.move.source}")
+            return self.finish(
+                MoveStatus.FAILED,
+                final_node=self.move.source,
+                error=f"timed out after {timeout:.0f}s (150 s per GiB); the migration was cancelled "
+                f"and the VM stays on {self.move.source}",
+            )
         self.emit(phase or "Pending", estimate=self.options.live_estimate(self.move))
         return False
 
@@ -308,7 +357,7 @@ def _rejection(exc: ClusterError) -> str:
     text = str(exc)
     for marker in ("Cannot migrate VMI", "in-flight migration detected", "does not exist", "finalized state"):
         if marker in text:
-            return text[text.index(marker):]
+            return text[text.index(marker) :]
     return text
 
 
@@ -316,7 +365,8 @@ def _migrating(vmi: dict[str, Any] | None) -> bool:
     """Whether the VMI reports a migration that started and has not ended (a failed one has ended)."""
     state = ((vmi or {}).get("status") or {}).get("migrationState") or {}
     return bool(state.get("startTimestamp")) and not (
-        state.get("completed") or state.get("failed") or state.get("endTimestamp"))
+        state.get("completed") or state.get("failed") or state.get("endTimestamp")
+    )
 
 
 class ColdRunner(Runner):
@@ -339,17 +389,23 @@ class ColdRunner(Runner):
             return
         vmi = self.api.get_vmi(ns, name)
         was_running = vmi is not None and vmi_running(vmi)
-        if _migrating(vmi) or any(migration_phase(m) not in ("Succeeded", "Failed")
-                                  for m in self.api.migrations_of(ns, name)):
-            self.finish(MoveStatus.FAILED, error="a live migration of this VM is in flight; KubeVirt refuses "
-                                                 "placement changes meanwhile — try again when it is finished")
+        if _migrating(vmi) or any(
+            migration_phase(m) not in ("Succeeded", "Failed") for m in self.api.migrations_of(ns, name)
+        ):
+            self.finish(
+                MoveStatus.FAILED,
+                error="a live migration of this VM is in flight; KubeVirt refuses "
+                "placement changes meanwhile — try again when it is finished",
+            )
             return
         pins = existing_node_pin(vm)
         ours = ((vm.get("metadata") or {}).get("annotations") or {}).get(PIN_ANNOTATION)
         if pins and not ours and not self.options.replace_affinity and pins != [self.move.target]:
-            self.finish(MoveStatus.FAILED,
-                        error=f"the VM already has a required node affinity to {', '.join(pins)}; "
-                              "replacing it needs your approval (--replace-affinity)")
+            self.finish(
+                MoveStatus.FAILED,
+                error=f"the VM already has a required node affinity to {', '.join(pins)}; "
+                "replacing it needs your approval (--replace-affinity)",
+            )
             return
         self.save(original_run_strategy=vm_run_strategy(vm), was_running=was_running)
         if was_running:
@@ -357,8 +413,9 @@ class ColdRunner(Runner):
                 self.api.stop_vm(ns, name)
             except ClusterError as exc:
                 if "not running" not in str(exc):
-                    self.finish(MoveStatus.FAILED, error=f"stopping the VM failed: {exc}; it keeps running on "
-                                                         f"{vmi_node(vmi)}")
+                    self.finish(
+                        MoveStatus.FAILED, error=f"stopping the VM failed: {exc}; it keeps running on {vmi_node(vmi)}"
+                    )
                     return
             self.save(step="stopping")
             self.emit("stopping VM", estimate=60.0)
@@ -383,9 +440,11 @@ class ColdRunner(Runner):
                     self.emit("stopped")
                     return False
                 if self.elapsed > self.options.stop_timeout_seconds:
-                    return self.finish(MoveStatus.FAILED,
-                                       error=f"the VM did not stop within {self.options.stop_timeout_seconds:.0f}s "
-                                             f"(status {printable_status(vm)}); it was asked to stop and is not pinned")
+                    return self.finish(
+                        MoveStatus.FAILED,
+                        error=f"the VM did not stop within {self.options.stop_timeout_seconds:.0f}s "
+                        f"(status {printable_status(vm)}); it was asked to stop and is not pinned",
+                    )
                 self.emit("stopping VM")
                 return False
             if step == "pin":
@@ -398,8 +457,13 @@ class ColdRunner(Runner):
                 self.save(pinned=True)
                 if not self.record.was_running:
                     self._restore_run_strategy()
-                    return self.finish(MoveStatus.SUCCEEDED, pinned=True, final_node=None, duration=0.0,
-                                       notes=("the VM was stopped: it is only pinned and will start on the target",))
+                    return self.finish(
+                        MoveStatus.SUCCEEDED,
+                        pinned=True,
+                        final_node=None,
+                        duration=0.0,
+                        notes=("the VM was stopped: it is only pinned and will start on the target",),
+                    )
                 self.api.start_vm(ns, name)
                 self.save(step="starting")
                 self.emit("starting VM on target", estimate=30.0)
@@ -416,14 +480,17 @@ class ColdRunner(Runner):
                         pinned = False
                     return self.finish(MoveStatus.SUCCEEDED, final_node=node, pinned=pinned)
                 if vmi_running(vmi) and node and node != self.move.target:
-                    return self.finish(MoveStatus.FAILED, final_node=node,
-                                       error=f"the VM started on {node} instead of {self.move.target}")
+                    return self.finish(
+                        MoveStatus.FAILED,
+                        final_node=node,
+                        error=f"the VM started on {node} instead of {self.move.target}",
+                    )
                 status = printable_status(vm)
                 if status == "ErrorUnschedulable" or self.elapsed > self.options.start_timeout_seconds:
                     return self.finish(
                         MoveStatus.FAILED,
                         error=f"the VM cannot start on {self.move.target} ({status}); it is pinned there and "
-                              f"not running — retry, retry elsewhere, or unpin and start it",
+                        f"not running — retry, retry elsewhere, or unpin and start it",
                     )
                 self.emit("starting VM on target")
                 return False

@@ -89,9 +89,7 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
             try:
                 kube_config.load_incluster_config(client_configuration=configuration)
             except ConfigException as exc:
-                raise ClusterConfigError(
-                    f"in-cluster configuration is incomplete: {_sanitize(str(exc), [])}"
-                ) from exc
+                raise ClusterConfigError(f"in-cluster configuration is incomplete: {_sanitize(str(exc), [])}") from exc
             return configuration
         raise ClusterConfigError(
             "no kubeconfig found (KUBECONFIG is unset or points nowhere, and there is no ~/.kube/config)",
@@ -108,8 +106,9 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
     except ConfigException as exc:
         text = str(exc)
         if context and ("context" in text.lower()):
-            raise ClusterConfigError(f"context '{context}' is not in the kubeconfig",
-                                     hint="list contexts with: kubectl config get-contexts") from exc
+            raise ClusterConfigError(
+                f"context '{context}' is not in the kubeconfig", hint="list contexts with: kubectl config get-contexts"
+            ) from exc
         raise ClusterConfigError(f"the kubeconfig cannot be used: {_sanitize(text, existing)}") from exc
     except yaml.YAMLError as exc:
         # The parser's message names the file; keep only the position.
@@ -143,7 +142,7 @@ class KubeClient:
         """Release the connection pool."""
         try:
             self._api.close()
-        except Exception:  # noqa: BLE001 - closing must never mask the real outcome
+        except Exception:
             log.debug("closing the API client failed", exc_info=True)
 
     def __enter__(self) -> "KubeClient":
@@ -182,16 +181,25 @@ class KubeClient:
         attempts = len(self.retry_delays) + 1
         for attempt in range(attempts):
             try:
-                return self._request_once(method, path, query=query, body=body, content_type=content_type, verb=verb,
-                                          resource=resource, namespace=namespace, name=name,
-                                          timeout_seconds=timeout_seconds)
+                return self._request_once(
+                    method,
+                    path,
+                    query=query,
+                    body=body,
+                    content_type=content_type,
+                    verb=verb,
+                    resource=resource,
+                    namespace=namespace,
+                    name=name,
+                    timeout_seconds=timeout_seconds,
+                )
             except ClusterError as exc:
                 transient = exc.status == 429 or (
                     method == "GET" and (exc.status in RETRY_STATUSES or isinstance(exc, ClusterUnreachableError))
                 )
                 if not transient or attempt == attempts - 1:
                     raise
-                delay = self.retry_delays[attempt] * (0.5 + random.random())  # noqa: S311 - jitter, not crypto
+                delay = self.retry_delays[attempt] * (0.5 + random.random())
                 log.debug("%s %s failed (%s); retrying in %.1fs", verb, resource, exc.status, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -238,8 +246,9 @@ class KubeClient:
             raise error_for_transport(exc, server=self.server) from None
         payload = response.data
         if response.status >= 400:
-            raise error_for_status(response.status, payload, verb=verb, resource=resource,
-                                   namespace=namespace, name=name)
+            raise error_for_status(
+                response.status, payload, verb=verb, resource=resource, namespace=namespace, name=name
+            )
         if not payload:
             return None
         try:
@@ -259,8 +268,15 @@ class KubeClient:
         page_size: int = PAGE_SIZE,
     ) -> list[dict[str, Any]]:
         """Every object of ``resource`` (paginated), each with apiVersion and kind filled in."""
-        return list(self.iter_list(resource, namespace=namespace, label_selector=label_selector,
-                                   field_selector=field_selector, page_size=page_size))
+        return list(
+            self.iter_list(
+                resource,
+                namespace=namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                page_size=page_size,
+            )
+        )
 
     def iter_list(
         self,
@@ -274,15 +290,22 @@ class KubeClient:
         """Like `list`, yielding page by page."""
         token: str | None = None
         while True:
-            page = self.request(
-                "GET",
-                resource.path(namespace),
-                query={"limit": page_size, "continue": token, "labelSelector": label_selector,
-                       "fieldSelector": field_selector},
-                verb="list",
-                resource=resource.qualified,
-                namespace=namespace,
-            ) or {}
+            page = (
+                self.request(
+                    "GET",
+                    resource.path(namespace),
+                    query={
+                        "limit": page_size,
+                        "continue": token,
+                        "labelSelector": label_selector,
+                        "fieldSelector": field_selector,
+                    },
+                    verb="list",
+                    resource=resource.qualified,
+                    namespace=namespace,
+                )
+                or {}
+            )
             for item in page.get("items") or ():
                 item.setdefault("apiVersion", resource.group_version)
                 item.setdefault("kind", resource.kind)
@@ -293,25 +316,50 @@ class KubeClient:
 
     def get(self, resource: ApiResource, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         """One object. Raises ResourceNotFoundError when absent."""
-        obj = self.request("GET", resource.path(namespace, name), verb="get", resource=resource.qualified,
-                           namespace=namespace, name=name)
+        obj = self.request(
+            "GET",
+            resource.path(namespace, name),
+            verb="get",
+            resource=resource.qualified,
+            namespace=namespace,
+            name=name,
+        )
         obj.setdefault("apiVersion", resource.group_version)
         obj.setdefault("kind", resource.kind)
         return dict(obj)
 
     def create(self, resource: ApiResource, body: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         """Create an object."""
-        return dict(self.request("POST", resource.path(namespace), body=body, verb="create",
-                                 resource=resource.qualified, namespace=namespace,
-                                 name=(body.get("metadata") or {}).get("name"),
-                                 query={"fieldManager": FIELD_MANAGER}))
+        return dict(
+            self.request(
+                "POST",
+                resource.path(namespace),
+                body=body,
+                verb="create",
+                resource=resource.qualified,
+                namespace=namespace,
+                name=(body.get("metadata") or {}).get("name"),
+                query={"fieldManager": FIELD_MANAGER},
+            )
+        )
 
-    def replace(self, resource: ApiResource, body: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+    def replace(
+        self, resource: ApiResource, body: Mapping[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
         """PUT an object (optimistic concurrency through its metadata.resourceVersion)."""
         name = str((body.get("metadata") or {}).get("name"))
-        return dict(self.request("PUT", resource.path(namespace, name), body=body, verb="update",
-                                 resource=resource.qualified, namespace=namespace, name=name,
-                                 query={"fieldManager": FIELD_MANAGER}))
+        return dict(
+            self.request(
+                "PUT",
+                resource.path(namespace, name),
+                body=body,
+                verb="update",
+                resource=resource.qualified,
+                namespace=namespace,
+                name=name,
+                query={"fieldManager": FIELD_MANAGER},
+            )
+        )
 
     def patch(
         self,
@@ -323,22 +371,44 @@ class KubeClient:
         patch_type: str = "application/merge-patch+json",
     ) -> dict[str, Any]:
         """Patch an object (merge patch by default; a list body should use json-patch)."""
-        return dict(self.request("PATCH", resource.path(namespace, name), body=patch, content_type=patch_type,
-                                 verb="patch", resource=resource.qualified, namespace=namespace, name=name,
-                                 query={"fieldManager": FIELD_MANAGER}))
+        return dict(
+            self.request(
+                "PATCH",
+                resource.path(namespace, name),
+                body=patch,
+                content_type=patch_type,
+                verb="patch",
+                resource=resource.qualified,
+                namespace=namespace,
+                name=name,
+                query={"fieldManager": FIELD_MANAGER},
+            )
+        )
 
     def delete(self, resource: ApiResource, name: str, *, namespace: str | None = None) -> Any:
         """Delete an object."""
-        return self.request("DELETE", resource.path(namespace, name), verb="delete", resource=resource.qualified,
-                            namespace=namespace, name=name)
+        return self.request(
+            "DELETE",
+            resource.path(namespace, name),
+            verb="delete",
+            resource=resource.qualified,
+            namespace=namespace,
+            name=name,
+        )
 
     def put_subresource(
         self, resource: ApiResource, name: str, subresource: str, body: Any = None, *, namespace: str | None = None
     ) -> Any:
         """PUT a subresource such as virtualmachines/start (KubeVirt's lifecycle API)."""
-        return self.request("PUT", resource.path(namespace, name, subresource), body=body if body is not None else {},
-                            verb="update", resource=f"{resource.qualified}/{subresource}", namespace=namespace,
-                            name=name)
+        return self.request(
+            "PUT",
+            resource.path(namespace, name, subresource),
+            body=body if body is not None else {},
+            verb="update",
+            resource=f"{resource.qualified}/{subresource}",
+            namespace=namespace,
+            name=name,
+        )
 
 
 __all__ = ["ConfigError", "KubeClient", "load_configuration"]

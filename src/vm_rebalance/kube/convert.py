@@ -142,8 +142,11 @@ def parse_time(value: Any) -> datetime | None:
 
 def _requirements(items: Any) -> tuple[Requirement, ...]:
     return tuple(
-        Requirement(key=str(e.get("key", "")), operator=str(e.get("operator", "In")),
-                    values=tuple(str(v) for v in e.get("values") or ()))
+        Requirement(
+            key=str(e.get("key", "")),
+            operator=str(e.get("operator", "In")),
+            values=tuple(str(v) for v in e.get("values") or ()),
+        )
         for e in items or ()
     )
 
@@ -248,11 +251,15 @@ def pod_requests(pod: Obj) -> Resources:
     spec = pod.get("spec") or {}
     total = Resources()
     for i, c in enumerate(spec.get("containers") or ()):
-        total = total + _resources((c.get("resources") or {}).get("requests"), where=where,
-                                   field=f"spec.containers[{i}].resources.requests")
+        total = total + _resources(
+            (c.get("resources") or {}).get("requests"), where=where, field=f"spec.containers[{i}].resources.requests"
+        )
     for i, c in enumerate(spec.get("initContainers") or ()):
-        init = _resources((c.get("resources") or {}).get("requests"), where=where,
-                          field=f"spec.initContainers[{i}].resources.requests")
+        init = _resources(
+            (c.get("resources") or {}).get("requests"),
+            where=where,
+            field=f"spec.initContainers[{i}].resources.requests",
+        )
         total = Resources(max(total.cpu_millicores, init.cpu_millicores), max(total.memory_bytes, init.memory_bytes))
     return total + _resources(spec.get("overhead"), where=where, field="spec.overhead")
 
@@ -443,9 +450,9 @@ def state_from_objects(
             pods_per_node[node_name] += 1
         labels = (pod.get("metadata") or {}).get("labels") or {}
         if labels.get("kubevirt.io") == "virt-launcher" and node_name:
-            vmi_name = labels.get("vm.kubevirt.io/name") or (
-                (pod.get("metadata") or {}).get("annotations") or {}
-            ).get("kubevirt.io/domain")
+            vmi_name = labels.get("vm.kubevirt.io/name") or ((pod.get("metadata") or {}).get("annotations") or {}).get(
+                "kubevirt.io/domain"
+            )
             ns = _key(pod)[0]
             vmi = vmis.get((ns, str(vmi_name)))
             # Only the pod on the VMI's current node speaks for it (a migration target pod does not).
@@ -482,8 +489,12 @@ def state_from_objects(
         migrating.add((ns, vmi_name))
         in_flight.append(
             InFlightMigration(
-                namespace=ns, name=name, vm=vmi_name, phase=phase,
-                source=state.get("sourceNode"), target=state.get("targetNode"),
+                namespace=ns,
+                name=name,
+                vm=vmi_name,
+                phase=phase,
+                source=state.get("sourceNode"),
+                target=state.get("targetNode"),
             )
         )
 
@@ -499,8 +510,11 @@ def state_from_objects(
             vmi_status = (vmi or {}).get("status") or {}
             vmi_spec = (vmi or {}).get("spec") or {}
             live_spec = vmi_spec or template  # the running instance's spec is authoritative
-            explicit = _resources((domain.get("resources") or {}).get("requests"), where=where,
-                                  field="spec.template.spec.domain.resources.requests")
+            explicit = _resources(
+                (domain.get("resources") or {}).get("requests"),
+                where=where,
+                field="spec.template.spec.domain.resources.requests",
+            )
             it_name, it_cpus, it_mem = _instance_type_size(obj, instancetypes, ns)
             vcpus = vcpus_from(live_spec.get("domain") or domain) or it_cpus
             if not vcpus:
@@ -551,10 +565,13 @@ def state_from_objects(
                     live_migratable=live_ok,
                     live_migratable_reason=(cond or {}).get("reason") if live_ok is False else None,
                     live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
-                    migrating=(ns, name) in migrating or bool(
+                    migrating=(ns, name) in migrating
+                    or bool(
                         (vmi_status.get("migrationState") or {}).get("startTimestamp")
-                        and not any((vmi_status.get("migrationState") or {}).get(k)
-                                    for k in ("completed", "failed", "endTimestamp"))
+                        and not any(
+                            (vmi_status.get("migrationState") or {}).get(k)
+                            for k in ("completed", "failed", "endTimestamp")
+                        )
                     ),
                     last_migration_seconds_ago=max(0.0, (anchor - end).total_seconds()) if end else None,
                 )

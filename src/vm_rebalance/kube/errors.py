@@ -56,10 +56,10 @@ def error_for_status(
     if status == 409:
         return ClusterError(f"conflict on {what}: {message}", status=status)
     if status == 429:
-        return ClusterError(f"the API server is throttling ({verb} {what}): {message}", status=status,
-                            hint="try again in a moment")
-    return ClusterError(f"{verb} {what} failed with HTTP {status}" + (f": {message}" if message else ""),
-                        status=status)
+        return ClusterError(
+            f"the API server is throttling ({verb} {what}): {message}", status=status, hint="try again in a moment"
+        )
+    return ClusterError(f"{verb} {what} failed with HTTP {status}" + (f": {message}" if message else ""), status=status)
 
 
 def error_for_transport(exc: BaseException, *, server: str) -> ClusterError:

@@ -45,7 +45,11 @@ VMIS = ApiResource("kubevirt.io", "v1", "virtualmachineinstances", "VirtualMachi
 VMIMS = ApiResource("kubevirt.io", "v1", "virtualmachineinstancemigrations", "VirtualMachineInstanceMigration", True)
 KUBEVIRTS = ApiResource("kubevirt.io", "v1", "kubevirts", "KubeVirt", True)
 CLUSTER_INSTANCETYPES = ApiResource(
-    "instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes", "VirtualMachineClusterInstancetype", False
+    "instancetype.kubevirt.io",
+    "v1beta1",
+    "virtualmachineclusterinstancetypes",
+    "VirtualMachineClusterInstancetype",
+    False,
 )
 INSTANCETYPES = ApiResource(
     "instancetype.kubevirt.io", "v1beta1", "virtualmachineinstancetypes", "VirtualMachineInstancetype", True

@@ -75,8 +75,9 @@ class Execution:
         message = f"{finished}/{len(self.plan.moves)} moves finished"
         if shown is not None:
             m = shown.move
-            message += (f"; #{m.id} {m.namespace}/{m.vm} {m.source or '-'} → {m.target}: {shown.phase}"
-                        + (f" ({shown.message})" if shown.message else ""))
+            message += f"; #{m.id} {m.namespace}/{m.vm} {m.source or '-'} → {m.target}: {shown.phase}" + (
+                f" ({shown.message})" if shown.message else ""
+            )
         return sequence, float(finished), message
 
     def moves(self) -> list[dict[str, Any]]:
@@ -103,8 +104,10 @@ class Executions:
             ConfigError: another change is running.
         """
         if not self._busy.acquire(blocking=False):
-            raise ConfigError(f"another change is running ({self.busy_with}); one change at a time",
-                              hint="wait for it: migration_status (with wait_seconds) reports its progress")
+            raise ConfigError(
+                f"another change is running ({self.busy_with}); one change at a time",
+                hint="wait for it: migration_status (with wait_seconds) reports its progress",
+            )
         self.busy_with = what
 
     def release(self) -> None:
@@ -131,8 +134,10 @@ class Executions:
             except Exception as exc:  # a bug: keep the server alive, say so without details
                 log.error("internal error while executing plan %s: %s", execution.plan_id, type(exc).__name__)
                 log.debug("traceback", exc_info=True)
-                execution.error = RebalanceError(f"internal error: {type(exc).__name__} — this is a bug in "
-                                                 "vm-rebalance; check the cluster with migration_status")
+                execution.error = RebalanceError(
+                    f"internal error: {type(exc).__name__} — this is a bug in "
+                    "vm-rebalance; check the cluster with migration_status"
+                )
             finally:
                 session.close()
                 execution.finished_at = time.time()
@@ -157,5 +162,11 @@ class Executions:
 def run_plan(execution: Execution, session: service.Session, options: Any) -> None:
     """Carry out ``execution.plan`` and store its final report on the execution."""
     result = service.execute_plan(session, execution.plan, options=options, report=execution.handle)
-    execution.report = report_document(execution.plan, result.outcomes, result.before, result.after,
-                                       warnings=execution.warnings, interrupted=result.interrupted)
+    execution.report = report_document(
+        execution.plan,
+        result.outcomes,
+        result.before,
+        result.after,
+        warnings=execution.warnings,
+        interrupted=result.interrupted,
+    )

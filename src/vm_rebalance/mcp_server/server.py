@@ -65,8 +65,14 @@ def _with_progress(ctx: Context) -> Progress:
 class RebalanceServer:
     """Builds the MCPServer for one target and turns tool outcomes into MCP results."""
 
-    def __init__(self, target: service.Target, *, read_only: bool = False, debug: bool = False,
-                 options: ExecutionOptions | None = None) -> None:
+    def __init__(
+        self,
+        target: service.Target,
+        *,
+        read_only: bool = False,
+        debug: bool = False,
+        options: ExecutionOptions | None = None,
+    ) -> None:
         self.target = target
         self.read_only = read_only
         self.debug = debug
@@ -74,7 +80,10 @@ class RebalanceServer:
         # Paths that must never reach a result or a log line (the target's kubeconfig).
         self._secrets = [s for s in (target.kubeconfig,) if s]
         self.mcp: MCPServer = MCPServer(
-            name="vm-rebalance", title="vm-rebalance", version=__version__, instructions=INSTRUCTIONS,
+            name="vm-rebalance",
+            title="vm-rebalance",
+            version=__version__,
+            instructions=INSTRUCTIONS,
             log_level="DEBUG" if debug else "WARNING",
         )
         self._register()
@@ -105,11 +114,16 @@ class RebalanceServer:
             log.error("internal error in tool %s: %s", tool, type(exc).__name__)
             if self.debug:
                 log.debug("traceback", exc_info=True)
-            return self._error(RebalanceError(
-                f"internal error: {type(exc).__name__} — this is a bug in vm-rebalance",
-                hint="run the server with --debug for details"))
-        return CallToolResult(content=[TextContent(type="text", text=self._scrub(markdown))],
-                              structured_content=output.model_dump(mode="json"))
+            return self._error(
+                RebalanceError(
+                    f"internal error: {type(exc).__name__} — this is a bug in vm-rebalance",
+                    hint="run the server with --debug for details",
+                )
+            )
+        return CallToolResult(
+            content=[TextContent(type="text", text=self._scrub(markdown))],
+            structured_content=output.model_dump(mode="json"),
+        )
 
     # ------------------------------------------------------------------ tools
 
@@ -126,17 +140,21 @@ class RebalanceServer:
         tool, tools = self._tool, self.tools
         reading = ToolAnnotations(read_only_hint=True, open_world_hint=False)
         planning = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
-        changing = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False,
-                                   open_world_hint=False)
-        editing = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
-                                  open_world_hint=False)
+        changing = ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        )
+        editing = ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        )
 
         @tool("Cluster inventory", reading)
         async def cluster_inventory(
-            namespaces: Annotated[list[str] | None, Field(
-                description="Only list VMs of these namespaces (nodes are always all listed).")] = None,
-            max_vms: Annotated[int, Field(ge=1, le=5000, description="At most this many VM rows in the Markdown.")
-                               ] = 200,
+            namespaces: Annotated[
+                list[str] | None, Field(description="Only list VMs of these namespaces (nodes are always all listed).")
+            ] = None,
+            max_vms: Annotated[
+                int, Field(ge=1, le=5000, description="At most this many VM rows in the Markdown.")
+            ] = 200,
         ) -> Annotated[CallToolResult, InventoryOutput]:
             """Show the cluster: nodes (CPU/memory by usage and requests, health, flags such as cordoned or
             control-plane), VMs (node, status, size, storage, whether they can move live or only cold) and
@@ -146,21 +164,30 @@ class RebalanceServer:
 
         @tool("Plan a rebalance", planning)
         async def plan_rebalance(
-            goal: Annotated[GoalName, Field(description=(
-                "cpu / memory / balanced (weighted CPU+memory) minimise the spread of node utilisation; count "
-                "evens out VMs per node; drain empties `node`; performance first brings every node under "
-                "CPU 80 % / memory 85 %. Ask the human when the goal is ambiguous."))] = "balanced",
-            weights: Annotated[Weights | None, Field(description="Goal balanced only: CPU vs memory weights.")
-                               ] = None,
+            goal: Annotated[
+                GoalName,
+                Field(
+                    description=(
+                        "cpu / memory / balanced (weighted CPU+memory) minimise the spread of node utilisation; count "
+                        "evens out VMs per node; drain empties `node`; performance first brings every node under "
+                        "CPU 80 % / memory 85 %. Ask the human when the goal is ambiguous."
+                    )
+                ),
+            ] = "balanced",
+            weights: Annotated[Weights | None, Field(description="Goal balanced only: CPU vs memory weights.")] = None,
             node: Annotated[str | None, Field(description="Goal drain only: the node to empty.")] = None,
             max_migrations: Annotated[int | None, Field(ge=0, description="At most this many moves.")] = None,
-            live_only: Annotated[bool, Field(description=(
-                "Never plan cold moves of running VMs (no downtime; VMs on RWO storage stay)."))] = False,
-            namespaces: Annotated[list[str] | None, Field(
-                description="Only move VMs of these namespaces (all namespaces when empty).")] = None,
-            basis: Annotated[Literal["usage", "requests"] | None, Field(
-                description="Utilisation from measured usage (default when metrics exist) or from requests.")
-                             ] = None,
+            live_only: Annotated[
+                bool,
+                Field(description=("Never plan cold moves of running VMs (no downtime; VMs on RWO storage stay).")),
+            ] = False,
+            namespaces: Annotated[
+                list[str] | None, Field(description="Only move VMs of these namespaces (all namespaces when empty).")
+            ] = None,
+            basis: Annotated[
+                Literal["usage", "requests"] | None,
+                Field(description="Utilisation from measured usage (default when metrics exist) or from requests."),
+            ] = None,
             sequential: Annotated[bool, Field(description="Plan for one move at a time.")] = False,
         ) -> Annotated[CallToolResult, PlanOutput]:
             """Compute the best rebalance plan for a goal. Changes nothing in the cluster; the plan is kept in
@@ -170,18 +197,34 @@ class RebalanceServer:
             improvement, summary, execution mode, warnings, alternatives). Next: show the Markdown to the
             human verbatim and wait for explicit approval; they may ask to modify (modify_plan) or explain a
             move (explain_move). Only after approval call execute_plan with plan_id, plan_hash, confirm: true."""
-            return await self._result("plan_rebalance", tools.plan_rebalance(
-                goal, node=node, weights=weights, max_migrations=max_migrations, basis=basis,
-                live_only=live_only, namespaces=namespaces, sequential=sequential))
+            return await self._result(
+                "plan_rebalance",
+                tools.plan_rebalance(
+                    goal,
+                    node=node,
+                    weights=weights,
+                    max_migrations=max_migrations,
+                    basis=basis,
+                    live_only=live_only,
+                    namespaces=namespaces,
+                    sequential=sequential,
+                ),
+            )
 
         @tool("Plan moving named VMs", planning)
         async def plan_move(
             vms: Annotated[list[str], Field(min_length=1, description="VM names, or NAMESPACE/NAME.")],
             target: Annotated[str, Field(description="The node to move them to.")],
             namespace: Annotated[str, Field(description="Namespace of VMs given without one.")] = "default",
-            method: Annotated[Method, Field(description=(
-                "auto: live when the VM's storage allows (RWX / container disk), else cold (~30-60 s "
-                "downtime); live: refuse VMs that cannot move live; cold: stop, pin, start."))] = "auto",
+            method: Annotated[
+                Method,
+                Field(
+                    description=(
+                        "auto: live when the VM's storage allows (RWX / container disk), else cold (~30-60 s "
+                        "downtime); live: refuse VMs that cannot move live; cold: stop, pin, start."
+                    )
+                ),
+            ] = "auto",
             sequential: Annotated[bool, Field(description="One move at a time.")] = False,
         ) -> Annotated[CallToolResult, PlanOutput]:
             """Plan moving named VMs to a node, validated like the seeds: the VM exists and is not already
@@ -196,8 +239,9 @@ class RebalanceServer:
             plan_id: Annotated[str, Field(description="The plan to modify.")],
             skip: Annotated[list[int] | None, Field(description="Move ids (#) to leave out.")] = None,
             retarget: Annotated[list[Retarget] | None, Field(description="Moves to send to another node.")] = None,
-            order: Annotated[list[int] | None, Field(
-                description="Move ids to run first, in this order (the rest keep their order).")] = None,
+            order: Annotated[
+                list[int] | None, Field(description="Move ids to run first, in this order (the rest keep their order).")
+            ] = None,
             sequential: Annotated[bool | None, Field(description="Switch sequential execution on or off.")] = None,
         ) -> Annotated[CallToolResult, PlanOutput]:
             """Change a plan as the human asked: skip moves, change their target node, reorder them, or run
@@ -205,8 +249,10 @@ class RebalanceServer:
             improvements recomputed; the old plan can no longer be executed. Edits that would break a hard
             constraint are refused with the reason. Changes nothing in the cluster. Next: show the updated
             Markdown plan to the human and ask for approval again."""
-            return await self._result("modify_plan", tools.modify_plan(
-                plan_id, skip=skip, retarget=retarget, order=order, sequential=sequential))
+            return await self._result(
+                "modify_plan",
+                tools.modify_plan(plan_id, skip=skip, retarget=retarget, order=order, sequential=sequential),
+            )
 
         @tool("Explain a move", reading)
         async def explain_move(
@@ -221,17 +267,27 @@ class RebalanceServer:
         @tool("Migration status", reading)
         async def migration_status(
             ctx: Context,
-            plan_id: Annotated[str | None, Field(description="The executed plan (default: the newest execution).")
-                               ] = None,
-            wait_seconds: Annotated[float, Field(ge=0, le=3600, description=(
-                "Wait up to this long for a running execution to finish, with progress notifications."))] = 0,
+            plan_id: Annotated[
+                str | None, Field(description="The executed plan (default: the newest execution).")
+            ] = None,
+            wait_seconds: Annotated[
+                float,
+                Field(
+                    ge=0,
+                    le=3600,
+                    description=(
+                        "Wait up to this long for a running execution to finish, with progress notifications."
+                    ),
+                ),
+            ] = 0,
         ) -> Annotated[CallToolResult, StatusOutput]:
             """Progress of an execution started by execute_plan, per move (pending / running with its phase /
             succeeded / failed / not attempted), or its final report once finished. Without any execution on
             this server, lists the cluster's migrations in flight. Read-only; poll it (or pass wait_seconds)
             when execute_plan returned while the execution was still running."""
-            return await self._result("migration_status", tools.migration_status(
-                plan_id, wait_seconds, _with_progress(ctx)))
+            return await self._result(
+                "migration_status", tools.migration_status(plan_id, wait_seconds, _with_progress(ctx))
+            )
 
         if self.read_only:
             return
@@ -240,14 +296,28 @@ class RebalanceServer:
         async def execute_plan(
             ctx: Context,
             plan_id: Annotated[str, Field(description="The plan the human approved.")],
-            plan_hash: Annotated[str | None, Field(description=(
-                "Required: the plan_hash returned with that plan (proves the approved content is what runs)."))
-                                 ] = None,
-            confirm: Annotated[bool, Field(description=(
-                "Required: true, and only after the human explicitly approved the plan."))] = False,
-            wait_seconds: Annotated[float, Field(ge=0, le=3600, description=(
-                "Wait up to this long for the execution to finish (0: return at once and poll "
-                "migration_status)."))] = 600,
+            plan_hash: Annotated[
+                str | None,
+                Field(
+                    description=(
+                        "Required: the plan_hash returned with that plan (proves the approved content is what runs)."
+                    )
+                ),
+            ] = None,
+            confirm: Annotated[
+                bool, Field(description=("Required: true, and only after the human explicitly approved the plan."))
+            ] = False,
+            wait_seconds: Annotated[
+                float,
+                Field(
+                    ge=0,
+                    le=3600,
+                    description=(
+                        "Wait up to this long for the execution to finish (0: return at once and poll "
+                        "migration_status)."
+                    ),
+                ),
+            ] = 600,
         ) -> Annotated[CallToolResult, ExecutionOutput]:
             """CHANGES THE CLUSTER: migrate the VMs of an approved plan. Call it only after the human
             explicitly approved the plan shown to them, with its plan_id, its plan_hash and confirm: true;
@@ -260,8 +330,9 @@ class RebalanceServer:
             this call waits up to wait_seconds and returns the final report (or the progress so far; then
             follow it with migration_status). Cancelling the call does not stop the execution. On a failure,
             show the report and ask the human how to proceed; never continue on your own."""
-            return await self._result("execute_plan", tools.execute_plan(
-                plan_id, plan_hash, confirm, wait_seconds, _with_progress(ctx)))
+            return await self._result(
+                "execute_plan", tools.execute_plan(plan_id, plan_hash, confirm, wait_seconds, _with_progress(ctx))
+            )
 
         @tool("Start / stop / restart VMs", changing)
         async def vm_lifecycle(
@@ -278,8 +349,10 @@ class RebalanceServer:
             = ~1-2 min interruption) with plan_id and plan_hash. Show it to the human and wait for explicit
             approval. Step 2 (plan_id + plan_hash + confirm: true) CHANGES THE CLUSTER: it runs the plan and
             verifies each VM reached its state (restart = stop → verify stopped → start → verify running)."""
-            return await self._result("vm_lifecycle", tools.vm_lifecycle(
-                action, vms, namespace, plan_id, plan_hash, confirm, _with_progress(ctx)))
+            return await self._result(
+                "vm_lifecycle",
+                tools.vm_lifecycle(action, vms, namespace, plan_id, plan_hash, confirm, _with_progress(ctx)),
+            )
 
         @tool("Unpin a VM", editing)
         async def unpin_vm(
@@ -296,8 +369,12 @@ class RebalanceServer:
             return await self._result("unpin_vm", tools.unpin_vm(vm, namespace, plan_id, plan_hash, confirm))
 
     def _register_skill(self) -> None:
-        @self.mcp.resource(SKILL_URI, name="vm-rebalance skill", mime_type="text/markdown",
-                           description="How to use vm-rebalance's tools with a human in the loop.")
+        @self.mcp.resource(
+            SKILL_URI,
+            name="vm-rebalance skill",
+            mime_type="text/markdown",
+            description="How to use vm-rebalance's tools with a human in the loop.",
+        )
         def skill() -> str:
             return skill_text()
 
@@ -308,14 +385,22 @@ class RebalanceServer:
             return text + (f"\n\n---\n\nThe user's request: {request}\n" if request else "")
 
 
-def create_server(target: service.Target, *, read_only: bool = False, debug: bool = False,
-                  options: ExecutionOptions | None = None) -> MCPServer:
+def create_server(
+    target: service.Target, *, read_only: bool = False, debug: bool = False, options: ExecutionOptions | None = None
+) -> MCPServer:
     """The MCP server for ``target`` (tools, the skill resource and prompt)."""
     return RebalanceServer(target, read_only=read_only, debug=debug, options=options).mcp
 
 
-def run(target: service.Target, *, transport: Literal["stdio", "http"] = "stdio", host: str = "127.0.0.1",
-        port: int = 8000, read_only: bool = False, debug: bool = False) -> None:
+def run(
+    target: service.Target,
+    *,
+    transport: Literal["stdio", "http"] = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    read_only: bool = False,
+    debug: bool = False,
+) -> None:
     """Serve until the client disconnects (stdio) or the process is stopped (http)."""
     server = create_server(target, read_only=read_only, debug=debug)
     if transport == "stdio":

@@ -69,19 +69,32 @@ class StoredPlan:
 class PlanStore:
     """The last ``capacity`` plans by id; thread-safe."""
 
-    def __init__(self, *, capacity: int = MAX_PLANS, max_age_seconds: float = MAX_AGE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        capacity: int = MAX_PLANS,
+        max_age_seconds: float = MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = capacity
         self.max_age_seconds = max_age_seconds
         self.clock = clock
         self._plans: OrderedDict[str, StoredPlan] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, kind: PlanKind, document: dict[str, Any], *, plan: Plan | None = None,
-            extra: dict[str, Any] | None = None) -> StoredPlan:
+    def add(
+        self, kind: PlanKind, document: dict[str, Any], *, plan: Plan | None = None, extra: dict[str, Any] | None = None
+    ) -> StoredPlan:
         """Remember a plan; the same content again gets a fresh entry under the same id."""
-        entry = StoredPlan(plan_id=document_id(document), plan_hash=document_hash(document), kind=kind,
-                           document=document, created_at=self.clock(), plan=plan, extra=dict(extra or {}))
+        entry = StoredPlan(
+            plan_id=document_id(document),
+            plan_hash=document_hash(document),
+            kind=kind,
+            document=document,
+            created_at=self.clock(),
+            plan=plan,
+            extra=dict(extra or {}),
+        )
         with self._lock:
             self._plans.pop(entry.plan_id, None)
             self._plans[entry.plan_id] = entry
@@ -121,8 +134,9 @@ class PlanStore:
         """
         entry = self.get(plan_id)
         if entry.kind is not kind:
-            tool = {PlanKind.REBALANCE: "execute_plan", PlanKind.LIFECYCLE: "vm_lifecycle",
-                    PlanKind.UNPIN: "unpin_vm"}[entry.kind]
+            tool = {PlanKind.REBALANCE: "execute_plan", PlanKind.LIFECYCLE: "vm_lifecycle", PlanKind.UNPIN: "unpin_vm"}[
+                entry.kind
+            ]
             raise ConfigError(f"plan {entry.plan_id} is a {entry.kind.value} plan", hint=f"carry it out with {tool}")
         if entry.replaced_by is not None:
             raise ConfigError(
@@ -130,8 +144,10 @@ class PlanStore:
                 hint=f"show plan {entry.replaced_by} to the human and execute that one once approved",
             )
         if entry.executed:
-            raise ConfigError(f"plan {entry.plan_id} was already executed",
-                              hint="make a new plan from the cluster as it is now and ask for approval again")
+            raise ConfigError(
+                f"plan {entry.plan_id} was already executed",
+                hint="make a new plan from the cluster as it is now and ask for approval again",
+            )
         age = self.clock() - entry.created_at
         if age > self.max_age_seconds:
             raise ConfigError(

@@ -64,16 +64,24 @@ async def _no_progress(_progress: float, _total: float | None, _message: str) ->
 
 
 def _approval_footer(entry: StoredPlan, what: str) -> str:
-    return (f"\n---\nPlan id: `{entry.plan_id}` · approval hash: `{entry.plan_hash}`\n\n"
-            f"**Nothing has changed yet.** Show this {what} to the human and ask for explicit approval "
-            "(approve / modify / explain / cancel).\n")
+    return (
+        f"\n---\nPlan id: `{entry.plan_id}` · approval hash: `{entry.plan_hash}`\n\n"
+        f"**Nothing has changed yet.** Show this {what} to the human and ask for explicit approval "
+        "(approve / modify / explain / cancel).\n"
+    )
 
 
 class Tools:
     """The tool implementations of one server: its target cluster, plans and executions."""
 
-    def __init__(self, target: service.Target, *, store: PlanStore | None = None,
-                 executions: Executions | None = None, options: ExecutionOptions | None = None) -> None:
+    def __init__(
+        self,
+        target: service.Target,
+        *,
+        store: PlanStore | None = None,
+        executions: Executions | None = None,
+        options: ExecutionOptions | None = None,
+    ) -> None:
         self.target = target
         self.store = store or PlanStore()
         self.executions = executions or Executions()
@@ -90,24 +98,43 @@ class Tools:
 
     def _require_live(self) -> None:
         if self.target.offline:
-            raise ConfigError("this command changes the cluster and cannot run on --from-file (a snapshot)",
-                              hint="start the server with --kubeconfig/--context for a live cluster")
+            raise ConfigError(
+                "this command changes the cluster and cannot run on --from-file (a snapshot)",
+                hint="start the server with --kubeconfig/--context for a live cluster",
+            )
 
-    def _plan_output(self, entry: StoredPlan, plan: Plan, limits: Any, *, alternatives: Sequence[str] = (),
-                     replaces: str | None = None, changes: Sequence[str] = ()) -> tuple[PlanOutput, str]:
+    def _plan_output(
+        self,
+        entry: StoredPlan,
+        plan: Plan,
+        limits: Any,
+        *,
+        alternatives: Sequence[str] = (),
+        replaces: str | None = None,
+        changes: Sequence[str] = (),
+    ) -> tuple[PlanOutput, str]:
         markdown = plan_markdown(plan, limits=limits, alternatives=alternatives)
         if changes:
             markdown = "\n".join(f"- {c}" for c in changes) + "\n\n" + markdown
         if plan.moves:
-            next_step = (f"Show the Markdown plan to the human. After explicit approval call execute_plan with "
-                         f"plan_id '{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true. To change it "
-                         "call modify_plan; to justify a move call explain_move.")
+            next_step = (
+                f"Show the Markdown plan to the human. After explicit approval call execute_plan with "
+                f"plan_id '{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true. To change it "
+                "call modify_plan; to justify a move call explain_move."
+            )
             markdown += _approval_footer(entry, "plan")
         else:
             next_step = "Nothing to execute: tell the human no migration is needed or possible (see warnings)."
-        out = PlanOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=entry.document,
-                         warnings=list(plan.warnings), alternatives=list(alternatives), replaces=replaces,
-                         changes=list(changes), next_step=next_step)
+        out = PlanOutput(
+            plan_id=entry.plan_id,
+            plan_hash=entry.plan_hash,
+            plan=entry.document,
+            warnings=list(plan.warnings),
+            alternatives=list(alternatives),
+            replaces=replaces,
+            changes=list(changes),
+            next_step=next_step,
+        )
         return out, markdown
 
     # ------------------------------------------------------------------ read
@@ -120,13 +147,29 @@ class Tools:
 
     # ------------------------------------------------------------------ plan
 
-    async def plan_rebalance(self, goal: GoalName, *, node: str | None, weights: Weights | None,
-                             max_migrations: int | None, basis: Literal["usage", "requests"] | None,
-                             live_only: bool, namespaces: list[str] | None,
-                             sequential: bool) -> tuple[PlanOutput, str]:
+    async def plan_rebalance(
+        self,
+        goal: GoalName,
+        *,
+        node: str | None,
+        weights: Weights | None,
+        max_migrations: int | None,
+        basis: Literal["usage", "requests"] | None,
+        live_only: bool,
+        namespaces: list[str] | None,
+        sequential: bool,
+    ) -> tuple[PlanOutput, str]:
         """An automatic plan for a goal, remembered under its id and hash."""
-        request = plan_request(goal, node=node, weights=weights, max_migrations=max_migrations, basis=basis,
-                               live_only=live_only, namespaces=namespaces, sequential=sequential)
+        request = plan_request(
+            goal,
+            node=node,
+            weights=weights,
+            max_migrations=max_migrations,
+            basis=basis,
+            live_only=live_only,
+            namespaces=namespaces,
+            sequential=sequential,
+        )
         state = await self._state()
         if node and state.node(node) is None:
             raise ConfigError(f"node '{node}' does not exist", hint="list nodes with cluster_inventory")
@@ -136,12 +179,12 @@ class Tools:
             return plan, suggest_alternatives(state, request, plan)
 
         plan, alternatives = await self._thread(compute)
-        entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan,
-                               extra={"request": request})
+        entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan, extra={"request": request})
         return self._plan_output(entry, plan, state.limits, alternatives=alternatives)
 
-    async def plan_move(self, vms: list[str], target: str, namespace: str, method: Method,
-                        sequential: bool) -> tuple[PlanOutput, str]:
+    async def plan_move(
+        self, vms: list[str], target: str, namespace: str, method: Method, sequential: bool
+    ) -> tuple[PlanOutput, str]:
         """A plan of named moves, validated like the seeds (failed validations become warnings)."""
         requests = [ManualMoveRequest(ns, name, target.strip(), method) for ns, name in vm_refs(vms, namespace)]
         state = await self._state()
@@ -149,15 +192,24 @@ class Tools:
         entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan)
         return self._plan_output(entry, plan, state.limits)
 
-    async def modify_plan(self, plan_id: str, *, skip: list[int] | None, retarget: list[Retarget] | None,
-                          order: list[int] | None, sequential: bool | None) -> tuple[PlanOutput, str]:
+    async def modify_plan(
+        self,
+        plan_id: str,
+        *,
+        skip: list[int] | None,
+        retarget: list[Retarget] | None,
+        order: list[int] | None,
+        sequential: bool | None,
+    ) -> tuple[PlanOutput, str]:
         """A new plan: the old one with moves skipped, retargeted or reordered; improvements recomputed."""
         old = self.store.get(plan_id)
         if old.kind is not PlanKind.REBALANCE or old.plan is None:
             raise ConfigError(f"plan {old.plan_id} is a {old.kind.value} plan; only rebalance plans can be modified")
         if old.replaced_by is not None:
-            raise ConfigError(f"plan {old.plan_id} was already modified into plan {old.replaced_by}",
-                              hint=f"modify plan {old.replaced_by} instead")
+            raise ConfigError(
+                f"plan {old.plan_id} was already modified into plan {old.replaced_by}",
+                hint=f"modify plan {old.replaced_by} instead",
+            )
         if not (skip or retarget or order or sequential is not None):
             raise ConfigError("nothing to modify: give skip, retarget, order or sequential")
         state = await self._state()
@@ -179,8 +231,10 @@ class Tools:
                 changes.append(f"Moves reordered: {', '.join(f'#{i}' for i in order)} first.")
             if sequential is not None and sequential != plan.sequential:
                 plan = dataclasses.replace(plan, sequential=sequential)
-                changes.append("Execution is now " + ("sequential (one move at a time)." if sequential
-                                                      else "parallel (within the cluster's limits)."))
+                changes.append(
+                    "Execution is now "
+                    + ("sequential (one move at a time)." if sequential else "parallel (within the cluster's limits).")
+                )
             return plan, changes
 
         plan, changes = await self._thread(edit)
@@ -203,8 +257,9 @@ class Tools:
 
     # ------------------------------------------------------------------ execute
 
-    async def execute_plan(self, plan_id: str, plan_hash: str | None, confirm: bool, wait_seconds: float,
-                           progress: Progress = _no_progress) -> tuple[ExecutionOutput, str]:
+    async def execute_plan(
+        self, plan_id: str, plan_hash: str | None, confirm: bool, wait_seconds: float, progress: Progress = _no_progress
+    ) -> tuple[ExecutionOutput, str]:
         """Re-validate the approved plan against the live cluster, then run it in the background."""
         entry = self.store.approved(plan_id, plan_hash, PlanKind.REBALANCE)
         if confirm is not True:
@@ -219,8 +274,7 @@ class Tools:
         session: service.Session | None = None
         try:
             session = await self._thread(service.Session.open, self.target)
-            validated, warnings = await self._thread(
-                lambda: service.validate_against(session.state, plan))
+            validated, warnings = await self._thread(lambda: service.validate_against(session.state, plan))
             if len(validated.moves) < len(plan.moves):
                 dropped = len(plan.moves) - len(validated.moves)
                 raise InfeasiblePlanError(
@@ -266,15 +320,26 @@ class Tools:
         state = execution.state
         rows = execution.moves()
         if state == "running":
-            next_step = (f"Still running. Call migration_status with plan_id '{execution.plan_id}' (and wait_seconds) "
-                         "to follow it; tell the human how it progresses.")
+            next_step = (
+                f"Still running. Call migration_status with plan_id '{execution.plan_id}' (and wait_seconds) "
+                "to follow it; tell the human how it progresses."
+            )
             markdown = progress_markdown(rows, title=f"⏳ Rebalancing in progress (plan {execution.plan_id})")
-            return ExecutionOutput(plan_id=execution.plan_id, state="running", moves=rows,
-                                   warnings=list(execution.warnings), next_step=next_step), markdown
+            return ExecutionOutput(
+                plan_id=execution.plan_id,
+                state="running",
+                moves=rows,
+                warnings=list(execution.warnings),
+                next_step=next_step,
+            ), markdown
         if execution.error is not None:
             hint = f" (hint: {execution.error.hint})" if execution.error.hint else ""
             return ExecutionOutput(
-                plan_id=execution.plan_id, state="error", complete=False, moves=rows, error=str(execution.error),
+                plan_id=execution.plan_id,
+                state="error",
+                complete=False,
+                moves=rows,
+                error=str(execution.error),
                 warnings=list(execution.warnings),
                 next_step="Report the error to the human; check the cluster with cluster_inventory before re-planning.",
             ), f"## ✗ Execution failed\n\n{execution.error}{hint}\n"
@@ -285,31 +350,53 @@ class Tools:
             if report.get("pinned"):
                 next_step += " Cold-moved VMs are pinned to their new node; offer unpin_vm."
         else:
-            next_step = ("Execution stopped at the first failure. Show the report and troubleshooting to the human and "
-                         "ask how to proceed (retry, retry cold, skip, abort). Do NOT continue without their "
-                         "decision; to continue, make a new plan (plan_move / plan_rebalance) and get it approved.")
+            next_step = (
+                "Execution stopped at the first failure. Show the report and troubleshooting to the human and "
+                "ask how to proceed (retry, retry cold, skip, abort). Do NOT continue without their "
+                "decision; to continue, make a new plan (plan_move / plan_rebalance) and get it approved."
+            )
         markdown = report_markdown(report) if report else "## Execution finished\n"
-        return ExecutionOutput(plan_id=execution.plan_id, state="finished", complete=complete, moves=rows,
-                               report=report, warnings=list(execution.warnings),
-                               next_step=next_step), markdown
+        return ExecutionOutput(
+            plan_id=execution.plan_id,
+            state="finished",
+            complete=complete,
+            moves=rows,
+            report=report,
+            warnings=list(execution.warnings),
+            next_step=next_step,
+        ), markdown
 
-    async def migration_status(self, plan_id: str | None, wait_seconds: float,
-                               progress: Progress = _no_progress) -> tuple[StatusOutput, str]:
+    async def migration_status(
+        self, plan_id: str | None, wait_seconds: float, progress: Progress = _no_progress
+    ) -> tuple[StatusOutput, str]:
         """The progress of an execution of this server (or the cluster's migrations in flight)."""
         execution = self.executions.get(plan_id)
         if execution is None and plan_id:
-            raise ConfigError(f"no execution of plan {plan_id} on this server",
-                              hint="execute_plan starts one; migration_status without plan_id shows the newest")
+            raise ConfigError(
+                f"no execution of plan {plan_id} on this server",
+                hint="execute_plan starts one; migration_status without plan_id shows the newest",
+            )
         if execution is None:
             if self.target.offline:
                 return StatusOutput(executions=[]), "No execution on this server (offline snapshot).\n"
             state = await self._state()
-            flights = [{"namespace": m.namespace, "name": m.name, "vm": m.vm, "phase": m.phase, "from": m.source,
-                        "to": m.target} for m in state.migrations]
-            lines = [f"- {m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'})"
-                     for m in flights]
-            markdown = "No execution on this server.\n\n" + ("**Migrations in flight:**\n" + "\n".join(lines)
-                                                              if lines else "No migration in flight in the cluster.")
+            flights = [
+                {
+                    "namespace": m.namespace,
+                    "name": m.name,
+                    "vm": m.vm,
+                    "phase": m.phase,
+                    "from": m.source,
+                    "to": m.target,
+                }
+                for m in state.migrations
+            ]
+            lines = [
+                f"- {m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'})" for m in flights
+            ]
+            markdown = "No execution on this server.\n\n" + (
+                "**Migrations in flight:**\n" + "\n".join(lines) if lines else "No migration in flight in the cluster."
+            )
             return StatusOutput(executions=[], migrations_in_flight=flights), markdown + "\n"
         if wait_seconds > 0 and not execution.done.is_set():
             await self._follow(execution, wait_seconds, progress)
@@ -318,9 +405,16 @@ class Tools:
 
     # ------------------------------------------------------------------ lifecycle / unpin
 
-    async def vm_lifecycle(self, action: LifecycleAction | None, vms: list[str] | None, namespace: str,
-                           plan_id: str | None, plan_hash: str | None, confirm: bool,
-                           progress: Progress = _no_progress) -> tuple[LifecycleOutput, str]:
+    async def vm_lifecycle(
+        self,
+        action: LifecycleAction | None,
+        vms: list[str] | None,
+        namespace: str,
+        plan_id: str | None,
+        plan_hash: str | None,
+        confirm: bool,
+        progress: Progress = _no_progress,
+    ) -> tuple[LifecycleOutput, str]:
         """Step 1 (no plan_id): a lifecycle plan to approve. Step 2 (plan_id, hash, confirm): run it."""
         self._require_live()
         if plan_id is None:
@@ -331,25 +425,36 @@ class Tools:
             doc = lifecycle_plan_document(state, Action(action), refs)
             missing = [v for v in doc["vms"] if v["status"] == "not found"]
             if missing:
-                raise ConfigError("; ".join(f"VM '{v['name']}' does not exist in namespace '{v['namespace']}'"
-                                            for v in missing), hint="list VMs with cluster_inventory")
+                raise ConfigError(
+                    "; ".join(f"VM '{v['name']}' does not exist in namespace '{v['namespace']}'" for v in missing),
+                    hint="list VMs with cluster_inventory",
+                )
             entry = self.store.add(PlanKind.LIFECYCLE, doc, extra={"action": Action(action), "vms": refs})
-            next_step = (f"Show the plan to the human. After explicit approval call vm_lifecycle with plan_id "
-                         f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true.")
-            return (LifecycleOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False,
-                                    next_step=next_step),
-                    lifecycle_plan_markdown(doc) + _approval_footer(entry, "lifecycle plan"))
+            next_step = (
+                f"Show the plan to the human. After explicit approval call vm_lifecycle with plan_id "
+                f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true."
+            )
+            return (
+                LifecycleOutput(
+                    plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False, next_step=next_step
+                ),
+                lifecycle_plan_markdown(doc) + _approval_footer(entry, "lifecycle plan"),
+            )
         entry = self.store.approved(plan_id, plan_hash, PlanKind.LIFECYCLE)
         planned_action: Action = entry.extra["action"]
         refs = entry.extra["vms"]
         if action is not None and Action(action) is not planned_action:
             raise ConfigError(f"plan {entry.plan_id} is to {planned_action.value}, not to {action}")
         if vms and vm_refs(vms, namespace) != refs:
-            raise ConfigError(f"the VMs given differ from those of plan {entry.plan_id}",
-                              hint="pass only plan_id, plan_hash and confirm to run an approved plan")
+            raise ConfigError(
+                f"the VMs given differ from those of plan {entry.plan_id}",
+                hint="pass only plan_id, plan_hash and confirm to run an approved plan",
+            )
         if confirm is not True:
-            raise ConfigError("vm_lifecycle changes the cluster and needs confirm: true",
-                              hint="show the plan to the human, wait for explicit approval, then call again")
+            raise ConfigError(
+                "vm_lifecycle changes the cluster and needs confirm: true",
+                hint="show the plan to the human, wait for explicit approval, then call again",
+            )
         self.executions.claim(f"{planned_action.value} of {len(refs)} VM(s)")
         try:
             session = await self._thread(service.Session.open, self.target)
@@ -372,15 +477,37 @@ class Tools:
             results = await self._run_reporting(run, messages, progress)
         finally:
             self.executions.release()
-        rows = [{"namespace": r.namespace, "name": r.name, "action": r.action.value, "status": r.status.value,
-                 "message": r.message, "printable_status": r.printable_status, "run_strategy": r.run_strategy,
-                 "duration_seconds": round(r.duration_seconds, 1)} for r in results]
+        rows = [
+            {
+                "namespace": r.namespace,
+                "name": r.name,
+                "action": r.action.value,
+                "status": r.status.value,
+                "message": r.message,
+                "printable_status": r.printable_status,
+                "run_strategy": r.run_strategy,
+                "duration_seconds": round(r.duration_seconds, 1),
+            }
+            for r in results
+        ]
         complete = all(r.ok for r in results)
-        next_step = "Show the results to the human." if complete else (
-            "Some VMs failed: show the messages to the human and ask how to proceed.")
-        return (LifecycleOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=entry.document,
-                                executed=True, results=rows, complete=complete, next_step=next_step),
-                lifecycle_results_markdown(results))
+        next_step = (
+            "Show the results to the human."
+            if complete
+            else ("Some VMs failed: show the messages to the human and ask how to proceed.")
+        )
+        return (
+            LifecycleOutput(
+                plan_id=entry.plan_id,
+                plan_hash=entry.plan_hash,
+                plan=entry.document,
+                executed=True,
+                results=rows,
+                complete=complete,
+                next_step=next_step,
+            ),
+            lifecycle_results_markdown(results),
+        )
 
     async def _run_reporting(self, fn: Callable[[], T], messages: list[str], progress: Progress) -> T:
         """Run ``fn`` in a thread, forwarding each new message as a progress notification."""
@@ -399,8 +526,9 @@ class Tools:
                 await anyio.sleep(_POLL_SECONDS)
         return result[0]
 
-    async def unpin_vm(self, vm: str | None, namespace: str, plan_id: str | None, plan_hash: str | None,
-                       confirm: bool) -> tuple[UnpinOutput, str]:
+    async def unpin_vm(
+        self, vm: str | None, namespace: str, plan_id: str | None, plan_hash: str | None, confirm: bool
+    ) -> tuple[UnpinOutput, str]:
         """Step 1 (no plan_id): what would be unpinned. Step 2 (plan_id, hash, confirm): remove the pin."""
         self._require_live()
         if plan_id is None:
@@ -418,21 +546,27 @@ class Tools:
             doc = unpin_plan_document(ns, name, await self._thread(pins))
             entry = self.store.add(PlanKind.UNPIN, doc, extra={"vm": (ns, name)})
             if doc["pinned_to"]:
-                next_step = (f"Show the plan to the human. After explicit approval call unpin_vm with plan_id "
-                             f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true.")
+                next_step = (
+                    f"Show the plan to the human. After explicit approval call unpin_vm with plan_id "
+                    f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true."
+                )
                 markdown = unpin_plan_markdown(doc) + _approval_footer(entry, "unpin plan")
             else:
                 next_step = "Nothing to do: the VM has no node pin."
                 markdown = unpin_plan_markdown(doc)
-            return UnpinOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False,
-                               next_step=next_step), markdown
+            return UnpinOutput(
+                plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False, next_step=next_step
+            ), markdown
         entry = self.store.approved(plan_id, plan_hash, PlanKind.UNPIN)
         if confirm is not True:
-            raise ConfigError("unpin_vm changes the cluster and needs confirm: true",
-                              hint="show the plan to the human, wait for explicit approval, then call again")
+            raise ConfigError(
+                "unpin_vm changes the cluster and needs confirm: true",
+                hint="show the plan to the human, wait for explicit approval, then call again",
+            )
         ns, name = entry.extra["vm"]
         self.executions.claim(f"unpin of {ns}/{name}")
         try:
+
             def run() -> bool:
                 session = service.Session.open(self.target)
                 try:
@@ -444,10 +578,19 @@ class Tools:
             done = await self._thread(run)
         finally:
             self.executions.release()
-        markdown = (f"✓ {ns}/{name} unpinned: it can reschedule to any suitable node\n" if done
-                    else f"{ns}/{name} has no node pin: nothing to do\n")
-        return UnpinOutput(plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=entry.document, executed=True,
-                           unpinned=done, next_step="Tell the human the result."), markdown
+        markdown = (
+            f"✓ {ns}/{name} unpinned: it can reschedule to any suitable node\n"
+            if done
+            else f"{ns}/{name} has no node pin: nothing to do\n"
+        )
+        return UnpinOutput(
+            plan_id=entry.plan_id,
+            plan_hash=entry.plan_hash,
+            plan=entry.document,
+            executed=True,
+            unpinned=done,
+            next_step="Tell the human the result.",
+        ), markdown
 
 
 __all__ = ["Progress", "Tools"]

@@ -113,7 +113,8 @@ class StatusOutput(_Model):
 
     executions: list[ExecutionOutput]
     migrations_in_flight: list[dict[str, Any]] | None = Field(
-        default=None, description="Read from the cluster when this server has no execution to report.")
+        default=None, description="Read from the cluster when this server has no execution to report."
+    )
 
 
 class LifecycleOutput(_Model):

@@ -34,7 +34,5 @@ def suggest_alternatives(state: ClusterState, request: PlanRequest, plan: Plan) 
                 f"{theirs:.1f} instead of {ours:.1f} ({kept:.0f} % of this plan's improvement)"
             )
     if not plan.sequential and (len(cold) >= 2 or len(plan.moves) > 5):
-        out.append(
-            "Run sequentially (apply --sequential): same total downtime, lower network impact, easier to abort"
-        )
+        out.append("Run sequentially (apply --sequential): same total downtime, lower network impact, easier to abort")
     return tuple(out)

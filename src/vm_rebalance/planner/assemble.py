@@ -254,9 +254,7 @@ def assemble_plan(
         all_warnings.append(f"{len(out)} migrations in one plan (more than {BATCH_WARN}): review the batch carefully")
     cold = [f"{m.namespace}/{m.vm}" for m in out if m.running and m.method is MigrationMethod.COLD]
     if cold:
-        all_warnings.append(
-            f"{len(cold)} cold migration(s) of running VMs, ~30-60s downtime each: {_names(cold)}"
-        )
+        all_warnings.append(f"{len(cold)} cold migration(s) of running VMs, ~30-60s downtime each: {_names(cold)}")
     hot = [
         f"{name} (CPU {_pct(after[j, CPU])}, memory {_pct(after[j, MEM])})"
         for j, name in enumerate(problem.node_names)
@@ -270,7 +268,8 @@ def assemble_plan(
     limit = 100.0 * (1.0 - options.headroom)
     if options.headroom > 0:
         short = [
-            name for j, name in enumerate(problem.node_names)
+            name
+            for j, name in enumerate(problem.node_names)
             if problem.obj_mask[j] and (after[j, CPU] > limit or after[j, MEM] > limit)
         ]
         if short:

@@ -68,7 +68,12 @@ def _drafts(state: ClusterState, plan: Plan) -> list[DraftMove]:
 
 
 def _rebuild(
-    state: ClusterState, plan: Plan, drafts: Sequence[DraftMove], stays: Sequence[Stay], *, keep_order: bool,
+    state: ClusterState,
+    plan: Plan,
+    drafts: Sequence[DraftMove],
+    stays: Sequence[Stay],
+    *,
+    keep_order: bool,
     blame: str,
 ) -> Plan:
     try:
@@ -109,8 +114,15 @@ def skip_move(state: ClusterState, plan: Plan, move_id: int) -> Plan:
     drafts = [d for d in _drafts(state, plan) if d.id != move_id]
     skipped = plan.move(move_id)
     assert skipped is not None
-    stays = [*plan.stays, Stay(vm=skipped.vm, namespace=skipped.namespace, node=skipped.source or None,
-                                reason=f"move {move_id} skipped by the user")]
+    stays = [
+        *plan.stays,
+        Stay(
+            vm=skipped.vm,
+            namespace=skipped.namespace,
+            node=skipped.source or None,
+            reason=f"move {move_id} skipped by the user",
+        ),
+    ]
     return _rebuild(state, plan, drafts, stays, keep_order=False, blame=f"skipping move {move_id}")
 
 
@@ -151,11 +163,14 @@ def retarget_move(state: ClusterState, plan: Plan, move_id: int, node: str) -> P
         )
     except WaveError as exc:
         bad = drafts[exc.index]
-        who = f"{d.vm.ref} cannot go to {node}" if bad.id == move_id else (
-            f"then move {bad.id} ({bad.vm.ref} → {bad.target}) no longer fits"
+        who = (
+            f"{d.vm.ref} cannot go to {node}"
+            if bad.id == move_id
+            else (f"then move {bad.id} ({bad.vm.ref} → {bad.target}) no longer fits")
         )
-        raise PlanEditError(f"move {move_id}: {who}: {exc}", blocking=list(exc.reasons),
-                            hint="choose another node") from exc
+        raise PlanEditError(
+            f"move {move_id}: {who}: {exc}", blocking=list(exc.reasons), hint="choose another node"
+        ) from exc
 
 
 def reorder_moves(state: ClusterState, plan: Plan, order: Sequence[int]) -> Plan:
@@ -192,8 +207,9 @@ def _live_refusal(vm: VirtualMachine) -> str | None:
     return f"Cannot perform live migration: {blocker}."
 
 
-def _target_refusal(vm: VirtualMachine, name: str, state: ClusterState, extra: Resources,
-                    residents: list[tuple[str, VirtualMachine]]) -> str | None:
+def _target_refusal(
+    vm: VirtualMachine, name: str, state: ClusterState, extra: Resources, residents: list[tuple[str, VirtualMachine]]
+) -> str | None:
     node = state.node(name)
     if node is None:
         return f"Target node '{name}' does not exist."

@@ -101,9 +101,7 @@ def capacity_violation(vm: VirtualMachine, node: Node, *, extra_requested: Resou
     if vm.requests.cpu_millicores > free.cpu_millicores:
         parts.append(f"CPU needs {vm.requests.cpu_millicores}m, {max(free.cpu_millicores, 0)}m free")
     if vm.requests.memory_bytes > free.memory_bytes:
-        parts.append(
-            f"memory needs {_gib(vm.requests.memory_bytes)}, {_gib(max(free.memory_bytes, 0))} free"
-        )
+        parts.append(f"memory needs {_gib(vm.requests.memory_bytes)}, {_gib(max(free.memory_bytes, 0))} free")
     return "insufficient allocatable: " + "; ".join(parts) if parts else None
 
 
@@ -157,7 +155,8 @@ def selected_by_anti_affinity(vm: VirtualMachine, holder: VirtualMachine) -> tup
     if holder is vm or holder.ref == vm.ref:
         return ()
     return tuple(
-        term for term in holder.placement.pod_anti_affinity
+        term
+        for term in holder.placement.pod_anti_affinity
         if vm.namespace in _term_namespaces(holder, term) and term.label_selector.matches(vm.labels)
     )
 

@@ -212,30 +212,30 @@ class Problem:
                 classes[key] = c
                 rows.append(
                     np.array(
-                        [bool(self.eligible[j]) and not static_placement_violations(v, n)
-                         for j, n in enumerate(self.nodes)],
+                        [
+                            bool(self.eligible[j]) and not static_placement_violations(v, n)
+                            for j, n in enumerate(self.nodes)
+                        ],
                         dtype=bool,
                     ).reshape(n_nodes)
                 )
             vm_class[i] = c
         self.vm_class = vm_class
-        self.class_feasible: BoolArray = (
-            np.vstack(rows) if rows else np.zeros((0, n_nodes), dtype=bool)
-        )
+        self.class_feasible: BoolArray = np.vstack(rows) if rows else np.zeros((0, n_nodes), dtype=bool)
 
         # VMs whose placement depends on where other VMs are (and the VMs such terms select).
         self.dynamic = np.array(
-            [bool(v.placement.pod_anti_affinity or v.placement.pod_affinity or v.placement.topology_spread)
-             for v in self.vms],
+            [
+                bool(v.placement.pod_anti_affinity or v.placement.pod_affinity or v.placement.topology_spread)
+                for v in self.vms
+            ],
             dtype=bool,
         ).reshape(n_vms)
         selectors = {
             (term.label_selector, term.namespaces or (v.namespace,))
             for v in self.vms
             for term in (*v.placement.pod_anti_affinity, *v.placement.pod_affinity)
-        } | {
-            (tsc.label_selector, (v.namespace,)) for v in self.vms for tsc in v.placement.topology_spread
-        }
+        } | {(tsc.label_selector, (v.namespace,)) for v in self.vms for tsc in v.placement.topology_spread}
         self.affinity_relevant = self.dynamic.copy()
         if selectors:
             for i, v in enumerate(self.vms):
@@ -326,8 +326,7 @@ class Problem:
     def sums(self, terms: Sequence[Term], util: FloatArray | None = None) -> Sums:
         """Running sums of ``util`` (default: the current utilisation) over the objective nodes."""
         u = (self.utilisation() if util is None else util)[self.obj_mask]
-        hot = np.array([float(np.sum(_hot(u[:, t.column], t.threshold))) if t.kind == "hot" else 0.0
-                        for t in terms])
+        hot = np.array([float(np.sum(_hot(u[:, t.column], t.threshold))) if t.kind == "hot" else 0.0 for t in terms])
         return Sums(s1=u.sum(axis=0), s2=(u * u).sum(axis=0), hot=hot, k=int(self.obj_mask.sum()))
 
     def objective(self, terms: Sequence[Term], util: FloatArray | None = None) -> float:
@@ -353,11 +352,7 @@ class Problem:
             ut = util[targets, c][None, :]
             cache[c] = (a, b, us, ut)
             new_s1[c] = sums.s1[c] + in_obj_tgt * b - in_obj_src * a
-            new_s2[c] = (
-                sums.s2[c]
-                + in_obj_src * (a * a - 2.0 * a * us)
-                + in_obj_tgt * (b * b + 2.0 * b * ut)
-            )
+            new_s2[c] = sums.s2[c] + in_obj_src * (a * a - 2.0 * a * us) + in_obj_tgt * (b * b + 2.0 * b * ut)
         total = np.zeros((len(vms), len(targets)), dtype=np.float64)
         k = max(sums.k, 1)
         for idx, term in enumerate(terms):
@@ -379,9 +374,7 @@ class Problem:
         return total
 
 
-def objective_from(
-    terms: Sequence[Term], s1: FloatArray, s2: FloatArray, hot: FloatArray, k: int
-) -> float:
+def objective_from(terms: Sequence[Term], s1: FloatArray, s2: FloatArray, hot: FloatArray, k: int) -> float:
     """The objective given the running sums."""
     if k <= 0:
         return 0.0

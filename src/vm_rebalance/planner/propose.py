@@ -60,9 +60,7 @@ def _blocker(vm: VirtualMachine, request: PlanRequest, *, draining: bool) -> str
         return "a migration of this VM is already in flight"
     ago = vm.last_migration_seconds_ago
     if not draining and request.cooldown_seconds > 0 and ago is not None and ago < request.cooldown_seconds:
-        return (
-            f"migrated {ago / 60:.0f} min ago (anti-thrash cooldown {request.cooldown_seconds / 60:.0f} min)"
-        )
+        return f"migrated {ago / 60:.0f} min ago (anti-thrash cooldown {request.cooldown_seconds / 60:.0f} min)"
     if request.live_only:
         blocker = live_blocker(vm)
         if blocker is not None:
@@ -167,9 +165,7 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
         if 0 < budget <= REFINE_MAX_MOVES and small and not draining:
             # The budget binds: choose the moves jointly rather than greedily.
             steps, problem = refine_under_budget(pristine, steps, search_ctx)
-        warnings.append(
-            f"stopped at --max-migrations {budget}: more moves would improve the balance further"
-        )
+        warnings.append(f"stopped at --max-migrations {budget}: more moves would improve the balance further")
     moved = {i for i, _ in steps}
     drafts = [
         DraftMove(

@@ -123,8 +123,13 @@ def _headroom_ok(
 
 
 def _candidate_targets(
-    problem: Problem, feasible: BoolArray, rank: FloatArray, util: FloatArray, terms: tuple[Term, ...],
-    min_req: FloatArray, limit: int | None,
+    problem: Problem,
+    feasible: BoolArray,
+    rank: FloatArray,
+    util: FloatArray,
+    terms: tuple[Term, ...],
+    min_req: FloatArray,
+    limit: int | None,
 ) -> IntArray:
     free = problem.free
     nodes = np.flatnonzero(feasible & problem.obj_mask & (free >= min_req).all(axis=1))
@@ -143,9 +148,7 @@ def _affinity_ok(problem: Problem, i: int, t: int) -> bool:
         return True
     vm = problem.vms[i]
     node = problem.nodes[t]
-    return not pod_affinity_violations(
-        vm, node, node_labels=problem.node_labels, residents=problem.residents_for(vm)
-    )
+    return not pod_affinity_violations(vm, node, node_labels=problem.node_labels, residents=problem.residents_for(vm))
 
 
 def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> list[Step]:
@@ -180,9 +183,7 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
             vm_ids = np.flatnonzero(cand & (problem.vm_class == c))
             min_req = problem.vm_req[vm_ids].min(axis=0)
             class_min_req[c] = min_req
-            targets = _candidate_targets(
-                problem, problem.class_feasible[c], rank, util, terms, min_req, target_limit
-            )
+            targets = _candidate_targets(problem, problem.class_feasible[c], rank, util, terms, min_req, target_limit)
             if len(targets) == 0:
                 continue
             class_targets[c] = targets
@@ -221,8 +222,16 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
                 break
         else:
             accepted, new_bans = _lazy_accept(
-                problem, ctx, order, best_net, class_targets, moved, banned, steps,
-                min_req=class_min_req, target_limit=target_limit,
+                problem,
+                ctx,
+                order,
+                best_net,
+                class_targets,
+                moved,
+                banned,
+                steps,
+                min_req=class_min_req,
+                target_limit=target_limit,
             )
         if accepted == 0 and not new_bans:
             break
@@ -452,8 +461,9 @@ def refine_under_budget(pristine: Problem, steps: list[Step], ctx: SearchContext
                 continue
             busy = np.zeros(len(p.vms), dtype=bool)
             busy[[i for i, _ in rest]] = True
-            sub = SearchContext(terms=terms, movable=ctx.movable & ~busy, cost=ctx.cost, budget=1,
-                                headroom_limit=ctx.headroom_limit)
+            sub = SearchContext(
+                terms=terms, movable=ctx.movable & ~busy, cost=ctx.cost, budget=1, headroom_limit=ctx.headroom_limit
+            )
             added = _best_improvement(p, sub, exact=False)
             if not added:
                 continue

@@ -142,11 +142,13 @@ def assign_waves(
         node = state.node(m.target)
         assert node is not None
         reasons = [
-            r for r in pod_affinity_violations(m.vm, node, node_labels=node_labels, residents=union)
+            r
+            for r in pod_affinity_violations(m.vm, node, node_labels=node_labels, residents=union)
             if not r.startswith(_AFFINITY_PREFIX)
         ]
         reasons += [
-            r for r in pod_affinity_violations(m.vm, node, node_labels=node_labels, residents=stable)
+            r
+            for r in pod_affinity_violations(m.vm, node, node_labels=node_labels, residents=stable)
             if r.startswith(_AFFINITY_PREFIX)
         ]
         return reasons

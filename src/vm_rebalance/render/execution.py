@@ -42,7 +42,7 @@ def duration_text(seconds: float | None) -> str:
     """``42s`` / ``2m 36s`` / ``-``."""
     if seconds is None or math.isnan(seconds):
         return "-"
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
@@ -59,7 +59,7 @@ class ProgressTracker:
 
     def counts(self) -> dict[MoveStatus, int]:
         """How many moves are in each status."""
-        out = {s: 0 for s in MoveStatus}
+        out = dict.fromkeys(MoveStatus, 0)
         for move in self.plan.moves:
             ev = self.events.get(move.id)
             out[ev.status if ev else MoveStatus.PENDING] += 1
@@ -75,7 +75,11 @@ class ProgressTracker:
             status = ev.status if ev else MoveStatus.PENDING
             phase = ev.phase if ev else "pending"
             table.add_row(
-                str(move.id), f"{move.namespace}/{move.vm}", move.source or "-", "→", move.target,
+                str(move.id),
+                f"{move.namespace}/{move.vm}",
+                move.source or "-",
+                "→",
+                move.target,
                 move.method.value.capitalize(),
                 Text(f"{STATUS_ICON[status]} {phase}", style=STATUS_STYLE[status]),
                 duration_text(ev.elapsed_seconds) if ev and status is MoveStatus.RUNNING else "",
@@ -97,29 +101,39 @@ def troubleshooting(outcome: Outcome) -> list[str]:
     """Likely causes and next steps for a failed move, after the seeds' seven common errors."""
     error = (outcome.error or "").lower()
     if "rwo" in error or "readwriteonce" in error or "not shared" in error or "disksnotlivemigratable" in error:
-        return ["Live migration needs ReadWriteMany storage: retry this move cold (~30-60s downtime)",
-                "or move the disk to an RWX storage class (requires data migration)"]
+        return [
+            "Live migration needs ReadWriteMany storage: retry this move cold (~30-60s downtime)",
+            "or move the disk to an RWX storage class (requires data migration)",
+        ]
     if "errorunschedulable" in error or "cannot start on" in error:
-        return ["The target lacks resources or the VM's scheduling rules exclude it: check "
-                "`vm-rebalance inventory` for the node's free capacity, taints and labels",
-                "choose a different target (retry elsewhere) or remove the VM's nodeSelector / tolerate the taint",
-                "the VM is pinned to the target: `vm-rebalance unpin` then `vm-rebalance start` to run it anywhere"]
+        return [
+            "The target lacks resources or the VM's scheduling rules exclude it: check "
+            "`vm-rebalance inventory` for the node's free capacity, taints and labels",
+            "choose a different target (retry elsewhere) or remove the VM's nodeSelector / tolerate the taint",
+            "the VM is pinned to the target: `vm-rebalance unpin` then `vm-rebalance start` to run it anywhere",
+        ]
     if any(k in error for k in ("timed out", "timeout", "converge", "not completed after", "aborted")):
-        return ["Large memory or a high dirty-page rate kept the migration from converging",
-                "retry (it may succeed on a quieter moment), reduce the VM's load, or retry cold",
-                "or raise completionTimeoutPerGiB in the KubeVirt / HyperConverged CR"]
+        return [
+            "Large memory or a high dirty-page rate kept the migration from converging",
+            "retry (it may succeed on a quieter moment), reduce the VM's load, or retry cold",
+            "or raise completionTimeoutPerGiB in the KubeVirt / HyperConverged CR",
+        ]
     if "forbidden" in error or "cannot create" in error or "rbac" in error:
-        return ["vm-rebalance lacks permissions: it needs create/delete on virtualmachineinstancemigrations, "
-                "update on virtualmachines and virtualmachines/start|stop (kubevirt.io:migrate on KubeVirt ≥ 1.5); "
-                "see the README's RBAC section"]
+        return [
+            "vm-rebalance lacks permissions: it needs create/delete on virtualmachineinstancemigrations, "
+            "update on virtualmachines and virtualmachines/start|stop (kubevirt.io:migrate on KubeVirt ≥ 1.5); "
+            "see the README's RBAC section"
+        ]
     if "in-flight migration" in error or "already migrating" in error:
         return ["Another migration of this VM is in flight: wait for it (vm-rebalance status), then retry"]
     if "conflict" in error or "changed while" in error:
         return ["Something else is editing the VM; vm-rebalance re-reads before every write — retry when it is quiet"]
     if "interrupted" in error:
         return ["Execution was interrupted: `vm-rebalance apply PLAN --resume` continues where it stopped"]
-    return ["Check the VM and its migration: `vm-rebalance status` and `kubectl describe vmim -n <ns>`",
-            "retry, retry cold, or skip this move"]
+    return [
+        "Check the VM and its migration: `vm-rebalance status` and `kubectl describe vmim -n <ns>`",
+        "retry, retry cold, or skip this move",
+    ]
 
 
 # --------------------------------------------------------------------------- final report
@@ -145,35 +159,52 @@ def _std(values: Iterable[float | None]) -> float | None:
     return math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
 
 
-def report_document(plan: Plan, outcomes: Iterable[Outcome], before: ClusterState,
-                    after: ClusterState | None, *, warnings: Iterable[str] = (),
-                    interrupted: Iterable[str] = ()) -> dict[str, Any]:
+def report_document(
+    plan: Plan,
+    outcomes: Iterable[Outcome],
+    before: ClusterState,
+    after: ClusterState | None,
+    *,
+    warnings: Iterable[str] = (),
+    interrupted: Iterable[str] = (),
+) -> dict[str, Any]:
     """The execution report as a versioned document (what -o json prints)."""
     outs = list(outcomes)
     b, a = _node_loads(before), _node_loads(after)
     nodes = []
     for name in sorted(b):
         nb, na = b[name], a.get(name)
-        nodes.append({
-            "name": name,
-            "before": {"vms": nb["vms"], "cpu": _util(nb, "cpu"), "memory": _util(nb, "memory")},
-            "after": None if na is None else {"vms": na["vms"], "cpu": _util(na, "cpu"), "memory": _util(na, "memory")},
-        })
+        nodes.append(
+            {
+                "name": name,
+                "before": {"vms": nb["vms"], "cpu": _util(nb, "cpu"), "memory": _util(nb, "memory")},
+                "after": None
+                if na is None
+                else {"vms": na["vms"], "cpu": _util(na, "cpu"), "memory": _util(na, "memory")},
+            }
+        )
     counts = {s.value: sum(1 for o in outs if o.status is s) for s in MoveStatus}
     return {
         "apiVersion": "vm-rebalance/v1",
         "kind": "RebalanceReport",
         "goal": plan.goal.type.value,
-        "moves": [describe(o) | {"troubleshooting": troubleshooting(o) if o.status is MoveStatus.FAILED else []}
-                  for o in outs],
+        "moves": [
+            describe(o) | {"troubleshooting": troubleshooting(o) if o.status is MoveStatus.FAILED else []} for o in outs
+        ],
         "counts": counts,
         "complete": all(o.ok for o in outs),
         "nodes": nodes,
         "metrics": {
-            "before": {"cpu_stddev": _std(_util(n, "cpu") for n in b.values()),
-                       "memory_stddev": _std(_util(n, "memory") for n in b.values())},
-            "after": None if not a else {"cpu_stddev": _std(_util(n, "cpu") for n in a.values()),
-                                         "memory_stddev": _std(_util(n, "memory") for n in a.values())},
+            "before": {
+                "cpu_stddev": _std(_util(n, "cpu") for n in b.values()),
+                "memory_stddev": _std(_util(n, "memory") for n in b.values()),
+            },
+            "after": None
+            if not a
+            else {
+                "cpu_stddev": _std(_util(n, "cpu") for n in a.values()),
+                "memory_stddev": _std(_util(n, "memory") for n in a.values()),
+            },
         },
         "pinned": [f"{o.move.namespace}/{o.move.vm}" for o in outs if o.pinned],
         "warnings": list(warnings),
@@ -212,10 +243,20 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
         table.add_column(col)
     for m in doc["moves"]:
         status = MoveStatus(m["status"])
-        label = {MoveStatus.SUCCEEDED: "✓ Success", MoveStatus.FAILED: "✗ Failed",
-                 MoveStatus.SKIPPED: "↷ Skipped", MoveStatus.NOT_ATTEMPTED: "⏸ Not attempted"}.get(status, status.value)
-        table.add_row(f"{m['namespace']}/{m['vm']}", m["from"] or "-", m["to"], m["method"],
-                      duration_text(m["duration_seconds"]), Text(label, style=STATUS_STYLE[status]))
+        label = {
+            MoveStatus.SUCCEEDED: "✓ Success",
+            MoveStatus.FAILED: "✗ Failed",
+            MoveStatus.SKIPPED: "↷ Skipped",
+            MoveStatus.NOT_ATTEMPTED: "⏸ Not attempted",
+        }.get(status, status.value)
+        table.add_row(
+            f"{m['namespace']}/{m['vm']}",
+            m["from"] or "-",
+            m["to"],
+            m["method"],
+            duration_text(m["duration_seconds"]),
+            Text(label, style=STATUS_STYLE[status]),
+        )
     parts.append(table)
     failed = [m for m in doc["moves"] if m["status"] == MoveStatus.FAILED.value]
     for m in failed:
@@ -229,9 +270,16 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
             nt.add_column(col)
         for n in doc["nodes"]:
             b, a = n["before"], n["after"] or {}
-            nt.add_row(n["name"], f"{b['vms']} → {a.get('vms', '-')}", _pct(b["cpu"]), _pct(a.get("cpu")),
-                       _change(b["cpu"], a.get("cpu")), _pct(b["memory"]), _pct(a.get("memory")),
-                       _change(b["memory"], a.get("memory")))
+            nt.add_row(
+                n["name"],
+                f"{b['vms']} → {a.get('vms', '-')}",
+                _pct(b["cpu"]),
+                _pct(a.get("cpu")),
+                _change(b["cpu"], a.get("cpu")),
+                _pct(b["memory"]),
+                _pct(a.get("memory")),
+                _change(b["memory"], a.get("memory")),
+            )
         parts.append(nt)
         mb, ma = doc["metrics"]["before"], doc["metrics"]["after"] or {}
         lines = Text("Improvements: ", style="bold")
@@ -240,10 +288,13 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
                 lines.append(f"{label} std dev {mb[key]:.1f} % → {ma[key]:.1f} %  ")
         parts.append(lines)
     if doc["pinned"]:
-        parts.append(Text(
-            f"Pinned by cold migration: {', '.join(doc['pinned'])}. They stay on their new node even if it fails; "
-            "remove the pin with `vm-rebalance unpin VM -n NS` when you want flexible rescheduling.",
-            style="yellow"))
+        parts.append(
+            Text(
+                f"Pinned by cold migration: {', '.join(doc['pinned'])}. They stay on their new node even if it fails; "
+                "remove the pin with `vm-rebalance unpin VM -n NS` when you want flexible rescheduling.",
+                style="yellow",
+            )
+        )
     for state in doc["interrupted"]:
         parts.append(Text(f"Interrupted: {state}", style="yellow"))
     for w in doc["warnings"]:
@@ -255,25 +306,38 @@ def report_markdown(doc: dict[str, Any]) -> str:
     """The final report as Markdown (for agents)."""
     complete = doc["complete"]
     counts = doc["counts"]
-    lines = ["## ✓ Rebalancing Complete" if complete else "## ⚠️ Rebalancing Paused - Migration Failed", "",
-             f"**Status:** {counts['succeeded']}/{len(doc['moves'])} successful, {counts['failed']} failed, "
-             f"{counts['not attempted']} not attempted, {counts['skipped']} skipped", "",
-             "| VM | From | To | Type | Duration | Status |", "|----|------|----|------|----------|--------|"]
+    lines = [
+        "## ✓ Rebalancing Complete" if complete else "## ⚠️ Rebalancing Paused - Migration Failed",
+        "",
+        f"**Status:** {counts['succeeded']}/{len(doc['moves'])} successful, {counts['failed']} failed, "
+        f"{counts['not attempted']} not attempted, {counts['skipped']} skipped",
+        "",
+        "| VM | From | To | Type | Duration | Status |",
+        "|----|------|----|------|----------|--------|",
+    ]
     for m in doc["moves"]:
-        lines.append(f"| {m['vm']} | {m['from'] or '-'} | {m['to']} | {m['method']} | "
-                     f"{duration_text(m['duration_seconds'])} | {m['status']} |")
+        lines.append(
+            f"| {m['vm']} | {m['from'] or '-'} | {m['to']} | {m['method']} | "
+            f"{duration_text(m['duration_seconds'])} | {m['status']} |"
+        )
     for m in doc["moves"]:
         if m["status"] == MoveStatus.FAILED.value:
             lines += ["", f"**Failed:** {m['vm']}: {m['error']}", "", "**Troubleshooting:**"]
             lines += [f"- {t}" for t in m["troubleshooting"]]
     if doc["nodes"] and any(n["after"] for n in doc["nodes"]):
-        lines += ["", "**Cluster State: Before → After**", "",
-                  "| Node | CPU Before | CPU After | Memory Before | Memory After |",
-                  "|------|------------|-----------|---------------|--------------|"]
+        lines += [
+            "",
+            "**Cluster State: Before → After**",
+            "",
+            "| Node | CPU Before | CPU After | Memory Before | Memory After |",
+            "|------|------------|-----------|---------------|--------------|",
+        ]
         for n in doc["nodes"]:
             a = n["after"] or {}
-            lines.append(f"| {n['name']} | {_pct(n['before']['cpu'])} | {_pct(a.get('cpu'))} | "
-                         f"{_pct(n['before']['memory'])} | {_pct(a.get('memory'))} |")
+            lines.append(
+                f"| {n['name']} | {_pct(n['before']['cpu'])} | {_pct(a.get('cpu'))} | "
+                f"{_pct(n['before']['memory'])} | {_pct(a.get('memory'))} |"
+            )
     if doc["pinned"]:
         lines += ["", f"Pinned by cold migration: {', '.join(doc['pinned'])} (use unpin_vm to remove)."]
     return "\n".join(lines)
@@ -284,8 +348,11 @@ def failure_choices_text(outcome: Outcome, not_attempted: list[Move]) -> Text:
     t = Text("How would you like to proceed?\n", style="bold")
     t.append("  retry       – retry the failed migration with the same settings\n")
     t.append("  retry cold  – retry it as a cold migration (~30-60s downtime)\n")
-    t.append(f"  skip        – skip {outcome.move.vm} and continue"
-             + (f" with {len(not_attempted)} remaining" if not_attempted else "") + "\n")
+    t.append(
+        f"  skip        – skip {outcome.move.vm} and continue"
+        + (f" with {len(not_attempted)} remaining" if not_attempted else "")
+        + "\n"
+    )
     t.append("  abort       – stop, leave the cluster as it is now\n")
     return t
 
@@ -298,9 +365,15 @@ def lifecycle_view(results: Iterable[LifecycleResult]) -> RenderableType:
     for r in results:
         style = "green" if r.ok else "red"
         icon = "✓" if r.status is LifecycleStatus.DONE else ("=" if r.status is LifecycleStatus.ALREADY else "✗")
-        table.add_row(f"{r.namespace}/{r.name}", r.action.value, Text(f"{icon} {r.status.value}", style=style),
-                      r.printable_status or "-", r.run_strategy or "-", duration_text(r.duration_seconds),
-                      r.message)
+        table.add_row(
+            f"{r.namespace}/{r.name}",
+            r.action.value,
+            Text(f"{icon} {r.status.value}", style=style),
+            r.printable_status or "-",
+            r.run_strategy or "-",
+            duration_text(r.duration_seconds),
+            r.message,
+        )
     return table
 
 
@@ -315,11 +388,20 @@ def progress_rows(tracker: ProgressTracker, report: dict[str, Any] | None = None
         if m.id in final:
             status = final[m.id]["status"]
             elapsed = duration_text(final[m.id]["duration_seconds"])
-        rows.append({
-            "id": m.id, "vm": m.vm, "namespace": m.namespace, "from": m.source, "to": m.target,
-            "method": m.method.value, "status": status, "phase": ev.phase if ev else "pending",
-            "elapsed": elapsed, "message": (final.get(m.id) or {}).get("error") or (ev.message if ev else ""),
-        })
+        rows.append(
+            {
+                "id": m.id,
+                "vm": m.vm,
+                "namespace": m.namespace,
+                "from": m.source,
+                "to": m.target,
+                "method": m.method.value,
+                "status": status,
+                "phase": ev.phase if ev else "pending",
+                "elapsed": elapsed,
+                "message": (final.get(m.id) or {}).get("error") or (ev.message if ev else ""),
+            }
+        )
     return rows
 
 
@@ -329,11 +411,18 @@ def progress_markdown(rows: Iterable[dict[str, Any]], *, title: str = "⏳ Rebal
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    lines = [f"## {title}", "", ", ".join(f"{n} {s}" for s, n in counts.items()) or "no moves", "",
-             "| # | VM | From | → | To | Type | Status | Phase | Elapsed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {title}",
+        "",
+        ", ".join(f"{n} {s}" for s, n in counts.items()) or "no moves",
+        "",
+        "| # | VM | From | → | To | Type | Status | Phase | Elapsed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         icon = STATUS_ICON.get(MoveStatus(r["status"]), "")
-        lines.append(f"| {r['id']} | {r['namespace']}/{r['vm']} | {r['from'] or '-'} | → | {r['to']} | "
-                     f"{r['method'].capitalize()} | {icon} {r['status']} | {r['phase']} | {r['elapsed']} |")
+        lines.append(
+            f"| {r['id']} | {r['namespace']}/{r['vm']} | {r['from'] or '-'} | → | {r['to']} | "
+            f"{r['method'].capitalize()} | {icon} {r['status']} | {r['phase']} | {r['elapsed']} |"
+        )
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from vm_rebalance.model import ClusterState, MigrationMethod, Node, StorageKind, VirtualMachine
+from vm_rebalance.model import ClusterState, Node, StorageKind, VirtualMachine
 from vm_rebalance.planner.eligibility import live_blocker, live_blocker_detail, move_method, node_flags
 
 INVENTORY_API_VERSION = "vm-rebalance/v1"
@@ -51,7 +51,9 @@ def _node_doc(node: Node, vm_count: int) -> dict[str, Any]:
         "vms": vm_count,
         "allocatable": {"cpu_millicores": alloc.cpu_millicores, "memory_bytes": alloc.memory_bytes},
         "requested": {"cpu_millicores": node.requested.cpu_millicores, "memory_bytes": node.requested.memory_bytes},
-        "usage": None if usage is None else {"cpu_millicores": usage.cpu_millicores, "memory_bytes": usage.memory_bytes},
+        "usage": None
+        if usage is None
+        else {"cpu_millicores": usage.cpu_millicores, "memory_bytes": usage.memory_bytes},
         "cpu_usage": cpu_use,
         "memory_usage": mem_use,
         "cpu_requests": cpu_req,
@@ -74,12 +76,18 @@ def _vm_doc(vm: VirtualMachine) -> dict[str, Any]:
         "vcpus": vm.vcpus,
         "memory_bytes": vm.guest_memory_bytes,
         "requests": {"cpu_millicores": vm.requests.cpu_millicores, "memory_bytes": vm.requests.memory_bytes},
-        "usage": None if vm.usage is None else {"cpu_millicores": vm.usage.cpu_millicores,
-                                                 "memory_bytes": vm.usage.memory_bytes},
+        "usage": None
+        if vm.usage is None
+        else {"cpu_millicores": vm.usage.cpu_millicores, "memory_bytes": vm.usage.memory_bytes},
         "storage": vm.storage_kind.value,
         "volumes": [
-            {"name": v.name, "source": v.source, "claim": v.claim_name, "access_modes": list(v.access_modes),
-             "claim_found": v.claim_found}
+            {
+                "name": v.name,
+                "source": v.source,
+                "claim": v.claim_name,
+                "access_modes": list(v.access_modes),
+                "claim_found": v.claim_found,
+            }
             for v in vm.volumes
         ],
         "move_method": method.value,
@@ -122,8 +130,9 @@ def inventory_document(state: ClusterState, *, namespaces: Iterable[str] | None 
         "memory_usage": None if use_mem is None else _ratio(int(use_mem or 0), alloc_mem),
         "headroom": {
             "cpu": None if alloc_cpu == 0 else round(1 - (use_cpu if use_cpu is not None else req_cpu) / alloc_cpu, 4),
-            "memory": None if alloc_mem == 0 else round(
-                1 - (use_mem if use_mem is not None else req_mem) / alloc_mem, 4),
+            "memory": None
+            if alloc_mem == 0
+            else round(1 - (use_mem if use_mem is not None else req_mem) / alloc_mem, 4),
             "target": DEFAULT_HEADROOM,
         },
     }
@@ -200,8 +209,15 @@ def vm_table(doc: dict[str, Any]) -> Table:
             move.append(f" ({v['move_blocker']})", style="dim")
         storage = {StorageKind.CONTAINER_DISK.value: "containerdisk"}.get(v["storage"], v["storage"])
         table.add_row(
-            v["namespace"], v["name"], v["node"] or "-", v["status"], v["instance_type"] or "-",
-            str(v["vcpus"]), _gib(v["memory_bytes"]), storage, move,
+            v["namespace"],
+            v["name"],
+            v["node"] or "-",
+            v["status"],
+            v["instance_type"] or "-",
+            str(v["vcpus"]),
+            _gib(v["memory_bytes"]),
+            storage,
+            move,
         )
     return table
 
@@ -217,9 +233,7 @@ def totals_text(doc: dict[str, Any]) -> Text:
     )
     alloc = t["allocatable"]
     text.append(f"Eligible capacity: {_cores(alloc['cpu_millicores'])} CPU, {_gib(alloc['memory_bytes'])}; ")
-    text.append(
-        f"requested {_pct_plain(t['cpu_requests'])} CPU / {_pct_plain(t['memory_requests'])} memory"
-    )
+    text.append(f"requested {_pct_plain(t['cpu_requests'])} CPU / {_pct_plain(t['memory_requests'])} memory")
     if t["cpu_usage"] is not None:
         text.append(f"; used {_pct_plain(t['cpu_usage'])} CPU / {_pct_plain(t['memory_usage'])} memory")
     head = t["headroom"]
@@ -295,8 +309,10 @@ def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
     vms = doc["vms"]
     out += ["", f"### Virtual machines ({len(vms)})", ""]
     if vms:
-        out += ["| Namespace | VM | Node | Status | vCPU | Memory | Storage | Move |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += [
+            "| Namespace | VM | Node | Status | vCPU | Memory | Storage | Move |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for v in vms[:max_vms]:
             move = v["move_method"] + (f" ({v['move_blocker']})" if v["move_method"] == "cold" else "")
             out.append(
@@ -310,13 +326,21 @@ def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
     if doc["migrations_in_flight"]:
         out += ["", "### Migrations in flight", "", "| Namespace | VM | Phase | From | To |", "|---|---|---|---|---|"]
         for m in doc["migrations_in_flight"]:
-            out.append(f"| {_md(m['namespace'])} | {_md(m['vm'])} | {_md(m['phase'])} | {_md(m['from'] or '-')} | "
-                       f"{_md(m['to'] or '-')} |")
+            out.append(
+                f"| {_md(m['namespace'])} | {_md(m['vm'])} | {_md(m['phase'])} | {_md(m['from'] or '-')} | "
+                f"{_md(m['to'] or '-')} |"
+            )
     for note in doc["notes"]:
         out += ["", f"Note: {note}"]
     return "\n".join(out) + "\n"
 
 
 __all__ = [
-    "health", "inventory_document", "inventory_markdown", "inventory_view", "node_table", "totals_text", "vm_table",
+    "health",
+    "inventory_document",
+    "inventory_markdown",
+    "inventory_view",
+    "node_table",
+    "totals_text",
+    "vm_table",
 ]

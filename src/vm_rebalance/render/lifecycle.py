@@ -26,11 +26,19 @@ def lifecycle_plan_document(state: ClusterState, action: Action, vms: Sequence[t
     for namespace, name in vms:
         vm = state.vm(namespace, name)
         if vm is None:
-            rows.append({"namespace": namespace, "name": name, "status": "not found", "node": None,
-                         "run_strategy": None})
+            rows.append(
+                {"namespace": namespace, "name": name, "status": "not found", "node": None, "run_strategy": None}
+            )
             continue
-        rows.append({"namespace": namespace, "name": name, "status": vm.printable_status, "node": vm.node,
-                     "run_strategy": vm.run_strategy})
+        rows.append(
+            {
+                "namespace": namespace,
+                "name": name,
+                "status": vm.printable_status,
+                "node": vm.node,
+                "run_strategy": vm.run_strategy,
+            }
+        )
         if action is Action.START and vm.running:
             warnings.append(f"{namespace}/{name} is already running: nothing to do for it")
         elif action is Action.STOP and not vm.running:
@@ -58,11 +66,19 @@ def _md(text: object) -> str:
 def lifecycle_plan_markdown(doc: dict[str, Any]) -> str:
     """The lifecycle plan as Markdown: what happens to which VM, and its impact."""
     action = doc["action"]
-    out = [f"## 🔄 VM Lifecycle Plan: {action}", "", f"**Impact:** {doc['impact']}", "",
-           "| VM | Namespace | Status Now | Node | RunStrategy | Action |", "|---|---|---|---|---|---|"]
+    out = [
+        f"## 🔄 VM Lifecycle Plan: {action}",
+        "",
+        f"**Impact:** {doc['impact']}",
+        "",
+        "| VM | Namespace | Status Now | Node | RunStrategy | Action |",
+        "|---|---|---|---|---|---|",
+    ]
     for v in doc["vms"]:
-        out.append(f"| {_md(v['name'])} | {_md(v['namespace'])} | {_md(v['status'])} | {_md(v['node'] or '-')} | "
-                   f"{_md(v['run_strategy'] or '-')} | {action} |")
+        out.append(
+            f"| {_md(v['name'])} | {_md(v['namespace'])} | {_md(v['status'])} | {_md(v['node'] or '-')} | "
+            f"{_md(v['run_strategy'] or '-')} | {action} |"
+        )
     out += ["", f"**Total:** {len(doc['vms'])} VM(s) to {action}"]
     if doc["warnings"]:
         out += ["", "**Warnings:**"] + [f"- ⚠ {w}" for w in doc["warnings"]]
@@ -71,13 +87,19 @@ def lifecycle_plan_markdown(doc: dict[str, Any]) -> str:
 
 def lifecycle_results_markdown(results: Iterable[LifecycleResult]) -> str:
     """Results of start / stop / restart as Markdown."""
-    out = ["## VM Lifecycle Results", "", "| VM | Action | Result | Status | RunStrategy | Duration | Message |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "## VM Lifecycle Results",
+        "",
+        "| VM | Action | Result | Status | RunStrategy | Duration | Message |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         icon = "✓" if r.status is LifecycleStatus.DONE else ("=" if r.status is LifecycleStatus.ALREADY else "✗")
-        out.append(f"| {_md(f'{r.namespace}/{r.name}')} | {r.action.value} | {icon} {r.status.value} | "
-                   f"{_md(r.printable_status or '-')} | {_md(r.run_strategy or '-')} | "
-                   f"{duration_text(r.duration_seconds)} | {_md(r.message)} |")
+        out.append(
+            f"| {_md(f'{r.namespace}/{r.name}')} | {r.action.value} | {icon} {r.status.value} | "
+            f"{_md(r.printable_status or '-')} | {_md(r.run_strategy or '-')} | "
+            f"{duration_text(r.duration_seconds)} | {_md(r.message)} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -89,9 +111,12 @@ def unpin_plan_document(namespace: str, name: str, pinned_to: Sequence[str]) -> 
         "namespace": namespace,
         "vm": name,
         "pinned_to": list(pinned_to),
-        "effect": ("removes the required node affinity (kubernetes.io/hostname) a cold migration added; the VM keeps "
-                   "running where it is, and later restarts may place it on any suitable node")
-        if pinned_to else "nothing: the VM has no node pin",
+        "effect": (
+            "removes the required node affinity (kubernetes.io/hostname) a cold migration added; the VM keeps "
+            "running where it is, and later restarts may place it on any suitable node"
+        )
+        if pinned_to
+        else "nothing: the VM has no node pin",
     }
 
 
@@ -100,6 +125,8 @@ def unpin_plan_markdown(doc: dict[str, Any]) -> str:
     ref = f"{doc['namespace']}/{doc['vm']}"
     if not doc["pinned_to"]:
         return f"## 📌 Unpin {ref}\n\n{ref} has no node pin: nothing to do.\n"
-    return (f"## 📌 Unpin {ref}\n\n| VM | Pinned To | After |\n|---|---|---|\n"
-            f"| {_md(ref)} | {_md(', '.join(doc['pinned_to']))} | any suitable node |\n\n"
-            f"**Effect:** {doc['effect']}\n")
+    return (
+        f"## 📌 Unpin {ref}\n\n| VM | Pinned To | After |\n|---|---|---|\n"
+        f"| {_md(ref)} | {_md(', '.join(doc['pinned_to']))} | any suitable node |\n\n"
+        f"**Effect:** {doc['effect']}\n"
+    )

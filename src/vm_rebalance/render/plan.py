@@ -74,8 +74,9 @@ def estimate_seconds(plan: Plan, limits: MigrationLimits | None = None) -> float
     for wave in plan.waves:
         slots = [0.0] * limits.parallel_per_cluster
         per_source: dict[str, list[float]] = {}
-        live = sorted((m for m in wave if m.method is MigrationMethod.LIVE or not m.running),
-                      key=move_seconds, reverse=True)
+        live = sorted(
+            (m for m in wave if m.method is MigrationMethod.LIVE or not m.running), key=move_seconds, reverse=True
+        )
         for m in live:
             # Earliest slot; a source with its outbound limit in flight waits for one of its own to end.
             k = min(range(len(slots)), key=lambda i: slots[i])
@@ -188,16 +189,26 @@ def plan_view(
     limits = limits or MigrationLimits()
     rows: list[tuple[str, ...]] = []
     for m in plan.moves:
-        rows.append((
-            str(m.id), m.vm, m.instance_type or "-", m.source or "(stopped)", "→", m.target,
-            m.method.value.capitalize(), _downtime(m), m.reason,
-        ))
+        rows.append(
+            (
+                str(m.id),
+                m.vm,
+                m.instance_type or "-",
+                m.source or "(stopped)",
+                "→",
+                m.target,
+                m.method.value.capitalize(),
+                _downtime(m),
+                m.reason,
+            )
+        )
     for s in plan.stays[:max_stays]:
         rows.append(("", s.vm, "-", s.node or "(stopped)", "-", "*stays*", "-", "-", s.reason))
     hidden_stays = max(0, len(plan.stays) - max_stays)
 
     changed = [
-        n for n in plan.nodes
+        n
+        for n in plan.nodes
         if n.before != n.after
         or max(n.before.cpu, n.after.cpu) > CPU_WARNING
         or max(n.before.memory, n.after.memory) > MEMORY_WARNING
@@ -205,8 +216,14 @@ def plan_view(
     drained = plan.goal.type is GoalType.DRAIN
     node_rows = tuple(
         (
-            n.name, str(n.before.vms), _pct(n.before.cpu), _pct(n.before.memory), "→",
-            str(n.after.vms), _pct(n.after.cpu), _pct(n.after.memory),
+            n.name,
+            str(n.before.vms),
+            _pct(n.before.cpu),
+            _pct(n.before.memory),
+            "→",
+            str(n.after.vms),
+            _pct(n.after.cpu),
+            _pct(n.after.memory),
             _node_change(n.before.vms, n.after.vms, n.after.cpu, n.after.memory, drained and n.name == plan.goal.node),
         )
         for n in changed[:max_nodes]
@@ -220,8 +237,11 @@ def plan_view(
     summary: list[tuple[str, str]] = [
         ("Total VMs to Rebalance", str(len(plan.moves))),
         ("Live", f"{len(live)} (zero downtime)"),
-        ("Cold", f"{len(cold_running)} (brief downtime)"
-         + (f"; {len(stopped)} stopped VM(s) only pinned" if stopped else "")),
+        (
+            "Cold",
+            f"{len(cold_running)} (brief downtime)"
+            + (f"; {len(stopped)} stopped VM(s) only pinned" if stopped else ""),
+        ),
     ]
     staying = max(total_vms - len(plan.moves) + len(stopped), len(plan.stays))
     if plan.stays:

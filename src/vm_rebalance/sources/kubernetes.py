@@ -62,7 +62,9 @@ class KubernetesSource:
                 self._notes.append(f"{label}: not readable ({exc})")
             except ClusterError as exc:
                 if res in (r.NODE_METRICS, r.POD_METRICS) and exc.status in (500, 503):
-                    self._note_once("metrics.k8s.io is unavailable (metrics-server not ready): utilisation is by requests")
+                    self._note_once(
+                        "metrics.k8s.io is unavailable (metrics-server not ready): utilisation is by requests"
+                    )
                 else:
                     raise
         self._objects = objects
