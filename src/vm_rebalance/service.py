@@ -18,6 +18,7 @@ from vm_rebalance.executor.journal import Journal
 from vm_rebalance.executor.kubevirt import KubeVirtApi
 from vm_rebalance.executor.lifecycle import Action, LifecycleReport, LifecycleResult, run_lifecycle
 from vm_rebalance.executor.runners import ExecutionOptions, unpin_vm
+from vm_rebalance.executor.watch import MigrationWatcher
 from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest, plan_manual_moves, propose_plan
@@ -219,6 +220,7 @@ class Session:
             kubevirt_version=self.state.kubevirt_version,
             journal=journal,
             options=options,
+            waker=MigrationWatcher(self.client),
         )
 
 

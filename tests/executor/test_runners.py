@@ -302,8 +302,15 @@ def test_live_move_on_old_kubevirt_follows_a_migration_kubevirt_started_itself(t
     updater = api.create_migration("default", "kubevirt-workload-update-abc", "web", target=None, plan_id="x")
     api.migrations[("default", "kubevirt-workload-update-abc")]["_dest"] = "n2"  # it follows the new affinity
     created_before = len(api.created)
-    runner = LiveRunner(move, api=api, journal=Journal.open("p1", directory=tmp_path), options=ExecutionOptions(),
-                        report=lambda _e: None, plan_id="p1" * 8, kubevirt_version="v1.5.0")
+    runner = LiveRunner(
+        move,
+        api=api,
+        journal=Journal.open("p1", directory=tmp_path),
+        options=ExecutionOptions(),
+        report=lambda _e: None,
+        plan_id="p1" * 8,
+        kubevirt_version="v1.5.0",
+    )
     runner.begin()
     assert runner.record.migration == updater["metadata"]["name"]
     assert len(api.created) == created_before  # no second migration

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from vm_rebalance.errors import ClusterError
 from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome, Report, ignore
@@ -26,6 +26,16 @@ from vm_rebalance.model import MigrationLimits, MigrationMethod, Move, Plan, pla
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], None]
+
+
+class Waker(Protocol):
+    """Something the executor can wait on between ticks that wakes it early on a change."""
+
+    def start(self) -> None: ...
+
+    def wait(self, timeout_seconds: float) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def plan_id(plan: Plan) -> str:
@@ -65,6 +75,7 @@ class Executor:
         options: ExecutionOptions = ExecutionOptions(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = time.sleep,
+        waker: Waker | None = None,
     ) -> None:
         self.api = api
         self.limits = limits
@@ -73,6 +84,7 @@ class Executor:
         self.options = options
         self.clock = clock
         self.sleep = sleep
+        self.waker = waker
 
     # ----------------------------------------------------------------------- limits
 
@@ -125,6 +137,8 @@ class Executor:
         outcomes: dict[int, Outcome] = {}
         active: dict[int, Runner] = {}
         failed = False
+        if self.waker is not None:
+            self.waker.start()
         try:
             for wave in plan.waves:
                 queue: list[Move] = []
@@ -211,8 +225,12 @@ class Executor:
                             else:
                                 active[move.id] = runner
                     if active or queue:
-                        # also while waiting for a slot held by others' migrations: never spin
-                        self.sleep(self.options.poll_interval_seconds)
+                        # also while waiting for a slot held by others' migrations: never spin.
+                        # With a waker (a migration watch) a change ends the wait at once.
+                        if self.waker is not None:
+                            self.waker.wait(self.options.poll_interval_seconds)
+                        else:
+                            self.sleep(self.options.poll_interval_seconds)
                 if failed:
                     break
         except KeyboardInterrupt:
@@ -225,6 +243,9 @@ class Executor:
                 if runner.outcome is not None:
                     outcomes[move_id] = runner.outcome
             raise ExecutionInterruptedError(self._complete(plan, outcomes), states) from None
+        finally:
+            if self.waker is not None:
+                self.waker.stop()
         result = self._complete(plan, outcomes)
         if all(o.ok or o.status is MoveStatus.SKIPPED for o in result):
             self.journal.finished = True

@@ -256,6 +256,62 @@ class KubeClient:
         except ValueError as exc:
             raise ClusterError(f"the API server sent an unreadable answer to {verb} {resource}") from exc
 
+    def watch_events(
+        self,
+        resource: ApiResource,
+        *,
+        resource_version: str | None = None,
+        timeout_seconds: int = 30,
+        read_timeout_seconds: float = 10.0,
+    ) -> Iterator[dict[str, Any]]:
+        """Watch ``resource`` cluster-wide: yield each event ({"type", "object"}) as it arrives.
+
+        The stream ends when the server closes it (after ``timeout_seconds``) or when nothing
+        arrives for ``read_timeout_seconds``; callers re-watch from the last resourceVersion.
+
+        Raises:
+            ClusterError: the watch could not be opened (a 410 Gone comes back as an ERROR event).
+        """
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout_seconds,
+            "resourceVersion": resource_version,
+        }
+        url_path = resource.path() + "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        try:
+            method_, url, headers_, _, _ = self._api.param_serialize(
+                method="GET",
+                resource_path=url_path,
+                header_params={"Accept": "application/json", "User-Agent": USER_AGENT},
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.rest_client.pool_manager.request(
+                method_,
+                url,
+                headers=headers_,
+                preload_content=False,
+                retries=False,
+                timeout=urllib3.Timeout(connect=self._timeout, read=read_timeout_seconds),
+            )
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise error_for_transport(exc, server=self.server) from None
+        try:
+            if response.status >= 400:
+                raise error_for_status(response.status, response.read(), verb="watch", resource=resource.qualified)
+            buffer = b""
+            try:
+                for chunk in response.stream(4096):
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if line.strip():
+                            yield _loads(line)
+            except (urllib3.exceptions.HTTPError, OSError, ValueError):
+                return  # read timeout or a cut stream: the caller re-watches
+        finally:
+            response.release_conn()
+
     # ------------------------------------------------------------------ typed helpers
 
     def list(
