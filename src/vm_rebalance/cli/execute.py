@@ -9,7 +9,7 @@ stops with exit code 5).
 import dataclasses
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 from rich.live import Live
@@ -19,7 +19,7 @@ from vm_rebalance.cli.approval import approve_plan, ask_with, confirm, require_t
 from vm_rebalance.cli.main import Context, Output, app, ctx_obj, emit_document, progress_printer
 from vm_rebalance.errors import ConfigError, ExecutionIncompleteError, InfeasiblePlanError
 from vm_rebalance.executor.engine import Executor, plan_id
-from vm_rebalance.executor.events import MoveEvent, MoveStatus
+from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome
 from vm_rebalance.executor.journal import Journal, state_dir
 from vm_rebalance.executor.lifecycle import Action
 from vm_rebalance.executor.runners import ExecutionOptions
@@ -115,9 +115,10 @@ def carry_out(
         )
         return
     require_terminal(yes, what)
-    if output is Output.table:
-        c.out.print(render_plan(plan, limits=session.state.limits))
-    approved = approve_plan(c.out, session.state, plan, yes=yes, show=False)
+    # The plan is data in table mode (stdout); with -o json stdout is reserved for the report,
+    # so the plan and every question go to stderr.
+    (c.out if output is Output.table else c.err).print(render_plan(plan, limits=session.state.limits))
+    approved = approve_plan(c.err, session.state, plan, yes=yes, show=False)
     if approved is None:
         c.err.print("cancelled: nothing was changed", highlight=False)
         return
@@ -126,7 +127,7 @@ def carry_out(
     executor = session.executor(approved, options=options, journal_id=journal_id, fresh=fresh_journal)
     current = approved
     first_before = session.state
-    all_outcomes: dict[int, object] = {}
+    all_outcomes: dict[int, Outcome] = {}
     while True:
         result = _run_with_progress(c, session, approved, current, options, executor)
         for o in result.outcomes:
@@ -161,7 +162,7 @@ def carry_out(
         approved,
         outcomes,
         first_before,
-        result.after,  # type: ignore[arg-type]
+        result.after,
         warnings=warnings,
         interrupted=result.interrupted,
     )
@@ -476,31 +477,47 @@ def unpin(
         session.close()
 
 
+_MigrationInFlight = TypedDict(
+    "_MigrationInFlight",
+    {"namespace": str, "name": str, "vm": str, "phase": str, "from": str | None, "to": str | None},
+)
+"""One entry of the status document's ``migrations_in_flight`` ("from" is a keyword, hence the call syntax)."""
+
+
+class _UnfinishedExecution(TypedDict):
+    """One entry of the status document's ``unfinished_executions``."""
+
+    plan_id: str
+    started_at: str
+    moves: dict[str, int]
+
+
 @app.command()
 def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     """Show migrations in flight in the cluster and unfinished vm-rebalance executions."""
     c = ctx_obj(ctx)
     state = service.read_state(c.target, progress=progress_printer(c))
-    journals = []
+    journals: list[_UnfinishedExecution] = []
     directory = state_dir()
     if directory.exists():
         for path in sorted(directory.glob("*.json")):
             try:
-                j = Journal.open(path.stem, directory=directory)
+                journal = Journal.open(path.stem, directory=directory)
             except ConfigError:
                 continue
-            if not j.finished:
+            if not journal.finished:
                 counts: dict[str, int] = {}
-                for rec in j.moves.values():
+                for rec in journal.moves.values():
                     counts[rec.status] = counts.get(rec.status, 0) + 1
-                journals.append({"plan_id": j.plan_id, "started_at": j.started_at, "moves": counts})
+                journals.append({"plan_id": journal.plan_id, "started_at": journal.started_at, "moves": counts})
+    in_flight: list[_MigrationInFlight] = [
+        {"namespace": m.namespace, "name": m.name, "vm": m.vm, "phase": m.phase, "from": m.source, "to": m.target}
+        for m in state.migrations
+    ]
     doc = {
         "apiVersion": "vm-rebalance/v1",
         "kind": "Status",
-        "migrations_in_flight": [
-            {"namespace": m.namespace, "name": m.name, "vm": m.vm, "phase": m.phase, "from": m.source, "to": m.target}
-            for m in state.migrations
-        ],
+        "migrations_in_flight": in_flight,
         "unfinished_executions": journals,
     }
     if output is not Output.table:
@@ -508,7 +525,7 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
         return
     if not state.migrations:
         c.out.print("no migration in flight")
-    for m in doc["migrations_in_flight"]:
+    for m in in_flight:
         c.out.print(
             f"{m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'}) [{m['name']}]",
             highlight=False,
