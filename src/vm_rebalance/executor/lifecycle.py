@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from vm_rebalance.errors import ClusterError, ResourceNotFoundError
 from vm_rebalance.executor.kubevirt import KubeVirtApi, printable_status, vm_run_strategy, vmi_running
@@ -89,7 +90,9 @@ def run_lifecycle(
     return [op.result for op in ops if op.result is not None]
 
 
-def _finish(op: _Op, status: LifecycleStatus, message: str, clock: Callable[[], float], vm: dict | None = None) -> None:  # type: ignore[type-arg]
+def _finish(
+    op: _Op, status: LifecycleStatus, message: str, clock: Callable[[], float], vm: dict[str, Any] | None = None
+) -> None:
     op.result = LifecycleResult(
         namespace=op.namespace,
         name=op.name,

@@ -81,11 +81,11 @@ def _timestamp(value: Any) -> datetime | None:
 def server_duration(migration: dict[str, Any]) -> float | None:
     """A finished migration's duration by the cluster's own clock (creation → final phase)."""
     created = _timestamp((migration.get("metadata") or {}).get("creationTimestamp"))
-    stamps = [
+    parsed = [
         _timestamp(t.get("phaseTransitionTimestamp"))
         for t in (migration.get("status") or {}).get("phaseTransitionTimestamps") or ()
     ]
-    stamps = [s for s in stamps if s]
+    stamps = [s for s in parsed if s]
     if not stamps:
         return None
     start = created or min(stamps)

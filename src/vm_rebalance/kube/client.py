@@ -87,7 +87,8 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
     if not existing:
         if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig and not env:
             try:
-                kube_config.load_incluster_config(client_configuration=configuration)
+                # kubernetes ships py.typed but leaves its config loaders unannotated.
+                kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             except ConfigException as exc:
                 raise ClusterConfigError(f"in-cluster configuration is incomplete: {_sanitize(str(exc), [])}") from exc
             return configuration
@@ -97,7 +98,8 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
         )
     try:
         # Pass the files found now: the client's own default is KUBECONFIG as it was at import time.
-        kube_config.load_kube_config(
+        # (Unannotated in the kubernetes package, although it ships py.typed.)
+        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig or os.pathsep.join(existing),
             context=context,
             client_configuration=configuration,
@@ -141,7 +143,7 @@ class KubeClient:
     def close(self) -> None:
         """Release the connection pool."""
         try:
-            self._api.close()
+            self._api.close()  # type: ignore[no-untyped-call]  # unannotated in the kubernetes package
         except Exception:
             log.debug("closing the API client failed", exc_info=True)
 

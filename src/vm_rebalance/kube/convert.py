@@ -90,7 +90,8 @@ def quantity(value: Any, *, where: str, field: str) -> Decimal:
         ConfigError: malformed, negative or non-finite quantity.
     """
     try:
-        q = parse_quantity(value)
+        # Unannotated in the kubernetes package (which ships py.typed); it returns a Decimal.
+        q: Decimal = parse_quantity(value)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError, InvalidOperation) as exc:
         raise ConfigError(f"{where}: {field} has a malformed quantity {str(value)[:40]!r}") from exc
     if not q.is_finite() or q < 0:

@@ -23,10 +23,11 @@ def status_message(body: Any) -> str:
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if isinstance(body, str):
+        text = body
         try:
-            body = json.loads(body)
+            body = json.loads(text)
         except ValueError:
-            return body.strip()[:MAX_MESSAGE]
+            return text.strip()[:MAX_MESSAGE]
     if isinstance(body, dict):
         return str(body.get("message") or body.get("reason") or "")[:MAX_MESSAGE]
     return ""

@@ -19,7 +19,7 @@ from vm_rebalance.model import ClusterState
 try:
     import orjson
 except ImportError:  # pragma: no cover
-    orjson = None  # type: ignore[assignment]
+    orjson = None  # type: ignore[assignment]  # optional speed-up: None means "use the json module"
 
 SNAPSHOT_API_VERSION = "v1"
 SNAPSHOT_KIND = "List"
@@ -53,7 +53,7 @@ def _json_documents(text: str, where: str) -> list[Any]:
         except orjson.JSONDecodeError:
             pass
     decoder = json.JSONDecoder()
-    docs = []
+    docs: list[Any] = []  # untyped JSON documents, converted by kube.convert
     pos = 0
     length = len(text)
     while True:
@@ -75,7 +75,7 @@ def _yaml_loader(yaml: Any) -> Any:
     """A safe loader that keeps timestamps as strings, as the API serves them (and JSON can write them back)."""
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    class Loader(base):  # type: ignore[misc, valid-type]
+    class Loader(base):  # type: ignore[misc, valid-type]  # base is chosen at run time (C loader if built)
         pass
 
     Loader.yaml_implicit_resolvers = {
