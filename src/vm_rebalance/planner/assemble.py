@@ -144,6 +144,8 @@ def _reason(
         target_text = f"{m.target} {room} ({dim} {_pct(before[t, col])} → {_pct(after[t, col])})"
         if goal.type is GoalType.DRAIN and m.source == goal.node:
             text = f"drains {m.source}; {target_text}"
+        elif goal.type is GoalType.DRAIN and s is not None:
+            text = f"makes room on {m.source} for a VM leaving {goal.node}; {target_text}"
         elif goal.type is GoalType.MANUAL:
             text = f"requested; {target_text}"
         elif s is not None:

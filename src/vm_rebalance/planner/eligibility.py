@@ -218,7 +218,7 @@ def pod_affinity_violations(
         if tsc.when_unsatisfiable != "DoNotSchedule":
             continue
         counts: Counter[str] = Counter()
-        domains = {lbls.get(tsc.topology_key) for lbls in node_labels.values()} - {None}
+        domains = {d for lbls in node_labels.values() if (d := lbls.get(tsc.topology_key)) is not None}
         for node_name, other in residents:
             if other.ref == vm.ref or other.namespace != vm.namespace:
                 continue

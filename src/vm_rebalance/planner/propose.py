@@ -143,6 +143,12 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
         budget=budget + (0 if draining or request.max_migrations is None else 1),
         headroom_limit=100.0 * (1.0 - request.headroom),
         drain_node=drain_index,
+        # Drain: VMs moved to make room are ordinary moves (the cooldown holds them).
+        helper_movable=np.array(
+            [_blocker(v, request, draining=False) is None for v in problem.vms], dtype=bool
+        ).reshape(len(problem.vms))
+        if draining
+        else None,
     )
     pristine = problem.fork()
     steps: list[Step] = strategy(problem, ctx)

@@ -35,16 +35,23 @@ Why best-improvement greedy on an exact objective (and not thresholds or a MIP):
   1-exchange local optimum there, which is why no exact solver was added.
 * `exhaustive` is the same search with no pruning and one move per round: the reference the
   benchmark compares against.
+* Drain (`drain`) is first-fit decreasing onto the best-balancing feasible target; a VM that
+  fits nowhere gets room made for it (`_make_room`): up to ``MAKE_ROOM_HELPERS`` ordinary moves
+  of other VMs off one target, sequenced before it, chosen fewest-cold, fewest, smallest, then
+  best balance. If VMs still stay, smallest-first is tried too and the order that gets more VMs
+  off the node wins.
 """
 
 import heapq
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import combinations
 from typing import Protocol
 
 import numpy as np
 
-from vm_rebalance.planner.eligibility import pod_affinity_violations
+from vm_rebalance.model import MigrationMethod
+from vm_rebalance.planner.eligibility import move_method, pod_affinity_violations
 from vm_rebalance.planner.problem import (
     CPU,
     MEM,
@@ -78,6 +85,9 @@ class SearchContext:
     headroom_limit: float
     """Soft ceiling in percentage points for CPU and memory of a target after a move."""
     drain_node: int | None = None
+    helper_movable: BoolArray | None = None
+    """Drain: VMs that may move to make room for the drained node's VMs (ordinary moves: no
+    cooldown exemption); None means ``movable``."""
     failures: dict[int, str] = field(default_factory=dict)
     """Drain: VMs that could not be placed, with a reason when one is known at search time."""
 
@@ -372,40 +382,300 @@ def exhaustive(problem: Problem, ctx: SearchContext) -> list[Step]:
     return _best_improvement(problem, ctx, exact=True)
 
 
+MAKE_ROOM_HELPERS = 3
+"""Drain: at most this many other VMs move first to make room for one VM leaving the drained node."""
+MAKE_ROOM_TARGETS = 32
+"""Drain: nodes examined per VM when making room (the smallest shortfall first)."""
+MAKE_ROOM_POOL = 10
+"""Drain: a node's residents combined when two or more helpers are needed (best coverage first)."""
+MAKE_ROOM_TRIALS = 4
+"""Drain: room-making plans simulated (among those with the fewest helpers) before taking the best."""
+NO_ROOM = "no room even after moving others"
+
+
 def drain(problem: Problem, ctx: SearchContext) -> list[Step]:
-    """Every movable VM off the drained node, largest first, each to the feasible target that
-    leaves the remaining nodes best balanced (targets that keep the headroom first)."""
+    """Every movable VM off the drained node, each to the feasible target that leaves the
+    remaining nodes best balanced (targets that keep the headroom first).
+
+    A VM that fits nowhere as things stand gets room made for it (`_make_room`): up to
+    ``MAKE_ROOM_HELPERS`` other VMs first move off one target to nodes that can take them, then
+    the VM moves there. Moves made for later VMs can free room for earlier ones, so the VMs left
+    over are retried until a pass places none. Each VM moves at most once.
+
+    Largest first (first-fit decreasing: big VMs have the fewest places to go). When that leaves
+    VMs behind — the other nodes may simply lack the room, or the budget binds — smallest first
+    is tried too, and the order that gets more VMs off the node (then with fewer moves, then the
+    better balance) wins: where not everything can leave, more VMs leave.
+    """
     assert ctx.drain_node is not None
     d = ctx.drain_node
+    on_node = [int(i) for i in np.flatnonzero((problem.pos == d) & ctx.movable)]
+    largest = sorted(on_node, key=lambda i: (-problem.vm_req[i, 1], -problem.vm_req[i, 0], problem.vms[i].ref))
+    smallest = sorted(on_node, key=lambda i: (problem.vm_req[i, 1], problem.vm_req[i, 0], problem.vms[i].ref))
+    best: tuple[tuple[int, int, float], list[Step], dict[int, str]] | None = None
+    for order in (largest, smallest):
+        trial = problem.fork()
+        failures: dict[int, str] = {}
+        steps = _drain_in_order(trial, replace(ctx, failures=failures), order)
+        left = sum(1 for i in on_node if trial.pos[i] == d)
+        key = (left, len(steps), trial.objective(ctx.terms))
+        if best is None or key < best[0]:
+            best = (key, steps, failures)
+        if left == 0:
+            break
+    if best is None:
+        return []
+    for i, t in best[1]:
+        problem.apply(i, t)
+    ctx.failures.update(best[2])
+    return best[1]
+
+
+def _drain_in_order(problem: Problem, ctx: SearchContext, order: list[int]) -> list[Step]:
     steps: list[Step] = []
-    on_node = np.flatnonzero((problem.pos == d) & ctx.movable)
-    # Largest first (first-fit decreasing): big VMs have the fewest places to go.
-    order = sorted(
-        (int(i) for i in on_node),
-        key=lambda i: (-problem.vm_req[i, 1], -problem.vm_req[i, 0], problem.vms[i].ref),
-    )
-    for i in order:
-        if len(steps) >= ctx.budget:
-            ctx.failures[i] = "max-migrations reached before this VM"
-            continue
-        util = problem.utilisation()
-        sums = problem.sums(ctx.terms, util)
-        feasible = problem.class_feasible[problem.vm_class[i]] & problem.eligible
-        feasible[d] = False
-        feasible &= (problem.vm_req[i][None, :] <= problem.free).all(axis=1)
-        targets = np.flatnonzero(feasible)
-        if len(targets) == 0:
-            continue
-        one = np.array([i])
-        after = problem.move_deltas(ctx.terms, sums, one, targets, util)[0]
-        head = _headroom_ok(problem, one, targets, util, ctx.headroom_limit, drain=True)[0]
-        preference = np.lexsort((targets, after, ~head))
-        chosen = next((int(targets[k]) for k in preference if _affinity_ok(problem, i, int(targets[k]))), None)
-        if chosen is None:
-            continue
-        problem.apply(i, chosen)
-        steps.append((i, chosen))
+    moved = np.zeros(len(problem.vms), dtype=bool)
+    pending = order
+    while pending:
+        left: list[int] = []
+        for i in pending:
+            if len(steps) >= ctx.budget:
+                ctx.failures[i] = "max-migrations reached before this VM"
+                left.append(i)
+                continue
+            if not _drain_directly(problem, ctx, i, steps, moved):
+                placed, reason = _make_room(problem, ctx, i, steps, moved)
+                if not placed:
+                    if reason:
+                        ctx.failures[i] = reason
+                    else:
+                        ctx.failures.pop(i, None)
+                    left.append(i)
+                    continue
+            ctx.failures.pop(i, None)
+        if len(left) == len(pending):
+            break
+        pending = left
     return steps
+
+
+def _preferred_target(problem: Problem, ctx: SearchContext, i: int, targets: IntArray) -> int | None:
+    """The target (among capacity- and statically feasible ``targets``) leaving the objective nodes
+    best balanced, those keeping the headroom first, that pod (anti-)affinity and spread allow."""
+    if len(targets) == 0:
+        return None
+    util = problem.utilisation()
+    sums = problem.sums(ctx.terms, util)
+    one = np.array([i])
+    after = problem.move_deltas(ctx.terms, sums, one, targets, util)[0]
+    head = _headroom_ok(problem, one, targets, util, ctx.headroom_limit, drain=True)[0]
+    preference = np.lexsort((targets, after, ~head))
+    return next((int(targets[k]) for k in preference if _affinity_ok(problem, i, int(targets[k]))), None)
+
+
+def _fitting_targets(problem: Problem, i: int, exclude: tuple[int, ...]) -> IntArray:
+    feasible = problem.class_feasible[problem.vm_class[i]].copy()
+    feasible[list(exclude)] = False
+    feasible &= (problem.vm_req[i][None, :] <= problem.free).all(axis=1)
+    return np.flatnonzero(feasible)
+
+
+def _drain_directly(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], moved: BoolArray) -> bool:
+    assert ctx.drain_node is not None
+    chosen = _preferred_target(problem, ctx, i, _fitting_targets(problem, i, (ctx.drain_node,)))
+    if chosen is None:
+        return False
+    problem.apply(i, chosen)
+    moved[i] = True
+    steps.append((i, chosen))
+    return True
+
+
+def _is_cold(vm_index: int, problem: Problem) -> bool:
+    return move_method(problem.vms[vm_index]) is MigrationMethod.COLD
+
+
+CoverKey = tuple[int, int, float]
+"""(cold helpers, helpers, their total cost): lower is better."""
+
+
+def _cheapest_cover(
+    problem: Problem, ctx: SearchContext, residents: IntArray, short: FloatArray, k_max: int
+) -> tuple[CoverKey, list[int]] | None:
+    """The residents whose requests together cover ``short`` with the fewest cold moves, then the
+    fewest moves, then the smallest cost (smaller VMs): at most ``k_max`` of them, or None."""
+    req = problem.vm_req[residents]
+    cold = np.array([_is_cold(int(h), problem) for h in residents], dtype=bool)
+    cost = ctx.cost[residents]
+    best: tuple[CoverKey, list[int]] | None = None
+    covering = np.flatnonzero((req >= short[None, :]).all(axis=1))
+    for r in covering.tolist():
+        key = (int(cold[r]), 1, float(cost[r]))
+        if best is None or key < best[0]:
+            best = (key, [int(residents[r])])
+    if k_max < 2:
+        return best
+    dims = short > 0
+    coverage = (np.minimum(req[:, dims] / short[dims][None, :], 1.0)).sum(axis=1)
+    pool = np.lexsort((residents, cost, -coverage))[:MAKE_ROOM_POOL].tolist()
+    for k in range(2, k_max + 1):
+        if best is not None and best[0][0] == 0 and best[0][1] < k:
+            break  # a live cover with fewer moves exists
+        for combo in combinations(pool, k):
+            rows = list(combo)
+            if not (req[rows].sum(axis=0) >= short).all():
+                continue
+            key = (int(cold[rows].sum()), k, float(cost[rows].sum()))
+            if best is None or key < best[0]:
+                best = (key, sorted(int(residents[r]) for r in rows))
+    return best
+
+
+def _simulate_room(trial: Problem, ctx: SearchContext, i: int, t: int, helpers: list[int]) -> tuple[list[Step], str]:
+    """Move ``helpers`` off ``t`` (largest first, each to its preferred feasible node), then ``i``
+    to ``t``, in ``trial``; the steps, or no steps and why it failed."""
+    assert ctx.drain_node is not None
+    seq: list[Step] = []
+    for h in sorted(helpers, key=lambda h: (-trial.vm_req[h, 1], -trial.vm_req[h, 0], trial.vms[h].ref)):
+        u = _preferred_target(trial, ctx, h, _fitting_targets(trial, h, (t, ctx.drain_node)))
+        if u is None:
+            return [], f"{trial.vms[h].name} would have nowhere to go"
+        trial.apply(h, u)
+        seq.append((h, u))
+    if not (trial.vm_req[i] <= trial.free[t]).all():
+        return [], "moving its movable VMs frees too little"
+    if trial.dynamic[i]:
+        vm = trial.vms[i]
+        reasons = pod_affinity_violations(
+            vm, trial.nodes[t], node_labels=trial.node_labels, residents=trial.residents_for(vm)
+        )
+        if reasons:
+            return [], f"after making room: {reasons[0]}"
+    trial.apply(i, t)
+    seq.append((i, t))
+    return seq, ""
+
+
+def _shortfall(short: FloatArray) -> str:
+    parts = []
+    if short[CPU] > 0:
+        parts.append(f"{short[CPU]:.0f}m CPU")
+    if short[MEM] > 0:
+        parts.append(f"{short[MEM] / 1024**3:.1f}Gi memory")
+    return " and ".join(parts)
+
+
+def _amount(r: FloatArray) -> str:
+    return f"{r[CPU]:.0f}m CPU / {r[MEM] / 1024**3:.1f}Gi"
+
+
+def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], moved: BoolArray) -> tuple[bool, str]:
+    """Place VM ``i`` (on the drained node, fitting nowhere now) by first moving one to
+    ``MAKE_ROOM_HELPERS`` other VMs off a target node.
+
+    Helpers are VMs that may move in an ordinary plan (``ctx.helper_movable``: live-migratable
+    under --live-only, not do-not-move, not in cooldown), not moved yet and not on the drained
+    node. Targets are examined smallest shortfall first; on each, the cover with the fewest cold
+    moves, then the fewest moves, then the smallest VMs. The best few are simulated on a working
+    copy — each helper to its preferred feasible node (every rule, capacity after the earlier
+    moves), then ``i`` — and the one leaving the best balance net of the helpers' cost is applied.
+    Returns (placed, reason): an empty reason when no node lacks only capacity (the placement
+    rules keep the VM here: the caller explains those).
+    """
+    assert ctx.drain_node is not None
+    d = ctx.drain_node
+    need = problem.vm_req[i]
+    static = problem.class_feasible[problem.vm_class[i]].copy()
+    static[d] = False
+    free = problem.free
+    short = np.maximum(need[None, :] - free, 0.0)
+    lacking = static & (short > 0).any(axis=1)
+    if not lacking.any():
+        return False, ""  # room exists: the placement rules keep it here, the caller explains them
+    refused = int((static & ~lacking).sum())
+    big_enough = (problem.alloc >= need[None, :]).all(axis=1)
+    if not (static & big_enough).any():
+        largest = problem.alloc[static].max(axis=0)
+        return False, (
+            f"insufficient allocatable: it needs {_amount(need)}, more than any node it may run on allocates "
+            f"(at most {_amount(largest)})"
+        )
+    total_free = np.maximum(free[static], 0.0).sum(axis=0)
+    if (total_free < need).any():
+        return False, (
+            f"{NO_ROOM}: the {int(static.sum())} node(s) it may run on have {_amount(total_free)} free in total, "
+            f"it needs {_amount(need)}"
+        )
+    lacking &= big_enough
+    all_nodes = np.flatnonzero(lacking)
+    rel = (short[all_nodes] / np.maximum(need, 1.0)[None, :]).max(axis=1)
+    nodes = all_nodes[np.lexsort((all_nodes, rel))][:MAKE_ROOM_TARGETS].tolist()
+    spare = ctx.budget - len(steps) - 1
+    helper_mask = ctx.movable if ctx.helper_movable is None else ctx.helper_movable
+    helper_ok = helper_mask & ~moved & (problem.pos != d)
+    plans: list[tuple[CoverKey, int, list[int]]] = []
+    notes: dict[int, str] = {}
+    over_budget: int | None = None
+    for t in nodes:
+        residents = np.flatnonzero(helper_ok & (problem.pos == t))
+        if len(residents) == 0:
+            notes[t] = "none of its VMs may move"
+            continue
+        fits = (problem.vm_req[residents][:, None, :] <= free[None, :, :]).all(axis=2)
+        fits &= problem.class_feasible[problem.vm_class[residents]]
+        fits[:, [t, d]] = False
+        residents = residents[fits.any(axis=1)]
+        if len(residents) == 0:
+            notes[t] = "its movable VMs fit on no other node"
+            continue
+        cover = _cheapest_cover(problem, ctx, residents, short[t], MAKE_ROOM_HELPERS)
+        if cover is None:
+            notes[t] = f"moving up to {MAKE_ROOM_HELPERS} of its movable VMs frees too little"
+            continue
+        if cover[0][1] > spare:
+            over_budget = cover[0][1] if over_budget is None else min(over_budget, cover[0][1])
+            notes[t] = f"--max-migrations leaves no room for the {cover[0][1]} move(s) that would make room"
+            continue
+        plans.append((cover[0], t, cover[1]))
+    plans.sort(key=lambda p: (p[0], p[1]))
+
+    obj0 = problem.objective(ctx.terms)
+    scale = 2.0 * max(int(problem.obj_mask.sum()), 1) * obj0
+    best: tuple[float, list[Step]] | None = None
+    best_key: tuple[int, int] | None = None
+    successes = 0
+    for key, t, helpers in plans:
+        if best_key is not None and (key[0], key[1]) > best_key:
+            break
+        trial = problem.fork()
+        seq, why = _simulate_room(trial, ctx, i, t, helpers)
+        if not seq:
+            notes[t] = why
+            continue
+        value = -trial.objective(ctx.terms) * scale - float(sum(ctx.cost[h] for h, _ in seq[:-1]))
+        if best is None or value > best[0] + 1e-9 * max(abs(best[0]), 1.0):
+            best = (value, seq)
+        best_key = (key[0], key[1])
+        successes += 1
+        if successes >= MAKE_ROOM_TRIALS:
+            break
+    if best is not None:
+        for h, u in best[1]:
+            problem.apply(h, u)
+            moved[h] = True
+            steps.append((h, u))
+        return True, ""
+    shown = [f"{problem.node_names[t]} lacks {_shortfall(short[t])}: {notes[t]}" for t in nodes[:2] if t in notes]
+    text = f"{NO_ROOM}: " + "; ".join(shown)
+    if len(all_nodes) > len(shown):
+        text += f"; +{len(all_nodes) - len(shown)} more node(s) short of room"
+    too_small = int((static & ~big_enough).sum())
+    if too_small:
+        text += f"; {too_small} node(s) too small for it"
+    if refused:
+        text += f"; {refused} node(s) with room refuse it (pod affinity, anti-affinity or topology spread)"
+    if over_budget is not None:
+        text = f"max-migrations reached: it would need {over_budget} other move(s) first to make room"
+    return False, text
 
 
 STRATEGIES: Mapping[str, Callable[[Problem, SearchContext], list[Step]]] = {
