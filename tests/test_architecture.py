@@ -1,5 +1,6 @@
 """The layer contracts of pyproject.toml hold (import-linter), checked with every test run."""
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -26,3 +27,29 @@ def test_package_import_stays_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_types_are_strict():
+    """mypy --strict (configured in pyproject.toml) over the whole package."""
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(ROOT / ".mypy_cache"), "src/vm_rebalance"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_code_is_linted_and_formatted():
+    """ruff check and ruff format --check (configured in pyproject.toml)."""
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    for args in (["check", "src", "tests", "benchmarks"], ["format", "--check", "src", "tests", "benchmarks"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert result.returncode == 0, f"ruff {' '.join(args)}:\n" + result.stdout[-4000:] + result.stderr[-1000:]
