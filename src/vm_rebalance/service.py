@@ -19,9 +19,17 @@ from vm_rebalance.executor.kubevirt import KubeVirtApi
 from vm_rebalance.executor.lifecycle import Action, LifecycleReport, LifecycleResult, run_lifecycle
 from vm_rebalance.executor.runners import ExecutionOptions, unpin_vm
 from vm_rebalance.executor.watch import MigrationWatcher
+from vm_rebalance.kube import resources as kube_resources
 from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
-from vm_rebalance.planner import ManualMoveRequest, PlanRequest, plan_manual_moves, propose_plan
+from vm_rebalance.planner import (
+    ManualMoveRequest,
+    PlanRequest,
+    plan_manual_moves,
+    propose_plan,
+    retarget_move,
+    skip_move,
+)
 from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HEADROOM
 from vm_rebalance.sources.kubernetes import KubernetesSource
 from vm_rebalance.sources.snapshot_file import SnapshotFileSource, snapshot_document
@@ -389,3 +397,50 @@ def vm_refs(vms: Sequence[str], namespace: str) -> list[tuple[str, str]]:
     if not refs:
         raise ConfigError("name at least one VM")
     return refs
+
+
+def prepare_apply(
+    state: ClusterState,
+    plan: Plan,
+    journal: Journal,
+    *,
+    resume: bool,
+    skip: Sequence[int] = (),
+    retarget: Sequence[tuple[int, str]] = (),
+    sequential: bool = False,
+) -> tuple[Plan, list[str], int]:
+    """A saved plan made ready to execute now: the user's edits, then re-validation.
+
+    On ``resume``, moves the journal records as succeeded or running are not re-validated
+    (their VM may be migrating or already on the target): the executor finishes them from the
+    journal against the cluster; they stay in the plan so the report lists them.
+
+    Returns:
+        The plan to execute, the validation warnings, and how many moves were already done.
+
+    Raises:
+        ConfigError / PlanEditError: an edit names an unknown move or node, or breaks a rule.
+    """
+    for move_id in skip:
+        plan = skip_move(state, plan, move_id)
+    for move_id, node in retarget:
+        plan = retarget_move(state, plan, move_id, node)
+    records = journal.moves.values() if resume else ()
+    done = {rec.id for rec in records if rec.status == "succeeded"}
+    in_flight = {rec.id for rec in records if rec.status == "running"}
+    validated, warnings = validate_against(state, plan, skip_ids=done | in_flight)
+    if done or in_flight:
+        kept = tuple(m for m in plan.moves if m.id in done | in_flight)
+        validated = dataclasses.replace(validated, moves=tuple(sorted(kept + validated.moves, key=lambda m: m.id)))
+    if sequential:
+        validated = dataclasses.replace(validated, sequential=True)
+    return validated, warnings, len(done)
+
+
+def cordon(session: Session, node: str) -> bool:
+    """Mark a node unschedulable (as `kubectl cordon`); False when it already was."""
+    current = session.state.node(node)
+    if current is not None and current.unschedulable:
+        return False
+    session.client.patch(kube_resources.NODES, node, {"spec": {"unschedulable": True}})
+    return True

@@ -23,10 +23,9 @@ from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome
 from vm_rebalance.executor.journal import Journal, state_dir
 from vm_rebalance.executor.lifecycle import Action
 from vm_rebalance.executor.runners import ExecutionOptions
-from vm_rebalance.kube import resources as r
 from vm_rebalance.model import Goal, GoalType, MigrationMethod, Plan
 from vm_rebalance.model.plan import COLD_DOWNTIME
-from vm_rebalance.planner import ManualMoveRequest, PlanRequest, retarget_move, skip_move
+from vm_rebalance.planner import ManualMoveRequest, PlanRequest
 from vm_rebalance.render.execution import (
     ProgressTracker,
     failure_choices_text,
@@ -222,29 +221,17 @@ def apply(
                 f"this plan was started before and did not finish (journal {plan_id(plan)})",
                 hint="continue it with --resume, or re-plan",
             )
-        state = session.state
-        for move_id in skip or ():
-            plan = skip_move(state, plan, move_id)
+        edits = []
         for item in retarget or ():
             number, sep, node = item.partition("=")
-            if not sep or not number.strip().isdigit() or not node:
+            if not sep or not number.strip().isdigit() or not node.strip():
                 raise ConfigError(f"--retarget '{item}' is not N=NODE")
-            plan = retarget_move(state, plan, int(number), node.strip())
-        done = {rec.id for rec in journal.moves.values() if rec.status == "succeeded"} if resume else set()
-        # Moves in flight at the crash are not re-validated (their VM may be migrating or already on
-        # the target): the executor resumes them from the journal against the cluster, and so
-        # finishes them or removes a temporary affinity left behind.
-        in_flight = {rec.id for rec in journal.moves.values() if rec.status == "running"} if resume else set()
-        validated, warnings = service.validate_against(state, plan, skip_ids=done | in_flight)
-        if resume and (done or in_flight):
-            # Keep the finished moves in the plan so the report lists them; the journal skips them.
-            finished = tuple(m for m in plan.moves if m.id in done | in_flight)
-            validated = dataclasses.replace(
-                validated, moves=tuple(sorted(finished + validated.moves, key=lambda m: m.id))
-            )
-            c.err.print(f"resuming: {len(done)} move(s) already done", highlight=False)
-        if sequential:
-            validated = dataclasses.replace(validated, sequential=True)
+            edits.append((int(number), node.strip()))
+        validated, warnings, done = service.prepare_apply(
+            session.state, plan, journal, resume=resume, skip=skip or (), retarget=edits, sequential=sequential
+        )
+        if done:
+            c.err.print(f"resuming: {done} move(s) already done", highlight=False)
         carry_out(
             c,
             session,
@@ -338,13 +325,10 @@ def drain(
         stuck = [s for s in plan.stays if s.node == node]
         for s in stuck:
             c.err.print(f"[yellow]cannot move {s.namespace}/{s.vm}: {s.reason}[/yellow]", highlight=False)
-        node_obj = state.node(node)
 
         def cordon() -> None:
-            if no_cordon or (node_obj is not None and node_obj.unschedulable):
-                return
-            session.client.patch(r.NODES, node, {"spec": {"unschedulable": True}})
-            c.err.print(f"cordoned {node}", highlight=False)
+            if not no_cordon and service.cordon(session, node):
+                c.err.print(f"cordoned {node}", highlight=False)
 
         if not plan.moves and not dry_run and not no_cordon:
             require_terminal(yes, "cordoning the node")
