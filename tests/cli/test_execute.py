@@ -311,3 +311,27 @@ def test_kill_9_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         vmis = [m["spec"]["vmiName"] for m in s.migrations()]
         assert len(vmis) == len(set(vmis)) == 8  # nothing moved twice, nothing lost
         s.assert_clean(pinned=("rwo",))
+
+
+def test_ctrl_c_cancels_the_migration_in_flight_and_exits_130(sim: Sim, tmp_path: Path) -> None:
+    plan = save_plan(sim, tmp_path, [("db", "w3", "live")])
+    sim.cluster.faults.stall_migration("db")  # it would never finish on its own
+    child = spawn(sim, tmp_path, "apply", plan, "--yes")
+    child.expect("Execution Mode", timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not sim.migrations():
+        time.sleep(0.1)  # wait until the migration exists (the live display may not repaint on a dumb terminal)
+    assert sim.migrations()
+    time.sleep(0.5)
+    child.sendintr()
+    child.expect(pexpect.EOF, timeout=60)
+    child.close()
+    assert child.exitstatus == 130, child.before
+    assert "stays on w1" in child.before or "cancelled" in child.before
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        (m.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for m in sim.migrations()
+    ):
+        time.sleep(0.1)
+    assert sim.cluster.recorder.migrations_left_non_final() == []
+    assert sim.node_of("db") == "w1" and sim.running("db")

@@ -335,3 +335,23 @@ def test_malformed_kubeconfig_exits_3(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 3 and out == ""
     assert "kubeconfig is not valid YAML" in _one_error_line(err)
     assert "private-kubeconfig" not in err and TOKEN not in err
+
+
+def test_ctrl_c_exits_130(capsys):
+    from vm_rebalance.cli import main as cli_main
+
+    cli_main._register()
+
+    @cli_main.app.command("test-interrupt", hidden=True)
+    def _interrupt() -> None:
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(SystemExit) as info:
+            cli_main.run(["test-interrupt"])
+    finally:
+        cli_main.app.registered_commands[:] = [
+            c for c in cli_main.app.registered_commands if c.name != "test-interrupt"
+        ]
+    assert info.value.code == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -155,7 +155,13 @@ def run(argv: list[str] | None = None) -> NoReturn:
     err = Console(stderr=True)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, prog_name="vm-rebalance", standalone_mode=False)
+        # Without standalone mode click/typer *return* an exit code for Exit (typer turns Ctrl-C
+        # into Exit(130)) instead of raising it.
+        returned = app(args=argv, prog_name="vm-rebalance", standalone_mode=False)
+        if isinstance(returned, int) and not isinstance(returned, bool) and returned != 0:
+            if returned == ExitCode.INTERRUPTED:
+                err.print("interrupted")
+            raise SystemExit(returned)
     except RebalanceError as error:
         fail(err, error)
     except _ABORT:
