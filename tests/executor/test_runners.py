@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
+from vm_rebalance.errors import ClusterError
 from vm_rebalance.executor.events import MoveEvent, MoveStatus
 from vm_rebalance.executor.journal import Journal
 from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, TEMP_PIN_ANNOTATION, existing_node_pin
@@ -319,3 +320,91 @@ def test_live_move_on_old_kubevirt_follows_a_migration_kubevirt_started_itself(t
     assert runner.outcome is not None and runner.outcome.status is MoveStatus.SUCCEEDED
     assert api.node_of("web") == "n2"
     assert TEMP_PIN_ANNOTATION not in (api.get_vm("default", "web")["metadata"].get("annotations") or {})
+
+
+def test_cold_failure_after_the_stop_starts_the_vm_again_and_a_retry_finishes_the_move(journal: Journal) -> None:
+    """Review finding: a failed pin must not leave the VM stopped, and the retry must still start it."""
+    api, clock = FakeKubeVirt(lifecycle_polls=1), FakeClock()
+    api.add_vm("web", "w1")
+    original_patch = api.patch_vm_guarded
+    calls = {"n": 0}
+
+    def forbidden_once(vm, ops):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ClusterError("forbidden: cannot patch virtualmachines.kubevirt.io", status=403)
+        return original_patch(vm, ops)
+
+    api.patch_vm_guarded = forbidden_once  # type: ignore[method-assign]
+    first = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    drive(first, clock)
+    assert first.outcome is not None and not first.outcome.ok
+    assert "started again" in (first.outcome.error or "")
+    assert api.calls.count(("start", "web")) == 1  # restarted after the failed pin
+
+    # The retry (same journal) remembers the VM was running and so starts it on the target.
+    retry = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    assert retry.record.was_running is True
+    drive(retry, clock)
+    assert retry.outcome is not None and retry.outcome.ok, retry.outcome
+    assert api.node_of("web") == "w2"
+
+
+def test_live_move_survives_transient_read_errors_and_gives_up_safely_after_many(tmp_path: Path) -> None:
+    from vm_rebalance.executor.engine import Executor
+    from vm_rebalance.model import MigrationLimits, Plan
+    from vm_rebalance.model.plan import Basis, Goal, GoalType
+
+    def run(failures: int):
+        api, clock = FakeKubeVirt(polls_to_finish=2), FakeClock()
+        api.clock = clock
+        api.add_vm("db", "n1")
+        real_get, real_active = api.get_migration, api.active_migrations
+        left = {"n": failures}
+
+        def flaky(*args, **kwargs):
+            if left["n"] > 0:
+                left["n"] -= 1
+                raise ClusterError("the API server is unavailable (503)", status=503)
+            return real_get(*args, **kwargs)
+
+        def no_list():
+            raise ClusterError("list failed", status=503)
+
+        api.get_migration = flaky  # type: ignore[method-assign]
+        api.active_migrations = no_list  # type: ignore[method-assign]
+        plan = Plan(goal=Goal(type=GoalType.MANUAL), basis=Basis.REQUESTS, moves=(live_move(1, "db", "n1", "n2"),))
+        ex = Executor(
+            api,
+            limits=MigrationLimits(),
+            kubevirt_version=api.version,
+            journal=Journal.open(f"p{failures}", directory=tmp_path),
+            options=ExecutionOptions(poll_interval_seconds=1.0),
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        return api, ex.run(plan), real_active
+
+    api, outcomes, _ = run(3)
+    assert outcomes[0].ok and api.node_of("db") == "n2"
+    api, outcomes, _ = run(10_000)
+    assert not outcomes[0].ok and "kept failing" in (outcomes[0].error or "")
+
+
+def test_the_live_timeout_follows_the_clusters_completion_timeout(journal: Journal) -> None:
+    from vm_rebalance.executor.engine import Executor
+    from vm_rebalance.model import MigrationLimits
+
+    api = FakeKubeVirt()
+    ex = Executor(
+        api, limits=MigrationLimits(completion_timeout_per_gib_seconds=300), kubevirt_version="v1.6.0", journal=journal
+    )
+    assert ex.options.per_gib == 300
+    ex = Executor(
+        api,
+        limits=MigrationLimits(completion_timeout_per_gib_seconds=300),
+        kubevirt_version="v1.6.0",
+        journal=journal,
+        options=ExecutionOptions(timeout_per_gib_seconds=60),
+    )
+    assert ex.options.per_gib == 60  # the user's --timeout-per-gib wins

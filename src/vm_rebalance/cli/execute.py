@@ -13,6 +13,7 @@ from typing import Annotated, TypedDict
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 
 from vm_rebalance import service
 from vm_rebalance.cli.approval import approve_plan, ask_with, confirm, require_terminal
@@ -41,8 +42,10 @@ NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json (the final report).")]
 
 
-def _options(sequential: bool, replace_affinity: bool, unpin_after: bool, timeout_per_gib: float) -> ExecutionOptions:
-    if timeout_per_gib <= 0:
+def _options(
+    sequential: bool, replace_affinity: bool, unpin_after: bool, timeout_per_gib: float | None
+) -> ExecutionOptions:
+    if timeout_per_gib is not None and timeout_per_gib <= 0:
         raise ConfigError("--timeout-per-gib must be positive")
     return ExecutionOptions(
         sequential=sequential,
@@ -54,7 +57,7 @@ def _options(sequential: bool, replace_affinity: bool, unpin_after: bool, timeou
 
 def _print_warnings(c: Context, warnings: list[str] | tuple[str, ...]) -> None:
     for w in warnings:
-        c.err.print(f"[yellow]⚠ {w}[/yellow]", highlight=False)
+        c.err.print(f"[yellow]⚠ {escape(w)}[/yellow]", highlight=False)
 
 
 def _run_with_progress(
@@ -198,8 +201,13 @@ def apply(
         bool, typer.Option("--unpin", help="Remove cold moves' node pins right after success.")
     ] = False,
     timeout_per_gib: Annotated[
-        float, typer.Option("--timeout-per-gib", help="Live migration timeout, seconds per GiB of guest memory.")
-    ] = 150.0,
+        float | None,
+        typer.Option(
+            "--timeout-per-gib",
+            help="Live migration timeout, seconds per GiB of guest memory (default: the cluster's "
+            "completionTimeoutPerGiB, 150 if unset).",
+        ),
+    ] = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
@@ -292,7 +300,7 @@ def move(
             dry_run=dry_run,
             output=output,
             what="this move",
-            options=_options(sequential, replace_affinity, unpin_after, 150.0),
+            options=_options(sequential, replace_affinity, unpin_after, None),
         )
     finally:
         session.close()
@@ -324,7 +332,7 @@ def drain(
         )
         stuck = [s for s in plan.stays if s.node == node]
         for s in stuck:
-            c.err.print(f"[yellow]cannot move {s.namespace}/{s.vm}: {s.reason}[/yellow]", highlight=False)
+            c.err.print(f"[yellow]cannot move {s.namespace}/{s.vm}: {escape(s.reason)}[/yellow]", highlight=False)
 
         def cordon() -> None:
             if not no_cordon and service.cordon(session, node):
@@ -343,7 +351,7 @@ def drain(
             dry_run=dry_run,
             output=output,
             what=f"draining {node}",
-            options=_options(sequential, False, False, 150.0),
+            options=_options(sequential, False, False, None),
             before_execute=cordon,
         )
         if stuck:

@@ -9,6 +9,7 @@ failure no new move starts, running ones finish, and the rest is reported not at
 The executor decides nothing about placement: it carries out the plan's moves as given.
 """
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from vm_rebalance.errors import ClusterError
 from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome, Report, ignore
 from vm_rebalance.executor.journal import Journal
 from vm_rebalance.executor.kubevirt import KubeVirtApi
-from vm_rebalance.executor.runners import ExecutionOptions, Runner, runner_for
+from vm_rebalance.executor.runners import MAX_CONSECUTIVE_ERRORS, ExecutionOptions, Runner, runner_for
 from vm_rebalance.model import MigrationLimits, MigrationMethod, Move, Plan, plan_to_document
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,11 @@ class Executor:
         self.limits = limits
         self.kubevirt_version = kubevirt_version
         self.journal = journal
+        # The live-migration timeout follows the cluster's completionTimeoutPerGiB unless the user set one.
+        if options.timeout_per_gib_seconds is None:
+            options = dataclasses.replace(
+                options, timeout_per_gib_seconds=float(limits.completion_timeout_per_gib_seconds)
+            )
         self.options = options
         self.clock = clock
         self.sleep = sleep
@@ -124,6 +130,24 @@ class Executor:
 
     # ----------------------------------------------------------------------- run
 
+    @staticmethod
+    def _step(runner: Runner, listed: Any, errors: dict[int, int]) -> bool:
+        """One tick of a runner; an API error is "unknown this tick" until it repeats too often."""
+        try:
+            done = runner.step(listed)
+        except ClusterError as exc:
+            errors[runner.move.id] = errors.get(runner.move.id, 0) + 1
+            log.debug("move %s: cluster read failed (%s)", runner.move.id, exc)
+            if errors[runner.move.id] < MAX_CONSECUTIVE_ERRORS:
+                return False
+            try:
+                runner.give_up(f"the cluster kept failing to answer ({exc})")
+            except ClusterError as again:
+                runner.finish(MoveStatus.FAILED, error=f"the cluster kept failing to answer ({again})")
+            return True
+        errors.pop(runner.move.id, None)
+        return done
+
     def run(self, plan: Plan, report: Report = ignore) -> list[Outcome]:
         """Carry the plan out; returns one Outcome per move (in plan order).
 
@@ -136,6 +160,7 @@ class Executor:
         pid = self.journal.plan_id
         outcomes: dict[int, Outcome] = {}
         active: dict[int, Runner] = {}
+        errors: dict[int, int] = {}
         failed = False
         if self.waker is not None:
             self.waker.start()
@@ -176,7 +201,7 @@ class Executor:
                         }
                     )
                     for move_id, runner in list(active.items()):
-                        if runner.step(by_key):
+                        if self._step(runner, by_key, errors):
                             assert runner.outcome is not None
                             outcomes[move_id] = runner.outcome
                             del active[move_id]
@@ -215,15 +240,19 @@ class Executor:
                                 kubevirt_version=self.kubevirt_version,
                             )
                             queue.remove(move)
-                            runner.begin()
+                            # In `active` before it acts, so that Ctrl-C during begin() is cleaned up too.
+                            active[move.id] = runner
+                            try:
+                                runner.begin()
+                            except ClusterError as exc:
+                                runner.give_up(f"could not start the move: {exc}")
                             if runner.outcome is not None:
+                                del active[move.id]
                                 outcomes[move.id] = runner.outcome
                                 if not runner.outcome.ok:
                                     failed = True
                                     queue.clear()
                                     break
-                            else:
-                                active[move.id] = runner
                     if active or queue:
                         # also while waiting for a slot held by others' migrations: never spin.
                         # With a waker (a migration watch) a change ends the wait at once.

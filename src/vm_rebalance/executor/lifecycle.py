@@ -109,13 +109,13 @@ def _begin(api: KubeVirtApi, op: _Op, report: LifecycleReport, clock: Callable[[
     ref = f"{op.namespace}/{op.name}"
     try:
         vm = api.get_vm(op.namespace, op.name)
+        running = vmi_running(api.get_vmi(op.namespace, op.name))
     except ResourceNotFoundError:
         _finish(op, LifecycleStatus.NOT_FOUND, f"VM '{op.name}' does not exist in namespace '{op.namespace}'", clock)
         return
     except ClusterError as exc:
         _finish(op, LifecycleStatus.FAILED, str(exc), clock)
         return
-    running = vmi_running(api.get_vmi(op.namespace, op.name))
     try:
         if op.action is Action.START:
             if running:

@@ -39,14 +39,18 @@ from vm_rebalance.model import GIB, MigrationMethod, Move
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+DEFAULT_TIMEOUT_PER_GIB = 150.0
+MAX_CONSECUTIVE_ERRORS = 8
+"""A move is given up (safely) after this many ticks in a row whose reads of it all failed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionOptions:
     """How moves are carried out."""
 
-    timeout_per_gib_seconds: float = 150.0
-    """Live migration timeout per GiB of guest memory (KubeVirt's completionTimeoutPerGiB default)."""
+    timeout_per_gib_seconds: float | None = None
+    """Live migration timeout per GiB of guest memory; None: the cluster's completionTimeoutPerGiB
+    (KubeVirt CR), which the executor fills in (KubeVirt's default is 150)."""
     min_timeout_seconds: float = 120.0
     stop_timeout_seconds: float = 300.0
     start_timeout_seconds: float = 600.0
@@ -62,7 +66,12 @@ class ExecutionOptions:
     def live_timeout(self, move: Move) -> float:
         """How long a live migration of this move may take."""
         gib = max(move.guest_memory_bytes, move.memory_bytes) / GIB
-        return max(self.min_timeout_seconds, self.timeout_per_gib_seconds * gib)
+        return max(self.min_timeout_seconds, self.per_gib * gib)
+
+    @property
+    def per_gib(self) -> float:
+        """The timeout per GiB in force."""
+        return self.timeout_per_gib_seconds if self.timeout_per_gib_seconds is not None else DEFAULT_TIMEOUT_PER_GIB
 
     def live_estimate(self, move: Move) -> float:
         """A rough duration estimate for progress displays."""
@@ -212,6 +221,10 @@ class Runner:
         """Stop as safely as possible on Ctrl-C; return what state the VM is left in."""
         raise NotImplementedError
 
+    def give_up(self, reason: str) -> None:  # pragma: no cover - overridden
+        """End the move as failed because the cluster kept refusing to answer, leaving the VM safe."""
+        raise NotImplementedError
+
 
 class LiveRunner(Runner):
     """A live migration through a VirtualMachineInstanceMigration aimed at the target node."""
@@ -337,8 +350,8 @@ class LiveRunner(Runner):
             return self.finish(
                 MoveStatus.FAILED,
                 final_node=self.move.source,
-                error=f"timed out after {timeout:.0f}s (150 s per GiB); the migration was cancelled "
-                f"and the VM stays on {self.move.source}",
+                error=f"timed out after {timeout:.0f}s ({self.options.per_gib:.0f} s per GiB); the migration was "
+                f"cancelled and the VM stays on {self.move.source}",
             )
         self.emit(phase or "Pending", estimate=self.options.live_estimate(self.move))
         return False
@@ -350,6 +363,17 @@ class LiveRunner(Runner):
         self._cleanup_temporary_affinity()
         self.finish(MoveStatus.FAILED, error="interrupted: migration cancelled")
         return f"{self.move.namespace}/{self.move.vm}: migration cancelled, stays on {self.move.source}"
+
+    def give_up(self, reason: str) -> None:
+        """Cancel the migration (best effort) so that nothing keeps running unobserved."""
+        try:
+            if self.record.migration:
+                self.api.delete_migration(self.move.namespace, self.record.migration)
+            self._cleanup_temporary_affinity()
+            left = f"the migration was cancelled; the VM stays on {self.move.source}"
+        except ClusterError:
+            left = f"migration {self.record.migration} may still be running: check `vm-rebalance status`"
+        self.finish(MoveStatus.FAILED, error=f"{reason}; {left}")
 
 
 def _rejection(exc: ClusterError) -> str:
@@ -407,20 +431,42 @@ class ColdRunner(Runner):
                 "replacing it needs your approval (--replace-affinity)",
             )
             return
-        self.save(original_run_strategy=vm_run_strategy(vm), was_running=was_running)
+        # A retry keeps what the first attempt saw: a VM that attempt stopped is still "was running".
+        if self.record.was_running is None:
+            self.save(original_run_strategy=vm_run_strategy(vm), was_running=was_running)
         if was_running:
+            # Journal first: a crash right after the stop request must resume at "stopping".
+            self.save(step="stopping")
             try:
                 self.api.stop_vm(ns, name)
             except ClusterError as exc:
                 if "not running" not in str(exc):
+                    self.save(step="init")
                     self.finish(
                         MoveStatus.FAILED, error=f"stopping the VM failed: {exc}; it keeps running on {vmi_node(vmi)}"
                     )
                     return
-            self.save(step="stopping")
             self.emit("stopping VM", estimate=60.0)
         else:
             self.save(step="pin")
+
+    def _recover(self) -> str:
+        """After a failure between stop and start: start the VM again (never leave it stopped by us)."""
+        ns, name = self.move.namespace, self.move.vm
+        if not self.record.was_running or self.record.step not in ("stopping", "pin"):
+            return ""
+        try:
+            self.api.start_vm(ns, name)
+        except ClusterError as exc:
+            if "already running" in str(exc):
+                return "; the VM is running"
+            return f"; the VM is STOPPED and could not be restarted ({exc}) — start it with `vm-rebalance start`"
+        where = "on the target (pinned)" if self.record.pinned else "where the scheduler places it (not pinned)"
+        return f"; the VM was started again {where}"
+
+    def give_up(self, reason: str) -> None:
+        """End the move as failed, restarting the VM if it was stopped by this move."""
+        self.finish(MoveStatus.FAILED, error=f"{reason}{self._recover()}")
 
     def step(self, active: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> bool:
         """Advance the cold-migration state machine by one read."""
@@ -440,11 +486,11 @@ class ColdRunner(Runner):
                     self.emit("stopped")
                     return False
                 if self.elapsed > self.options.stop_timeout_seconds:
-                    return self.finish(
-                        MoveStatus.FAILED,
-                        error=f"the VM did not stop within {self.options.stop_timeout_seconds:.0f}s "
-                        f"(status {printable_status(vm)}); it was asked to stop and is not pinned",
+                    reason = (
+                        f"the VM did not stop within {self.options.stop_timeout_seconds:.0f}s "
+                        f"(status {printable_status(vm)}); it is not pinned"
                     )
+                    return self.finish(MoveStatus.FAILED, error=reason + self._recover())
                 self.emit("stopping VM")
                 return False
             if step == "pin":
@@ -464,7 +510,17 @@ class ColdRunner(Runner):
                         duration=0.0,
                         notes=("the VM was stopped: it is only pinned and will start on the target",),
                     )
-                self.api.start_vm(ns, name)
+                try:
+                    self.api.start_vm(ns, name)
+                except ClusterError as exc:
+                    if "already running" not in str(exc):
+                        raise
+                    # It was started meanwhile (an earlier attempt's recovery, or someone else)
+                    # before the pin could place it: stop it again, then pin and start.
+                    self.save(step="stopping")
+                    self.api.stop_vm(ns, name)
+                    self.emit("the VM was running again: stopping it")
+                    return False
                 self.save(step="starting")
                 self.emit("starting VM on target", estimate=30.0)
                 return False
@@ -495,7 +551,7 @@ class ColdRunner(Runner):
                 self.emit("starting VM on target")
                 return False
         except ClusterError as exc:
-            return self.finish(MoveStatus.FAILED, error=f"{exc} (cold move stopped at step '{step}')")
+            return self.finish(MoveStatus.FAILED, error=f"{exc} (cold move stopped at step '{step}'){self._recover()}")
         return self.finish(MoveStatus.FAILED, error=f"unknown journal step '{step}'")
 
     def _restore_run_strategy(self) -> None:
