@@ -211,14 +211,16 @@ def test_duration_grows_with_memory_and_dirty_rate() -> None:
 
 def test_cancel_before_handoff_fails_and_removes_the_migration() -> None:
     c = two_nodes()
-    migrate(c, "web", "m1")
+    uid = migrate(c, "web", "m1")["metadata"]["uid"]
     c.step(1)
     assert phase(c, "m1") == "Scheduling"
     c.store.delete(VMIMS, "default", "m1")
     assert c.store.get(VMIMS, "default", "m1")["metadata"]["deletionTimestamp"]
     c.step(1)
     assert c.store.try_get(VMIMS, "default", "m1") is None
-    assert c.recorder.migration_phases[next(iter(c.recorder.migration_phases))][-1] == "Failed"
+    (failed,) = c.recorder.entries("migration-failed")
+    assert failed.message == "default/m1" and failed.details["reason"] == "Migration failed due to being canceled"
+    assert uid not in c.recorder.migration_phases  # the recorder forgets deleted migrations
     assert [p["spec"].get("nodeName") for p in c.live_launcher_pods(c.store.get(VMIS, "default", "web"))] == ["w1"]
     assert any(e["message"] == "Migration failed due to being canceled" for e in c.store.list(EVENTS)[0])
 
@@ -244,6 +246,13 @@ def test_only_five_finished_migrations_per_vmi_are_kept() -> None:
         assert c.run_until(lambda i=i: done(c, f"m{i}"), timeout_seconds=120)
     left = sorted(m["metadata"]["name"] for m in c.store.list(VMIMS)[0])
     assert left == ["m2", "m3", "m4", "m5", "m6"]
+    # The garbage-collected migrations are pruned from the recorder and the controller; the peaks stay.
+    live_uids = {m["metadata"]["uid"] for m in c.store.list(VMIMS)[0]}
+    assert set(c.recorder.migration_phases) == live_uids
+    assert all(phases[-1] == "Succeeded" for phases in c.recorder.migration_phases.values())
+    assert set(c.migrations.runs) <= live_uids
+    assert c.recorder.peak_running_migrations == 1
+    assert c.recorder.peak_outbound_per_node == {"w1": 1, "w2": 1}
 
 
 @pytest.mark.parametrize(
@@ -372,6 +381,7 @@ def test_evacuation_node_name_triggers_an_evacuation_migration() -> None:
     vmi = c.store.get(VMIS, "default", "web")
     assert vmi["status"]["nodeName"] == "w2" and "evacuationNodeName" not in vmi["status"]
     assert len(c.store.list(VMIMS)[0]) == 1
+    assert not c.migrations.evacuating and not c.migrations._evacuation_attempts
 
 
 def test_cordon_adds_and_uncordon_removes_the_unschedulable_taint() -> None:

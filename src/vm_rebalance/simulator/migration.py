@@ -43,7 +43,8 @@ DEFAULT_BANDWIDTH_BYTES_PER_SECOND = GIB
 class MigrationRun:
     """Controller-private bookkeeping of one migration."""
 
-    def __init__(self, order: int, fault: MigrationFault | None) -> None:
+    def __init__(self, uid: str, order: int, fault: MigrationFault | None) -> None:
+        self.uid = uid  # the VMIM's metadata.uid (the key of MigrationController.runs)
         self.order = order
         self.fault = fault
         self.source_node = ""
@@ -144,7 +145,7 @@ class MigrationController:
                 self._order += 1
                 vmi_name = (vmim.get("spec") or {}).get("vmiName", "")
                 fault = self.cluster.faults.take_migration_fault(vmim["metadata"].get("namespace", ""), vmi_name)
-                self.runs[uid] = MigrationRun(self._order, fault)
+                self.runs[uid] = MigrationRun(uid, self._order, fault)
         items.sort(key=lambda m: self.runs[m["metadata"]["uid"]].order)
         running, outbound = self._running_counts()
         for vmim in items:
@@ -174,11 +175,11 @@ class MigrationController:
             status = (vmi or {}).get("status") or {}
             target = status.get("evacuationNodeName")
             if vmi is None or not target:
-                self.evacuating.discard(ident)
+                self._stop_evacuating(ident)
                 continue
             if status.get("nodeName") != target:
                 self.store.mutate(VMIS, ns, name, lambda o: o["status"].pop("evacuationNodeName", None))
-                self.evacuating.discard(ident)
+                self._stop_evacuating(ident)
                 continue
             in_flight = any(
                 (m.get("spec") or {}).get("vmiName") == name
@@ -207,6 +208,10 @@ class MigrationController:
                 continue
             created = self.store.create(VMIMS, mutated)
             self.cluster.recorder.record("evacuation", f"{ns}/{name}", migration=created["metadata"]["name"])
+
+    def _stop_evacuating(self, ident: Ident) -> None:
+        self.evacuating.discard(ident)
+        self._evacuation_attempts.pop(ident, None)
 
     def _running_counts(self) -> tuple[int, dict[str, int]]:
         total = 0
@@ -516,7 +521,7 @@ class MigrationController:
         target_known: bool = False,
         target_address: bool = False,
     ) -> None:
-        vmim_uid = next((u for u, r in self.runs.items() if r is run), "")
+        vmim_uid = run.uid
 
         def update(o: Obj) -> None:
             st = o.setdefault("status", {})

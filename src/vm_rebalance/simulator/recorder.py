@@ -5,6 +5,7 @@ counted from the VMIM phases as a client would see them, and capacity from the b
 """
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,11 @@ VMIMS = ("kubevirt.io", "virtualmachineinstancemigrations")
 #: VMIM phases KubeVirt counts against the parallel-migration limits (kubevirt-api.md §3.3 IsRunning).
 NOT_RUNNING_PHASES = frozenset({"", "Pending", "Succeeded", "Failed", "WaitingForSync", "Synchronizing"})
 FINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+#: The event log keeps the newest entries only, so a long-running ``simulator serve`` stays bounded.
+MAX_LOG_ENTRIES = 50_000
+#: Likewise for the capacity overruns (each one is a transition of a node+resource into overrun).
+MAX_CAPACITY_OVERRUNS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +55,15 @@ class Recorder:
         self._store = store
         self._now = now
         self._lock = threading.Lock()
-        self.log: list[LogEntry] = []
+        self.log: deque[LogEntry] = deque(maxlen=MAX_LOG_ENTRIES)
+        self.log_total = 0  # entries ever recorded, including those the bounded log has dropped
         self.capacity_overruns: list[CapacityOverrun] = []
+        self.capacity_overruns_total = 0  # overruns ever recorded, including trimmed ones
+        self._overrun: set[tuple[str, str]] = set()  # (node, resource) currently over allocatable
         self.peak_running_migrations = 0
         self.peak_outbound_per_node: dict[str, int] = {}
         self.peak_inbound_per_node: dict[str, int] = {}
-        self.migration_phases: dict[str, list[str]] = {}  # VMIM uid -> phases seen, in order
+        self.migration_phases: dict[str, list[str]] = {}  # live VMIM uid -> phases seen, in order
         self._running: dict[str, tuple[str, str]] = {}  # VMIM uid -> (source node, target node)
         self._baseline_running: set[tuple[str, str]] = set()
         self._accounting = accounting
@@ -67,9 +76,10 @@ class Recorder:
         """Append to the event log."""
         with self._lock:
             self.log.append(LogEntry(self._now(), kind, message, details))
+            self.log_total += 1
 
     def entries(self, kind: str | None = None) -> list[LogEntry]:
-        """Log entries, optionally of one kind."""
+        """Log entries (the newest :data:`MAX_LOG_ENTRIES`), optionally of one kind."""
         with self._lock:
             return [e for e in self.log if kind is None or e.kind == kind]
 
@@ -115,8 +125,8 @@ class Recorder:
                 "peak_running_migrations": self.peak_running_migrations,
                 "peak_outbound_per_node": dict(self.peak_outbound_per_node),
                 "peak_inbound_per_node": dict(self.peak_inbound_per_node),
-                "capacity_overruns": len(self.capacity_overruns),
-                "log_entries": len(self.log),
+                "capacity_overruns": self.capacity_overruns_total,
+                "log_entries": self.log_total,
             }
 
     # -- store feeds ---------------------------------------------------------------------------------------------
@@ -126,11 +136,16 @@ class Recorder:
             return
         uid = event.obj["metadata"].get("uid", "")
         phase = (event.obj.get("status") or {}).get("phase") or ""
+        deleted = event.type == "DELETED"
         with self._lock:
-            phases = self.migration_phases.setdefault(uid, [])
-            if not phases or phases[-1] != phase:
-                phases.append(phase)
-            running = event.type != "DELETED" and phase not in NOT_RUNNING_PHASES
+            if deleted:
+                # Deleted (cancelled or garbage-collected): forget its history so it does not pile up.
+                self.migration_phases.pop(uid, None)
+            else:
+                phases = self.migration_phases.setdefault(uid, [])
+                if not phases or phases[-1] != phase:
+                    phases.append(phase)
+            running = not deleted and phase not in NOT_RUNNING_PHASES
             if running and uid not in self._running:
                 self._running[uid] = self._endpoints(event.obj)
             elif not running:
@@ -168,6 +183,8 @@ class Recorder:
     def _check_node(self, node_name: str) -> None:
         node = self._store.try_get(NODES, None, node_name, copy=False)
         if node is None:
+            with self._lock:
+                self._overrun = {key for key in self._overrun if key[0] != node_name}
             return
         a_cpu, a_mem, a_kvm, _ = node_allocatable(node)
         u_cpu, u_mem, u_kvm, _ = self._accounting.usage(node_name)
@@ -176,6 +193,14 @@ class Recorder:
             ("memory", u_mem, a_mem),
             ("devices.kubevirt.io/kvm", u_kvm, a_kvm),
         ):
-            if used > alloc and (resource != "devices.kubevirt.io/kvm" or u_kvm):
-                with self._lock:
+            key = (node_name, resource)
+            over = used > alloc and (resource != "devices.kubevirt.io/kvm" or bool(u_kvm))
+            with self._lock:
+                if not over:
+                    self._overrun.discard(key)
+                elif key not in self._overrun:  # record the transition into overrun, once
+                    self._overrun.add(key)
                     self.capacity_overruns.append(CapacityOverrun(self._now(), node_name, resource, used, alloc))
+                    self.capacity_overruns_total += 1
+                    if len(self.capacity_overruns) > MAX_CAPACITY_OVERRUNS:
+                        del self.capacity_overruns[: len(self.capacity_overruns) - MAX_CAPACITY_OVERRUNS]
