@@ -154,7 +154,16 @@ def validate_against(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int]
                 break
         warnings.append(w)
     moves = tuple(dataclasses.replace(m, id=ids[(m.namespace, m.vm)]) for m in checked.moves)
-    validated = dataclasses.replace(checked, goal=plan.goal, moves=moves, stays=plan.stays, sequential=plan.sequential)
+    validated = dataclasses.replace(
+        checked,
+        goal=plan.goal,
+        moves=moves,
+        stays=plan.stays,
+        sequential=plan.sequential,
+        max_parallel=plan.max_parallel,
+        headroom=plan.headroom,
+        keep_order=plan.keep_order,
+    )
     return validated, warnings
 
 

@@ -76,6 +76,9 @@ def sample_plan() -> Plan:
         metrics_after={"cpu_stddev": 4.2, "memory_stddev": 7.3},
         warnings=("batch above 5 VMs",),
         sequential=True,
+        max_parallel=2,
+        headroom=0.35,
+        keep_order=True,
     )
 
 
@@ -85,6 +88,10 @@ def sample_plan() -> Plan:
         pytest.param(sample_plan(), id="full"),
         pytest.param(Plan(goal=Goal(type=GoalType.CPU), basis=Basis.REQUESTS), id="empty"),
         pytest.param(Plan(goal=Goal(type=GoalType.DRAIN, node="w1"), basis=Basis.USAGE), id="drain"),
+        pytest.param(
+            Plan(goal=Goal(type=GoalType.CPU), basis=Basis.REQUESTS, max_parallel=1, headroom=0.0),
+            id="options",
+        ),
     ],
 )
 def test_round_trip(plan: Plan) -> None:
@@ -122,6 +129,38 @@ def test_document_shape_matches_design() -> None:
         "after": {"vms": 3, "cpu": 0.68, "memory": 0.59},
     }
     assert doc["metrics"]["before"]["cpu_stddev"] == 22.1
+    assert doc["options"] == {"max_parallel": 2, "headroom": 0.35, "keep_order": True}
+
+
+def test_plan_options_default_and_round_trip() -> None:
+    plan = Plan(goal=Goal(type=GoalType.CPU), basis=Basis.USAGE)
+    assert (plan.max_parallel, plan.headroom, plan.keep_order) == (None, 0.20, False)
+    doc = plan_to_document(plan)
+    assert doc["options"] == {"max_parallel": None, "headroom": 0.2, "keep_order": False}
+    back = plan_from_document(json.loads(json.dumps(plan_to_document(sample_plan()))))
+    assert (back.max_parallel, back.headroom, back.keep_order) == (2, 0.35, True)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(None, id="null"),
+        pytest.param({}, id="empty"),
+        pytest.param("absent", id="absent"),
+    ],
+)
+def test_documents_without_options_use_the_defaults(options: Any) -> None:
+    doc = plan_to_document(sample_plan())
+    if options == "absent":
+        del doc["options"]
+    else:
+        doc["options"] = options
+    plan = plan_from_document(doc)
+    assert (plan.max_parallel, plan.headroom, plan.keep_order) == (None, 0.20, False)
+    # Documents written from then on carry the (default) options and round-trip.
+    again = plan_to_document(plan)
+    assert again["options"] == {"max_parallel": None, "headroom": 0.2, "keep_order": False}
+    assert plan_to_document(plan_from_document(again)) == again
 
 
 def test_waves_and_lookup() -> None:
@@ -162,6 +201,16 @@ def test_waves_and_lookup() -> None:
             ),
             "unique",
             id="duplicate-ids",
+        ),
+        pytest.param(
+            lambda: Plan(goal=Goal(type=GoalType.CPU), basis=Basis.USAGE, max_parallel=0),
+            "max_parallel",
+            id="max-parallel-zero",
+        ),
+        pytest.param(
+            lambda: Plan(goal=Goal(type=GoalType.CPU), basis=Basis.USAGE, headroom=1.0),
+            "headroom",
+            id="headroom-one",
         ),
     ],
 )
@@ -226,6 +275,12 @@ def _without_move_field(name: str) -> dict[str, Any]:
         ),
         pytest.param(_doc(metrics=[1]), "malformed", id="metrics-not-object"),
         pytest.param(_doc(goal={"type": "drain"}), "drain", id="drain-without-node"),
+        pytest.param(_doc(options=[1]), "options", id="options-not-object"),
+        pytest.param(_doc(options={"max_parallel": "two"}), r"options\.max_parallel", id="max-parallel-not-int"),
+        pytest.param(_doc(options={"max_parallel": 0}), r"options\.max_parallel", id="max-parallel-zero"),
+        pytest.param(_doc(options={"headroom": "lots"}), r"options\.headroom", id="headroom-not-number"),
+        pytest.param(_doc(options={"headroom": 1.5}), r"options\.headroom", id="headroom-out-of-range"),
+        pytest.param(_doc(options={"keep_order": "yes"}), r"options\.keep_order", id="keep-order-not-bool"),
     ],
 )
 def test_malformed_documents_name_the_field(doc: Any, match: str) -> None:
@@ -236,8 +291,9 @@ def test_malformed_documents_name_the_field(doc: Any, match: str) -> None:
 def test_optional_move_fields_default() -> None:
     doc = plan_to_document(sample_plan())
     doc["moves"] = [{"id": 7, "vm": "a", "namespace": "n", "from": "w1", "to": "w2", "method": "live"}]
-    del doc["stays"], doc["nodes"], doc["metrics"], doc["warnings"], doc["sequential"]
+    del doc["stays"], doc["nodes"], doc["metrics"], doc["warnings"], doc["sequential"], doc["options"]
     plan = plan_from_document(doc)
     (move,) = plan.moves
     assert (move.wave, move.cpu, move.memory_bytes, move.downtime, move.running) == (1, 0.0, 0, "<1s", True)
     assert plan.stays == () and plan.nodes == () and plan.warnings == () and not plan.sequential
+    assert (plan.max_parallel, plan.headroom, plan.keep_order) == (None, 0.20, False)

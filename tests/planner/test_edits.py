@@ -94,6 +94,102 @@ def test_edited_plans_round_trip():
     assert plan_to_document(plan_from_document(doc)) == doc
 
 
+def _limited(state, **kw):
+    return propose_plan(state, PlanRequest(goal=Goal(type=GoalType.BALANCED), **kw))
+
+
+def _other_target(plan, move):
+    return next(n for n in ("worker-2", "worker-3", "worker-4") if n != move.target)
+
+
+def test_the_plan_carries_its_request_options():
+    state = _state()
+    plan = _limited(state, max_parallel=1, headroom=0.9)
+    assert (plan.max_parallel, plan.headroom, plan.keep_order) == (1, 0.9, False)
+    assert [m.wave for m in plan.moves] == list(range(1, len(plan.moves) + 1))
+    default = _plan(state)
+    assert (default.max_parallel, default.headroom, default.keep_order) == (None, 0.20, False)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda s, p: reorder_moves(s, p, [m.id for m in reversed(p.moves)]), id="reorder"),
+        pytest.param(lambda s, p: skip_move(s, p, p.moves[0].id), id="skip"),
+        pytest.param(lambda s, p: retarget_move(s, p, p.moves[0].id, _other_target(p, p.moves[0])), id="retarget"),
+    ],
+)
+def test_max_parallel_and_headroom_survive_every_edit(edit):
+    state = _state()
+    plan = _limited(state, max_parallel=1, headroom=0.9)
+    assert any("headroom of 90%" in w for w in plan.warnings)
+    edited = edit(state, plan)
+    assert (edited.max_parallel, edited.headroom) == (1, 0.9)
+    # One move per wave, as the request asked (not all in wave 1).
+    assert all(len(w) == 1 for w in edited.waves)
+    assert len(edited.waves) == len(edited.moves) > 1
+    # The headroom warning is recomputed with the request's headroom, not the 20 % default.
+    assert any("headroom of 90%" in w for w in edited.warnings)
+    assert not any("headroom of 20%" in w for w in edited.warnings)
+    assert violations(state, edited) == []
+    # ... and they survive the document too.
+    loaded = plan_from_document(plan_to_document(edited))
+    assert (loaded.max_parallel, loaded.headroom, loaded.keep_order) == (1, 0.9, edited.keep_order)
+
+
+def _sized_state():
+    nodes = [make_node(f"worker-{i}") for i in range(1, 5)]
+    vms = [make_vm(f"vm-{k}", node="worker-1", vcpus=4, memory_gi=2 + k, request_cpu=1.5) for k in range(8)]
+    return make_state(nodes, vms)
+
+
+def _largest_first(plan):
+    return [m.id for m in sorted(plan.moves, key=lambda m: -m.guest_memory_bytes)]
+
+
+def test_an_explicit_order_survives_a_later_skip_and_retarget():
+    state = _sized_state()
+    plan = _plan(state)
+    order = _largest_first(plan)
+    assert [m.id for m in plan.moves] != order  # the planner runs the smallest first
+    reordered = reorder_moves(state, plan, order)
+    assert reordered.keep_order
+    assert [m.id for m in reordered.moves] == order
+    skipped = skip_move(state, reordered, order[1])
+    assert skipped.keep_order
+    assert [m.id for m in skipped.moves] == [i for i in order if i != order[1]]
+    first = skipped.move(order[0])
+    retargeted = retarget_move(state, skipped, first.id, _other_target(skipped, first))
+    assert retargeted.keep_order
+    assert [m.id for m in retargeted.moves] == [m.id for m in skipped.moves]
+    # Through the document as well (apply --skip reads a saved plan).
+    loaded = plan_from_document(plan_to_document(reordered))
+    assert loaded.keep_order
+    assert [m.id for m in skip_move(state, loaded, order[1]).moves] == [m.id for m in skipped.moves]
+
+
+def test_an_explicit_order_with_max_parallel_survives_a_skip():
+    state = _sized_state()
+    plan = _limited(state, max_parallel=2)
+    order = _largest_first(plan)
+    skipped = skip_move(state, reorder_moves(state, plan, order), order[0])
+    assert [m.id for m in skipped.moves] == order[1:]
+    assert max(len(w) for w in skipped.waves) <= 2
+    assert [m.wave for m in skipped.moves] == sorted(m.wave for m in skipped.moves)
+
+
+def test_a_document_without_options_loads_with_defaults_and_edits():
+    state = _state()
+    doc = plan_to_document(_limited(state, max_parallel=1, headroom=0.5))
+    assert doc["options"] == {"max_parallel": 1, "headroom": 0.5, "keep_order": False}
+    del doc["options"]
+    old = plan_from_document(doc)
+    assert (old.max_parallel, old.headroom, old.keep_order) == (None, 0.20, False)
+    edited = skip_move(state, old, old.moves[0].id)
+    assert (edited.max_parallel, edited.headroom, edited.keep_order) == (None, 0.20, False)
+    assert violations(state, edited) == []
+
+
 @pytest.mark.parametrize(
     "request_, fragment",
     [

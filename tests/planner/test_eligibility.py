@@ -531,6 +531,26 @@ def test_symmetric_anti_affinity_uses_the_hostname_of_unlabelled_nodes() -> None
     assert reasons == ["anti-affinity of b against it on kubernetes.io/hostname=bare"]
 
 
+def test_hostname_topology_spread_counts_nodes_without_the_hostname_label() -> None:
+    """Spread on kubernetes.io/hostname sees every node as its own domain, labelled or not (as anti-affinity does)."""
+    placement = Placement(
+        topology_spread=(
+            TopologySpreadConstraint(
+                max_skew=1,
+                topology_key="kubernetes.io/hostname",
+                when_unsatisfiable="DoNotSchedule",
+                label_selector=LabelSelector(match_labels={"app": "web"}),
+            ),
+        )
+    )
+    vm = make_vm("new", node="n3", labels={"app": "web"}, placement=placement)
+    unlabelled: dict[str, dict[str, str]] = {"n1": {}, "n2": {}, "n3": {}}
+    residents = [("n1", _labelled("w1", "n1", app="web"))]
+    crowded = pod_affinity_violations(vm, make_node("n1"), node_labels=unlabelled, residents=residents)
+    assert crowded == ["topology spread on kubernetes.io/hostname would exceed maxSkew 1"]
+    assert pod_affinity_violations(vm, make_node("n2"), node_labels=unlabelled, residents=residents) == []
+
+
 def test_fit_reasons_sees_residents_anti_affinity() -> None:
     n1, n2 = make_node("n1"), make_node("n2")
     guard = _guard("b", "n1", _term(app="web"))

@@ -143,6 +143,19 @@ def test_cold_moves_are_avoided_when_live_ones_do_almost_as_well():
     assert plan.moves and all(m.method is MigrationMethod.LIVE for m in plan.moves)
 
 
+def test_a_huge_live_vm_is_not_treated_as_cold():
+    """2 TiB of guest memory makes a move expensive, but it stays live: no live-only re-plan drops it."""
+    nodes = [make_node(f"worker-{i}", cpu=256, memory_gi=8192) for i in (1, 2)]
+    vms = [make_vm("huge", node="worker-1", vcpus=16, memory_gi=2048)]
+    vms += [make_vm(f"half-{k}", node="worker-1", vcpus=8, memory_gi=1024) for k in range(2)]
+    state = make_state(nodes, vms)
+    plan = _plan(state, GoalType.MEMORY)
+    # One live move of the huge VM balances perfectly; the two halves would need two moves.
+    assert [(m.vm, m.method) for m in plan.moves] == [("huge", MigrationMethod.LIVE)]
+    assert not any("cold migration" in w for w in plan.warnings)
+    assert violations(state, plan) == []
+
+
 def test_taints_and_node_selectors_are_respected():
     nodes = [
         make_node("worker-1"),

@@ -19,6 +19,9 @@ LIVE_DOWNTIME = "<1s"
 COLD_DOWNTIME = "~30-60s"
 NO_DOWNTIME = "none"
 
+DEFAULT_PLAN_HEADROOM = 0.20
+"""A plan's soft headroom when its document does not say (older documents)."""
+
 
 class GoalType(StrEnum):
     """What the automatic planner optimises."""
@@ -139,11 +142,21 @@ class Plan:
     warnings: tuple[str, ...] = ()
     sequential: bool = False
     """Execute one move at a time (the user asked, or the plan requires it)."""
+    max_parallel: int | None = None
+    """At most this many moves per wave (None: as many as capacity allows); kept so edits honour it."""
+    headroom: float = DEFAULT_PLAN_HEADROOM
+    """The soft headroom the plan was made for (warnings); kept so edits honour it."""
+    keep_order: bool = False
+    """The moves follow an explicit user order (waves never reorder them); kept across later edits."""
 
     def __post_init__(self) -> None:
         ids = [m.id for m in self.moves]
         if len(ids) != len(set(ids)):
             raise ValueError("move ids must be unique")
+        if self.max_parallel is not None and self.max_parallel < 1:
+            raise ValueError("max_parallel must be >= 1")
+        if not 0.0 <= self.headroom < 1.0:
+            raise ValueError("headroom must be in [0, 1)")
 
     @property
     def waves(self) -> tuple[tuple[Move, ...], ...]:
@@ -156,7 +169,20 @@ class Plan:
         return next((m for m in self.moves if m.id == move_id), None)
 
     def __hash__(self) -> int:
-        return hash((self.goal, self.basis, self.moves, self.stays, self.nodes, self.warnings))
+        return hash(
+            (
+                self.goal,
+                self.basis,
+                self.moves,
+                self.stays,
+                self.nodes,
+                self.warnings,
+                self.sequential,
+                self.max_parallel,
+                self.headroom,
+                self.keep_order,
+            )
+        )
 
 
 def _load_to_document(load: NodeLoad) -> dict[str, Any]:
@@ -171,6 +197,7 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
         "goal": {"type": plan.goal.type.value, "weights": dict(plan.goal.weights), "node": plan.goal.node},
         "basis": plan.basis.value,
         "sequential": plan.sequential,
+        "options": {"max_parallel": plan.max_parallel, "headroom": plan.headroom, "keep_order": plan.keep_order},
         "moves": [
             {
                 "id": m.id,
@@ -219,6 +246,29 @@ def _load_from_document(doc: Any, where: str) -> NodeLoad:
         return NodeLoad(int(_req(doc, "vms", where)), float(_req(doc, "cpu", where)), float(_req(doc, "memory", where)))
     except (TypeError, ValueError) as exc:
         raise PlanDocumentError(f"{where}: {exc}") from exc
+
+
+def _options_from_document(doc: Any) -> tuple[int | None, float, bool]:
+    """(max_parallel, headroom, keep_order) of the optional "options" object; defaults when absent."""
+    if doc is None:
+        return None, DEFAULT_PLAN_HEADROOM, False
+    if not isinstance(doc, Mapping):
+        raise PlanDocumentError("options: must be an object")
+    raw_parallel = doc.get("max_parallel")
+    raw_headroom = doc.get("headroom")
+    raw_keep = doc.get("keep_order", False)
+    if raw_parallel is not None and (isinstance(raw_parallel, bool) or not isinstance(raw_parallel, int)):
+        raise PlanDocumentError(f"options.max_parallel: expected an integer or null, got {raw_parallel!r}")
+    if raw_headroom is not None and (isinstance(raw_headroom, bool) or not isinstance(raw_headroom, int | float)):
+        raise PlanDocumentError(f"options.headroom: expected a number, got {raw_headroom!r}")
+    if not isinstance(raw_keep, bool):
+        raise PlanDocumentError(f"options.keep_order: expected true or false, got {raw_keep!r}")
+    headroom = DEFAULT_PLAN_HEADROOM if raw_headroom is None else float(raw_headroom)
+    if raw_parallel is not None and raw_parallel < 1:
+        raise PlanDocumentError(f"options.max_parallel: must be >= 1, got {raw_parallel}")
+    if not 0.0 <= headroom < 1.0:
+        raise PlanDocumentError(f"options.headroom: must be in [0, 1), got {headroom}")
+    return raw_parallel, headroom, raw_keep
 
 
 def plan_from_document(doc: Any) -> Plan:
@@ -284,6 +334,7 @@ def plan_from_document(doc: Any) -> Plan:
             for i, n in enumerate(doc.get("nodes") or [])
         )
         metrics = doc.get("metrics") or {}
+        max_parallel, headroom, keep_order = _options_from_document(doc.get("options"))
         return Plan(
             goal=goal,
             basis=basis,
@@ -294,6 +345,9 @@ def plan_from_document(doc: Any) -> Plan:
             metrics_after=MappingProxyType({k: float(v) for k, v in (metrics.get("after") or {}).items()}),
             warnings=tuple(str(w) for w in doc.get("warnings") or ()),
             sequential=bool(doc.get("sequential", False)),
+            max_parallel=max_parallel,
+            headroom=headroom,
+            keep_order=keep_order,
         )
     except PlanDocumentError:
         raise

@@ -289,17 +289,23 @@ def assemble_plan(
         metrics_after=MappingProxyType(plan_metrics(problem, after, goal)),
         warnings=tuple(dict.fromkeys(all_warnings)),
         sequential=options.sequential,
+        max_parallel=options.max_parallel,
+        headroom=options.headroom,
+        keep_order=options.keep_order,
     )
 
 
 def drafts_from_plan(state: ClusterState, plan: Plan) -> list[DraftMove]:
     """The plan's moves as drafts, in execution order (wave, then position), resolved against ``state``.
 
+    A plan with ``keep_order`` (an explicit user order) keeps its moves exactly in the order given.
+
     Raises:
         KeyError: naming a VM of the plan that is not in ``state``.
     """
     out = []
-    for m in sorted(plan.moves, key=lambda m: m.wave):
+    ordered = plan.moves if plan.keep_order else sorted(plan.moves, key=lambda m: m.wave)
+    for m in ordered:
         vm = state.vm(m.namespace, m.vm)
         if vm is None:
             raise KeyError(f"{m.namespace}/{m.vm}")

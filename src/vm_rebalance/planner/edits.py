@@ -5,7 +5,7 @@ every wave), after-state, metrics and warnings. Move ids stay stable across edit
 several edits can name moves by the ids the user saw first.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError
@@ -67,15 +67,29 @@ def _drafts(state: ClusterState, plan: Plan) -> list[DraftMove]:
         ) from exc
 
 
+def plan_options(plan: Plan, *, keep_order: bool = False) -> PlanOptions:
+    """The assembly options ``plan`` was made with, for recomputing it after an edit.
+
+    ``keep_order`` switches an explicit order on (a reorder); once on, it stays on.
+    """
+    return PlanOptions(
+        headroom=plan.headroom,
+        sequential=plan.sequential,
+        max_parallel=plan.max_parallel,
+        keep_order=plan.keep_order or keep_order,
+    )
+
+
 def _rebuild(
     state: ClusterState,
     plan: Plan,
     drafts: Sequence[DraftMove],
     stays: Sequence[Stay],
     *,
-    keep_order: bool,
-    blame: str,
+    blame: Callable[[DraftMove, WaveError], PlanEditError],
+    keep_order: bool = False,
 ) -> Plan:
+    """``plan`` recomputed with ``drafts`` and ``stays``; a move that no longer fits is explained by ``blame``."""
     try:
         return assemble_plan(
             state,
@@ -84,16 +98,22 @@ def _rebuild(
             moves=drafts,
             stays=stays,
             warnings=_kept_warnings(plan),
-            options=PlanOptions(sequential=plan.sequential, keep_order=keep_order),
+            options=plan_options(plan, keep_order=keep_order),
             renumber=False,
         )
     except WaveError as exc:
-        d = drafts[exc.index]
-        raise PlanEditError(
-            f"{blame}: move {d.id} ({d.vm.ref} → {d.target}) no longer fits: {exc}",
+        raise blame(drafts[exc.index], exc) from exc
+
+
+def _no_longer_fits(what: str) -> Callable[[DraftMove, WaveError], PlanEditError]:
+    def blame(d: DraftMove, exc: WaveError) -> PlanEditError:
+        return PlanEditError(
+            f"{what}: move {d.id} ({d.vm.ref} → {d.target}) no longer fits: {exc}",
             blocking=[f"move {d.id}"],
             hint=f"skip move {d.id} too, or retarget it",
-        ) from exc
+        )
+
+    return blame
 
 
 def _find(plan: Plan, move_id: int) -> int:
@@ -123,7 +143,7 @@ def skip_move(state: ClusterState, plan: Plan, move_id: int) -> Plan:
             reason=f"move {move_id} skipped by the user",
         ),
     ]
-    return _rebuild(state, plan, drafts, stays, keep_order=False, blame=f"skipping move {move_id}")
+    return _rebuild(state, plan, drafts, stays, blame=_no_longer_fits(f"skipping move {move_id}"))
 
 
 def retarget_move(state: ClusterState, plan: Plan, move_id: int, node: str) -> Plan:
@@ -150,27 +170,16 @@ def retarget_move(state: ClusterState, plan: Plan, move_id: int, node: str) -> P
             hint="choose another node",
         )
     drafts[index] = DraftMove(vm=d.vm, source=d.source, target=node, method=d.method, id=d.id)
-    try:
-        return assemble_plan(
-            state,
-            goal=plan.goal,
-            basis=plan.basis,
-            moves=drafts,
-            stays=plan.stays,
-            warnings=_kept_warnings(plan),
-            options=PlanOptions(sequential=plan.sequential),
-            renumber=False,
-        )
-    except WaveError as exc:
-        bad = drafts[exc.index]
+
+    def blame(bad: DraftMove, exc: WaveError) -> PlanEditError:
         who = (
             f"{d.vm.ref} cannot go to {node}"
             if bad.id == move_id
-            else (f"then move {bad.id} ({bad.vm.ref} → {bad.target}) no longer fits")
+            else f"then move {bad.id} ({bad.vm.ref} → {bad.target}) no longer fits"
         )
-        raise PlanEditError(
-            f"move {move_id}: {who}: {exc}", blocking=list(exc.reasons), hint="choose another node"
-        ) from exc
+        return PlanEditError(f"move {move_id}: {who}: {exc}", blocking=list(exc.reasons), hint="choose another node")
+
+    return _rebuild(state, plan, drafts, plan.stays, blame=blame)
 
 
 def reorder_moves(state: ClusterState, plan: Plan, order: Sequence[int]) -> Plan:
@@ -190,7 +199,7 @@ def reorder_moves(state: ClusterState, plan: Plan, order: Sequence[int]) -> Plan
     by_id = {d.id: d for d in drafts}
     rest = [d for d in drafts if d.id not in set(order)]
     new = [by_id[i] for i in order] + rest
-    return _rebuild(state, plan, new, plan.stays, keep_order=True, blame="the new order")
+    return _rebuild(state, plan, new, plan.stays, blame=_no_longer_fits("the new order"), keep_order=True)
 
 
 def _live_refusal(vm: VirtualMachine) -> str | None:

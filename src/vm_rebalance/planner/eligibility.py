@@ -218,11 +218,11 @@ def pod_affinity_violations(
         if tsc.when_unsatisfiable != "DoNotSchedule":
             continue
         counts: Counter[str] = Counter()
-        domains = {d for lbls in node_labels.values() if (d := lbls.get(tsc.topology_key)) is not None}
+        domains = {d for name in node_labels if (d := _domain(node_labels, name, tsc.topology_key)) is not None}
         for node_name, other in residents:
             if other.ref == vm.ref or other.namespace != vm.namespace:
                 continue
-            value = node_labels.get(node_name, {}).get(tsc.topology_key)
+            value = _domain(node_labels, node_name, tsc.topology_key)
             if value is not None and tsc.label_selector.matches(other.labels):
                 counts[value] += 1
         target = labels.get(tsc.topology_key)

@@ -124,14 +124,14 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
 
     blockers = [_blocker(v, request, draining=draining) for v in problem.vms]
     movable = np.array([b is None for b in blockers], dtype=bool).reshape(len(problem.vms))
-    cost = np.array(
-        [
-            MOVE_COST
-            + COST_PER_GIB * v.guest_memory_bytes / GIB
-            + (COLD_RUNNING_COST if move_method(v) is MigrationMethod.COLD else 0.0)
-            for v in problem.vms
-        ],
-        dtype=np.float64,
+    # Cold by method, never by cost: cost also grows with guest memory, so a huge live VM would look cold.
+    is_cold = np.array([move_method(v) is MigrationMethod.COLD for v in problem.vms], dtype=bool).reshape(
+        len(problem.vms)
+    )
+    cost = (
+        MOVE_COST
+        + COST_PER_GIB * np.array([v.guest_memory_bytes for v in problem.vms], dtype=np.float64) / GIB
+        + np.where(is_cold, COLD_RUNNING_COST, 0.0)
     ).reshape(len(problem.vms))
     budget = len(problem.vms) if request.max_migrations is None else request.max_migrations
     drain_index = problem.node_index[str(goal.node)] if draining else None
@@ -139,6 +139,7 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
         terms=objective_terms(goal),
         movable=movable,
         cost=cost,
+        is_cold=is_cold,
         # One more than allowed: tells whether the budget cut the plan short.
         budget=budget + (0 if draining or request.max_migrations is None else 1),
         headroom_limit=100.0 * (1.0 - request.headroom),
@@ -153,10 +154,10 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
     pristine = problem.fork()
     steps: list[Step] = strategy(problem, ctx)
     search_ctx = ctx
-    cold = [i for i, _ in steps if cost[i] >= COLD_RUNNING_COST]
+    cold = [i for i, _ in steps if is_cold[i]]
     if cold and not draining:
         # A cold move of a running VM must buy a lot of balance: try the plan without them.
-        live_ctx = replace(ctx, movable=ctx.movable & (cost < COLD_RUNNING_COST), failures={})
+        live_ctx = replace(ctx, movable=ctx.movable & ~is_cold, failures={})
         live_problem = pristine.fork()
         live_steps = strategy(live_problem, live_ctx)
         base = pristine.objective(ctx.terms)

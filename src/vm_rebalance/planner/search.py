@@ -50,8 +50,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vm_rebalance.model import MigrationMethod
-from vm_rebalance.planner.eligibility import move_method, pod_affinity_violations
+from vm_rebalance.planner.eligibility import pod_affinity_violations
 from vm_rebalance.planner.problem import (
     CPU,
     MEM,
@@ -81,6 +80,8 @@ class SearchContext:
     """Per VM of the problem: may the search move it."""
     cost: FloatArray
     """Per VM: the cost of moving it, in squared-deviation units (see module docstring)."""
+    is_cold: BoolArray
+    """Per VM: it moves cold (`eligibility.move_method`); never inferred from ``cost``."""
     budget: int
     headroom_limit: float
     """Soft ceiling in percentage points for CPU and memory of a target after a move."""
@@ -490,10 +491,6 @@ def _drain_directly(problem: Problem, ctx: SearchContext, i: int, steps: list[St
     return True
 
 
-def _is_cold(vm_index: int, problem: Problem) -> bool:
-    return move_method(problem.vms[vm_index]) is MigrationMethod.COLD
-
-
 CoverKey = tuple[int, int, float]
 """(cold helpers, helpers, their total cost): lower is better."""
 
@@ -504,7 +501,7 @@ def _cheapest_cover(
     """The residents whose requests together cover ``short`` with the fewest cold moves, then the
     fewest moves, then the smallest cost (smaller VMs): at most ``k_max`` of them, or None."""
     req = problem.vm_req[residents]
-    cold = np.array([_is_cold(int(h), problem) for h in residents], dtype=bool)
+    cold = ctx.is_cold[residents]
     cost = ctx.cost[residents]
     best: tuple[CoverKey, list[int]] | None = None
     covering = np.flatnonzero((req >= short[None, :]).all(axis=1))
@@ -732,7 +729,12 @@ def refine_under_budget(pristine: Problem, steps: list[Step], ctx: SearchContext
             busy = np.zeros(len(p.vms), dtype=bool)
             busy[[i for i, _ in rest]] = True
             sub = SearchContext(
-                terms=terms, movable=ctx.movable & ~busy, cost=ctx.cost, budget=1, headroom_limit=ctx.headroom_limit
+                terms=terms,
+                movable=ctx.movable & ~busy,
+                cost=ctx.cost,
+                is_cold=ctx.is_cold,
+                budget=1,
+                headroom_limit=ctx.headroom_limit,
             )
             added = _best_improvement(p, sub, exact=False)
             if not added:
