@@ -3,6 +3,8 @@
 Tests import them with ``from rawobjects import node_obj, vm_obj, …``.
 """
 
+import copy
+import json
 from typing import Any
 
 
@@ -280,3 +282,32 @@ def small_cluster() -> list[dict[str, Any]]:
 
 def as_list(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": objects}
+
+
+SECRET = "hunter2"
+"""A value that a snapshot must never hold (see `with_secrets`)."""
+
+
+def with_secrets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``objects`` as a real API serves them: every pod has a secret env value, init
+    container, command and volume, every object managedFields and kubectl's last-applied annotation."""
+    out = copy.deepcopy(objects)
+    for obj in out:
+        meta = obj.setdefault("metadata", {})
+        meta["managedFields"] = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+        meta.setdefault("annotations", {})["kubectl.kubernetes.io/last-applied-configuration"] = json.dumps(
+            {"password": SECRET}
+        )
+        if obj["kind"] != "Pod":
+            continue
+        spec = obj["spec"]
+        for container in spec["containers"]:
+            container["env"] = [{"name": "PASSWORD", "value": SECRET}]
+            container["args"] = [f"--password={SECRET}"]
+            container["image"] = "registry.example/app:1"
+        spec["initContainers"] = [
+            {"name": "init", "env": [{"name": "TOKEN", "value": SECRET}], "resources": {"requests": {"cpu": "10m"}}}
+        ]
+        spec["volumes"] = [{"name": "creds", "secret": {"secretName": SECRET}}]
+        obj["status"]["podIP"] = "10.0.0.9"
+    return out

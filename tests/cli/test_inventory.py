@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from fakeapi import TOKEN, FakeApi, free_port, write_kubeconfig
-from rawobjects import as_list, node_obj, small_cluster
+from rawobjects import SECRET, as_list, migration_obj, node_obj, small_cluster, with_secrets
 from vm_rebalance.cli.main import run
 from vm_rebalance.kube import resources as r
 
@@ -143,6 +143,61 @@ def test_live_inventory_and_snapshot_round_trip(
     assert {**live, "source": None} == {**offline, "source": None}
 
 
+def test_snapshot_holds_no_pod_env_values(
+    capsys: pytest.CaptureFixture[str], fake_api: FakeApi, kubeconfig: Path, tmp_path: Path
+) -> None:
+    fake_api.load(with_secrets(small_cluster()))
+    code, live_out, err = cli(capsys, "--kubeconfig", str(kubeconfig), "inventory", "-o", "json")
+    assert code == 0, err
+    saved = tmp_path / "saved.json"
+    code, _, err = cli(capsys, "--kubeconfig", str(kubeconfig), "snapshot", "-o", str(saved))
+    assert code == 0, err
+    text = saved.read_text()
+    assert SECRET not in text and "PASSWORD" not in text and "managedFields" not in text
+    code, file_out, err = cli(capsys, "--from-file", str(saved), "inventory", "-o", "json")
+    assert code == 0, err
+    assert {**json.loads(live_out), "source": None} == {**json.loads(file_out), "source": None}
+    # Re-snapshotting a snapshot file slims it too.
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps(as_list(with_secrets(small_cluster()))), encoding="utf-8")
+    code, out, err = cli(capsys, "--from-file", str(full), "snapshot")
+    assert code == 0, err
+    assert SECRET not in out
+
+
+def test_slim_snapshot_of_the_simulator_demo_loads_back(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from vm_rebalance.simulator.cluster import SimCluster
+    from vm_rebalance.simulator.server import SimulatorServer
+
+    pods = ("", "pods")
+    vmis = ("kubevirt.io", "virtualmachineinstances")
+    cluster = SimCluster.from_scenario("demo", manual_clock=True)
+    pod = cluster.store.list(pods)[0][0]
+
+    def add_secret(o: dict[str, Any]) -> None:
+        o["spec"]["containers"][0]["env"] = [{"name": "PASSWORD", "value": SECRET}]
+
+    cluster.store.mutate(pods, pod["metadata"].get("namespace"), pod["metadata"]["name"], add_secret)
+    saved = tmp_path / "demo.json"
+    kubeconfig = tmp_path / "kubeconfig"
+    with SimulatorServer(cluster, manage_cluster=False) as srv:  # a frozen cluster: no controller ticks
+        srv.write_kubeconfig(kubeconfig)
+        code, live_out, err = cli(capsys, "--kubeconfig", str(kubeconfig), "inventory", "-o", "json")
+        assert code == 0, err
+        code, _, err = cli(capsys, "--kubeconfig", str(kubeconfig), "snapshot", "-o", str(saved))
+        assert code == 0, err
+    assert SECRET not in saved.read_text()
+    code, file_out, err = cli(capsys, "--from-file", str(saved), "inventory", "-o", "json")
+    assert code == 0, err
+    live, offline = json.loads(live_out), json.loads(file_out)
+    assert {**live, "source": None} == {**offline, "source": None}
+    reloaded = SimCluster.from_scenario(str(saved), manual_clock=True)
+    placement = {(v["metadata"]["uid"], v["status"].get("nodeName")) for v in cluster.store.list(vmis)[0]}
+    assert {(v["metadata"]["uid"], v["status"].get("nodeName")) for v in reloaded.store.list(vmis)[0]} == placement
+    assert reloaded.store.count(pods) == cluster.store.count(pods)
+    assert reloaded.recorder.capacity_overruns == []
+
+
 def test_snapshot_to_stdout_is_a_list(capsys: pytest.CaptureFixture[str], fake_api: FakeApi, kubeconfig: Path) -> None:
     fake_api.load(small_cluster())
     code, out, _ = cli(capsys, "--kubeconfig", str(kubeconfig), "snapshot")
@@ -183,6 +238,44 @@ def _one_error_line(err: str) -> str:
     return errors[0]
 
 
+def _malformed(kind: str, path: tuple[str, ...], value: Any, *, extra: tuple[dict[str, Any], ...] = ()) -> str:
+    """A snapshot of the small cluster with ``path`` set to ``value`` in its first object of ``kind``."""
+    objects = [*small_cluster(), *extra]
+    target: Any = next(o for o in objects if o["kind"] == kind)
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return json.dumps(as_list(objects))
+
+
+MALFORMED_OBJECTS = [
+    pytest.param(
+        _malformed("Pod", ("spec", "containers"), [None]),
+        "Pod default/virt-launcher-db-abcde: malformed field",
+        id="pod-null-container",
+    ),
+    pytest.param(_malformed("Pod", ("metadata",), "x"), "Pod (object #", id="pod-metadata-string"),
+    pytest.param(
+        _malformed("VirtualMachineInstanceMigration", ("status",), "weird", extra=(migration_obj("m1", "db"),)),
+        "VirtualMachineInstanceMigration default/m1: malformed field",
+        id="vmim-status-string",
+    ),
+    pytest.param(
+        _malformed("NodeMetrics", ("usage",), ["1"]), "NodeMetrics w1: malformed field", id="node-metrics-list"
+    ),
+    pytest.param(
+        _malformed("PodMetrics", ("containers",), [3]),
+        "PodMetrics default/virt-launcher-db-abcde: malformed field",
+        id="pod-metrics-int",
+    ),
+    pytest.param(
+        _malformed("PersistentVolumeClaim", ("status", "accessModes"), "ReadWriteMany"),
+        "PersistentVolumeClaim default/db-root: malformed field: accessModes is not a list",
+        id="pvc-modes-string",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [
@@ -196,6 +289,7 @@ def _one_error_line(err: str) -> str:
             id="malformed-quantity",
         ),
         pytest.param(json.dumps(as_list([node_obj("w1", cpu="1e30")])), "absurd", id="absurd-quantity"),
+        *MALFORMED_OBJECTS,
     ],
 )
 def test_bad_snapshot_exits_2(

@@ -1,6 +1,7 @@
 """Raw API JSON → ClusterState: every fact the inventory and planner rely on."""
 
 import copy
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from vm_rebalance.kube.convert import (
     memory_bytes,
     placement_from,
     pod_requests,
+    snapshot_object,
     state_from_objects,
     vcpus_from,
 )
@@ -190,6 +192,195 @@ def test_duplicate_node_is_a_config_error() -> None:
 def test_non_object_item_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="not a Kubernetes object"):
         state_from_objects([node_obj("w1"), "oops"])  # type: ignore[list-item]
+
+
+def _malformed(objects: list[dict[str, Any]], kind: str, path: tuple[str, ...], value: Any) -> list[dict[str, Any]]:
+    """``objects`` with ``path`` set to ``value`` in the first object of ``kind``."""
+    objects = copy.deepcopy(objects)
+    target: Any = next(o for o in objects if o["kind"] == kind)
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return objects
+
+
+def _with_migration() -> list[dict[str, Any]]:
+    return [*small_cluster(), migration_obj("mig-1", "db")]
+
+
+MALFORMED = [
+    pytest.param(
+        "Pod",
+        ("spec", "containers"),
+        [None],
+        r"^Pod default/virt-launcher-db-abcde: malformed field",
+        id="pod-null-container",
+    ),
+    pytest.param("Pod", ("spec",), "x", r"^Pod default/virt-launcher-db-abcde: malformed field", id="pod-spec-string"),
+    pytest.param(
+        "Pod",
+        ("metadata", "labels"),
+        ["a"],
+        r"^Pod default/virt-launcher-db-abcde: malformed field",
+        id="pod-labels-list",
+    ),
+    pytest.param("Pod", ("metadata",), "x", r"^Pod \(object #\d+\): metadata is a str", id="pod-metadata-string"),
+    pytest.param(
+        "Pod",
+        ("spec", "nodeName"),
+        {"a": 1},
+        r"^Pod default/virt-launcher-db-abcde: malformed field",
+        id="pod-node-dict",
+    ),
+    pytest.param(
+        "VirtualMachineInstanceMigration",
+        ("status",),
+        "weird",
+        r"^VirtualMachineInstanceMigration default/mig-1: malformed field",
+        id="vmim-status-string",
+    ),
+    pytest.param(
+        "VirtualMachineInstanceMigration",
+        ("status", "phaseTransitionTimestamps"),
+        [7],
+        r"^VirtualMachineInstanceMigration default/mig-1: malformed field",
+        id="vmim-transition-int",
+    ),
+    pytest.param(
+        "PodMetrics",
+        ("containers",),
+        [None],
+        r"^PodMetrics default/virt-launcher-\S+: malformed field",
+        id="podmetrics",
+    ),
+    pytest.param("NodeMetrics", ("usage",), "x", r"^NodeMetrics \S+: malformed field", id="nodemetrics"),
+    pytest.param(
+        "PersistentVolumeClaim",
+        ("status", "accessModes"),
+        "ReadWriteMany",
+        r"^PersistentVolumeClaim default/db-root: malformed field: accessModes is not a list",
+        id="pvc-modes-string",
+    ),
+    pytest.param("KubeVirt", ("spec",), "x", r"^KubeVirt kubevirt/kubevirt: malformed field", id="kubevirt-spec"),
+]
+
+
+@pytest.mark.parametrize(("kind", "path", "value", "match"), MALFORMED)
+def test_malformed_objects_are_config_errors_naming_them(
+    kind: str, path: tuple[str, ...], value: Any, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        state_from_objects(_malformed(_with_migration(), kind, path, value), now=NOW)
+
+
+def test_access_modes_are_a_list_of_strings() -> None:
+    objs = _malformed(small_cluster(), "PersistentVolumeClaim", ("status", "accessModes"), None)
+    objs = _malformed(objs, "PersistentVolumeClaim", ("spec", "accessModes"), ["ReadWriteOnce"])
+    db = state_from_objects(objs, now=NOW).vm("default", "db")
+    assert db.volumes[0].access_modes == ("ReadWriteOnce",)
+    with pytest.raises(ConfigError, match="accessModes is not a list"):
+        state_from_objects(_malformed(objs, "PersistentVolumeClaim", ("spec", "accessModes"), [1]), now=NOW)
+
+
+def test_unhashable_kind_is_an_unknown_kind() -> None:
+    s = state(node_obj("w1"), {"kind": ["Pod"], "metadata": {"name": "x"}})
+    assert any("ignored objects" in n for n in s.notes)
+
+
+# ------------------------------------------------------------------------------ snapshot_object
+
+
+def _secret_pod() -> dict[str, Any]:
+    pod = pod_obj("app", "w1", namespace="default")
+    pod["metadata"].update(
+        {
+            "uid": "u-1",
+            "labels": {"app": "x"},
+            "annotations": {
+                "kubevirt.io/domain": "vm1",
+                "kubectl.kubernetes.io/last-applied-configuration": '{"env": "hunter2"}',
+                "other": "hunter2",
+            },
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:env": {}}}],
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "app-1"}],
+        }
+    )
+    container = pod["spec"]["containers"][0]
+    container.update(
+        {
+            "image": "app:1",
+            "env": [{"name": "PASSWORD", "value": "hunter2"}],
+            "args": ["--password=hunter2"],
+            "command": ["run"],
+        }
+    )
+    pod["spec"].update(
+        {
+            "initContainers": [
+                {"name": "init", "env": [{"name": "T", "value": "hunter2"}], "resources": {"requests": {"cpu": "2"}}}
+            ],
+            "overhead": {"cpu": "100m"},
+            "volumes": [{"name": "s", "secret": {"secretName": "hunter2"}}],
+            "serviceAccountName": "sa",
+        }
+    )
+    pod["status"].update({"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]})
+    return pod
+
+
+def test_snapshot_pod_keeps_only_what_conversion_reads() -> None:
+    pod = _secret_pod()
+    original = copy.deepcopy(pod)
+    slim = snapshot_object(pod)
+    assert pod == original  # not modified
+    assert "hunter2" not in repr(slim)
+    assert slim == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "app",
+            "namespace": "default",
+            "uid": "u-1",
+            "labels": {"app": "x"},
+            "annotations": {"kubevirt.io/domain": "vm1"},
+        },
+        "spec": {
+            "nodeName": "w1",
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}],
+            "initContainers": [{"name": "init", "resources": {"requests": {"cpu": "2"}}}],
+            "overhead": {"cpu": "100m"},
+        },
+        "status": {"phase": "Running"},
+    }
+    assert pod_requests(slim) == pod_requests(pod)
+
+
+def test_snapshot_drops_managed_fields_and_last_applied_everywhere() -> None:
+    node = node_obj("w1")
+    node["metadata"]["managedFields"] = [{"manager": "kubelet"}]
+    node["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"}
+    slim = snapshot_object(node)
+    assert "managedFields" not in slim["metadata"]
+    assert slim["metadata"]["annotations"] == {"keep": "me"}
+    assert slim["status"] == node["status"] and "managedFields" in node["metadata"]
+
+
+def test_snapshot_keeps_malformed_parts_for_the_reader_to_report() -> None:
+    pod = pod_obj("p", "w1")
+    pod["spec"]["containers"] = [None, "x"]
+    assert snapshot_object(pod)["spec"]["containers"] == [None, "x"]
+    assert snapshot_object({"kind": "Pod", "metadata": "x", "spec": 3})["metadata"] == "x"
+    assert snapshot_object({"kind": "Node", "metadata": "x"}) == {"kind": "Node", "metadata": "x"}
+
+
+def test_slimmed_objects_give_the_same_state() -> None:
+    objects = small_cluster()
+    for obj in objects:
+        if obj["kind"] == "Pod":
+            obj["spec"]["containers"][0]["env"] = [{"name": "PASSWORD", "value": "hunter2"}]
+    slim = [snapshot_object(o) for o in objects]
+    assert "hunter2" not in repr(slim)
+    assert state_from_objects(slim, now=NOW) == state_from_objects(objects, now=NOW)
 
 
 def test_invalid_migration_limits() -> None:
@@ -719,3 +910,23 @@ def test_small_cluster_end_to_end() -> None:
         "web": "RWO",
     }
     assert s.node("w1").requested == Resources(3 * 200 + 500, 3 * 4400 * MI + GI)
+
+
+def test_snapshot_objects_drop_cloud_init_content_of_vms_and_vmis():
+    from vm_rebalance.kube.convert import snapshot_object
+
+    vm = vm_obj("db", pvcs=["db-root"])
+    vm["spec"]["template"]["spec"]["volumes"].append(
+        {"name": "init", "cloudInitNoCloud": {"userData": "#cloud-config\npassword: hunter2"}}
+    )
+    vm["spec"]["template"]["spec"]["accessCredentials"] = [
+        {"sshPublicKey": {"source": {"secret": {"secretName": "k"}}}}
+    ]
+    vmi = vmi_obj(vm, "w1")
+    for obj in (vm, vmi):
+        slim = snapshot_object(obj)
+        assert "hunter2" not in json.dumps(slim) and "accessCredentials" not in json.dumps(slim)
+        assert "hunter2" in json.dumps(obj)  # the input is not modified
+    assert (
+        state_from_objects([snapshot_object(o) for o in (vm, vmi, pvc_obj("db-root"), node_obj("w1"))]).vms[0].volumes
+    )

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from fakeapi import TOKEN, FakeApi, free_port, write_kubeconfig
-from rawobjects import as_list, small_cluster
+from rawobjects import SECRET, as_list, small_cluster, with_secrets
+from vm_rebalance import service
 from vm_rebalance.errors import (
     ClusterConfigError,
     ClusterError,
@@ -52,6 +53,23 @@ def test_live_equals_snapshot(fake_api: FakeApi, kubeconfig: Path, tmp_path: Pat
     assert live.notes == ()
     assert live.metrics_available
     assert [n.name for n in live.nodes] == ["cp1", "w1", "w2", "w3"]
+
+
+def test_snapshot_is_slim_but_live_reads_keep_full_objects(fake_api: FakeApi, kubeconfig: Path, tmp_path: Path) -> None:
+    fake_api.load(with_secrets(small_cluster()))
+    with KubeClient.from_kubeconfig(str(kubeconfig)) as client:
+        raw = KubernetesSource(client).raw_objects()
+    # Planning reads the objects as served (nothing is dropped on that path) …
+    assert any(o["kind"] == "Pod" and o["spec"]["containers"][0].get("env") for o in raw)
+    # … while the snapshot keeps none of the pods' env values, managedFields or last-applied copies.
+    doc = service.take_snapshot(service.Target(kubeconfig=str(kubeconfig)))
+    text = json.dumps(doc)
+    assert SECRET not in text and "managedFields" not in text
+    path = tmp_path / "snap.json"
+    path.write_text(text, encoding="utf-8")
+    live_doc = inventory_document(read_live(kubeconfig))
+    file_doc = inventory_document(SnapshotFileSource(path).read())
+    assert {**live_doc, "source": None} == {**file_doc, "source": None}
 
 
 def test_pagination_is_followed(fake_api: FakeApi, kubeconfig: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rawobjects import as_list, node_obj, small_cluster, vm_obj
+from rawobjects import SECRET, as_list, node_obj, small_cluster, vm_obj, with_secrets
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.render.inventory import inventory_document
 from vm_rebalance.sources.snapshot_file import (
@@ -183,6 +183,19 @@ def test_snapshot_document_is_a_list_that_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
     assert _names(load_snapshot_objects(path)) == EXPECTED
+
+
+def test_snapshot_document_holds_no_pod_secrets_and_reads_back_the_same(tmp_path: Path) -> None:
+    objects = with_secrets(small_cluster())
+    doc = snapshot_document(objects)
+    text = json.dumps(doc)
+    assert SECRET not in text and "managedFields" not in text and "last-applied-configuration" not in text
+    assert any(o["kind"] == "Pod" and "env" in o["spec"]["containers"][0] for o in objects)  # inputs untouched
+    path = tmp_path / "s.json"
+    path.write_text(text, encoding="utf-8")
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps(as_list(objects)), encoding="utf-8")
+    assert inventory_document(SnapshotFileSource(path).read()) == inventory_document(SnapshotFileSource(full).read())
 
 
 def test_objects_are_read_once(tmp_path: Path) -> None:

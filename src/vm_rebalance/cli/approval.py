@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from vm_rebalance.errors import ConfirmationRequiredError, RebalanceError
 from vm_rebalance.model import ClusterState, Plan
@@ -82,9 +83,9 @@ def approve_plan(
         if m:
             try:
                 for line in explain_move(state, plan, int(m.group(1))):
-                    console.print(line, highlight=False)
+                    console.print(line, markup=False, highlight=False)
             except KeyError:
-                console.print(f"there is no move #{m.group(1)}")
+                console.print(f"there is no move #{m.group(1)}", highlight=False)
             continue
         if answer in ("modify", "m"):
             plan = modify_plan(console, state, plan, ask)
@@ -110,7 +111,7 @@ def modify_plan(console: Console, state: ClusterState, plan: Plan, ask: Ask) -> 
                 console.print(f"skipped move #{m.group(1)}")
             elif m := re.fullmatch(r"(?:change\s+target|retarget)\s+#?(\d+)\s+(?:to\s+)?(\S+)", answer, re.I):
                 plan = retarget_move(state, plan, int(m.group(1)), m.group(2))
-                console.print(f"move #{m.group(1)} now goes to {m.group(2)}")
+                console.print(f"move #{m.group(1)} now goes to {escape(m.group(2))}", highlight=False)
             elif m := re.fullmatch(r"reorder\s+([\d,\s]+)", low):
                 order = [int(x) for x in re.split(r"[,\s]+", m.group(1).strip()) if x]
                 plan = reorder_moves(state, plan, order)
@@ -118,7 +119,5 @@ def modify_plan(console: Console, state: ClusterState, plan: Plan, ask: Ask) -> 
             else:
                 console.print("unknown edit; use skip N, change target N to NODE, reorder 3,1,2 or done")
                 continue
-        except RebalanceError as exc:
-            console.print(f"[red]cannot do that:[/red] {exc}", highlight=False)
-        except ValueError as exc:
-            console.print(f"[red]cannot do that:[/red] {exc}", highlight=False)
+        except (RebalanceError, ValueError) as exc:
+            console.print(f"[red]cannot do that:[/red] {escape(str(exc))}", highlight=False)

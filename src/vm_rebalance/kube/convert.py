@@ -78,9 +78,35 @@ FINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
 
 
 def _name(obj: Obj) -> str:
-    meta = obj.get("metadata") or {}
+    """``Kind namespace/name`` for messages (never fails, whatever the object holds)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        meta = {}
     ns = meta.get("namespace")
-    return f"{obj.get('kind', 'object')} {ns + '/' if ns else ''}{meta.get('name', '?')}"
+    return f"{obj.get('kind', 'object')} {f'{ns}/' if ns else ''}{meta.get('name', '?')}"
+
+
+class _converting:  # noqa: N801  # used as a function: `with _converting(obj):`
+    """Turn a malformed field met while converting ``obj`` into a ConfigError naming the object.
+
+    A class, not a @contextmanager: it wraps every object of 100,000-VM snapshots, where a
+    generator per object would cost a second.
+
+    Raises:
+        ConfigError: a field had the wrong type or value (a TypeError, ValueError or AttributeError).
+    """
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Obj) -> None:
+        self.obj = obj
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is not None and issubclass(exc_type, (TypeError, ValueError, AttributeError)):
+            raise ConfigError(f"{_name(self.obj)}: malformed field: {exc}") from exc
 
 
 def quantity(value: Any, *, where: str, field: str) -> Decimal:
@@ -295,14 +321,25 @@ def derived_launcher_requests(*, vcpus: int, guest_memory: int, explicit: Resour
     return Resources(cpu, base + overhead)
 
 
-def _access_modes(pvc: Obj) -> tuple[str, ...]:
+def access_modes(pvc: Obj) -> tuple[str, ...]:
+    """A claim's access modes (status first, as bound; else as requested).
+
+    Raises:
+        ValueError: accessModes is not a list of strings.
+    """
     status_modes = (pvc.get("status") or {}).get("accessModes")
     spec_modes = (pvc.get("spec") or {}).get("accessModes")
-    return tuple(status_modes or spec_modes or ())
+    modes = status_modes or spec_modes or ()
+    if not isinstance(modes, list | tuple) or not all(isinstance(m, str) for m in modes):
+        raise ValueError(f"accessModes is not a list of strings: {str(modes)[:40]!r}")
+    return tuple(modes)
 
 
-def volumes_from(spec: Obj, namespace: str, pvcs: Mapping[tuple[str, str], Obj]) -> tuple[Volume, ...]:
-    """The VM's volumes with their claims' access modes (DataVolumes own a PVC of the same name)."""
+def volumes_from(spec: Obj, namespace: str, pvc_modes: Mapping[tuple[str, str], tuple[str, ...]]) -> tuple[Volume, ...]:
+    """The VM's volumes with their claims' access modes (DataVolumes own a PVC of the same name).
+
+    ``pvc_modes`` maps each claim (namespace, name) to its access modes (see `access_modes`).
+    """
     out = []
     for v in spec.get("volumes") or ():
         name = str(v.get("name") or "")
@@ -315,14 +352,14 @@ def volumes_from(spec: Obj, namespace: str, pvcs: Mapping[tuple[str, str], Obj])
         if claim is None:
             out.append(Volume(name=name, source=source))
             continue
-        pvc = pvcs.get((namespace, claim))
+        modes = pvc_modes.get((namespace, claim))
         out.append(
             Volume(
                 name=name,
                 source=source,
                 claim_name=claim,
-                access_modes=_access_modes(pvc) if pvc else (),
-                claim_found=pvc is not None,
+                access_modes=modes or (),
+                claim_found=modes is not None,
             )
         )
     return tuple(out)
@@ -361,12 +398,17 @@ class _Index:
     def __init__(self, objects: Iterable[Obj]) -> None:
         self.by_kind: dict[str, list[Obj]] = defaultdict(list)
         self.unknown: Counter[str] = Counter()
-        for obj in objects:
+        for position, obj in enumerate(objects, 1):
             if not isinstance(obj, Mapping):
                 raise ConfigError("an item is not a Kubernetes object (expected a mapping with 'kind')")
             kind = obj.get("kind")
-            if kind in KNOWN_KINDS:
-                self.by_kind[str(kind)].append(obj)
+            if isinstance(kind, str) and kind in KNOWN_KINDS:
+                meta = obj.get("metadata")
+                if meta is not None and not isinstance(meta, Mapping):
+                    raise ConfigError(
+                        f"{kind} (object #{position}): metadata is a {type(meta).__name__}, not a mapping"
+                    )
+                self.by_kind[kind].append(obj)
             else:
                 self.unknown[str(kind or "<no kind>")] += 1
 
@@ -374,6 +416,104 @@ class _Index:
 def _key(obj: Obj) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+POD_ANNOTATIONS_KEPT = frozenset({"kubevirt.io/domain"})
+POD_METADATA_KEPT = ("name", "namespace", "uid", "labels")
+CONTAINER_FIELDS_KEPT = ("name", "resources")
+
+
+def _pick(mapping: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    return {key: mapping[key] for key in keys if key in mapping}
+
+
+def _containers(items: Any) -> Any:
+    """Containers with only their name and resources (env, args, mounts and the rest dropped)."""
+    if not isinstance(items, list):
+        return items  # malformed: kept as is, so reading the snapshot still reports it
+    return [_pick(c, CONTAINER_FIELDS_KEPT) if isinstance(c, Mapping) else c for c in items]
+
+
+def _pod_for_snapshot(pod: Obj) -> dict[str, Any]:
+    out = _pick(pod, ("apiVersion", "kind"))
+    meta = pod.get("metadata")
+    if isinstance(meta, Mapping):
+        slim_meta = _pick(meta, POD_METADATA_KEPT)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, Mapping):
+            kept = {k: v for k, v in annotations.items() if k in POD_ANNOTATIONS_KEPT}
+            if kept:
+                slim_meta["annotations"] = kept
+        out["metadata"] = slim_meta
+    elif meta is not None:
+        out["metadata"] = meta
+    spec = pod.get("spec")
+    if isinstance(spec, Mapping):
+        slim_spec = _pick(spec, ("nodeName", "overhead"))
+        for field in ("containers", "initContainers"):
+            if field in spec:
+                slim_spec[field] = _containers(spec[field])
+        out["spec"] = slim_spec
+    elif spec is not None:
+        out["spec"] = spec
+    status = pod.get("status")
+    if isinstance(status, Mapping):
+        out["status"] = _pick(status, ("phase",))
+    elif status is not None:
+        out["status"] = status
+    return out
+
+
+def snapshot_object(obj: Obj) -> dict[str, Any]:
+    """An API object as `vm-rebalance snapshot` saves it: only what the conversion reads where it matters.
+
+    Pods keep their identity, the labels and ``kubevirt.io/domain`` annotation that tie them to a
+    VMI, node, phase and container names and resources: no env values (possible secrets), commands
+    or mounts. Every object loses ``metadata.managedFields`` and the
+    ``kubectl.kubernetes.io/last-applied-configuration`` annotation (a full copy of the object).
+    Malformed parts are kept as they are, so reading the snapshot back still names them.
+    The input is not modified.
+    """
+    if obj.get("kind") == "Pod":
+        return _pod_for_snapshot(obj)
+    out = dict(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, Mapping):
+        slim_meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        annotations = slim_meta.get("annotations")
+        if isinstance(annotations, Mapping) and LAST_APPLIED_ANNOTATION in annotations:
+            slim_meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED_ANNOTATION}
+        out["metadata"] = slim_meta
+    if obj.get("kind") == "VirtualMachine":
+        spec = out.get("spec")
+        template = spec.get("template") if isinstance(spec, Mapping) else None
+        inner = template.get("spec") if isinstance(template, Mapping) else None
+        if isinstance(inner, Mapping):
+            out["spec"] = {**spec, "template": {**template, "spec": _without_guest_secrets(inner)}}
+    elif obj.get("kind") == "VirtualMachineInstance" and isinstance(out.get("spec"), Mapping):
+        out["spec"] = _without_guest_secrets(out["spec"])
+    return out
+
+
+# Volume sources whose content goes into the guest (cloud-init user data, sysprep answers):
+# they can hold passwords and keys, and vm-rebalance needs only that they exist.
+_GUEST_CONTENT_SOURCES = ("cloudInitNoCloud", "cloudInitConfigDrive", "sysprep")
+
+
+def _without_guest_secrets(vmi_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A VMI spec whose cloud-init / sysprep volumes keep their name and kind but not their content."""
+    out = dict(vmi_spec)
+    volumes = out.get("volumes")
+    if isinstance(volumes, list):
+        out["volumes"] = [
+            {k: ({} if k in _GUEST_CONTENT_SOURCES else v) for k, v in vol.items()} if isinstance(vol, Mapping) else vol
+            for vol in volumes
+        ]
+    out.pop("accessCredentials", None)
+    return out
 
 
 def limits_from(kubevirt: Obj | None) -> tuple[MigrationLimits, str | None]:
@@ -420,7 +560,10 @@ def state_from_objects(
         kinds = ", ".join(f"{kind} ({n})" for kind, n in sorted(index.unknown.items()))
         all_notes.append(f"ignored objects of kinds vm-rebalance does not use: {kinds}")
 
-    pvcs = {_key(p): p for p in k["PersistentVolumeClaim"]}
+    pvc_modes: dict[tuple[str, str], tuple[str, ...]] = {}
+    for pvc in k["PersistentVolumeClaim"]:
+        with _converting(pvc):
+            pvc_modes[_key(pvc)] = access_modes(pvc)
     instancetypes = {
         (str(o.get("kind")), _key(o)[0], _key(o)[1]): o
         for o in k["VirtualMachineClusterInstancetype"] + k["VirtualMachineInstancetype"]
@@ -428,11 +571,15 @@ def state_from_objects(
     vmis = {_key(o): o for o in k["VirtualMachineInstance"]}
     pod_usage: dict[tuple[str, str], Resources] = {}
     for pm in k["PodMetrics"]:
-        total = Resources()
-        for c in pm.get("containers") or ():
-            total = total + _resources(c.get("usage"), where=_name(pm), field="containers.usage")
-        pod_usage[_key(pm)] = total
-    node_usage = {_key(nm)[1]: _resources(nm.get("usage"), where=_name(nm), field="usage") for nm in k["NodeMetrics"]}
+        with _converting(pm):
+            total = Resources()
+            for c in pm.get("containers") or ():
+                total = total + _resources(c.get("usage"), where=_name(pm), field="containers.usage")
+            pod_usage[_key(pm)] = total
+    node_usage: dict[str, Resources] = {}
+    for nm in k["NodeMetrics"]:
+        with _converting(nm):
+            node_usage[_key(nm)[1]] = _resources(nm.get("usage"), where=_name(nm), field="usage")
     metrics_available = bool(node_usage)
 
     # Requests per node from every live pod; launcher pods also give each VMI its requests.
@@ -440,25 +587,26 @@ def state_from_objects(
     pods_per_node: Counter[str] = Counter()
     launcher_by_vmi: dict[tuple[str, str], tuple[Resources, Resources | None]] = {}
     for pod in k["Pod"]:
-        spec = pod.get("spec") or {}
-        phase = (pod.get("status") or {}).get("phase")
-        node_name = spec.get("nodeName")
-        if phase in FINAL_POD_PHASES:
-            continue
-        req = pod_requests(pod)
-        if node_name:
-            requested[node_name] = requested[node_name] + req
-            pods_per_node[node_name] += 1
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        if labels.get("kubevirt.io") == "virt-launcher" and node_name:
-            vmi_name = labels.get("vm.kubevirt.io/name") or ((pod.get("metadata") or {}).get("annotations") or {}).get(
-                "kubevirt.io/domain"
-            )
-            ns = _key(pod)[0]
-            vmi = vmis.get((ns, str(vmi_name)))
-            # Only the pod on the VMI's current node speaks for it (a migration target pod does not).
-            if vmi_name and (vmi is None or (vmi.get("status") or {}).get("nodeName") == node_name):
-                launcher_by_vmi[(ns, str(vmi_name))] = (req, pod_usage.get(_key(pod)))
+        with _converting(pod):
+            spec = pod.get("spec") or {}
+            phase = (pod.get("status") or {}).get("phase")
+            node_name = spec.get("nodeName")
+            if phase in FINAL_POD_PHASES:
+                continue
+            req = pod_requests(pod)
+            if node_name:
+                requested[node_name] = requested[node_name] + req
+                pods_per_node[node_name] += 1
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            if labels.get("kubevirt.io") == "virt-launcher" and node_name:
+                vmi_name = labels.get("vm.kubevirt.io/name") or (
+                    (pod.get("metadata") or {}).get("annotations") or {}
+                ).get("kubevirt.io/domain")
+                ns = _key(pod)[0]
+                vmi = vmis.get((ns, str(vmi_name)))
+                # Only the pod on the VMI's current node speaks for it (a migration target pod does not).
+                if vmi_name and (vmi is None or (vmi.get("status") or {}).get("nodeName") == node_name):
+                    launcher_by_vmi[(ns, str(vmi_name))] = (req, pod_usage.get(_key(pod)))
 
     anchor = now
     if anchor is None:
@@ -469,41 +617,42 @@ def state_from_objects(
     last_migration: dict[tuple[str, str], datetime] = {}
     migrating: set[tuple[str, str]] = set()
     for mig in k["VirtualMachineInstanceMigration"]:
-        ns, name = _key(mig)
-        vmi_name = str((mig.get("spec") or {}).get("vmiName") or "")
-        status = mig.get("status") or {}
-        phase = str(status.get("phase") or "Pending")
-        state = status.get("migrationState") or {}
-        if phase in FINAL_MIGRATION_PHASES:
-            if phase == "Succeeded":
-                ends = [parse_time(state.get("endTimestamp"))] + [
-                    parse_time(t.get("phaseTransitionTimestamp"))
-                    for t in status.get("phaseTransitionTimestamps") or ()
-                    if t.get("phase") == "Succeeded"
-                ]
-                end = max((e for e in ends if e), default=None)
-                if end and (last := last_migration.get((ns, vmi_name))) is not None:
-                    end = max(end, last)
-                if end:
-                    last_migration[(ns, vmi_name)] = end
-            continue
-        migrating.add((ns, vmi_name))
-        in_flight.append(
-            InFlightMigration(
-                namespace=ns,
-                name=name,
-                vm=vmi_name,
-                phase=phase,
-                source=state.get("sourceNode"),
-                target=state.get("targetNode"),
+        with _converting(mig):
+            ns, name = _key(mig)
+            vmi_name = str((mig.get("spec") or {}).get("vmiName") or "")
+            status = mig.get("status") or {}
+            phase = str(status.get("phase") or "Pending")
+            state = status.get("migrationState") or {}
+            if phase in FINAL_MIGRATION_PHASES:
+                if phase == "Succeeded":
+                    ends = [parse_time(state.get("endTimestamp"))] + [
+                        parse_time(t.get("phaseTransitionTimestamp"))
+                        for t in status.get("phaseTransitionTimestamps") or ()
+                        if t.get("phase") == "Succeeded"
+                    ]
+                    end = max((e for e in ends if e), default=None)
+                    if end and (last := last_migration.get((ns, vmi_name))) is not None:
+                        end = max(end, last)
+                    if end:
+                        last_migration[(ns, vmi_name)] = end
+                continue
+            migrating.add((ns, vmi_name))
+            in_flight.append(
+                InFlightMigration(
+                    namespace=ns,
+                    name=name,
+                    vm=vmi_name,
+                    phase=phase,
+                    source=state.get("sourceNode"),
+                    target=state.get("targetNode"),
+                )
             )
-        )
 
     vms = []
     for obj in k["VirtualMachine"]:
         ns, name = _key(obj)
         where = _name(obj)
-        try:
+        with _converting(obj):
             spec = obj.get("spec") or {}
             template = (spec.get("template") or {}).get("spec") or {}
             domain = template.get("domain") or {}
@@ -562,7 +711,7 @@ def state_from_objects(
                     annotations={str(a): str(b) for a, b in (meta.get("annotations") or {}).items()},
                     placement=placement_from(live_spec),
                     eviction_strategy=live_spec.get("evictionStrategy"),
-                    volumes=volumes_from(template or live_spec, ns, pvcs),
+                    volumes=volumes_from(template or live_spec, ns, pvc_modes),
                     live_migratable=live_ok,
                     live_migratable_reason=(cond or {}).get("reason") if live_ok is False else None,
                     live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
@@ -577,13 +726,11 @@ def state_from_objects(
                     last_migration_seconds_ago=max(0.0, (anchor - end).total_seconds()) if end else None,
                 )
             )
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"{where}: malformed field: {exc}") from exc
 
     nodes = []
     for obj in k["Node"]:
         node_name = _key(obj)[1]
-        try:
+        with _converting(obj):
             nodes.append(
                 node_from(
                     obj,
@@ -592,10 +739,12 @@ def state_from_objects(
                     usage=node_usage.get(node_name),
                 )
             )
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"{_name(obj)}: malformed field: {exc}") from exc
     kubevirt = k["KubeVirt"][0] if k["KubeVirt"] else None
-    limits, version = limits_from(kubevirt)
+    if kubevirt is None:
+        limits, version = limits_from(None)
+    else:
+        with _converting(kubevirt):
+            limits, version = limits_from(kubevirt)
     # One note about metrics: the live source may already have said why they are missing.
     if not metrics_available and k["Node"] and not any("metrics" in n for n in all_notes):
         all_notes.append("no node metrics (metrics-server absent or not readable): utilisation is by requests")

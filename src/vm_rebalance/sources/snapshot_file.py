@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vm_rebalance.errors import ConfigError
-from vm_rebalance.kube.convert import state_from_objects
+from vm_rebalance.kube.convert import snapshot_object, state_from_objects
 from vm_rebalance.model import ClusterState
 
 try:
@@ -150,13 +150,17 @@ def load_snapshot_objects(path: str | Path) -> list[dict[str, Any]]:
 
 
 def snapshot_document(objects: list[dict[str, Any]], *, taken_at: datetime | None = None) -> dict[str, Any]:
-    """The List document `vm-rebalance snapshot` writes."""
+    """The List document `vm-rebalance snapshot` writes.
+
+    Objects are slimmed to what reading them back needs (`snapshot_object`): no pod env
+    values, commands or mounts, no managedFields. The inputs are not modified.
+    """
     when = (taken_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": SNAPSHOT_API_VERSION,
         "kind": SNAPSHOT_KIND,
         "metadata": {"annotations": {"vm-rebalance.io/snapshot-taken-at": when}},
-        "items": objects,
+        "items": [snapshot_object(obj) for obj in objects],
     }
 
 

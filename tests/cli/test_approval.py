@@ -1,0 +1,42 @@
+"""The approval loop prints user input and error texts verbatim, never as rich markup."""
+
+import io
+from collections.abc import Iterator
+
+from rich.console import Console
+
+from rawobjects import small_cluster
+from vm_rebalance.cli.approval import approve_plan, modify_plan
+from vm_rebalance.kube.convert import state_from_objects
+from vm_rebalance.model import ClusterState, Goal, GoalType, Plan
+from vm_rebalance.planner import PlanRequest, propose_plan
+
+
+def _setup() -> tuple[Console, io.StringIO, ClusterState, Plan]:
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    state = state_from_objects(small_cluster())
+    plan = propose_plan(state, PlanRequest(goal=Goal(type=GoalType.BALANCED)))
+    assert plan.moves
+    return console, out, state, plan
+
+
+def _answers(*answers: str) -> Iterator[str]:
+    yield from answers
+
+
+def test_markup_in_a_retarget_node_is_shown_verbatim() -> None:
+    console, out, state, plan = _setup()
+    answers = _answers(f"change target {plan.moves[0].id} to [/bold]", "retarget 1 to [red]x[/red]", "done")
+    edited = modify_plan(console, state, plan, lambda _prompt: next(answers))
+    assert edited == plan
+    text = out.getvalue()
+    assert "node '[/bold]' does not exist" in text
+    assert "node '[red]x[/red]' does not exist" in text
+
+
+def test_markup_in_an_edit_error_is_shown_verbatim() -> None:
+    console, out, state, plan = _setup()
+    answers = _answers("modify", "skip 999", "done", "cancel")
+    assert approve_plan(console, state, plan, yes=False, ask=lambda _prompt: next(answers), show=False) is None
+    assert "cannot do that:" in out.getvalue()
