@@ -489,10 +489,10 @@ def snapshot_object(obj: Obj) -> dict[str, Any]:
         out["metadata"] = slim_meta
     if obj.get("kind") == "VirtualMachine":
         spec = out.get("spec")
-        template = spec.get("template") if isinstance(spec, Mapping) else None
-        inner = template.get("spec") if isinstance(template, Mapping) else None
-        if isinstance(inner, Mapping):
-            out["spec"] = {**spec, "template": {**template, "spec": _without_guest_secrets(inner)}}
+        if isinstance(spec, Mapping) and isinstance(template := spec.get("template"), Mapping):
+            inner = template.get("spec")
+            if isinstance(inner, Mapping):
+                out["spec"] = {**spec, "template": {**template, "spec": _without_guest_secrets(inner)}}
     elif obj.get("kind") == "VirtualMachineInstance" and isinstance(out.get("spec"), Mapping):
         out["spec"] = _without_guest_secrets(out["spec"])
     return out
