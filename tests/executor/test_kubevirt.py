@@ -163,3 +163,23 @@ def test_update_vm_with_nothing_to_do_writes_nothing() -> None:
     client = FakeClient(fake_vm("a"))
     KubeVirtApi(client).update_vm("default", "a", lambda vm: [])  # type: ignore[arg-type]
     assert client.patches == []
+
+
+def test_unpin_removes_only_the_pin_vm_rebalance_added():
+    from executor.fakes import FakeKubeVirt
+    from vm_rebalance.errors import InfeasiblePlanError
+    from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, existing_node_pin, pinned_affinity, unpinned_affinity
+    from vm_rebalance.executor.runners import unpin_vm
+
+    api = FakeKubeVirt()
+    api.add_vm("web", "w1")
+    vm = api.vms[("default", "web")]
+    vm["spec"]["template"]["spec"]["affinity"] = pinned_affinity(vm, "w1")  # the user's own pin
+    with pytest.raises(InfeasiblePlanError, match="not added by vm-rebalance"):
+        unpin_vm(api, "default", "web")
+    assert existing_node_pin(api.vms[("default", "web")]) == ["w1"]
+    # A pin to another node than ours stays when ours goes.
+    assert existing_node_pin({"spec": {"template": {"spec": {"affinity": unpinned_affinity(vm, "w9")}}}}) == ["w1"]
+    vm["metadata"].setdefault("annotations", {})[PIN_ANNOTATION] = "w1"
+    assert unpin_vm(api, "default", "web") is True
+    assert existing_node_pin(api.vms[("default", "web")]) == []

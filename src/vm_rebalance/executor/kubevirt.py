@@ -97,8 +97,12 @@ def pinned_affinity(vm: dict[str, Any], node: str) -> dict[str, Any]:
     return affinity
 
 
-def unpinned_affinity(vm: dict[str, Any]) -> dict[str, Any] | None:
-    """The VM template's ``affinity`` without hostname pins (None when nothing is left)."""
+def unpinned_affinity(vm: dict[str, Any], node: str | None = None) -> dict[str, Any] | None:
+    """The VM template's ``affinity`` without hostname pins (None when nothing is left).
+
+    With ``node``, only a pin to exactly that node goes (the one vm-rebalance added): any other
+    hostname rule is the user's and stays.
+    """
     spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
     affinity = copy.deepcopy(spec.get("affinity") or {})
     node_aff = affinity.get("nodeAffinity") or {}
@@ -106,7 +110,11 @@ def unpinned_affinity(vm: dict[str, Any]) -> dict[str, Any] | None:
     if required:
         kept = []
         for term in required.get("nodeSelectorTerms") or ():
-            exprs = [e for e in term.get("matchExpressions") or () if not _is_hostname_pin(e)]
+            exprs = [
+                e
+                for e in term.get("matchExpressions") or ()
+                if not (_is_hostname_pin(e) and (node is None or list(e.get("values") or ()) == [node]))
+            ]
             rest = {k: v for k, v in term.items() if k != "matchExpressions"}
             if exprs:
                 rest["matchExpressions"] = exprs

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vm_rebalance.errors import ClusterError, ResourceNotFoundError
+from vm_rebalance.errors import ClusterError, InfeasiblePlanError, ResourceNotFoundError
 from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome, Report
 from vm_rebalance.executor.journal import Journal, MoveRecord
 from vm_rebalance.executor.kubevirt import (
@@ -296,9 +296,10 @@ class LiveRunner(Runner):
     def _cleanup_temporary_affinity(self) -> None:
         if not self.record.temporary_affinity:
             return
+        target = self.move.target
 
         def edit(vm: dict[str, Any]) -> list[dict[str, Any]]:
-            return affinity_ops(vm, unpinned_affinity(vm)) + annotation_ops(vm, TEMP_PIN_ANNOTATION, None)
+            return affinity_ops(vm, unpinned_affinity(vm, target)) + annotation_ops(vm, TEMP_PIN_ANNOTATION, None)
 
         try:
             self.api.update_vm(self.move.namespace, self.move.vm, edit)
@@ -580,13 +581,26 @@ class ColdRunner(Runner):
 
 
 def unpin_vm(api: KubeVirtApi, namespace: str, name: str) -> bool:
-    """Remove the node pin vm-rebalance added; False when there was none."""
+    """Remove the node pin vm-rebalance added; False when there was none.
+
+    Raises:
+        InfeasiblePlanError: the VM has a node pin vm-rebalance did not add (it is the user's).
+    """
     vm = api.get_vm(namespace, name)
-    if not existing_node_pin(vm) and not ((vm.get("metadata") or {}).get("annotations") or {}).get(PIN_ANNOTATION):
+    ours = ((vm.get("metadata") or {}).get("annotations") or {}).get(PIN_ANNOTATION)
+    if not ours:
+        pins = existing_node_pin(vm)
+        if pins:
+            raise InfeasiblePlanError(
+                f"the node pin of {namespace}/{name} (to {', '.join(pins)}) was not added by vm-rebalance",
+                hint="it is left alone; edit the VM's spec.template.spec.affinity yourself if it should go",
+            )
         return False
 
     def edit(current: dict[str, Any]) -> list[dict[str, Any]]:
-        return affinity_ops(current, unpinned_affinity(current)) + annotation_ops(current, PIN_ANNOTATION, None)
+        return affinity_ops(current, unpinned_affinity(current, str(ours))) + annotation_ops(
+            current, PIN_ANNOTATION, None
+        )
 
     api.update_vm(namespace, name, edit)
     return True
