@@ -155,6 +155,9 @@ def test_drain_mixed_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     objs = mixed(tmp_path)
     add_vm(objs, "stuck", "w1", node_selector={"kubernetes.io/hostname": "w1"})
     with simulator(tmp_path, objs, time_scale=300) as s:
+        code, text = cli(s, "drain", "w1", "--dry-run", capsys=capsys)
+        assert code == 0, text  # a dry run changes nothing and is not a failure
+        assert "stuck" in text and s.node_of("db") == "w1"
         code, text = cli(s, "drain", "w1", "--yes", capsys=capsys)
         assert code == 4, text  # done, but one VM could not move
         assert "stuck" in text

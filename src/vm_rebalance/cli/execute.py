@@ -100,13 +100,16 @@ def carry_out(
     resume_hint: str | None = None,
     journal_id: str | None = None,
     fresh_journal: bool = True,
-) -> None:
-    """Show, approve, execute, handle failures and report: the common path of apply/move/drain."""
+) -> bool:
+    """Show, approve, execute, handle failures and report: the common path of apply/move/drain.
+
+    Returns whether anything was executed (False: nothing to do, a dry run, or cancelled).
+    """
     _print_warnings(c, warnings)
     if not plan.moves:
         c.out.print(render_plan(plan, limits=session.state.limits))
         c.err.print("nothing to do: no move is needed or possible", highlight=False)
-        return
+        return False
     if dry_run:
         c.out.print(render_plan(plan, limits=session.state.limits))
         c.err.print(
@@ -115,7 +118,7 @@ def carry_out(
             f"{session.state.limits.parallel_outbound_per_node} per source node); nothing was changed",
             highlight=False,
         )
-        return
+        return False
     require_terminal(yes, what)
     # The plan is data in table mode (stdout); with -o json stdout is reserved for the report,
     # so the plan and every question go to stderr.
@@ -123,7 +126,7 @@ def carry_out(
     approved = approve_plan(c.err, session.state, plan, yes=yes, show=False)
     if approved is None:
         c.err.print("cancelled: nothing was changed", highlight=False)
-        return
+        return False
     if callable(before_execute):
         before_execute()
     executor = session.executor(approved, options=options, journal_id=journal_id, fresh=fresh_journal)
@@ -182,6 +185,7 @@ def carry_out(
             or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume "
             f"(journal {executor.journal.plan_id})",
         )
+    return True
 
 
 @app.command()
@@ -338,23 +342,28 @@ def drain(
             if not no_cordon and service.cordon(session, node):
                 c.err.print(f"cordoned {node}", highlight=False)
 
-        if not plan.moves and not dry_run and not no_cordon:
-            require_terminal(yes, "cordoning the node")
-            if confirm(c.err, f"no VM to move; cordon {node} anyway?", yes=yes):
-                cordon()
-            return
-        carry_out(
-            c,
-            session,
-            plan,
-            yes=yes,
-            dry_run=dry_run,
-            output=output,
-            what=f"draining {node}",
-            options=_options(sequential, False, False, None),
-            before_execute=cordon,
-        )
-        if stuck:
+        executed = False
+        if not plan.moves:
+            if not dry_run and not no_cordon:
+                require_terminal(yes, "cordoning the node")
+                if confirm(c.err, f"no VM to move; cordon {node} anyway?", yes=yes):
+                    cordon()
+                    executed = True
+        else:
+            executed = carry_out(
+                c,
+                session,
+                plan,
+                yes=yes,
+                dry_run=dry_run,
+                output=output,
+                what=f"draining {node}",
+                options=_options(sequential, False, False, None),
+                before_execute=cordon,
+            )
+        # The node stays non-empty (after the drain ran, or because nothing could move): exit 4.
+        # A dry run, or a drain the user cancelled, exits 0.
+        if stuck and not dry_run and (executed or not plan.moves):
             raise InfeasiblePlanError(
                 f"{len(stuck)} VM(s) could not be moved off {node}",
                 blocking=[f"{s.namespace}/{s.vm}: {s.reason}" for s in stuck],
