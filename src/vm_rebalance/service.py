@@ -22,6 +22,7 @@ from vm_rebalance.executor.watch import MigrationWatcher
 from vm_rebalance.kube import resources as kube_resources
 from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
+from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
 from vm_rebalance.planner import (
     ManualMoveRequest,
     PlanRequest,
@@ -30,7 +31,7 @@ from vm_rebalance.planner import (
     retarget_move,
     skip_move,
 )
-from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HEADROOM
+from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS
 from vm_rebalance.sources.kubernetes import KubernetesSource
 from vm_rebalance.sources.snapshot_file import SnapshotFileSource, snapshot_document
 

@@ -34,6 +34,7 @@ from vm_rebalance.render.execution import (
     report_document,
     report_view,
 )
+from vm_rebalance.render.lifecycle import LIFECYCLE_IMPACT, batch_warnings
 from vm_rebalance.render.plan import render_plan
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking (needed without a terminal).")]
@@ -375,15 +376,8 @@ def drain(
 def _lifecycle(ctx: typer.Context, action: Action, vms: list[str], namespace: str, yes: bool, output: Output) -> None:
     c = ctx_obj(ctx)
     refs = service.vm_refs(vms, namespace)
-    if len(refs) > 10:
-        c.err.print(f"[yellow]⚠ {len(refs)} VMs in one batch: consider splitting it (more than 10)[/yellow]")
-    elif len(refs) > 5:
-        c.err.print(f"[yellow]⚠ {len(refs)} VMs in one batch (more than 5): review carefully[/yellow]")
-    impact = {
-        Action.START: "consumes resources (CPU/memory)",
-        Action.STOP: "graceful shutdown, services stop",
-        Action.RESTART: "brief interruption (~1-2 min)",
-    }[action]
+    _print_warnings(c, batch_warnings(len(refs)))
+    impact = LIFECYCLE_IMPACT[action]
     session = service.Session.open(c.target)
     try:
         c.err.print(

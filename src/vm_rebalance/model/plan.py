@@ -12,6 +12,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
+
 PLAN_API_VERSION = "vm-rebalance/v1"
 PLAN_KIND = "RebalancePlan"
 
@@ -19,7 +21,7 @@ LIVE_DOWNTIME = "<1s"
 COLD_DOWNTIME = "~30-60s"
 NO_DOWNTIME = "none"
 
-DEFAULT_PLAN_HEADROOM = 0.20
+DEFAULT_PLAN_HEADROOM = DEFAULT_HEADROOM
 """A plan's soft headroom when its document does not say (older documents)."""
 
 

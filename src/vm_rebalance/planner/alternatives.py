@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 from vm_rebalance.model import ClusterState, GoalType, MigrationMethod, Plan
+from vm_rebalance.model.thresholds import BATCH_WARN
 from vm_rebalance.planner.propose import propose_plan
 from vm_rebalance.planner.request import PlanRequest
 
@@ -33,6 +34,6 @@ def suggest_alternatives(state: ClusterState, request: PlanRequest, plan: Plan) 
                 f"With --live-only: no downtime and {len(live.moves)} moves; objective {before:.1f} → "
                 f"{theirs:.1f} instead of {ours:.1f} ({kept:.0f} % of this plan's improvement)"
             )
-    if not plan.sequential and (len(cold) >= 2 or len(plan.moves) > 5):
+    if not plan.sequential and (len(cold) >= 2 or len(plan.moves) > BATCH_WARN):
         out.append("Run sequentially (apply --sequential): same total downtime, lower network impact, easier to abort")
     return tuple(out)

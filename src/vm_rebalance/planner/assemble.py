@@ -24,6 +24,7 @@ from vm_rebalance.model import (
     VirtualMachine,
 )
 from vm_rebalance.model.plan import COLD_DOWNTIME, LIVE_DOWNTIME, NO_DOWNTIME
+from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN, DEFAULT_HEADROOM
 from vm_rebalance.planner.eligibility import live_blocker
 from vm_rebalance.planner.problem import (
     COUNT,
@@ -39,8 +40,6 @@ from vm_rebalance.planner.problem import (
 )
 from vm_rebalance.planner.waves import WaveMove, assign_waves
 
-BATCH_WARN = 5
-BATCH_SPLIT = 10
 _LIST_LIMIT = 5
 
 
@@ -59,7 +58,7 @@ class DraftMove:
 class PlanOptions:
     """How to assemble: soft headroom for warnings, execution mode, wave limits."""
 
-    headroom: float = 0.20
+    headroom: float = DEFAULT_HEADROOM
     sequential: bool = False
     max_parallel: int | None = None
     keep_order: bool = False

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, LabelSelector, Node, VirtualMachine
+from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, LabelSelector, Node, VirtualMachine, thresholds
 from vm_rebalance.planner.eligibility import is_eligible_target, static_placement_violations
 
 FloatArray = npt.NDArray[np.float64]
@@ -36,8 +36,9 @@ COLUMNS = 4
 COUNT_UNIT = 10.0
 """Units per VM in the count columns, so that count and percentage-point objectives share thresholds."""
 
-CPU_WARNING, MEMORY_WARNING = 80.0, 85.0
-CPU_CRITICAL, MEMORY_CRITICAL = 90.0, 95.0
+# The seeds' thresholds (model/thresholds.py) in percentage points, the unit of the search.
+CPU_WARNING, MEMORY_WARNING = 100 * thresholds.CPU_WARNING, 100 * thresholds.MEMORY_WARNING
+CPU_CRITICAL, MEMORY_CRITICAL = 100 * thresholds.CPU_CRITICAL, 100 * thresholds.MEMORY_CRITICAL
 HEAVY_QUANTILE = 0.9
 
 

@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 
 from vm_rebalance.model import Basis, Goal
+from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
 
-DEFAULT_HEADROOM = 0.20
 DEFAULT_COOLDOWN_SECONDS = 3600.0
 
 

@@ -13,12 +13,16 @@ from rich.table import Table
 from rich.text import Text
 
 from vm_rebalance.model import ClusterState, Node, StorageKind, VirtualMachine
+from vm_rebalance.model.thresholds import (
+    CPU_CRITICAL,
+    CPU_WARNING,
+    DEFAULT_HEADROOM,
+    MEMORY_CRITICAL,
+    MEMORY_WARNING,
+)
 from vm_rebalance.planner.eligibility import live_blocker, live_blocker_detail, move_method, node_flags
 
 INVENTORY_API_VERSION = "vm-rebalance/v1"
-CPU_WARNING, CPU_CRITICAL = 0.80, 0.90
-MEMORY_WARNING, MEMORY_CRITICAL = 0.85, 0.95
-DEFAULT_HEADROOM = 0.20
 
 
 def _ratio(used: int, total: int) -> float | None:

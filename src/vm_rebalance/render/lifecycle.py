@@ -9,6 +9,7 @@ from typing import Any
 
 from vm_rebalance.executor.lifecycle import Action, LifecycleResult, LifecycleStatus
 from vm_rebalance.model import ClusterState
+from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN
 from vm_rebalance.render.execution import duration_text
 
 LIFECYCLE_IMPACT = {
@@ -16,7 +17,15 @@ LIFECYCLE_IMPACT = {
     Action.STOP: "graceful shutdown: the VM's services stop until it is started again",
     Action.RESTART: "brief interruption (~1-2 min): stop, verify stopped, start, verify running",
 }
-BATCH_WARNING, BATCH_SPLIT = 5, 10
+
+
+def batch_warnings(count: int) -> list[str]:
+    """The seeds' batch warnings for a lifecycle operation on ``count`` VMs."""
+    if count > BATCH_SPLIT:
+        return [f"{count} VMs in one batch: consider splitting it (more than {BATCH_SPLIT})"]
+    if count > BATCH_WARN:
+        return [f"{count} VMs in one batch (more than {BATCH_WARN}): review carefully"]
+    return []
 
 
 def lifecycle_plan_document(state: ClusterState, action: Action, vms: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -45,10 +54,7 @@ def lifecycle_plan_document(state: ClusterState, action: Action, vms: Sequence[t
             warnings.append(f"{namespace}/{name} is not running: nothing to do for it")
         elif action is Action.RESTART and not vm.running:
             warnings.append(f"{namespace}/{name} is not running: restart will only start it")
-    if len(vms) > BATCH_SPLIT:
-        warnings.append(f"{len(vms)} VMs in one batch: consider splitting it (more than {BATCH_SPLIT})")
-    elif len(vms) > BATCH_WARNING:
-        warnings.append(f"{len(vms)} VMs in one batch (more than {BATCH_WARNING}): review carefully")
+    warnings += batch_warnings(len(vms))
     return {
         "apiVersion": "vm-rebalance/v1",
         "kind": "LifecyclePlan",

@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vm_rebalance.model import GIB, GoalType, MigrationLimits, MigrationMethod, Move, Plan
+from vm_rebalance.model.thresholds import CPU_WARNING, MEMORY_WARNING
 
-CPU_WARNING, MEMORY_WARNING = 0.80, 0.85
 LIVE_SETUP_SECONDS = 10.0
 LIVE_BYTES_PER_SECOND = float(GIB)
 COLD_SECONDS = 60.0
