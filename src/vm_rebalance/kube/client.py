@@ -3,12 +3,11 @@
 We use the official ``kubernetes`` client for what it does best — kubeconfig loading with
 every auth method (client certificates, tokens, exec plugins v1, OIDC auth-provider,
 in-cluster service accounts, token refresh) and its connection pool — but bypass its
-model classes: responses are read as bytes and parsed with orjson (json as fallback),
+model classes: responses are read as bytes and parsed with orjson,
 which is what makes listing 100,000 objects fast. Every failure leaves this module as a
 vm_rebalance error (see kube/errors.py); nothing here prints.
 """
 
-import json
 import logging
 import os
 import random
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 import urllib3
 import yaml
 from kubernetes import config as kube_config
@@ -30,22 +30,14 @@ from vm_rebalance.errors import ClusterConfigError, ClusterError, ClusterUnreach
 from vm_rebalance.kube.errors import error_for_status, error_for_transport
 from vm_rebalance.kube.resources import ApiResource
 
-try:
-    import orjson
 
-    def _loads(data: bytes) -> Any:
-        return orjson.loads(data)
+def _loads(data: bytes) -> Any:
+    return orjson.loads(data)
 
-    def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
 
-except ImportError:  # pragma: no cover - orjson is a dependency; json keeps us working without it
-
-    def _loads(data: bytes) -> Any:
-        return json.loads(data)
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
+def _dumps(obj: Any) -> bytes:
+    data: bytes = orjson.dumps(obj)
+    return data
 
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,16 +32,10 @@ from .store import AlreadyExistsError, ConflictError, GoneError, NotFoundError, 
 if TYPE_CHECKING:
     from .cluster import SimCluster
 
-try:
-    import orjson
 
-    def dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
-
-except ImportError:  # pragma: no cover - orjson is optional
-
-    def dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
+def dumps(obj: Any) -> bytes:
+    data: bytes = orjson.dumps(obj)
+    return data
 
 
 log = logging.getLogger(__name__)

@@ -12,14 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.kube.convert import snapshot_object, state_from_objects
 from vm_rebalance.model import ClusterState
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover
-    orjson = None  # type: ignore[assignment]  # optional speed-up: None means "use the json module"
 
 SNAPSHOT_API_VERSION = "v1"
 SNAPSHOT_KIND = "List"
@@ -47,11 +44,10 @@ def _flatten(doc: Any, where: str) -> Iterator[dict[str, Any]]:
 
 def _json_documents(text: str, where: str) -> list[Any]:
     """One or several JSON documents back to back."""
-    if orjson is not None:
-        try:
-            return [orjson.loads(text)]
-        except orjson.JSONDecodeError:
-            pass
+    try:
+        return [orjson.loads(text)]
+    except orjson.JSONDecodeError:
+        pass
     decoder = json.JSONDecoder()
     docs: list[Any] = []  # untyped JSON documents, converted by kube.convert
     pos = 0
@@ -128,7 +124,7 @@ def load_snapshot_objects(path: str | Path) -> list[dict[str, Any]]:
         raise ConfigError(f"{where} is a directory") from exc
     except OSError as exc:
         raise ConfigError(f"{where} cannot be read: {exc.strerror}") from exc
-    if orjson is not None and raw.lstrip()[:1] in (b"{", b"["):
+    if raw.lstrip()[:1] in (b"{", b"["):
         # Fast path for the common case (one JSON document): parse the bytes directly,
         # without a decoded copy of a file that can be hundreds of MiB.
         try:
