@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +133,12 @@ class KubeApi:
         self.tokens = tokens
         self.policy = policy
         self.bookmark_interval = bookmark_interval
+        # Shutdown: open watch streams and hung requests end at once when the server stops, so
+        # uvicorn's graceful shutdown finds no request left to cancel.
+        self._closing = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._watch_queues: set[asyncio.Queue[WatchEvent | None]] = set()
         self._static: dict[str, bytes] = {
             "/api": dumps(resources.api_versions()),
             "/apis": dumps(resources.api_group_list()),
@@ -149,6 +156,31 @@ class KubeApi:
         self._static["/openapi/v3"] = dumps(index)
         for key, body in docs.items():
             self._static[f"/openapi/v3/{key}"] = body
+
+    # -- shutdown ----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End every open watch and hung request; new ones end at once. Thread-safe, idempotent."""
+        self._closing.set()
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing is open
+                loop.call_soon_threadsafe(self._end_streams)
+
+    def _end_streams(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+        for queue in self._watch_queues:
+            queue.put_nowait(None)
+
+    def _stop_event(self) -> asyncio.Event:
+        """The loop's "server is stopping" event (made on first use, in the server's loop)."""
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            if self._closing.is_set():  # close() ran before the loop was known
+                self._stopping.set()
+        return self._stopping
 
     # -- entry point -------------------------------------------------------------------------------------
 
@@ -231,7 +263,10 @@ class KubeApi:
         if fault is None:
             return
         if fault.hang:
-            await asyncio.sleep(_HANG_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event().wait(), _HANG_SECONDS)
+            if self._closing.is_set():
+                raise status.service_unavailable("the simulator is shutting down")
         if fault.latency_seconds:
             await asyncio.sleep(fault.latency_seconds)
         if fault.status_code is not None:
@@ -538,8 +573,11 @@ class KubeApi:
         include_object: str,
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()  # None: the server is stopping
         key = rtype.key
+        if self._stop_event().is_set():
+            return
+        self._watch_queues.add(queue)
 
         def on_event(event: WatchEvent) -> None:
             if event.key != key:
@@ -564,6 +602,7 @@ class KubeApi:
                     ]
             except GoneError as err:
                 unsubscribe()
+                self._watch_queues.discard(queue)
                 yield dumps({"type": "ERROR", "object": status.expired(err.requested, err.oldest).to_status()})
                 yield b"\n"
                 return
@@ -600,6 +639,8 @@ class KubeApi:
                         }
                         yield dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
                     continue
+                if event is None:
+                    return
                 if event.resource_version <= last_rv:
                     continue
                 last_rv = event.resource_version
@@ -608,6 +649,7 @@ class KubeApi:
                     first = False
         finally:
             unsubscribe()
+            self._watch_queues.discard(queue)
 
     # -- write verbs -------------------------------------------------------------------------------------
 

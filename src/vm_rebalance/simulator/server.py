@@ -60,6 +60,7 @@ class SimulatorServer:
         self.auth_enabled = tls or self.policy is not None
         self._tls: tls_mod.TlsMaterial | None = None
         self._server: uvicorn.Server | None = None
+        self._api: Any = None  # the app's KubeApi: closed first on stop
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self.url = ""
@@ -78,6 +79,7 @@ class SimulatorServer:
             self._tls = tls_mod.generate()
         tokens = {t: u for u, t in self._user_tokens.items()} if self.auth_enabled else None
         app = create_app(self.cluster, tokens=tokens, policy=self.policy, bookmark_interval=self.bookmark_interval)
+        self._api = app.state.api
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -115,6 +117,8 @@ class SimulatorServer:
     def stop(self) -> None:
         """Stop the HTTP server and the cluster's controllers; idempotent."""
         server, thread = self._server, self._thread
+        if self._api is not None:
+            self._api.close()  # open watches and hung requests end now, before uvicorn waits for them
         if server is not None:
             server.should_exit = True
         if thread is not None:
@@ -131,6 +135,7 @@ class SimulatorServer:
             self._tls.cleanup()
         self._server = None
         self._thread = None
+        self._api = None
 
     def __enter__(self) -> "SimulatorServer":
         self.start()

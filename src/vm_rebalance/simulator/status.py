@@ -166,3 +166,8 @@ def internal_error(message: str) -> ApiError:
 def not_found_path(path: str) -> ApiError:
     """The plain 404 of an unknown URL (no resource details)."""
     return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+
+def service_unavailable(message: str) -> ApiError:
+    """503: the server cannot answer now (it is shutting down)."""
+    return ApiError(503, "ServiceUnavailable", message)
