@@ -629,7 +629,7 @@ class KubeApi:
                     return
                 wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
                 try:
-                    event = await asyncio.wait_for(queue.get(), wait)
+                    arrived = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
                     if bookmarks and deadline - loop.time() > 0:
                         bookmark = {
@@ -639,13 +639,13 @@ class KubeApi:
                         }
                         yield dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
                     continue
-                if event is None:
+                if arrived is None:
                     return
-                if event.resource_version <= last_rv:
+                if arrived.resource_version <= last_rv:
                     continue
-                last_rv = event.resource_version
-                if match is None or match(event.obj):
-                    yield self._event_line(event.type, event.obj, rtype, table_version, include_object, first)
+                last_rv = arrived.resource_version
+                if match is None or match(arrived.obj):
+                    yield self._event_line(arrived.type, arrived.obj, rtype, table_version, include_object, first)
                     first = False
         finally:
             unsubscribe()
