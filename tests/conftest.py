@@ -40,3 +40,24 @@ def kubeconfig(_fake_server: tuple[FakeApi, str], tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir(exist_ok=True)
     return write_kubeconfig(tmp_path / "kubeconfig-secret-location.yaml", url)
+
+
+# -- the suite in two parts --------------------------------------------------------------------------
+# The summary says how long the fast part and the end-to-end part (marker `e2e`) took, so a slow
+# end-to-end test is visible at a glance; `--durations` in pyproject.toml names the slowest tests.
+
+_PART_SECONDS: dict[str, float] = {"fast": 0.0, "e2e": 0.0}
+_PART_COUNTS: dict[str, int] = {"fast": 0, "e2e": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    part = "e2e" if "e2e" in report.keywords else "fast"
+    _PART_SECONDS[part] += report.duration
+    if report.when == "call":
+        _PART_COUNTS[part] += 1
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    parts = ", ".join(f"{part}: {_PART_COUNTS[part]} tests in {_PART_SECONDS[part]:.1f} s" for part in _PART_SECONDS)
+    terminalreporter.write_line(f"suite parts — {parts}")

@@ -6,6 +6,8 @@ tool errors; they hold no logic of their own.
 
 import dataclasses
 import json
+import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,6 +285,17 @@ def lifecycle(
     return run_lifecycle(session.api, action, vms, report=report, timeout_seconds=timeout_seconds)
 
 
+def require_vms(state: ClusterState, refs: Sequence[tuple[str, str]]) -> None:
+    """Refuse, naming them, VMs that do not exist.
+
+    Raises:
+        ConfigError: one or more (namespace, name) pairs name no VM.
+    """
+    missing = [f"VM '{name}' does not exist in namespace '{ns}'" for ns, name in refs if state.vm(ns, name) is None]
+    if missing:
+        raise ConfigError("; ".join(missing) + "; nothing was changed", hint="list VMs with: vm-rebalance inventory")
+
+
 def unpin(session: Session, namespace: str, name: str) -> bool:
     """Remove the node pin a cold move added; False when the VM had none."""
     try:
@@ -367,6 +380,8 @@ def plan_request(
     if weights is not None and goal != "balanced":
         raise ConfigError("weights only go with goal 'balanced'")
     if weights is not None:
+        if not all(math.isfinite(w) for w in weights.values()):
+            raise ConfigError("weights must be finite numbers")
         if set(weights) - {"cpu", "memory"}:
             raise ConfigError(f"weights: unknown resource {', '.join(sorted(set(weights) - {'cpu', 'memory'}))}")
         if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
@@ -375,9 +390,9 @@ def plan_request(
         raise ConfigError(f"basis must be usage or requests, not '{basis}'")
     if max_migrations is not None and max_migrations < 0:
         raise ConfigError("max migrations must be 0 or more")
-    if not 0 <= headroom < 1:
+    if not math.isfinite(headroom) or not 0 <= headroom < 1:
         raise ConfigError("headroom must be from 0 to 99 %")
-    if cooldown_seconds < 0:
+    if not math.isfinite(cooldown_seconds) or cooldown_seconds < 0:
         raise ConfigError("the cooldown must be 0 or more")
     w = dict(weights) if weights is not None else {"cpu": 0.5, "memory": 0.5}
     return PlanRequest(
@@ -385,25 +400,42 @@ def plan_request(
         basis=Basis(basis) if basis else None,
         max_migrations=max_migrations,
         live_only=live_only,
-        namespaces=tuple(namespaces),
+        namespaces=check_namespaces(namespaces),
         headroom=headroom,
         cooldown_seconds=cooldown_seconds,
         sequential=sequential,
     )
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def check_namespaces(namespaces: Sequence[str]) -> tuple[str, ...]:
+    """Namespace names as Kubernetes allows them (RFC 1123 labels, at most 63 characters).
+
+    Raises:
+        ConfigError: a name no namespace can have (the message quotes it, escaped).
+    """
+    for ns in namespaces:
+        if len(ns) > 63 or not _DNS_LABEL.fullmatch(ns):
+            raise ConfigError(
+                f"{ns!r} is not a namespace name (lower-case letters, digits and '-', at most 63 characters)"
+            )
+    return tuple(namespaces)
+
+
 def vm_refs(vms: Sequence[str], namespace: str) -> list[tuple[str, str]]:
     """``name`` or ``namespace/name`` → (namespace, name).
 
     Raises:
-        ConfigError: an empty name, or no VM at all.
+        ConfigError: an empty name, a malformed namespace, or no VM at all.
     """
     refs = []
     for ref in vms:
         ns, _, name = ref.strip().rpartition("/")
         if not name:
             raise ConfigError(f"'{ref}' is not a VM name (NAME or NAMESPACE/NAME)")
-        refs.append((ns or namespace, name))
+        refs.append((check_namespaces([ns or namespace])[0], name))
     if not refs:
         raise ConfigError("name at least one VM")
     return refs

@@ -23,7 +23,7 @@ from vm_rebalance.cli.main import run
 from vm_rebalance.executor.kubevirt import TEMP_PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 LAUNCHER = """
 import sys, dataclasses

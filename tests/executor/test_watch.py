@@ -4,11 +4,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from vm_rebalance.executor.watch import MigrationWatcher
 from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.kube.resources import VMIMS
 from vm_rebalance.simulator.cluster import SimCluster
 from vm_rebalance.simulator.server import SimulatorServer
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_new_migration_ends_the_wait_early(tmp_path: Path) -> None:
@@ -29,9 +33,7 @@ def test_a_new_migration_ends_the_wait_early(tmp_path: Path) -> None:
             }
             namespace = vmi["metadata"]["namespace"]
             threading.Timer(0.3, lambda: client.create(VMIMS, body, namespace=namespace)).start()
-            started = time.monotonic()
-            watcher.wait(20.0)
-            assert time.monotonic() - started < 10.0
+            assert watcher.wait(20.0) is True  # woken by the migration, not by the timeout
             assert watcher.events_seen >= 1
         finally:
             watcher.stop()
@@ -42,5 +44,5 @@ def test_a_stopped_watcher_is_a_plain_sleep() -> None:
     watcher = MigrationWatcher(client=None)  # type: ignore[arg-type]
     watcher.stop()
     started = time.monotonic()
-    watcher.wait(0.2)
-    assert time.monotonic() - started >= 0.19
+    assert watcher.wait(0.2) is False
+    assert time.monotonic() - started >= 0.19  # a lower bound: sleep never returns early

@@ -16,7 +16,7 @@ from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 FAST = ExecutionOptions(poll_interval_seconds=0.05)
 
 

@@ -12,7 +12,7 @@ from mcp.client import Client
 
 from rawobjects import as_list, small_cluster
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 
 def free_port() -> int:

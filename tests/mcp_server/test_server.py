@@ -10,6 +10,8 @@ from mcp.client import Client
 from vm_rebalance import service
 from vm_rebalance.mcp_server.server import CHANGING_TOOLS, SKILL_URI, create_server
 
+pytestmark = pytest.mark.e2e
+
 NODES = ("", "nodes")
 Sim = Any  # the `sim` fixture of conftest.py
 

@@ -11,7 +11,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 VMIS = ("kubevirt.io", "virtualmachineinstances")
 CHANGING = {"execute_plan", "vm_lifecycle", "unpin_vm"}

@@ -15,7 +15,7 @@ import pytest
 from simulator.clientcluster import small_cluster
 from vm_rebalance.simulator.server import SimulatorServer
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 KUBECTL = shutil.which("kubectl")
 VMIS = ("kubevirt.io", "virtualmachineinstances")

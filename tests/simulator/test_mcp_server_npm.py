@@ -17,7 +17,7 @@ from mcp.client.stdio import StdioServerParameters
 from simulator.clientcluster import small_cluster
 from vm_rebalance.simulator.server import SimulatorServer
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 VMS = ("kubevirt.io", "virtualmachines")
 

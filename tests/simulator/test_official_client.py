@@ -13,7 +13,7 @@ from kubernetes.client.rest import ApiException
 from simulator.clientcluster import small_cluster
 from vm_rebalance.simulator.server import SimulatorServer
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 KV = ("kubevirt.io", "v1")
 

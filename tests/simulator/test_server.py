@@ -6,10 +6,13 @@ import stat
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from vm_rebalance.simulator.cluster import SimCluster
 from vm_rebalance.simulator.server import SimulatorServer
+
+pytestmark = pytest.mark.e2e
 
 
 def test_https_server_with_kubeconfig_and_token(tmp_path: Path) -> None:

@@ -12,10 +12,20 @@ from vm_rebalance import service
 from vm_rebalance.cli.approval import require_terminal
 from vm_rebalance.cli.execute import carry_out
 from vm_rebalance.cli.main import Context, Output, app, ctx_obj
+from vm_rebalance.cli.options import positive_number
+from vm_rebalance.errors import ConfigError
 from vm_rebalance.executor.runners import ExecutionOptions
-from vm_rebalance.model import Goal, GoalType
 from vm_rebalance.planner import PlanRequest
 from vm_rebalance.render.inventory import inventory_document, inventory_view
+
+
+def known_scenario(value: str) -> str:
+    """A built-in scenario name or an existing snapshot file."""
+    from vm_rebalance.simulator.scenarios import SCENARIOS
+
+    if value in SCENARIOS or Path(value).is_file():
+        return value
+    raise typer.BadParameter(f"'{value}' is neither a built-in scenario ({', '.join(sorted(SCENARIOS))}) nor a file")
 
 
 @app.command()
@@ -23,12 +33,24 @@ def demo(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve the plan without asking.")] = False,
     scenario: Annotated[
-        str, typer.Option("--scenario", help="Simulator scenario (demo, small, medium, large).")
+        str,
+        typer.Option(
+            "--scenario",
+            help="Simulator scenario: a built-in name (see `simulator serve --help`) or a snapshot file.",
+            callback=known_scenario,
+        ),
     ] = "demo",
     time_scale: Annotated[
-        float, typer.Option("--time-scale", help="Simulated seconds per wall second (5: the demo takes ~30 s).")
+        float,
+        typer.Option(
+            "--time-scale",
+            help="Simulated seconds per wall second (5: the demo takes ~30 s).",
+            callback=positive_number,
+        ),
     ] = 5.0,
-    goal: Annotated[str, typer.Option("--goal", help="Planning goal.")] = "balanced",
+    goal: Annotated[
+        str, typer.Option("--goal", help="Planning goal: cpu, memory, balanced, count or performance.")
+    ] = "balanced",
 ) -> None:
     """Try vm-rebalance without a cluster: a simulated imbalanced KubeVirt cluster, a plan, your approval, execution.
 
@@ -36,6 +58,9 @@ def demo(
     through the same code paths as with a real cluster. Nothing outside this process changes.
     """
     c = ctx_obj(ctx)
+    if goal == "drain":
+        raise ConfigError("the demo does not drain a node; try `vm-rebalance simulator serve` and `drain NODE`")
+    request = service.plan_request(goal)  # every bad value is refused before the simulator starts
     require_terminal(yes, "the demo")
     from vm_rebalance.simulator.cluster import SimCluster
     from vm_rebalance.simulator.server import SimulatorServer
@@ -54,7 +79,7 @@ def demo(
                 _run(
                     Context(target=service.Target(kubeconfig=str(kubeconfig)), out=c.out, err=c.err, debug=c.debug),
                     yes=yes,
-                    goal=goal,
+                    request=request,
                 )
             finally:
                 if previous is None:
@@ -63,13 +88,13 @@ def demo(
                     os.environ["VM_REBALANCE_STATE_DIR"] = previous
 
 
-def _run(c: Context, *, yes: bool, goal: str) -> None:
+def _run(c: Context, *, yes: bool, request: PlanRequest) -> None:
     session = service.Session.open(c.target)
     try:
         c.out.print(Rule("1. Inventory"))
         c.out.print(inventory_view(inventory_document(session.state)))
-        c.out.print(Rule(f"2. Plan (goal: {goal})"))
-        plan = service.propose(session.state, PlanRequest(goal=Goal(type=GoalType(goal))))
+        c.out.print(Rule(f"2. Plan (goal: {request.goal.type.value})"))
+        plan = service.propose(session.state, request)
         carry_out(
             c,
             session,

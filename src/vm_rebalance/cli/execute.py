@@ -8,6 +8,7 @@ stops with exit code 5).
 
 import dataclasses
 import json
+import math
 import sys
 from typing import Annotated, TypedDict
 
@@ -18,6 +19,7 @@ from rich.markup import escape
 from vm_rebalance import service
 from vm_rebalance.cli.approval import approve_plan, ask_with, confirm, require_terminal
 from vm_rebalance.cli.main import Context, Output, app, ctx_obj, emit_document, progress_printer
+from vm_rebalance.cli.options import positive_number
 from vm_rebalance.errors import ConfigError, ExecutionIncompleteError, InfeasiblePlanError
 from vm_rebalance.executor.engine import Executor, plan_id
 from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome
@@ -46,8 +48,8 @@ OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json
 def _options(
     sequential: bool, replace_affinity: bool, unpin_after: bool, timeout_per_gib: float | None
 ) -> ExecutionOptions:
-    if timeout_per_gib is not None and timeout_per_gib <= 0:
-        raise ConfigError("--timeout-per-gib must be positive")
+    if timeout_per_gib is not None and (not math.isfinite(timeout_per_gib) or timeout_per_gib <= 0):
+        raise ConfigError(f"--timeout-per-gib must be a finite number above 0, not {timeout_per_gib:g}")
     return ExecutionOptions(
         sequential=sequential,
         replace_affinity=replace_affinity,
@@ -211,6 +213,7 @@ def apply(
             "--timeout-per-gib",
             help="Live migration timeout, seconds per GiB of guest memory (default: the cluster's "
             "completionTimeoutPerGiB, 150 if unset).",
+            callback=positive_number,
         ),
     ] = None,
     dry_run: DryRunOpt = False,
@@ -380,6 +383,7 @@ def _lifecycle(ctx: typer.Context, action: Action, vms: list[str], namespace: st
     impact = LIFECYCLE_IMPACT[action]
     session = service.Session.open(c.target)
     try:
+        service.require_vms(session.state, refs)  # unknown VMs are refused before anything is asked
         c.err.print(
             f"VM lifecycle: {action.value} {', '.join(f'{n}/{v}' for n, v in refs)} — {impact}", highlight=False
         )

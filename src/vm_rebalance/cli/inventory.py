@@ -31,8 +31,9 @@ def inventory(
     c = ctx_obj(ctx)
     if namespace and all_namespaces:
         raise ConfigError("use either --namespace or --all-namespaces, not both")
+    namespaces = service.check_namespaces(namespace or ())
     state = service.read_state(c.target, progress=progress_printer(c))
-    doc = inventory_document(state, namespaces=namespace or None)
+    doc = inventory_document(state, namespaces=namespaces or None)
     if output is Output.table:
         c.out.print(inventory_view(doc))
     else:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from vm_rebalance import service
+from vm_rebalance import __version__, service
 from vm_rebalance.errors import ExitCode, RebalanceError
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ app = typer.Typer(
         "vm-rebalance demo"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,  # tracebacks hold locals (tokens); the boundary below handles errors
     rich_markup_mode="rich",
 )
@@ -58,6 +58,12 @@ def ctx_obj(ctx: typer.Context) -> Context:
     return obj
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"vm-rebalance {__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -78,6 +84,10 @@ def main(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors and debug logs.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
 ) -> None:
     """Global options."""
     logging.basicConfig(
@@ -149,6 +159,16 @@ _USAGE: tuple[type[BaseException], ...] = (
 )
 
 
+def usage_message(exc: BaseException) -> str:
+    """A usage error as one line: what is wrong, and where to read how it should be."""
+    formatter = getattr(exc, "format_message", None)
+    message = formatter() if callable(formatter) else str(exc)
+    message = " ".join(str(message).split())  # click wraps some messages over lines
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "vm-rebalance"
+    return f"{message} (see '{command} --help')"
+
+
 def run(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point: the error boundary."""
     _register()
@@ -170,10 +190,7 @@ def run(argv: list[str] | None = None) -> NoReturn:
     except _EXIT as exc:
         raise SystemExit(getattr(exc, "exit_code", 0)) from None
     except _USAGE as exc:
-        if hasattr(exc, "show"):
-            exc.show(file=sys.stderr)
-        else:  # pragma: no cover - a TyperException without click's show()
-            sys.stderr.write(f"error: {exc}\n")
+        err.print(f"[bold red]error:[/bold red] {escape(usage_message(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(int(ExitCode.USAGE)) from None
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from vm_rebalance.cli.main import app, ctx_obj
+from vm_rebalance.cli.options import local_address
+from vm_rebalance.cli.options import port as cli_port
 from vm_rebalance.errors import ConfigError
 
 
@@ -26,9 +28,10 @@ def mcp(
         Transport, typer.Option("--transport", help="stdio (default) or http (streamable HTTP).")
     ] = Transport.stdio,
     host: Annotated[
-        str, typer.Option("--host", help="HTTP: address to bind (localhost unless you say so).")
+        str,
+        typer.Option("--host", help="HTTP: address to bind (localhost unless you say so).", callback=local_address),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="HTTP: port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option("--port", help="HTTP: port to listen on.", callback=cli_port)] = 8000,
     read_only: Annotated[
         bool,
         typer.Option(
@@ -43,8 +46,6 @@ def mcp(
     read and plan tools only). Register it in an MCP client as the command `vm-rebalance mcp`.
     """
     c = ctx_obj(ctx)
-    if not 0 < port < 65536:
-        raise ConfigError(f"--port must be between 1 and 65535, not {port}")
     try:
         from vm_rebalance.mcp_server.server import run
     except ModuleNotFoundError as exc:

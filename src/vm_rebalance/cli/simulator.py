@@ -5,7 +5,9 @@ from typing import Annotated
 
 import typer
 
+from vm_rebalance.cli.demo import known_scenario
 from vm_rebalance.cli.main import app
+from vm_rebalance.cli.options import port_or_any, positive_number
 from vm_rebalance.errors import ConfigError
 
 simulator_app = typer.Typer(
@@ -17,14 +19,26 @@ app.add_typer(simulator_app, name="simulator")
 @simulator_app.command("serve")
 def serve(
     scenario: Annotated[
-        str, typer.Option("--scenario", help="Built-in scenario (demo, small, medium, large) or a snapshot file.")
+        str,
+        typer.Option(
+            "--scenario",
+            help="Built-in scenario (demo, small, medium, large, …) or a snapshot file.",
+            callback=known_scenario,
+        ),
     ] = "demo",
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = any free port).")] = 0,
+    port: Annotated[
+        int, typer.Option("--port", help="Port on 127.0.0.1 (0 = any free port).", callback=port_or_any)
+    ] = 0,
     kubeconfig_out: Annotated[
         str | None, typer.Option("--kubeconfig-out", help="Write a kubeconfig for this server to FILE.")
     ] = None,
     time_scale: Annotated[
-        float, typer.Option("--time-scale", help="Simulated seconds per wall second (60 = a minute per second).")
+        float,
+        typer.Option(
+            "--time-scale",
+            help="Simulated seconds per wall second (60 = a minute per second).",
+            callback=positive_number,
+        ),
     ] = 60.0,
     plain_http: Annotated[bool, typer.Option("--http", help="Serve plain HTTP instead of HTTPS.")] = False,
     policy: Annotated[str | None, typer.Option("--policy", help="RBAC-like policy file (YAML).")] = None,

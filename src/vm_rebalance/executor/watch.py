@@ -42,13 +42,18 @@ class MigrationWatcher:
         self._changed.set()
         self._thread = None
 
-    def wait(self, timeout_seconds: float) -> None:
-        """Sleep up to ``timeout_seconds``, less if a migration changed meanwhile."""
+    def wait(self, timeout_seconds: float) -> bool:
+        """Sleep up to ``timeout_seconds``, less if a migration changed meanwhile.
+
+        Returns:
+            True when woken by a change, False when the time ran out (or the watcher is stopped).
+        """
         if self._stop.is_set():
             time.sleep(timeout_seconds)  # stopped: a plain sleep
-            return
-        self._changed.wait(timeout_seconds)
+            return False
+        woken = self._changed.wait(timeout_seconds)
         self._changed.clear()
+        return woken and not self._stop.is_set()
 
     def _run(self) -> None:
         version: str | None = None

@@ -26,6 +26,7 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from vm_rebalance import __version__
 from vm_rebalance.errors import ClusterConfigError, ClusterError, ClusterUnreachableError, ConfigError
 from vm_rebalance.kube.errors import error_for_status, error_for_transport
 from vm_rebalance.kube.resources import ApiResource
@@ -46,7 +47,7 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 PAGE_SIZE = 500
 RETRY_DELAYS_SECONDS = (0.5, 1.0, 2.0)
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-USER_AGENT = "vm-rebalance/0.1"
+USER_AGENT = f"vm-rebalance/{__version__}"
 FIELD_MANAGER = "vm-rebalance"
 
 _PATHISH = re.compile(r"(/[^\s'\"]+)+")
@@ -74,7 +75,8 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
         candidates = [p for p in env.split(os.pathsep) if p]
     default = str(Path("~/.kube/config").expanduser())
     if kubeconfig and not Path(kubeconfig).expanduser().exists():
-        raise ClusterConfigError("the kubeconfig file given with --kubeconfig does not exist")
+        # A bad option value is bad usage (exit 2), not an unreadable cluster.
+        raise ConfigError("the kubeconfig file given with --kubeconfig does not exist")
     existing = [p for p in (candidates or [default]) if Path(p).expanduser().exists()]
     if not existing:
         if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig and not env:
@@ -100,7 +102,7 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
     except ConfigException as exc:
         text = str(exc)
         if context and ("context" in text.lower()):
-            raise ClusterConfigError(
+            raise ConfigError(
                 f"context '{context}' is not in the kubeconfig", hint="list contexts with: kubectl config get-contexts"
             ) from exc
         raise ClusterConfigError(f"the kubeconfig cannot be used: {_sanitize(text, existing)}") from exc

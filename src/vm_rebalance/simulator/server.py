@@ -8,6 +8,7 @@ unless a policy is given, since clients should not send bearer tokens in clear t
 import base64
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .cluster import SimCluster
 
 _START_TIMEOUT = 15.0
+_CLOSE_GRACE_SECONDS = 0.5
 
 
 class SimulatorServer:
@@ -121,11 +123,17 @@ class SimulatorServer:
             self._api.close()  # open watches and hung requests end now, before uvicorn waits for them
         if server is not None:
             server.should_exit = True
+            # Responses end at once; what may remain are idle keep-alive connections whose TLS
+            # close waits for the client. Give them a moment, then stop without waiting for them
+            # (uvicorn would log "graceful shutdown exceeded" and cancel tasks).
+            deadline = time.monotonic() + _CLOSE_GRACE_SECONDS
+            while thread is not None and thread.is_alive() and time.monotonic() < deadline:
+                if not server.server_state.connections and not server.server_state.tasks:
+                    break
+                time.sleep(0.02)
+            server.force_exit = True
         if thread is not None:
-            thread.join(timeout=5)
-            if thread.is_alive() and server is not None:
-                server.force_exit = True
-                thread.join(timeout=5)
+            thread.join(timeout=10)
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -217,6 +225,12 @@ def serve(
 
         cluster.faults = load_faults(faults_file)
     server = SimulatorServer(cluster, host=host, port=port, tls=tls, policy_file=policy_file)
+    stopping = threading.Event()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        stopping.set()  # SIGTERM stops as Ctrl-C does: watches end, the server and controllers stop
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     server.start()
     try:
         path = Path(kubeconfig_out or "simulator.kubeconfig").resolve()
@@ -225,9 +239,11 @@ def serve(
         print(f"Kubeconfig written to {path}", flush=True)
         print(f"  export KUBECONFIG={path}", flush=True)
         print("Press Ctrl-C to stop.", file=sys.stderr, flush=True)
-        while server._thread is not None and server._thread.is_alive():
-            time.sleep(0.5)
+        while server._thread is not None and server._thread.is_alive() and not stopping.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+        signal.signal(signal.SIGTERM, previous)
+        print("Simulator stopped.", file=sys.stderr, flush=True)
