@@ -14,6 +14,7 @@ from vm_rebalance.errors import (
     ClusterError,
     ClusterForbiddenError,
     ClusterUnreachableError,
+    ConfigError,
     RebalanceError,
 )
 from vm_rebalance.kube import resources as r
@@ -206,8 +207,8 @@ def test_server_error_on_required_list(fake_api: FakeApi, kubeconfig: Path) -> N
 # ------------------------------------------------------------------------------ kubeconfig errors
 
 
-def _assert_config_error(exc: pytest.ExceptionInfo[ClusterConfigError], *paths: Path) -> None:
-    assert exc.value.exit_code == 3
+def _assert_config_error(exc: pytest.ExceptionInfo[RebalanceError], *paths: Path, exit_code: int = 3) -> None:
+    assert exc.value.exit_code == exit_code
     for text in (str(exc.value), exc.value.hint or ""):
         for p in paths:
             assert str(p) not in text and p.name not in text
@@ -216,9 +217,9 @@ def _assert_config_error(exc: pytest.ExceptionInfo[ClusterConfigError], *paths: 
 
 def test_kubeconfig_flag_pointing_nowhere(tmp_path: Path) -> None:
     missing = tmp_path / "missing-kubeconfig.yaml"
-    with pytest.raises(ClusterConfigError, match="does not exist") as info:
+    with pytest.raises(ConfigError, match="does not exist") as info:  # a bad option value: exit 2
         KubeClient.from_kubeconfig(str(missing))
-    _assert_config_error(info, missing)
+    _assert_config_error(info, missing, exit_code=2)
 
 
 @pytest.mark.parametrize("env", [pytest.param(None, id="unset"), pytest.param("", id="empty")])
@@ -266,9 +267,9 @@ def test_kubeconfig_from_home(
 def test_context_selection(fake_api: FakeApi, kubeconfig: Path) -> None:
     fake_api.load(small_cluster())
     assert len(read_live(kubeconfig, context="fake").nodes) == 4
-    with pytest.raises(ClusterConfigError, match="context 'nope' is not in the kubeconfig") as info:
+    with pytest.raises(ConfigError, match="context 'nope' is not in the kubeconfig") as info:  # bad option: exit 2
         KubeClient.from_kubeconfig(str(kubeconfig), context="nope")
-    _assert_config_error(info, kubeconfig)
+    _assert_config_error(info, kubeconfig, exit_code=2)
 
 
 @pytest.mark.parametrize(

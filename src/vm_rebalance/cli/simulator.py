@@ -61,6 +61,8 @@ def serve(
             policy_file=policy,
             faults_file=faults,
         )
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         # The simulator shares no code with the tool (not even its errors): translate here.
         raise ConfigError(f"the simulator cannot start: {exc}") from exc
+    except OSError as exc:  # strerror only: the exception's text holds file paths
+        raise ConfigError(f"the simulator cannot start: {exc.strerror or type(exc).__name__}") from exc

@@ -230,10 +230,12 @@ def serve(
     def on_sigterm(signum: int, frame: object) -> None:
         stopping.set()  # SIGTERM stops as Ctrl-C does: watches end, the server and controllers stop
 
+    path = Path(kubeconfig_out or "simulator.kubeconfig").resolve()
+    if not path.parent.is_dir():
+        raise ValueError("the folder of the kubeconfig to write does not exist")
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     server.start()
     try:
-        path = Path(kubeconfig_out or "simulator.kubeconfig").resolve()
         server.write_kubeconfig(path)
         print(f"Simulator API server listening on {server.url}", flush=True)
         print(f"Kubeconfig written to {path}", flush=True)
