@@ -57,6 +57,8 @@ def test_simulator_serve_stops_cleanly_with_open_watches(tmp_path: Path, how: si
         text=True,
         env=_env(tmp_path),
         cwd=tmp_path,
+        # Ctrl-C as in a terminal, even when the test run was started with SIGINT ignored (nohup, &).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60

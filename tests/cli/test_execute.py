@@ -26,7 +26,9 @@ from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
 pytestmark = pytest.mark.e2e
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 LAUNCHER = """
-import sys, dataclasses
+import sys, dataclasses, signal
+# Ctrl-C as in a terminal, even when the test run itself was started with SIGINT ignored (nohup, &).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {src!r})
 from vm_rebalance.cli import execute
 _orig = execute._options
@@ -48,7 +50,8 @@ def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vm_rebalance.executor import lifecycle
 
     monkeypatch.setattr(
-        service, "run_lifecycle", functools.partial(lifecycle.run_lifecycle, poll_interval_seconds=0.05)
+        "vm_rebalance.service.vms.run_lifecycle",
+        functools.partial(lifecycle.run_lifecycle, poll_interval_seconds=0.05),
     )
 
 
@@ -226,7 +229,7 @@ def test_interactive_explain_modify_skip_approve(sim: Sim, tmp_path: Path) -> No
     child.sendline("modify")
     child.expect("modify>")
     child.sendline("skip 1")
-    child.expect("skipped move #1")
+    child.expect(r"Migration #1 \(cache\) removed from plan")
     child.expect("modify>")
     child.sendline("done")
     child.expect("explain N / cancel: ")

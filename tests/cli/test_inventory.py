@@ -396,7 +396,7 @@ def test_internal_error_is_exit_1_without_traceback(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"secret {TOKEN}")
 
-    monkeypatch.setattr(service, "read_state", boom)
+    monkeypatch.setattr(service, "inventory", boom)
     code, out, err = cli(capsys, "--from-file", str(snapshot_file), "inventory")
     assert code == 1 and out == ""
     assert "internal error" in err and "RuntimeError" in err

@@ -1,8 +1,9 @@
 """The human in the loop: show a plan, then approve / modify / explain N / cancel.
 
-Modify accepts ``skip N``, ``change target N to NODE``, ``reorder 3,1,2`` and ``done``; every
-edit goes through the planner's edit functions, so the re-shown plan has its waves,
-after-state and improvements recomputed. Without a terminal the caller must pass --yes.
+Modify accepts the service's edits (``skip N``, ``change target N to NODE``, ``reorder 3,1,2``,
+``sequential`` / ``parallel``) and ``done``; the service recomputes the plan's waves, after-state
+and improvements, so the re-shown plan is what would run. This module only asks and shows.
+Without a terminal the caller must pass --yes.
 """
 
 import re
@@ -12,10 +13,9 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from vm_rebalance import service
 from vm_rebalance.errors import ConfirmationRequiredError, RebalanceError
 from vm_rebalance.model import ClusterState, Plan
-from vm_rebalance.planner import reorder_moves, retarget_move, skip_move
-from vm_rebalance.planner.explain import explain_move
 from vm_rebalance.render.plan import render_plan
 
 Ask = Callable[[str], str]
@@ -82,9 +82,9 @@ def approve_plan(
         m = re.fullmatch(r"(?:explain|e)\s+#?(\d+)", answer)
         if m:
             try:
-                for line in explain_move(state, plan, int(m.group(1))):
+                for line in service.explain(state, plan, int(m.group(1))):
                     console.print(line, markup=False, highlight=False)
-            except KeyError:
+            except RebalanceError:
                 console.print(f"there is no move #{m.group(1)}", highlight=False)
             continue
         if answer in ("modify", "m"):
@@ -96,28 +96,16 @@ def approve_plan(
 
 def modify_plan(console: Console, state: ClusterState, plan: Plan, ask: Ask) -> Plan:
     """The modify sub-loop; returns the edited plan when the user says done."""
-    console.print(
-        "Edit the plan: [bold]skip N[/bold], [bold]change target N to NODE[/bold], "
-        "[bold]reorder 3,1,2[/bold], [bold]done[/bold]"
-    )
+    console.print(f"Edit the plan: {escape(service.EDIT_HELP)}", highlight=False)
     while True:
         answer = ask("modify> ").strip()
-        low = answer.lower()
-        if low in ("done", "d", ""):
+        if answer.lower() in ("done", "d", ""):
             return plan
         try:
-            if m := re.fullmatch(r"skip\s+#?(\d+)", low):
-                plan = skip_move(state, plan, int(m.group(1)))
-                console.print(f"skipped move #{m.group(1)}")
-            elif m := re.fullmatch(r"(?:change\s+target|retarget)\s+#?(\d+)\s+(?:to\s+)?(\S+)", answer, re.I):
-                plan = retarget_move(state, plan, int(m.group(1)), m.group(2))
-                console.print(f"move #{m.group(1)} now goes to {escape(m.group(2))}", highlight=False)
-            elif m := re.fullmatch(r"reorder\s+([\d,\s]+)", low):
-                order = [int(x) for x in re.split(r"[,\s]+", m.group(1).strip()) if x]
-                plan = reorder_moves(state, plan, order)
-                console.print(f"new order: {', '.join(str(i) for i in order)} first")
-            else:
-                console.print("unknown edit; use skip N, change target N to NODE, reorder 3,1,2 or done")
-                continue
-        except (RebalanceError, ValueError) as exc:
+            result = service.edit_plan(state, plan, [service.parse_edit(answer)])
+        except RebalanceError as exc:
             console.print(f"[red]cannot do that:[/red] {escape(str(exc))}", highlight=False)
+            continue
+        plan = result.plan
+        for change in result.changes:
+            console.print(escape(change), highlight=False)

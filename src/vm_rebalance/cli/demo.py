@@ -14,9 +14,7 @@ from vm_rebalance.cli.execute import carry_out
 from vm_rebalance.cli.main import Context, Output, app, ctx_obj
 from vm_rebalance.cli.options import positive_number
 from vm_rebalance.errors import ConfigError
-from vm_rebalance.executor.runners import ExecutionOptions
-from vm_rebalance.planner import PlanRequest
-from vm_rebalance.render.inventory import inventory_document, inventory_view
+from vm_rebalance.render.inventory import inventory_view
 
 
 def known_scenario(value: str) -> str:
@@ -60,7 +58,8 @@ def demo(
     c = ctx_obj(ctx)
     if goal == "drain":
         raise ConfigError("the demo does not drain a node; try `vm-rebalance simulator serve` and `drain NODE`")
-    request = service.plan_request(goal)  # every bad value is refused before the simulator starts
+    spec = service.PlanSpec(goal=goal)
+    spec.to_request()  # every bad value is refused before the simulator starts
     require_terminal(yes, "the demo")
     from vm_rebalance.simulator.cluster import SimCluster
     from vm_rebalance.simulator.server import SimulatorServer
@@ -79,7 +78,7 @@ def demo(
                 _run(
                     Context(target=service.Target(kubeconfig=str(kubeconfig)), out=c.out, err=c.err, debug=c.debug),
                     yes=yes,
-                    request=request,
+                    spec=spec,
                 )
             finally:
                 if previous is None:
@@ -88,13 +87,13 @@ def demo(
                     os.environ["VM_REBALANCE_STATE_DIR"] = previous
 
 
-def _run(c: Context, *, yes: bool, request: PlanRequest) -> None:
+def _run(c: Context, *, yes: bool, spec: service.PlanSpec) -> None:
     session = service.Session.open(c.target)
     try:
         c.out.print(Rule("1. Inventory"))
-        c.out.print(inventory_view(inventory_document(session.state)))
-        c.out.print(Rule(f"2. Plan (goal: {request.goal.type.value})"))
-        plan = service.propose(session.state, request)
+        c.out.print(inventory_view(service.inventory_of(session.state).document))
+        c.out.print(Rule(f"2. Plan (goal: {spec.goal})"))
+        plan = service.plan(session.state, spec).plan
         carry_out(
             c,
             session,
@@ -103,7 +102,7 @@ def _run(c: Context, *, yes: bool, request: PlanRequest) -> None:
             dry_run=False,
             output=Output.table,
             what="the demo plan",
-            options=ExecutionOptions(poll_interval_seconds=0.5),
+            options=service.ExecutionOptions(poll_interval_seconds=0.5),
             resume_hint="the simulated cluster injected a realistic failure; run the demo again, or try "
             "`vm-rebalance simulator serve` and the commands yourself",
         )

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import sys
-from typing import Annotated, TypedDict
+from typing import Annotated
 
 import typer
 from rich.live import Live
@@ -21,22 +21,14 @@ from vm_rebalance.cli.approval import approve_plan, ask_with, confirm, require_t
 from vm_rebalance.cli.main import Context, Output, app, ctx_obj, emit_document, progress_printer
 from vm_rebalance.cli.options import positive_number
 from vm_rebalance.errors import ConfigError, ExecutionIncompleteError, InfeasiblePlanError
-from vm_rebalance.executor.engine import Executor, plan_id
-from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome
-from vm_rebalance.executor.journal import Journal, state_dir
-from vm_rebalance.executor.lifecycle import Action
-from vm_rebalance.executor.runners import ExecutionOptions
-from vm_rebalance.model import Goal, GoalType, MigrationMethod, Plan
-from vm_rebalance.model.plan import COLD_DOWNTIME
-from vm_rebalance.planner import ManualMoveRequest, PlanRequest
+from vm_rebalance.model import Plan
 from vm_rebalance.render.execution import (
     ProgressTracker,
     failure_choices_text,
     lifecycle_view,
-    report_document,
     report_view,
 )
-from vm_rebalance.render.lifecycle import LIFECYCLE_IMPACT, batch_warnings
+from vm_rebalance.render.lifecycle import batch_warnings
 from vm_rebalance.render.plan import render_plan
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking (needed without a terminal).")]
@@ -47,10 +39,10 @@ OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json
 
 def _options(
     sequential: bool, replace_affinity: bool, unpin_after: bool, timeout_per_gib: float | None
-) -> ExecutionOptions:
+) -> service.ExecutionOptions:
     if timeout_per_gib is not None and (not math.isfinite(timeout_per_gib) or timeout_per_gib <= 0):
         raise ConfigError(f"--timeout-per-gib must be a finite number above 0, not {timeout_per_gib:g}")
-    return ExecutionOptions(
+    return service.ExecutionOptions(
         sequential=sequential,
         replace_affinity=replace_affinity,
         unpin_after_cold=unpin_after,
@@ -63,29 +55,44 @@ def _print_warnings(c: Context, warnings: list[str] | tuple[str, ...]) -> None:
         c.err.print(f"[yellow]⚠ {escape(w)}[/yellow]", highlight=False)
 
 
-def _run_with_progress(
-    c: Context, session: service.Session, plan: Plan, executor_plan: Plan, options: ExecutionOptions, executor: Executor
-) -> service.ExecutionResult:
-    tracker = ProgressTracker(plan)
+def _execute_with_progress(c: Context, run: service.Run) -> service.ExecutionReport:
+    """One attempt of the run, with a live progress table on a terminal and a line per step otherwise."""
+    tracker = ProgressTracker(run.plan)
     if c.err.is_terminal:
         with Live(tracker.view(), console=c.err, refresh_per_second=4, transient=False) as live:
 
-            def report(event: MoveEvent) -> None:
+            def report(event: service.MoveEvent) -> None:
                 tracker.handle(event)
                 live.update(tracker.view())
 
-            return service.execute_plan(session, executor_plan, options=options, report=report, executor=executor)
+            return run.execute(report)
 
-    def report_line(event: MoveEvent) -> None:
+    def report_line(event: service.MoveEvent) -> None:
         tracker.handle(event)
-        if event.status is not MoveStatus.PENDING:
+        if event.status is not service.MoveStatus.PENDING:
             c.err.print(
-                f"#{event.move.id} {event.move.namespace}/{event.move.vm} → {event.move.target}: "
-                f"{event.phase}" + (f" ({event.message})" if event.message else ""),
+                f"#{event.move.id} {escape(event.move.namespace)}/{escape(event.move.vm)} → "
+                f"{escape(event.move.target)}: {escape(event.phase)}"
+                + (f" ({escape(event.message)})" if event.message else ""),
                 highlight=False,
             )
 
-    return service.execute_plan(session, executor_plan, options=options, report=report_line, executor=executor)
+    return run.execute(report_line)
+
+
+def _ask_failure_choice(c: Context, report: service.ExecutionReport) -> service.FailureChoice:
+    first = report.failed[0]
+    c.out.print(report_view(report.to_document()))
+    c.err.print(failure_choices_text(first, list(report.not_attempted)))
+    choices = {choice.value: choice for choice in service.FailureChoice}
+    ask = ask_with(c.err)
+    while True:
+        answer = " ".join(ask(f"{' / '.join(choices)}: ").lower().split())
+        if answer in choices:
+            return choices[answer]
+        if answer in ("cancel", "q", "quit"):
+            return service.FailureChoice.ABORT
+        c.err.print(f"answer {', '.join(choices)}", highlight=False)
 
 
 def carry_out(
@@ -95,7 +102,7 @@ def carry_out(
     *,
     yes: bool,
     dry_run: bool,
-    options: ExecutionOptions,
+    options: service.ExecutionOptions,
     output: Output,
     what: str,
     warnings: list[str] | tuple[str, ...] = (),
@@ -132,61 +139,27 @@ def carry_out(
         return False
     if callable(before_execute):
         before_execute()
-    executor = session.executor(approved, options=options, journal_id=journal_id, fresh=fresh_journal)
-    current = approved
-    first_before = session.state
-    all_outcomes: dict[int, Outcome] = {}
+    run = service.Run(session, approved, options=options, journal_id=journal_id, fresh=fresh_journal, warnings=warnings)
+    interactive = not yes and sys.stdin.isatty()
     while True:
-        result = _run_with_progress(c, session, approved, current, options, executor)
-        for o in result.outcomes:
-            all_outcomes[o.move.id] = o
-        failed = [o for o in result.outcomes if o.status is MoveStatus.FAILED]
-        if not failed or result.interrupted or yes or not sys.stdin.isatty():
+        report = _execute_with_progress(c, run)
+        if not report.failed or report.interrupted or not interactive:
             break
-        first = failed[0]
-        pending = [o.move for o in result.outcomes if o.status is MoveStatus.NOT_ATTEMPTED]
-        c.out.print(report_view(report_document(approved, result.outcomes, first_before, result.after)))
-        c.err.print(failure_choices_text(first, pending))
-        choice = ask_with(c.err)("retry / retry cold / skip / abort: ").lower()
-        if choice == "retry":
-            continue
-        if choice == "retry cold":
-            current = dataclasses.replace(
-                current,
-                moves=tuple(
-                    dataclasses.replace(m, method=MigrationMethod.COLD, downtime=COLD_DOWNTIME)
-                    if m.id == first.move.id
-                    else m
-                    for m in current.moves
-                ),
-            )
-            continue
-        if choice == "skip":
-            executor.mark_skipped(first.move)
-            continue
-        break
-    outcomes = [all_outcomes[m.id] for m in approved.moves if m.id in all_outcomes]
-    doc = report_document(
-        approved,
-        outcomes,
-        first_before,
-        result.after,
-        warnings=warnings,
-        interrupted=result.interrupted,
-    )
+        if not run.choose(_ask_failure_choice(c, report)):
+            break
+    doc = report.to_document()
     if output is Output.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         c.out.print(report_view(doc))
-    if result.interrupted:
+    if report.interrupted:
         raise KeyboardInterrupt
     if not doc["complete"]:
         raise ExecutionIncompleteError(
             f"execution stopped: {doc['counts']['succeeded']} succeeded, {doc['counts']['failed']} failed, "
             f"{doc['counts']['not attempted']} not attempted, {doc['counts']['skipped']} skipped",
             hint=resume_hint
-            or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume "
-            f"(journal {executor.journal.plan_id})",
+            or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume (journal {run.journal_id})",
         )
     return True
 
@@ -227,42 +200,35 @@ def apply(
     without repeating finished moves.
     """
     c = ctx_obj(ctx)
-    plan = plan_file_plan = service.load_plan(plan_file)
-    options = _options(sequential or plan.sequential, replace_affinity, unpin_after, timeout_per_gib)
-    session = service.Session.open(c.target, progress=progress_printer(c))
-    try:
-        journal = Journal.open(plan_id(plan))
-        if journal.exists and not journal.finished and not resume and not dry_run:
-            raise ConfigError(
-                f"this plan was started before and did not finish (journal {plan_id(plan)})",
-                hint="continue it with --resume, or re-plan",
-            )
-        edits = []
-        for item in retarget or ():
-            number, sep, node = item.partition("=")
-            if not sep or not number.strip().isdigit() or not node.strip():
-                raise ConfigError(f"--retarget '{item}' is not N=NODE")
-            edits.append((int(number), node.strip()))
-        validated, warnings, done = service.prepare_apply(
-            session.state, plan, journal, resume=resume, skip=skip or (), retarget=edits, sequential=sequential
+    saved = service.load_plan(plan_file)
+    options = _options(sequential or saved.sequential, replace_affinity, unpin_after, timeout_per_gib)
+    edits = [_retarget_pair(item) for item in retarget or ()]
+    with service.Session.open(c.target, progress=progress_printer(c)) as session:
+        prepared = service.prepare_apply(
+            session, saved, resume=resume, dry_run=dry_run, skip=skip or (), retarget=edits, sequential=sequential
         )
-        if done:
-            c.err.print(f"resuming: {done} move(s) already done", highlight=False)
+        if prepared.done:
+            c.err.print(f"resuming: {prepared.done} move(s) already done", highlight=False)
         carry_out(
             c,
             session,
-            validated,
+            prepared.plan,
             yes=yes,
             dry_run=dry_run,
             options=options,
             output=output,
             what="applying this plan",
-            warnings=warnings,
-            journal_id=plan_id(plan_file_plan),
+            warnings=prepared.warnings,
+            journal_id=prepared.journal_id,
             fresh_journal=not resume,
         )
-    finally:
-        session.close()
+
+
+def _retarget_pair(item: str) -> tuple[int, str]:
+    number, sep, node = item.partition("=")
+    if not sep or not number.strip().isdigit() or not node.strip():
+        raise ConfigError(f"--retarget '{item}' is not N=NODE")
+    return int(number), node.strip()
 
 
 @app.command()
@@ -290,12 +256,9 @@ def move(
     warning, above 10 a strong recommendation to split.
     """
     c = ctx_obj(ctx)
-    if method not in ("auto", "live", "cold"):
-        raise ConfigError(f"--method must be auto, live or cold, not '{method}'")
-    requests = [ManualMoveRequest(ns, name, to, method) for ns, name in service.vm_refs(vms, namespace)]
-    session = service.Session.open(c.target, progress=progress_printer(c))
-    try:
-        plan = service.plan_moves(session.state, requests, sequential=sequential)
+    requests = service.move_requests(vms, to, namespace, method)
+    with service.Session.open(c.target, progress=progress_printer(c)) as session:
+        plan = service.plan_moves(session.state, requests, sequential=sequential).plan
         if not plan.moves:
             _print_warnings(c, plan.warnings)
             c.err.print("nothing to do", highlight=False)
@@ -310,8 +273,6 @@ def move(
             what="this move",
             options=_options(sequential, replace_affinity, unpin_after, None),
         )
-    finally:
-        session.close()
 
 
 @app.command()
@@ -330,27 +291,24 @@ def drain(
     What cannot move is listed with its reason. Running VMs with RWO storage move cold.
     """
     c = ctx_obj(ctx)
-    session = service.Session.open(c.target, progress=progress_printer(c))
-    try:
-        state = session.state
-        if state.node(node) is None:
-            raise ConfigError(f"node '{node}' does not exist", hint="list nodes with: vm-rebalance inventory")
-        plan = service.propose(
-            state, PlanRequest(goal=Goal(type=GoalType.DRAIN, node=node), live_only=live_only, sequential=sequential)
-        )
+    with service.Session.open(c.target, progress=progress_printer(c)) as session:
+        plan = service.plan_drain(session.state, node, live_only=live_only, sequential=sequential).plan
         stuck = [s for s in plan.stays if s.node == node]
         for s in stuck:
-            c.err.print(f"[yellow]cannot move {s.namespace}/{s.vm}: {escape(s.reason)}[/yellow]", highlight=False)
+            c.err.print(
+                f"[yellow]cannot move {escape(s.namespace)}/{escape(s.vm)}: {escape(s.reason)}[/yellow]",
+                highlight=False,
+            )
 
         def cordon() -> None:
             if not no_cordon and service.cordon(session, node):
-                c.err.print(f"cordoned {node}", highlight=False)
+                c.err.print(f"cordoned {escape(node)}", highlight=False)
 
         executed = False
         if not plan.moves:
             if not dry_run and not no_cordon:
                 require_terminal(yes, "cordoning the node")
-                if confirm(c.err, f"no VM to move; cordon {node} anyway?", yes=yes):
+                if confirm(c.err, f"no VM to move; cordon {escape(node)} anyway?", yes=yes):
                     cordon()
                     executed = True
         else:
@@ -372,20 +330,19 @@ def drain(
                 f"{len(stuck)} VM(s) could not be moved off {node}",
                 blocking=[f"{s.namespace}/{s.vm}: {s.reason}" for s in stuck],
             )
-    finally:
-        session.close()
 
 
-def _lifecycle(ctx: typer.Context, action: Action, vms: list[str], namespace: str, yes: bool, output: Output) -> None:
+def _lifecycle(
+    ctx: typer.Context, action: service.Action, vms: list[str], namespace: str, yes: bool, output: Output
+) -> None:
     c = ctx_obj(ctx)
     refs = service.vm_refs(vms, namespace)
     _print_warnings(c, batch_warnings(len(refs)))
-    impact = LIFECYCLE_IMPACT[action]
-    session = service.Session.open(c.target)
-    try:
-        service.require_vms(session.state, refs)  # unknown VMs are refused before anything is asked
+    with service.Session.open(c.target) as session:
+        planned = service.lifecycle_plan(session.state, action, refs)  # unknown VMs: refused before asking
         c.err.print(
-            f"VM lifecycle: {action.value} {', '.join(f'{n}/{v}' for n, v in refs)} — {impact}", highlight=False
+            f"VM lifecycle: {action.value} {escape(', '.join(f'{n}/{v}' for n, v in refs))} — {planned.impact}",
+            highlight=False,
         )
         require_terminal(yes, f"{action.value} of VMs")
         if not confirm(c.err, f"{action.value} {len(refs)} VM(s)?", yes=yes):
@@ -393,16 +350,14 @@ def _lifecycle(ctx: typer.Context, action: Action, vms: list[str], namespace: st
             return
 
         def progress(ref: str, phase: str, message: str) -> None:
-            c.err.print(f"{ref}: {phase} {message}", highlight=False)
+            c.err.print(f"{escape(ref)}: {escape(phase)} {escape(message)}", highlight=False)
 
         results = service.lifecycle(session, action, refs, report=progress)
-    finally:
-        session.close()
     if output is Output.json:
         sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in results], indent=2, default=str) + "\n")
     else:
         c.out.print(lifecycle_view(results))
-    missing = [r for r in results if r.status.value == "not found"]
+    missing = [r for r in results if r.status is service.LifecycleStatus.NOT_FOUND]
     failed = [r for r in results if not r.ok]
     if missing and len(missing) == len(failed):
         raise ConfigError("; ".join(r.message for r in missing), hint="list VMs with: vm-rebalance inventory")
@@ -422,7 +377,7 @@ def start(
     output: OutputOpt = Output.table,
 ) -> None:
     """Start VMs and verify they run (already running is reported, not an error)."""
-    _lifecycle(ctx, Action.START, vms, namespace, yes, output)
+    _lifecycle(ctx, service.Action.START, vms, namespace, yes, output)
 
 
 @app.command()
@@ -434,7 +389,7 @@ def stop(
     output: OutputOpt = Output.table,
 ) -> None:
     """Stop VMs gracefully and verify they stopped."""
-    _lifecycle(ctx, Action.STOP, vms, namespace, yes, output)
+    _lifecycle(ctx, service.Action.STOP, vms, namespace, yes, output)
 
 
 @app.command()
@@ -446,7 +401,7 @@ def restart(
     output: OutputOpt = Output.table,
 ) -> None:
     """Restart VMs: stop → verify stopped → start → verify running."""
-    _lifecycle(ctx, Action.RESTART, vms, namespace, yes, output)
+    _lifecycle(ctx, service.Action.RESTART, vms, namespace, yes, output)
 
 
 @app.command()
@@ -462,76 +417,40 @@ def unpin(
     """
     c = ctx_obj(ctx)
     ((ns, name),) = service.vm_refs([vm], namespace)
-    session = service.Session.open(c.target)
-    try:
+    with service.Session.open(c.target) as session:
+        service.require_vms(session.state, [(ns, name)])
         require_terminal(yes, "unpinning")
-        if not confirm(c.err, f"remove the node pin of {ns}/{name}?", yes=yes):
+        if not confirm(c.err, f"remove the node pin of {escape(ns)}/{escape(name)}?", yes=yes):
             c.err.print("cancelled: nothing was changed")
             return
         if service.unpin(session, ns, name):
-            c.out.print(f"✓ {ns}/{name} unpinned: it can reschedule to any suitable node", highlight=False)
+            c.out.print(
+                f"✓ {escape(ns)}/{escape(name)} unpinned: it can reschedule to any suitable node", highlight=False
+            )
         else:
-            c.out.print(f"{ns}/{name} has no node pin: nothing to do", highlight=False)
-    finally:
-        session.close()
-
-
-_MigrationInFlight = TypedDict(
-    "_MigrationInFlight",
-    {"namespace": str, "name": str, "vm": str, "phase": str, "from": str | None, "to": str | None},
-)
-"""One entry of the status document's ``migrations_in_flight`` ("from" is a keyword, hence the call syntax)."""
-
-
-class _UnfinishedExecution(TypedDict):
-    """One entry of the status document's ``unfinished_executions``."""
-
-    plan_id: str
-    started_at: str
-    moves: dict[str, int]
+            c.out.print(f"{escape(ns)}/{escape(name)} has no node pin: nothing to do", highlight=False)
 
 
 @app.command()
 def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     """Show migrations in flight in the cluster and unfinished vm-rebalance executions."""
     c = ctx_obj(ctx)
-    state = service.read_state(c.target, progress=progress_printer(c))
-    journals: list[_UnfinishedExecution] = []
-    directory = state_dir()
-    if directory.exists():
-        for path in sorted(directory.glob("*.json")):
-            try:
-                journal = Journal.open(path.stem, directory=directory)
-            except ConfigError:
-                continue
-            if not journal.finished:
-                counts: dict[str, int] = {}
-                for rec in journal.moves.values():
-                    counts[rec.status] = counts.get(rec.status, 0) + 1
-                journals.append({"plan_id": journal.plan_id, "started_at": journal.started_at, "moves": counts})
-    in_flight: list[_MigrationInFlight] = [
-        {"namespace": m.namespace, "name": m.name, "vm": m.vm, "phase": m.phase, "from": m.source, "to": m.target}
-        for m in state.migrations
-    ]
-    doc = {
-        "apiVersion": "vm-rebalance/v1",
-        "kind": "Status",
-        "migrations_in_flight": in_flight,
-        "unfinished_executions": journals,
-    }
+    view = service.status(c.target, progress=progress_printer(c))
     if output is not Output.table:
-        emit_document(c, doc, output)
+        emit_document(c, view.to_document(), output)
         return
-    if not state.migrations:
+    if not view.migrations:
         c.out.print("no migration in flight")
-    for m in in_flight:
+    for m in view.migrations:
         c.out.print(
-            f"{m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'}) [{m['name']}]",
+            f"{escape(m.namespace)}/{escape(m.vm)}: {escape(m.phase)} ({escape(m.source or '?')} → "
+            f"{escape(m.target or '?')}) [{escape(m.name)}]",
             highlight=False,
         )
-    for j in journals:
+    for j in view.unfinished:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(j.moves.items()))
         c.out.print(
-            f"unfinished execution {j['plan_id']} started {j['started_at']}: {j['moves']} — "
+            f"unfinished execution {j.plan_id} started {j.started_at}: {counts} — "
             "continue with `vm-rebalance apply PLAN --resume`",
             highlight=False,
         )

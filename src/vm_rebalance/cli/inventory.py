@@ -8,7 +8,7 @@ import typer
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
 from vm_rebalance.errors import ConfigError
-from vm_rebalance.render.inventory import inventory_document, inventory_view
+from vm_rebalance.render.inventory import inventory_view
 
 
 @app.command()
@@ -31,9 +31,8 @@ def inventory(
     c = ctx_obj(ctx)
     if namespace and all_namespaces:
         raise ConfigError("use either --namespace or --all-namespaces, not both")
-    namespaces = service.check_namespaces(namespace or ())
-    state = service.read_state(c.target, progress=progress_printer(c))
-    doc = inventory_document(state, namespaces=namespaces or None)
+    view = service.inventory(c.target, namespace or (), progress=progress_printer(c))
+    doc = view.to_document()
     if output is Output.table:
         c.out.print(inventory_view(doc))
     else:

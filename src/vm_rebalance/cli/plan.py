@@ -6,60 +6,7 @@ import typer
 
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
-from vm_rebalance.errors import ConfigError
-from vm_rebalance.model import plan_to_document
-from vm_rebalance.planner import PlanRequest
-from vm_rebalance.planner.alternatives import suggest_alternatives
 from vm_rebalance.render.plan import render_plan
-
-
-def parse_weights(text: str | None) -> dict[str, float]:
-    """``cpu=0.7,memory=0.3`` → {"cpu": 0.7, "memory": 0.3} (normalised later by the planner)."""
-    if not text:
-        return {"cpu": 0.5, "memory": 0.5}
-    weights: dict[str, float] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in ("cpu", "memory"):
-            raise ConfigError(f"--weights: '{part}' is not cpu=W or memory=W")
-        try:
-            weights[key] = float(value)
-        except ValueError as exc:
-            raise ConfigError(f"--weights: '{value}' is not a number") from exc
-        if weights[key] < 0:
-            raise ConfigError(f"--weights: {key} must not be negative")
-    if sum(weights.values()) <= 0:
-        raise ConfigError("--weights: at least one weight must be positive")
-    return {"cpu": weights.get("cpu", 0.0), "memory": weights.get("memory", 0.0)}
-
-
-def build_request(
-    goal: str,
-    *,
-    node: str | None,
-    weights: str | None,
-    max_migrations: int | None,
-    basis: str | None,
-    live_only: bool,
-    namespaces: list[str] | None,
-    headroom: float,
-    cooldown_minutes: float,
-    sequential: bool = False,
-) -> PlanRequest:
-    """A PlanRequest from command-line values (checks shared with the MCP server)."""
-    return service.plan_request(
-        goal,
-        node=node,
-        weights=parse_weights(weights) if weights else None,
-        max_migrations=max_migrations,
-        basis=basis,
-        live_only=live_only,
-        namespaces=namespaces or (),
-        headroom=headroom / 100,
-        cooldown_seconds=cooldown_minutes * 60,
-        sequential=sequential,
-    )
 
 
 @app.command()
@@ -99,26 +46,26 @@ def plan(
     plan with --save and carry it out with `vm-rebalance apply FILE`.
     """
     c = ctx_obj(ctx)
-    request = build_request(
-        goal,
+    spec = service.PlanSpec(
+        goal=goal,
         node=node,
-        weights=weights,
+        weights=service.parse_weights(weights),
         max_migrations=max_migrations,
         basis=basis,
         live_only=live_only,
-        namespaces=namespace,
-        headroom=headroom,
-        cooldown_minutes=cooldown,
+        namespaces=tuple(namespace or ()),
+        headroom=headroom / 100,
+        cooldown_seconds=cooldown * 60,
         sequential=sequential,
     )
+    spec.to_request()  # bad values are refused before the cluster is read
     state = service.read_state(c.target, progress=progress_printer(c))
-    result = service.propose(state, request)
-    doc = plan_to_document(result)
+    view = service.plan(state, spec)
+    doc = view.to_document()
     if save:
         service.write_document(doc, save)
     if output is Output.table:
-        alternatives = suggest_alternatives(state, request, result)
-        c.out.print(render_plan(result, limits=state.limits, alternatives=alternatives))
+        c.out.print(render_plan(view.plan, limits=view.limits, alternatives=view.alternatives))
         if save:
             c.err.print(f"plan saved to {save}; carry it out with: vm-rebalance apply {save}", highlight=False)
     else:

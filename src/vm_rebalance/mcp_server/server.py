@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 
 from vm_rebalance import __version__, service
 from vm_rebalance.errors import InfeasiblePlanError, RebalanceError
-from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.mcp_server.tools import Progress, Tools
 from vm_rebalance.mcp_server.views import (
     ExecutionOutput,
@@ -71,7 +70,7 @@ class RebalanceServer:
         *,
         read_only: bool = False,
         debug: bool = False,
-        options: ExecutionOptions | None = None,
+        options: service.ExecutionOptions | None = None,
     ) -> None:
         self.target = target
         self.read_only = read_only
@@ -386,7 +385,11 @@ class RebalanceServer:
 
 
 def create_server(
-    target: service.Target, *, read_only: bool = False, debug: bool = False, options: ExecutionOptions | None = None
+    target: service.Target,
+    *,
+    read_only: bool = False,
+    debug: bool = False,
+    options: service.ExecutionOptions | None = None,
 ) -> MCPServer:
     """The MCP server for ``target`` (tools, the skill resource and prompt)."""
     return RebalanceServer(target, read_only=read_only, debug=debug, options=options).mcp

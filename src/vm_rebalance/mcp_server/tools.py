@@ -16,10 +16,6 @@ import anyio.to_thread
 
 from vm_rebalance import service
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError
-from vm_rebalance.executor.lifecycle import Action, LifecycleResult
-from vm_rebalance.executor.runners import ExecutionOptions
-from vm_rebalance.mcp_server.executions import Execution, Executions, run_plan
-from vm_rebalance.mcp_server.store import PlanKind, PlanStore, StoredPlan
 from vm_rebalance.mcp_server.views import (
     ExecutionOutput,
     ExplainOutput,
@@ -33,30 +29,25 @@ from vm_rebalance.mcp_server.views import (
     StatusOutput,
     UnpinOutput,
     Weights,
-    plan_request,
+    plan_spec,
     vm_refs,
 )
 from vm_rebalance.model import Plan, plan_to_document
-from vm_rebalance.planner import ManualMoveRequest, reorder_moves, retarget_move, skip_move
-from vm_rebalance.planner.alternatives import suggest_alternatives
-from vm_rebalance.planner.explain import explain_move
 from vm_rebalance.render.execution import progress_markdown, report_markdown
-from vm_rebalance.render.inventory import inventory_document, inventory_markdown
+from vm_rebalance.render.inventory import inventory_markdown
 from vm_rebalance.render.lifecycle import (
-    lifecycle_plan_document,
     lifecycle_plan_markdown,
     lifecycle_results_markdown,
-    unpin_plan_document,
     unpin_plan_markdown,
 )
 from vm_rebalance.render.plan import plan_markdown
+from vm_rebalance.service import Execution, Executions, PlanKind, PlanStore, StoredPlan, run_plan
 
 T = TypeVar("T")
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 """(progress, total, message) → a progress notification to the caller."""
 
 _POLL_SECONDS = 0.25
-_VALIDATION_TAIL = " Proceeding with remaining migrations."
 
 
 async def _no_progress(_progress: float, _total: float | None, _message: str) -> None:
@@ -80,12 +71,12 @@ class Tools:
         *,
         store: PlanStore | None = None,
         executions: Executions | None = None,
-        options: ExecutionOptions | None = None,
+        options: service.ExecutionOptions | None = None,
     ) -> None:
         self.target = target
         self.store = store or PlanStore()
         self.executions = executions or Executions()
-        self.options = options or ExecutionOptions()
+        self.options = options or service.ExecutionOptions()
 
     # ------------------------------------------------------------------ helpers
 
@@ -141,8 +132,8 @@ class Tools:
 
     async def cluster_inventory(self, namespaces: list[str] | None, max_vms: int) -> tuple[InventoryOutput, str]:
         """Nodes, VMs, flags and headroom."""
-        state = await self._state()
-        doc = inventory_document(state, namespaces=namespaces or None)
+        view = await self._thread(lambda: service.inventory(self.target, namespaces or ()))
+        doc = view.to_document()
         return InventoryOutput(inventory=doc), inventory_markdown(doc, max_vms=max_vms)
 
     # ------------------------------------------------------------------ plan
@@ -160,7 +151,7 @@ class Tools:
         sequential: bool,
     ) -> tuple[PlanOutput, str]:
         """An automatic plan for a goal, remembered under its id and hash."""
-        request = plan_request(
+        spec = plan_spec(
             goal,
             node=node,
             weights=weights,
@@ -170,27 +161,21 @@ class Tools:
             namespaces=namespaces,
             sequential=sequential,
         )
+        spec.to_request()  # bad arguments are refused before the cluster is read
         state = await self._state()
-        if node and state.node(node) is None:
-            raise ConfigError(f"node '{node}' does not exist", hint="list nodes with cluster_inventory")
-
-        def compute() -> tuple[Plan, tuple[str, ...]]:
-            plan = service.propose(state, request)
-            return plan, suggest_alternatives(state, request, plan)
-
-        plan, alternatives = await self._thread(compute)
-        entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan, extra={"request": request})
-        return self._plan_output(entry, plan, state.limits, alternatives=alternatives)
+        view = await self._thread(lambda: service.plan(state, spec))
+        entry = self.store.add(PlanKind.REBALANCE, view.to_document(), plan=view.plan, extra={"spec": spec})
+        return self._plan_output(entry, view.plan, view.limits, alternatives=view.alternatives)
 
     async def plan_move(
         self, vms: list[str], target: str, namespace: str, method: Method, sequential: bool
     ) -> tuple[PlanOutput, str]:
         """A plan of named moves, validated like the seeds (failed validations become warnings)."""
-        requests = [ManualMoveRequest(ns, name, target.strip(), method) for ns, name in vm_refs(vms, namespace)]
+        requests = service.move_requests(vms, target, namespace, method)
         state = await self._state()
-        plan = await self._thread(lambda: service.plan_moves(state, requests, sequential=sequential))
-        entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan)
-        return self._plan_output(entry, plan, state.limits)
+        view = await self._thread(lambda: service.plan_moves(state, requests, sequential=sequential))
+        entry = self.store.add(PlanKind.REBALANCE, view.to_document(), plan=view.plan)
+        return self._plan_output(entry, view.plan, view.limits)
 
     async def modify_plan(
         self,
@@ -212,35 +197,20 @@ class Tools:
             )
         if not (skip or retarget or order or sequential is not None):
             raise ConfigError("nothing to modify: give skip, retarget, order or sequential")
+        edits: list[service.Edit] = [service.Skip(move_id) for move_id in skip or ()]
+        edits += [service.Retarget(r.move_id, r.node) for r in retarget or ()]
+        if order:
+            edits.append(service.Reorder(tuple(order)))
+        if sequential is not None and sequential != old.plan.sequential:
+            edits.append(service.SetSequential(sequential))
         state = await self._state()
-
-        def edit() -> tuple[Plan, list[str]]:
-            plan = old.plan
-            assert plan is not None
-            changes: list[str] = []
-            for move_id in skip or ():
-                move = plan.move(move_id)
-                plan = skip_move(state, plan, move_id)
-                changes.append(f"Migration #{move_id} ({move.vm if move else '?'}) removed from plan.")
-            for r in retarget or ():
-                plan = retarget_move(state, plan, r.move_id, r.node.strip())
-                move = plan.move(r.move_id)
-                changes.append(f"Migration #{r.move_id} ({move.vm if move else '?'}) now goes to {r.node}.")
-            if order:
-                plan = reorder_moves(state, plan, order)
-                changes.append(f"Moves reordered: {', '.join(f'#{i}' for i in order)} first.")
-            if sequential is not None and sequential != plan.sequential:
-                plan = dataclasses.replace(plan, sequential=sequential)
-                changes.append(
-                    "Execution is now "
-                    + ("sequential (one move at a time)." if sequential else "parallel (within the cluster's limits).")
-                )
-            return plan, changes
-
-        plan, changes = await self._thread(edit)
-        entry = self.store.add(PlanKind.REBALANCE, plan_to_document(plan), plan=plan, extra=dict(old.extra))
+        plan = old.plan
+        result = await self._thread(lambda: service.edit_plan(state, plan, edits))
+        entry = self.store.add(
+            PlanKind.REBALANCE, plan_to_document(result.plan), plan=result.plan, extra=dict(old.extra)
+        )
         self.store.mark_replaced(old.plan_id, entry.plan_id)
-        return self._plan_output(entry, plan, state.limits, replaces=old.plan_id, changes=changes)
+        return self._plan_output(entry, result.plan, state.limits, replaces=old.plan_id, changes=result.changes)
 
     async def explain_move(self, plan_id: str, move_id: int) -> tuple[ExplainOutput, str]:
         """Why this VM, why this target, why live or cold."""
@@ -251,7 +221,7 @@ class Tools:
             ids = ", ".join(str(m.id) for m in entry.plan.moves) or "none"
             raise ConfigError(f"plan {entry.plan_id} has no move {move_id}", hint=f"move ids: {ids}")
         state = await self._state()
-        lines = explain_move(state, entry.plan, move_id)
+        lines = list(service.explain(state, entry.plan, move_id))
         markdown = f"### Why move #{move_id}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
         return ExplainOutput(plan_id=entry.plan_id, move_id=move_id, explanation=lines), markdown
 
@@ -261,12 +231,7 @@ class Tools:
         self, plan_id: str, plan_hash: str | None, confirm: bool, wait_seconds: float, progress: Progress = _no_progress
     ) -> tuple[ExecutionOutput, str]:
         """Re-validate the approved plan against the live cluster, then run it in the background."""
-        entry = self.store.approved(plan_id, plan_hash, PlanKind.REBALANCE)
-        if confirm is not True:
-            raise ConfigError(
-                "execute_plan changes the cluster and needs confirm: true",
-                hint="show the plan to the human, wait for explicit approval, then call again with confirm: true",
-            )
+        entry = self.store.authorize(plan_id, plan_hash, PlanKind.REBALANCE, confirm)
         self._require_live()
         plan = entry.plan
         assert plan is not None
@@ -274,27 +239,36 @@ class Tools:
         session: service.Session | None = None
         try:
             session = await self._thread(service.Session.open, self.target)
-            validated, warnings = await self._thread(lambda: service.validate_against(session.state, plan))
-            if len(validated.moves) < len(plan.moves):
-                dropped = len(plan.moves) - len(validated.moves)
-                raise InfeasiblePlanError(
-                    f"the cluster changed since plan {entry.plan_id} was made: {dropped} of {len(plan.moves)} "
-                    "move(s) no longer validate, so it was not executed (nothing was changed): "
-                    + "; ".join(w.replace(_VALIDATION_TAIL, "") for w in warnings),
-                    blocking=[w.replace(_VALIDATION_TAIL, "") for w in warnings],
-                    hint="make a new plan from the cluster as it is now and ask the human to approve it",
-                )
+            checked = await self._thread(lambda: service.revalidate(session.state, plan))
+            if checked.changed:
+                self._refuse_changed(entry, checked)
         except BaseException:
             if session is not None:
                 session.close()
             self.executions.release()
             raise
         self.store.mark_executed(entry.plan_id)
-        execution = Execution(plan_id=entry.plan_id, plan=validated, warnings=tuple(warnings))
-        options = dataclasses.replace(self.options, sequential=validated.sequential or self.options.sequential)
+        execution = Execution(plan_id=entry.plan_id, plan=checked.plan, warnings=checked.warnings)
+        options = dataclasses.replace(self.options, sequential=checked.plan.sequential or self.options.sequential)
         self.executions.start(execution, session, lambda e: run_plan(e, session, options))
         await self._follow(execution, wait_seconds, progress)
         return self._execution_output(execution)
+
+    def _refuse_changed(self, entry: StoredPlan, checked: service.Revalidation) -> None:
+        """The validation policy: what still validates is a new plan the human must approve."""
+        remaining = self.store.add(
+            PlanKind.REBALANCE, plan_to_document(checked.plan), plan=checked.plan, extra=dict(entry.extra)
+        )
+        self.store.mark_replaced(entry.plan_id, remaining.plan_id)
+        dropped, total = len(checked.dropped_ids), len(entry.plan.moves) if entry.plan else 0
+        why = "; ".join(checked.warnings)
+        raise InfeasiblePlanError(
+            f"the cluster changed since plan {entry.plan_id} was made: {dropped} of {total} move(s) no longer "
+            f"validate ({why}), so it was not executed (nothing was changed); what still validates is plan "
+            f"{remaining.plan_id} (hash {remaining.plan_hash}, {len(checked.plan.moves)} move(s))",
+            blocking=list(checked.warnings),
+            hint=f"show plan {remaining.plan_id} to the human and execute it only once approved",
+        )
 
     async def _follow(self, execution: Execution, wait_seconds: float, progress: Progress) -> None:
         """Wait up to ``wait_seconds`` for the execution, forwarding progress (values strictly increase)."""
@@ -422,14 +396,9 @@ class Tools:
                 raise ConfigError("vm_lifecycle needs action and vms to make a plan (or plan_id to run one)")
             refs = vm_refs(vms, namespace)
             state = await self._state()
-            doc = lifecycle_plan_document(state, Action(action), refs)
-            missing = [v for v in doc["vms"] if v["status"] == "not found"]
-            if missing:
-                raise ConfigError(
-                    "; ".join(f"VM '{v['name']}' does not exist in namespace '{v['namespace']}'" for v in missing),
-                    hint="list VMs with cluster_inventory",
-                )
-            entry = self.store.add(PlanKind.LIFECYCLE, doc, extra={"action": Action(action), "vms": refs})
+            planned = service.lifecycle_plan(state, service.Action(action), refs)
+            doc = planned.to_document()
+            entry = self.store.add(PlanKind.LIFECYCLE, doc, extra={"action": planned.action, "vms": refs})
             next_step = (
                 f"Show the plan to the human. After explicit approval call vm_lifecycle with plan_id "
                 f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true."
@@ -440,20 +409,15 @@ class Tools:
                 ),
                 lifecycle_plan_markdown(doc) + _approval_footer(entry, "lifecycle plan"),
             )
-        entry = self.store.approved(plan_id, plan_hash, PlanKind.LIFECYCLE)
-        planned_action: Action = entry.extra["action"]
+        entry = self.store.authorize(plan_id, plan_hash, PlanKind.LIFECYCLE, confirm)
+        planned_action: service.Action = entry.extra["action"]
         refs = entry.extra["vms"]
-        if action is not None and Action(action) is not planned_action:
+        if action is not None and service.Action(action) is not planned_action:
             raise ConfigError(f"plan {entry.plan_id} is to {planned_action.value}, not to {action}")
         if vms and vm_refs(vms, namespace) != refs:
             raise ConfigError(
                 f"the VMs given differ from those of plan {entry.plan_id}",
                 hint="pass only plan_id, plan_hash and confirm to run an approved plan",
-            )
-        if confirm is not True:
-            raise ConfigError(
-                "vm_lifecycle changes the cluster and needs confirm: true",
-                hint="show the plan to the human, wait for explicit approval, then call again",
             )
         self.executions.claim(f"{planned_action.value} of {len(refs)} VM(s)")
         try:
@@ -467,7 +431,7 @@ class Tools:
         def report(ref: str, phase: str, message: str) -> None:
             messages.append(f"{ref}: {phase} {message}".strip())
 
-        def run() -> list[LifecycleResult]:
+        def run() -> list[service.LifecycleResult]:
             try:
                 return service.lifecycle(session, planned_action, refs, report=report)
             finally:
@@ -536,14 +500,11 @@ class Tools:
                 raise ConfigError("unpin_vm needs vm to make a plan (or plan_id to run one)")
             ((ns, name),) = vm_refs([vm], namespace)
 
-            def pins() -> list[str]:
-                session = service.Session.open(self.target)
-                try:
-                    return service.node_pin(session, ns, name)
-                finally:
-                    session.close()
+            def unpin_plan() -> dict[str, Any]:
+                with service.Session.open(self.target) as session:
+                    return service.unpin_plan(session, ns, name)
 
-            doc = unpin_plan_document(ns, name, await self._thread(pins))
+            doc = await self._thread(unpin_plan)
             entry = self.store.add(PlanKind.UNPIN, doc, extra={"vm": (ns, name)})
             if doc["pinned_to"]:
                 next_step = (
@@ -557,12 +518,7 @@ class Tools:
             return UnpinOutput(
                 plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False, next_step=next_step
             ), markdown
-        entry = self.store.approved(plan_id, plan_hash, PlanKind.UNPIN)
-        if confirm is not True:
-            raise ConfigError(
-                "unpin_vm changes the cluster and needs confirm: true",
-                hint="show the plan to the human, wait for explicit approval, then call again",
-            )
+        entry = self.store.authorize(plan_id, plan_hash, PlanKind.UNPIN, confirm)
         ns, name = entry.extra["vm"]
         self.executions.claim(f"unpin of {ns}/{name}")
         try:

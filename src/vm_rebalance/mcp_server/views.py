@@ -9,7 +9,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vm_rebalance import service
-from vm_rebalance.planner import PlanRequest
 
 GoalName = Literal["cpu", "memory", "balanced", "count", "drain", "performance"]
 Method = Literal["auto", "live", "cold"]
@@ -34,7 +33,7 @@ class Retarget(_Model):
     node: str = Field(description="The new target node.")
 
 
-def plan_request(
+def plan_spec(
     goal: GoalName,
     *,
     node: str | None = None,
@@ -44,20 +43,16 @@ def plan_request(
     live_only: bool = False,
     namespaces: list[str] | None = None,
     sequential: bool = False,
-) -> PlanRequest:
-    """A PlanRequest from tool arguments (the checks are the CLI's, in `service.plan_request`).
-
-    Raises:
-        ConfigError: inconsistent arguments.
-    """
-    return service.plan_request(
-        goal,
+) -> service.PlanSpec:
+    """The service's PlanSpec from tool arguments (checked by the service, as the CLI's options are)."""
+    return service.PlanSpec(
+        goal=goal,
         node=node,
         weights=None if weights is None else {"cpu": weights.cpu, "memory": weights.memory},
         max_migrations=max_migrations,
         basis=basis,
         live_only=live_only,
-        namespaces=namespaces or (),
+        namespaces=tuple(namespaces or ()),
         sequential=sequential,
     )
 

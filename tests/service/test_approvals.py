@@ -3,7 +3,7 @@
 import pytest
 
 from vm_rebalance.errors import ConfigError
-from vm_rebalance.mcp_server.store import PlanKind, PlanStore, document_hash, document_id
+from vm_rebalance.service.approvals import PlanKind, PlanStore, document_hash, document_id
 
 
 class FakeClock:
@@ -71,3 +71,22 @@ def test_approved_refuses_a_plan_of_another_kind_and_accepts_the_right_hash():
         store.approved(entry.plan_id, entry.plan_hash, PlanKind.REBALANCE)
     assert "vm_lifecycle" in (err.value.hint or "")
     assert store.approved(entry.plan_id, f"  sha256:{entry.plan_hash.upper()} ", PlanKind.LIFECYCLE) is entry
+
+
+@pytest.mark.parametrize("confirm", ["yes", "true", "1", "on", 1, None, False, {"value": True}])
+def test_only_the_boolean_true_confirms(confirm: object) -> None:
+    store = PlanStore()
+    entry = store.add(PlanKind.REBALANCE, {"moves": [1]})
+    with pytest.raises(ConfigError, match="needs confirm: true"):
+        store.authorize(entry.plan_id, entry.plan_hash, PlanKind.REBALANCE, confirm)
+    assert store.authorize(entry.plan_id, entry.plan_hash, PlanKind.REBALANCE, True) is entry
+
+
+def test_authorize_checks_the_hash_before_the_confirmation() -> None:
+    store = PlanStore()
+    entry = store.add(PlanKind.LIFECYCLE, {"vms": ["a"]})
+    with pytest.raises(ConfigError, match="does not match"):
+        store.authorize(entry.plan_id, "0" * 64, PlanKind.LIFECYCLE, True)
+    with pytest.raises(ConfigError, match="is a lifecycle plan") as info:
+        store.authorize(entry.plan_id, entry.plan_hash, PlanKind.REBALANCE, True)
+    assert info.value.hint == "carry it out with vm_lifecycle"

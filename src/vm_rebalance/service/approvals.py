@@ -1,10 +1,13 @@
-"""Plans the server has shown, kept in memory by id so that only an approved plan can be executed.
+"""Approval by hash: plans shown to a human, kept by id, so that only the approved content runs.
+
+Used by every front-end that cannot ask on a terminal — the MCP server today (an agent shows
+the plan to its human, who approves it), the in-cluster controller tomorrow.
 
 A plan's **hash** is the sha256 of its canonical document (sorted keys, no whitespace): what
 the human approved, byte for byte. Its **id** is derived from the same bytes with a different
 prefix, so proposing the same plan twice gives the same id and hash. The store is bounded
 (oldest evicted first) and knows when a plan was replaced by `modify_plan`, already executed,
-or is too old to execute. No MCP imports here: this is plain bookkeeping, unit-tested alone.
+or is too old to execute. Plain bookkeeping, unit-tested alone.
 """
 
 import hashlib
@@ -32,6 +35,10 @@ class PlanKind(StrEnum):
     REBALANCE = "rebalance"
     LIFECYCLE = "lifecycle"
     UNPIN = "unpin"
+
+
+EXECUTING_TOOL = {PlanKind.REBALANCE: "execute_plan", PlanKind.LIFECYCLE: "vm_lifecycle", PlanKind.UNPIN: "unpin_vm"}
+"""The MCP tool that carries out each kind of plan (named in messages)."""
 
 
 def canonical_bytes(document: Any) -> bytes:
@@ -134,10 +141,10 @@ class PlanStore:
         """
         entry = self.get(plan_id)
         if entry.kind is not kind:
-            tool = {PlanKind.REBALANCE: "execute_plan", PlanKind.LIFECYCLE: "vm_lifecycle", PlanKind.UNPIN: "unpin_vm"}[
-                entry.kind
-            ]
-            raise ConfigError(f"plan {entry.plan_id} is a {entry.kind.value} plan", hint=f"carry it out with {tool}")
+            raise ConfigError(
+                f"plan {entry.plan_id} is a {entry.kind.value} plan",
+                hint=f"carry it out with {EXECUTING_TOOL[entry.kind]}",
+            )
         if entry.replaced_by is not None:
             raise ConfigError(
                 f"plan {entry.plan_id} was modified: it was replaced by plan {entry.replaced_by}",
@@ -165,6 +172,22 @@ class PlanStore:
             raise ConfigError(
                 f"plan_hash does not match plan {entry.plan_id}: the human did not approve this content",
                 hint="show the plan again (its Markdown), get explicit approval, and pass the hash returned with it",
+            )
+        return entry
+
+    def authorize(self, plan_id: str, plan_hash: str | None, kind: PlanKind, confirm: object) -> StoredPlan:
+        """The plan, if the human approved exactly this content (its hash) and the caller confirms.
+
+        ``confirm`` must be the boolean True: a string such as "yes" is not a confirmation.
+
+        Raises:
+            ConfigError: see ``approved``; or no confirmation.
+        """
+        entry = self.approved(plan_id, plan_hash, kind)
+        if confirm is not True:
+            raise ConfigError(
+                f"{EXECUTING_TOOL[kind]} changes the cluster and needs confirm: true",
+                hint="show the plan to the human, wait for explicit approval, then call again with confirm: true",
             )
         return entry
 

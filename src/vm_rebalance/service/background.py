@@ -1,9 +1,9 @@
-"""Executions running in background threads, so a tool call can wait, be cancelled, or be polled.
+"""Executions running in background threads, so a caller (an MCP tool call, the controller) can
+wait for one, poll it, or leave it running.
 
 An execution is never cancelled with its tool call: stopping a cold migration half-way would
 leave a VM stopped, so the thread always runs to the end (the executor itself stops starting
 moves at the first failure). One execution at a time per server: changes are serialised.
-No MCP imports here.
 """
 
 import logging
@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vm_rebalance import service
 from vm_rebalance.errors import ConfigError, RebalanceError
 from vm_rebalance.executor.events import MoveEvent, MoveStatus
+from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.model import Plan
-from vm_rebalance.render.execution import ProgressTracker, progress_rows, report_document
+from vm_rebalance.render.execution import ProgressTracker, progress_rows
+from vm_rebalance.service.execution import execute_plan
+from vm_rebalance.service.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class Executions:
         self.busy_with = None
         self._busy.release()
 
-    def start(self, execution: Execution, session: service.Session, run: Callable[[Execution], None]) -> None:
+    def start(self, execution: Execution, session: Session, run: Callable[[Execution], None]) -> None:
         """Run ``run(execution)`` in a daemon thread (the caller claimed first); closes the session after."""
         with self._lock:
             self._items.pop(execution.plan_id, None)
@@ -159,14 +161,9 @@ class Executions:
             return list(self._items.values())
 
 
-def run_plan(execution: Execution, session: service.Session, options: Any) -> None:
+def run_plan(execution: Execution, session: Session, options: ExecutionOptions) -> None:
     """Carry out ``execution.plan`` and store its final report on the execution."""
-    result = service.execute_plan(session, execution.plan, options=options, report=execution.handle)
-    execution.report = report_document(
-        execution.plan,
-        result.outcomes,
-        result.before,
-        result.after,
-        warnings=execution.warnings,
-        interrupted=result.interrupted,
+    result = execute_plan(
+        session, execution.plan, options=options, report=execution.handle, warnings=execution.warnings
     )
+    execution.report = result.to_document()

@@ -1,0 +1,161 @@
+"""The one door: every front-end (the CLI, the MCP server, the controller) goes through here.
+
+Front-ends parse their input into the typed requests of this package, call its use cases and
+render the typed results (each has ``to_document()`` for `-o json`); they never import the
+planner, the executor, `kube` or `sources` (an import-linter contract in pyproject.toml keeps
+it so). What the use cases need from below — execution options and events, lifecycle actions —
+is re-exported here.
+
+Modules: ``session`` (targets, reading the cluster, sessions), ``requests`` (PlanSpec, VM
+references, plan files), ``planning`` (propose, named moves, drain, explain, re-validation),
+``edits`` (skip / retarget / reorder / sequential), ``execution`` (runs, failure choices,
+reports, apply), ``vms`` (start / stop / restart, pins), ``cluster`` (inventory, status),
+``approvals`` (approval by hash) and ``background`` (executions in threads).
+"""
+
+from vm_rebalance.executor.engine import plan_id
+from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome, Report
+from vm_rebalance.executor.lifecycle import Action, LifecycleResult, LifecycleStatus
+from vm_rebalance.executor.runners import ExecutionOptions
+from vm_rebalance.service.approvals import PlanKind, PlanStore, StoredPlan
+from vm_rebalance.service.background import Execution, Executions, run_plan
+from vm_rebalance.service.cluster import (
+    InventoryView,
+    MigrationInFlight,
+    StatusView,
+    UnfinishedExecution,
+    inventory,
+    inventory_of,
+    status,
+)
+from vm_rebalance.service.edits import (
+    EDIT_HELP,
+    Edit,
+    EditResult,
+    Reorder,
+    Retarget,
+    SetSequential,
+    Skip,
+    edit_plan,
+    parse_edit,
+)
+from vm_rebalance.service.execution import (
+    ApplyPreparation,
+    ExecutionReport,
+    ExecutionResult,
+    FailureChoice,
+    Run,
+    execute_plan,
+    prepare_apply,
+)
+from vm_rebalance.service.planning import (
+    PlanView,
+    Revalidation,
+    explain,
+    plan,
+    plan_drain,
+    plan_moves,
+    propose,
+    revalidate,
+)
+from vm_rebalance.service.requests import (
+    GOALS,
+    METHODS,
+    PlanSpec,
+    check_namespaces,
+    load_plan,
+    move_requests,
+    parse_weights,
+    vm_refs,
+)
+from vm_rebalance.service.session import (
+    Progress,
+    Session,
+    Target,
+    cordon,
+    open_client,
+    read_state,
+    take_snapshot,
+    write_document,
+)
+from vm_rebalance.service.vms import (
+    LifecyclePlan,
+    lifecycle,
+    lifecycle_plan,
+    node_pin,
+    require_vms,
+    unpin,
+    unpin_plan,
+)
+
+__all__ = [
+    "EDIT_HELP",
+    "GOALS",
+    "METHODS",
+    "Action",
+    "ApplyPreparation",
+    "Edit",
+    "EditResult",
+    "Execution",
+    "ExecutionOptions",
+    "ExecutionReport",
+    "ExecutionResult",
+    "Executions",
+    "FailureChoice",
+    "InventoryView",
+    "LifecyclePlan",
+    "LifecycleResult",
+    "LifecycleStatus",
+    "MigrationInFlight",
+    "MoveEvent",
+    "MoveStatus",
+    "Outcome",
+    "PlanKind",
+    "PlanSpec",
+    "PlanStore",
+    "PlanView",
+    "Progress",
+    "Reorder",
+    "Report",
+    "Retarget",
+    "Revalidation",
+    "Run",
+    "Session",
+    "SetSequential",
+    "Skip",
+    "StatusView",
+    "StoredPlan",
+    "Target",
+    "UnfinishedExecution",
+    "check_namespaces",
+    "cordon",
+    "edit_plan",
+    "execute_plan",
+    "explain",
+    "inventory",
+    "inventory_of",
+    "lifecycle",
+    "lifecycle_plan",
+    "load_plan",
+    "move_requests",
+    "node_pin",
+    "open_client",
+    "parse_edit",
+    "parse_weights",
+    "plan",
+    "plan_drain",
+    "plan_id",
+    "plan_moves",
+    "prepare_apply",
+    "propose",
+    "read_state",
+    "require_vms",
+    "revalidate",
+    "run_plan",
+    "status",
+    "take_snapshot",
+    "unpin",
+    "unpin_plan",
+    "vm_refs",
+    "write_document",
+]

@@ -1,0 +1,207 @@
+"""Typed inputs, checked once for every front-end: what to plan, which VMs, which plan file.
+
+A front-end builds a ``PlanSpec`` (or VM references) from its own input — command-line options,
+MCP tool arguments, a custom resource — and the service checks it here, so the CLI, the MCP
+server and the controller refuse the same values with the same messages.
+"""
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vm_rebalance.errors import ConfigError
+from vm_rebalance.model import Basis, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
+from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
+from vm_rebalance.planner import ManualMoveRequest, PlanRequest
+from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS
+
+GOALS: tuple[str, ...] = tuple(g.value for g in GoalType if g is not GoalType.MANUAL)
+"""The goals a user can ask the automatic planner for."""
+
+METHODS: tuple[str, ...] = ("auto", "live", "cold")
+"""How a named VM may move: auto (live when its storage allows it), live, or cold."""
+
+DEFAULT_WEIGHTS: Mapping[str, float] = {"cpu": 0.5, "memory": 0.5}
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanSpec:
+    """What to plan: the options of `vm-rebalance plan`, of the `plan_rebalance` tool, of a policy.
+
+    Built once at the edge; ``to_request`` checks it and gives the planner's request.
+    """
+
+    goal: str = "balanced"
+    node: str | None = None
+    """The node to empty (goal drain only)."""
+    weights: Mapping[str, float] | None = None
+    """Goal balanced: relative weights of cpu and memory (default 0.5 / 0.5)."""
+    max_migrations: int | None = None
+    basis: str | None = None
+    """usage or requests; None: usage when the cluster has metrics."""
+    live_only: bool = False
+    namespaces: Sequence[str] = field(default_factory=tuple)
+    headroom: float = DEFAULT_HEADROOM
+    """A fraction of every node to keep free where possible (0.2 = 20 %)."""
+    cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS
+    sequential: bool = False
+
+    def to_request(self) -> PlanRequest:
+        """The planner's request.
+
+        Raises:
+            ConfigError: inconsistent or out-of-range values (the message names the option).
+        """
+        goal = self.goal
+        if goal not in GOALS:
+            raise ConfigError(f"goal must be one of {', '.join(GOALS)}, not '{goal}'")
+        if goal == "drain" and not self.node:
+            raise ConfigError("goal 'drain' needs node: the node to empty (--node)")
+        if self.node and goal != "drain":
+            raise ConfigError("node only goes with goal 'drain'")
+        weights = _checked_weights(self.weights, goal)
+        if self.basis not in (None, "usage", "requests"):
+            raise ConfigError(f"basis must be usage or requests, not '{self.basis}'")
+        if self.max_migrations is not None and self.max_migrations < 0:
+            raise ConfigError("max migrations must be 0 or more")
+        if not math.isfinite(self.headroom) or not 0 <= self.headroom < 1:
+            raise ConfigError("headroom must be from 0 to 99 %")
+        if not math.isfinite(self.cooldown_seconds) or self.cooldown_seconds < 0:
+            raise ConfigError("the cooldown must be 0 or more")
+        return PlanRequest(
+            goal=Goal(type=GoalType(goal), weights=weights, node=self.node),
+            basis=Basis(self.basis) if self.basis else None,
+            max_migrations=self.max_migrations,
+            live_only=self.live_only,
+            namespaces=check_namespaces(self.namespaces),
+            headroom=self.headroom,
+            cooldown_seconds=self.cooldown_seconds,
+            sequential=self.sequential,
+        )
+
+
+def _checked_weights(weights: Mapping[str, float] | None, goal: str) -> dict[str, float]:
+    if weights is None:
+        return dict(DEFAULT_WEIGHTS)
+    if goal != "balanced":
+        raise ConfigError("weights only go with goal 'balanced'")
+    unknown = sorted(set(weights) - {"cpu", "memory"})
+    if unknown:
+        raise ConfigError(f"weights: unknown resource {', '.join(unknown)}")
+    if not all(math.isfinite(w) for w in weights.values()):
+        raise ConfigError("weights must be finite numbers")
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ConfigError("weights must not be negative, and at least one weight must be positive")
+    return {"cpu": weights.get("cpu", 0.0), "memory": weights.get("memory", 0.0)}
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """``cpu=0.7,memory=0.3`` → {"cpu": 0.7, "memory": 0.3}; None stays None (the default weights).
+
+    Raises:
+        ConfigError: not ``cpu=W`` / ``memory=W`` pairs of numbers.
+    """
+    if not text:
+        return None
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in ("cpu", "memory"):
+            raise ConfigError(f"--weights: '{part}' is not cpu=W or memory=W")
+        try:
+            weights[key] = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"--weights: '{value}' is not a number") from exc
+    return weights
+
+
+def check_namespaces(namespaces: Sequence[str]) -> tuple[str, ...]:
+    """Namespace names as Kubernetes allows them (RFC 1123 labels, at most 63 characters).
+
+    Raises:
+        ConfigError: a name no namespace can have.
+    """
+    for ns in namespaces:
+        if len(ns) > 63 or not _DNS_LABEL.fullmatch(ns):
+            raise ConfigError(
+                f"{ns!r} is not a namespace name (lower-case letters, digits and '-', at most 63 characters)"
+            )
+    return tuple(namespaces)
+
+
+def vm_refs(vms: Sequence[str], namespace: str) -> list[tuple[str, str]]:
+    """``name`` or ``namespace/name`` → (namespace, name).
+
+    Raises:
+        ConfigError: an empty name, a malformed namespace, or no VM at all.
+    """
+    refs = []
+    for ref in vms:
+        ns, _, name = ref.strip().rpartition("/")
+        if not name:
+            raise ConfigError(f"'{ref}' is not a VM name (NAME or NAMESPACE/NAME)")
+        refs.append((check_namespaces([ns or namespace])[0], name))
+    if not refs:
+        raise ConfigError("name at least one VM")
+    return refs
+
+
+def move_requests(vms: Sequence[str], target: str, namespace: str, method: str = "auto") -> list[ManualMoveRequest]:
+    """The manual moves of `move VM... --to NODE` (or the `plan_move` tool).
+
+    Raises:
+        ConfigError: a malformed VM reference, an empty target or an unknown method.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"--method must be {', '.join(METHODS[:-1])} or {METHODS[-1]}, not '{method}'")
+    target = target.strip()
+    if not target:
+        raise ConfigError("name the target node (--to NODE)")
+    return [ManualMoveRequest(ns, name, target, method) for ns, name in vm_refs(vms, namespace)]
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read a plan file (JSON or YAML) written by `plan --save` / `-o json`.
+
+    Raises:
+        ConfigError: unreadable or malformed file, naming the field at fault.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"plan file '{p.name}' does not exist") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"plan file '{p.name}' is a directory") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"plan file '{p.name}' cannot be read: {type(exc).__name__}") from exc
+    doc: Any
+    try:
+        if text.lstrip().startswith("{"):
+            doc = json.loads(text)
+        else:
+            import yaml
+
+            doc = yaml.safe_load(text)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"plan file '{p.name}' is not valid JSON/YAML: {_first_line(exc)}") from exc
+    except Exception as exc:  # yaml.YAMLError has no common base with ValueError
+        raise ConfigError(f"plan file '{p.name}' is not valid JSON/YAML: {_first_line(exc)}") from exc
+    try:
+        return plan_from_document(doc)
+    except PlanDocumentError as exc:
+        raise ConfigError(f"plan file '{p.name}': {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"plan file '{p.name}' is nested too deeply to be a plan") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

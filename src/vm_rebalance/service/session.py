@@ -1,0 +1,141 @@
+"""Which cluster, and an open connection to it: targets, reading state, snapshots, sessions."""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vm_rebalance.errors import ConfigError
+from vm_rebalance.executor.engine import Executor, plan_id
+from vm_rebalance.executor.journal import Journal
+from vm_rebalance.executor.kubevirt import KubeVirtApi
+from vm_rebalance.executor.runners import ExecutionOptions
+from vm_rebalance.executor.watch import MigrationWatcher
+from vm_rebalance.kube import resources as kube_resources
+from vm_rebalance.kube.client import KubeClient
+from vm_rebalance.model import ClusterState, Plan
+from vm_rebalance.sources.kubernetes import KubernetesSource
+from vm_rebalance.sources.snapshot_file import SnapshotFileSource, snapshot_document
+
+Progress = Callable[[str], None]
+"""A one-line progress message for the human (e.g. "listing pods")."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """Which cluster to talk to: a snapshot file, or a kubeconfig / context (None = defaults)."""
+
+    from_file: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    @property
+    def offline(self) -> bool:
+        """Whether the target is a snapshot file (read-only)."""
+        return self.from_file is not None
+
+
+def open_client(target: Target) -> KubeClient:
+    """A client for the live cluster. Raises ConfigError when the target is a snapshot file."""
+    if target.offline:
+        raise ConfigError("this command changes the cluster and cannot run on --from-file (a snapshot)")
+    return KubeClient.from_kubeconfig(target.kubeconfig, target.context)
+
+
+def read_state(target: Target, *, progress: Progress | None = None) -> ClusterState:
+    """The cluster's state from a snapshot file or the live API.
+
+    Raises:
+        ConfigError: bad snapshot file. ClusterError: the cluster cannot be read.
+    """
+    if target.from_file is not None:
+        return SnapshotFileSource(target.from_file).read()
+    with open_client(target) as client:
+        return KubernetesSource(client, progress=progress).read()
+
+
+def take_snapshot(target: Target, *, progress: Progress | None = None) -> dict[str, Any]:
+    """The snapshot document (a Kubernetes List) of the live cluster, or of a snapshot file re-read."""
+    if target.from_file is not None:
+        return snapshot_document(SnapshotFileSource(target.from_file).raw_objects())
+    with open_client(target) as client:
+        return snapshot_document(KubernetesSource(client, progress=progress).raw_objects())
+
+
+def write_document(document: dict[str, Any], path: str | Path) -> None:
+    """Write a JSON document to ``path``. Raises ConfigError when it cannot be written."""
+    p = Path(path)
+    try:
+        p.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write '{p.name}': {exc.strerror}") from exc
+
+
+@dataclass(slots=True)
+class Session:
+    """An open connection to a live cluster for one use case (client, KubeVirt API, the state read)."""
+
+    client: KubeClient
+    api: KubeVirtApi
+    state: ClusterState
+
+    @classmethod
+    def open(cls, target: Target, *, progress: Progress | None = None) -> "Session":
+        """Connect and read the cluster (raises ConfigError on --from-file, ClusterError)."""
+        client = open_client(target)
+        try:
+            state = KubernetesSource(client, progress=progress).read()
+        except BaseException:
+            client.close()
+            raise
+        return cls(client=client, api=KubeVirtApi(client), state=state)
+
+    def refresh(self) -> ClusterState:
+        """Re-read the cluster."""
+        self.state = KubernetesSource(self.client).read()
+        return self.state
+
+    def close(self) -> None:
+        """Release the connection."""
+        self.client.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def executor(
+        self,
+        plan: Plan,
+        *,
+        options: ExecutionOptions,
+        journal_dir: Path | None = None,
+        journal_id: str | None = None,
+        fresh: bool = True,
+    ) -> Executor:
+        """An executor for ``plan`` with its journal.
+
+        ``journal_id`` is the plan file's id, kept across validation and the user's edits so that
+        `--resume` finds it (default: the plan's own id). ``fresh`` (everything but `--resume`)
+        archives an earlier journal of the same id instead of continuing it.
+        """
+        journal = Journal.open(journal_id or plan_id(plan), directory=journal_dir, fresh=fresh)
+        return Executor(
+            self.api,
+            limits=self.state.limits,
+            kubevirt_version=self.state.kubevirt_version,
+            journal=journal,
+            options=options,
+            waker=MigrationWatcher(self.client),
+        )
+
+
+def cordon(session: Session, node: str) -> bool:
+    """Mark a node unschedulable (as `kubectl cordon`); False when it already was."""
+    current = session.state.node(node)
+    if current is not None and current.unschedulable:
+        return False
+    session.client.patch(kube_resources.NODES, node, {"spec": {"unschedulable": True}})
+    return True
