@@ -13,6 +13,7 @@ from typing import Any
 from rawobjects import as_list, kubevirt_obj, node_obj, pvc_obj, vm_obj, vmi_obj
 from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, TEMP_PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.model import Plan, plan_to_document
+from vm_rebalance.simulator.auth import Policy
 from vm_rebalance.simulator.cluster import SimCluster
 from vm_rebalance.simulator.kubevirt import DIRTY_RATE_ANNOTATION
 from vm_rebalance.simulator.server import SimulatorServer
@@ -147,10 +148,14 @@ class Sim:
 
 
 @contextlib.contextmanager
-def simulator(tmp_path: Path, objs: list[Obj], *, time_scale: float = 400.0) -> Iterator[Sim]:
+def simulator(
+    tmp_path: Path, objs: list[Obj], *, time_scale: float = 400.0, policy: dict[str, Any] | None = None
+) -> Iterator[Sim]:
+    """A simulated cluster over HTTPS; ``policy`` (the simulator's RBAC-like policy, as a dict) limits the
+    identity its kubeconfig uses."""
     cluster = SimCluster.from_scenario(write_snapshot(tmp_path / "snapshot.json", objs), time_scale=time_scale, seed=0)
     inflight = InFlight(cluster)
-    with SimulatorServer(cluster) as srv:
+    with SimulatorServer(cluster, policy=Policy.from_dict(policy) if policy else None) as srv:
         kubeconfig = tmp_path / "secret-dir" / "kubeconfig"
         kubeconfig.parent.mkdir(exist_ok=True)
         srv.write_kubeconfig(kubeconfig)

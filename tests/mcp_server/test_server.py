@@ -239,3 +239,82 @@ async def test_unpin_shows_that_an_unpinned_vm_needs_nothing(sim: Sim):
         result = await c.call_tool("unpin_vm", {"vm": vm["metadata"]["name"], "namespace": vm["metadata"]["namespace"]})
     assert not result.is_error, text(result)
     assert result.structured_content["plan"]["pinned_to"] == [] and "nothing to do" in text(result)
+
+
+async def test_the_changed_plans_remainder_is_a_new_plan_to_approve(sim: Sim):
+    """The validation policy: what still validates is offered as a new plan, never executed on the old hash."""
+    running = [
+        v
+        for v in sim.store.list(("kubevirt.io", "virtualmachineinstances"))[0]
+        if v["status"].get("phase") == "Running"
+    ]
+    first, second = running[0], running[1]
+    busy = {first["status"]["nodeName"], second["status"]["nodeName"]}
+    targets = [
+        n["metadata"]["name"]
+        for n in sim.store.list(NODES)[0]
+        if n["metadata"]["name"] not in busy and "control" not in n["metadata"]["name"]
+    ]
+    async with client_for(sim) as c:
+        planned = await c.call_tool(
+            "plan_move",
+            {
+                "vms": [f"{v['metadata']['namespace']}/{v['metadata']['name']}" for v in (first, second)],
+                "target": targets[0],
+            },
+        )
+        assert not planned.is_error, text(planned)
+        plan = planned.structured_content
+        if len(plan["plan"]["moves"]) < 2:
+            pytest.skip("the scenario's target cannot take both VMs")
+
+        # Someone deletes one of the two VMs meanwhile.
+        ns, name = first["metadata"]["namespace"], first["metadata"]["name"]
+        sim.store.delete(("kubevirt.io", "virtualmachineinstances"), ns, name)
+        sim.store.delete(("kubevirt.io", "virtualmachines"), ns, name)
+        refused = await c.call_tool(
+            "execute_plan", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"], "confirm": True}
+        )
+        assert refused.is_error and "what still validates is plan" in text(refused)
+        new_id = text(refused).split("what still validates is plan ")[1].split(" ")[0]
+        again = await c.call_tool(
+            "execute_plan", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"], "confirm": True}
+        )
+        assert again.is_error and f"replaced by plan {new_id}" in text(again)
+    assert sim.migrations() == 0
+
+
+async def test_a_plan_the_identity_could_not_execute_is_refused_before_approval(tmp_path: Path):
+    from vm_rebalance.simulator.auth import Policy
+    from vm_rebalance.simulator.cluster import SimCluster
+    from vm_rebalance.simulator.server import SimulatorServer
+
+    policy = Policy.from_dict(
+        {
+            "kubeconfigUser": "viewer",
+            "users": [
+                {
+                    "name": "viewer",
+                    "rules": [
+                        {"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]},
+                        {
+                            "verbs": ["create"],
+                            "apiGroups": ["authorization.k8s.io"],
+                            "resources": ["selfsubjectaccessreviews"],
+                        },
+                    ],
+                }
+            ],
+        }
+    )
+    with SimulatorServer(SimCluster.from_scenario("small", time_scale=500), policy=policy) as server:
+        kubeconfig = tmp_path / "kc"
+        server.write_kubeconfig(kubeconfig)
+        target = service.Target(kubeconfig=str(kubeconfig))
+        async with Client(create_server(target)) as c:
+            refused = await c.call_tool("plan_rebalance", {"goal": "cpu"})
+        async with Client(create_server(target, read_only=True)) as c:
+            allowed = await c.call_tool("plan_rebalance", {"goal": "cpu"})
+    assert refused.is_error and "needs permissions this identity lacks" in text(refused)
+    assert "create virtualmachineinstancemigrations.kubevirt.io" in text(refused)
+    assert not allowed.is_error, text(allowed)  # read-only: plans to look at, no preflight

@@ -107,6 +107,7 @@ def carry_out(
     what: str,
     warnings: list[str] | tuple[str, ...] = (),
     before_execute: object = None,
+    cordon: str | None = None,
     resume_hint: str | None = None,
     journal_id: str | None = None,
     fresh_journal: bool = True,
@@ -130,6 +131,7 @@ def carry_out(
         )
         return False
     require_terminal(yes, what)
+    service.require_permissions(session, service.plan_permissions(plan, cordon=cordon), what=what)
     # The plan is data in table mode (stdout); with -o json stdout is reserved for the report,
     # so the plan and every question go to stderr.
     (c.out if output is Output.table else c.err).print(render_plan(plan, limits=session.state.limits))
@@ -308,6 +310,9 @@ def drain(
         if not plan.moves:
             if not dry_run and not no_cordon:
                 require_terminal(yes, "cordoning the node")
+                service.require_permissions(
+                    session, service.plan_permissions(plan, cordon=node), what=f"cordoning {node}"
+                )
                 if confirm(c.err, f"no VM to move; cordon {escape(node)} anyway?", yes=yes):
                     cordon()
                     executed = True
@@ -322,6 +327,7 @@ def drain(
                 what=f"draining {node}",
                 options=_options(sequential, False, False, None),
                 before_execute=cordon,
+                cordon=None if no_cordon else node,
             )
         # The node stays non-empty (after the drain ran, or because nothing could move): exit 4.
         # A dry run, or a drain the user cancelled, exits 0.
@@ -345,6 +351,9 @@ def _lifecycle(
             highlight=False,
         )
         require_terminal(yes, f"{action.value} of VMs")
+        service.require_permissions(
+            session, service.lifecycle_permissions(action, refs), what=f"{action.value} of {len(refs)} VM(s)"
+        )
         if not confirm(c.err, f"{action.value} {len(refs)} VM(s)?", yes=yes):
             c.err.print("cancelled: nothing was changed")
             return
@@ -420,6 +429,7 @@ def unpin(
     with service.Session.open(c.target) as session:
         service.require_vms(session.state, [(ns, name)])
         require_terminal(yes, "unpinning")
+        service.require_permissions(session, service.unpin_permissions(ns), what=f"unpinning {ns}/{name}")
         if not confirm(c.err, f"remove the node pin of {escape(ns)}/{escape(name)}?", yes=yes):
             c.err.print("cancelled: nothing was changed")
             return

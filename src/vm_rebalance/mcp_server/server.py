@@ -75,7 +75,7 @@ class RebalanceServer:
         self.target = target
         self.read_only = read_only
         self.debug = debug
-        self.tools = Tools(target, options=options)
+        self.tools = Tools(target, options=options, preflight=not read_only)
         # Paths that must never reach a result or a log line (the target's kubeconfig).
         self._secrets = [s for s in (target.kubeconfig,) if s]
         self.mcp: MCPServer = MCPServer(

@@ -72,8 +72,11 @@ class Tools:
         store: PlanStore | None = None,
         executions: Executions | None = None,
         options: service.ExecutionOptions | None = None,
+        preflight: bool = True,
     ) -> None:
         self.target = target
+        self.preflight = preflight
+        """Check the identity's permissions when a changing plan is made (not in read-only mode)."""
         self.store = store or PlanStore()
         self.executions = executions or Executions()
         self.options = options or service.ExecutionOptions()
@@ -93,6 +96,11 @@ class Tools:
                 "this command changes the cluster and cannot run on --from-file (a snapshot)",
                 hint="start the server with --kubeconfig/--context for a live cluster",
             )
+
+    async def _require(self, permissions: list[Any], what: str) -> None:
+        """The permission preflight, before the plan is shown for approval (live cluster only)."""
+        if self.preflight and not self.target.offline and permissions:
+            await self._thread(lambda: service.require_permissions(self.target, permissions, what=what))
 
     def _plan_output(
         self,
@@ -164,6 +172,7 @@ class Tools:
         spec.to_request()  # bad arguments are refused before the cluster is read
         state = await self._state()
         view = await self._thread(lambda: service.plan(state, spec))
+        await self._require(service.plan_permissions(view.plan, cordon=None), "this plan")
         entry = self.store.add(PlanKind.REBALANCE, view.to_document(), plan=view.plan, extra={"spec": spec})
         return self._plan_output(entry, view.plan, view.limits, alternatives=view.alternatives)
 
@@ -174,6 +183,7 @@ class Tools:
         requests = service.move_requests(vms, target, namespace, method)
         state = await self._state()
         view = await self._thread(lambda: service.plan_moves(state, requests, sequential=sequential))
+        await self._require(service.plan_permissions(view.plan), "this move")
         entry = self.store.add(PlanKind.REBALANCE, view.to_document(), plan=view.plan)
         return self._plan_output(entry, view.plan, view.limits)
 
@@ -239,6 +249,9 @@ class Tools:
         session: service.Session | None = None
         try:
             session = await self._thread(service.Session.open, self.target)
+            await self._thread(
+                lambda: service.require_permissions(session, service.plan_permissions(plan), what="this plan")
+            )
             checked = await self._thread(lambda: service.revalidate(session.state, plan))
             if checked.changed:
                 self._refuse_changed(entry, checked)
@@ -397,6 +410,9 @@ class Tools:
             refs = vm_refs(vms, namespace)
             state = await self._state()
             planned = service.lifecycle_plan(state, service.Action(action), refs)
+            await self._require(
+                service.lifecycle_permissions(planned.action, refs), f"{planned.action.value} of {len(refs)} VM(s)"
+            )
             doc = planned.to_document()
             entry = self.store.add(PlanKind.LIFECYCLE, doc, extra={"action": planned.action, "vms": refs})
             next_step = (
@@ -505,6 +521,8 @@ class Tools:
                     return service.unpin_plan(session, ns, name)
 
             doc = await self._thread(unpin_plan)
+            if doc["pinned_to"]:
+                await self._require(service.unpin_permissions(ns), f"unpinning {ns}/{name}")
             entry = self.store.add(PlanKind.UNPIN, doc, extra={"vm": (ns, name)})
             if doc["pinned_to"]:
                 next_step = (

@@ -8,7 +8,7 @@ is re-exported here.
 
 Modules: ``session`` (targets, reading the cluster, sessions), ``requests`` (PlanSpec, VM
 references, plan files), ``planning`` (propose, named moves, drain, explain, re-validation),
-``edits`` (skip / retarget / reorder / sequential), ``execution`` (runs, failure choices,
+``edits`` (skip / retarget / reorder / sequential), ``preflight`` (permissions), ``execution`` (runs, failure choices,
 reports, apply), ``vms`` (start / stop / restart, pins), ``cluster`` (inventory, status),
 ``approvals`` (approval by hash) and ``background`` (executions in threads).
 """
@@ -57,6 +57,12 @@ from vm_rebalance.service.planning import (
     plan_moves,
     propose,
     revalidate,
+)
+from vm_rebalance.service.preflight import (
+    lifecycle_permissions,
+    plan_permissions,
+    require_permissions,
+    unpin_permissions,
 )
 from vm_rebalance.service.requests import (
     GOALS,
@@ -135,6 +141,7 @@ __all__ = [
     "inventory",
     "inventory_of",
     "lifecycle",
+    "lifecycle_permissions",
     "lifecycle_plan",
     "load_plan",
     "move_requests",
@@ -146,15 +153,18 @@ __all__ = [
     "plan_drain",
     "plan_id",
     "plan_moves",
+    "plan_permissions",
     "prepare_apply",
     "propose",
     "read_state",
+    "require_permissions",
     "require_vms",
     "revalidate",
     "run_plan",
     "status",
     "take_snapshot",
     "unpin",
+    "unpin_permissions",
     "unpin_plan",
     "vm_refs",
     "write_document",
