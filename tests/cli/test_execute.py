@@ -219,6 +219,40 @@ def spawn(sim: Sim, tmp_path: Path, *args: str) -> pexpect.spawn:
     return pexpect.spawn(cmd[0], cmd[1:], env=env(tmp_path), encoding="utf-8", timeout=30, dimensions=(50, 200))
 
 
+@pytest.mark.parametrize(("answer", "pinned"), [("yes", False), ("later", True), ("no", True)])
+def test_manual_cold_move_dialogue_ends_with_the_affinity_question(
+    sim: Sim, tmp_path: Path, answer: str, pinned: bool
+) -> None:
+    child = spawn(sim, tmp_path, "move", "web", "--to", "w2")
+    child.expect("What will happen")
+    child.expect("explain N / cancel: ")
+    child.sendline("yes")
+    child.expect("Cold Migration Successful", timeout=60)
+    child.expect("Would you like to remove the node affinity now")
+    child.expect("yes / no / later: ")
+    child.sendline(answer)
+    child.expect(pexpect.EOF, timeout=60)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert sim.node_of("web") == "w2" and sim.running("web")
+    said = " ".join(child.before.split())
+    if pinned:
+        assert "Node affinity kept" in said and "vm-rebalance unpin default/web" in said
+        sim.assert_clean(pinned=("web",))
+    else:
+        assert "node affinity removed" in said
+        sim.assert_clean()
+
+
+def test_several_vms_to_several_nodes_in_one_move(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = cli(sim, "move", "db=w3", "cache=w4", "--yes", capsys=capsys)
+    assert code == 0, text
+    assert "Batch Rebalance Plan" in text and "2 live migration(s)" in text
+    assert sim.node_of("db") == "w3" and sim.node_of("cache") == "w4"
+    assert cli(sim, "move", "db", capsys=capsys)[0] == 2  # no target at all: a usage error
+    sim.assert_clean()
+
+
 def test_interactive_explain_modify_skip_approve(sim: Sim, tmp_path: Path) -> None:
     plan = save_plan(sim, tmp_path, [("db", "w3", "live"), ("cache", "w4", "live")])
     child = spawn(sim, tmp_path, "apply", plan)

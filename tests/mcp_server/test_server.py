@@ -212,7 +212,7 @@ async def test_lifecycle_needs_a_plan_its_hash_and_confirm(sim: Sim):
         planned = await c.call_tool("vm_lifecycle", {"action": "stop", "vms": [f"{ns}/{name}"]})
         assert not planned.is_error, text(planned)
         plan = planned.structured_content
-        assert plan["executed"] is False and "VM Lifecycle Plan: stop" in text(planned)
+        assert plan["executed"] is False and "## VM Lifecycle Operation" in text(planned) and "`stop`" in text(planned)
         unconfirmed = await c.call_tool("vm_lifecycle", {"plan_id": plan["plan_id"], "plan_hash": plan["plan_hash"]})
         wrong = await c.call_tool("vm_lifecycle", {"plan_id": plan["plan_id"], "plan_hash": "0" * 64, "confirm": True})
         assert unconfirmed.is_error and wrong.is_error

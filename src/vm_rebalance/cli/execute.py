@@ -13,7 +13,9 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.live import Live
+from rich.markdown import Markdown
 from rich.markup import escape
 
 from vm_rebalance import service
@@ -22,6 +24,15 @@ from vm_rebalance.cli.main import Context, Output, app, ctx_obj, emit_document, 
 from vm_rebalance.cli.options import positive_number
 from vm_rebalance.errors import ConfigError, ExecutionIncompleteError, InfeasiblePlanError
 from vm_rebalance.model import Plan
+from vm_rebalance.render.dialogue import (
+    affinity_kept_markdown,
+    affinity_question_markdown,
+    lifecycle_confirmation_markdown,
+    lifecycle_result_markdown,
+    manual_plan_markdown,
+    move_failure_markdown,
+    move_result_markdown,
+)
 from vm_rebalance.render.execution import (
     ProgressTracker,
     failure_choices_text,
@@ -111,34 +122,44 @@ def carry_out(
     resume_hint: str | None = None,
     journal_id: str | None = None,
     fresh_journal: bool = True,
-) -> bool:
+    manual: bool = False,
+) -> service.ExecutionReport | None:
     """Show, approve, execute, handle failures and report: the common path of apply/move/drain.
 
-    Returns whether anything was executed (False: nothing to do, a dry run, or cancelled).
+    ``manual`` (the `move` command): the plan is shown as seed 002's manual-mode summary and a single
+    move's result as its per-move report. Returns the final report, or None when nothing was executed
+    (nothing to do, a dry run, or cancelled).
     """
     _print_warnings(c, warnings)
+
+    def show(where: Console) -> None:
+        if manual:
+            where.print(Markdown(manual_plan_markdown(plan, session.state)))
+        else:
+            where.print(render_plan(plan, limits=session.state.limits))
+
     if not plan.moves:
-        c.out.print(render_plan(plan, limits=session.state.limits))
+        show(c.out)
         c.err.print("nothing to do: no move is needed or possible", highlight=False)
-        return False
+        return None
     if dry_run:
-        c.out.print(render_plan(plan, limits=session.state.limits))
+        show(c.out)
         c.err.print(
             f"dry run: {len(plan.moves)} move(s) in {len(plan.waves)} wave(s) would run "
             f"(live before cold, within {session.state.limits.parallel_per_cluster} per cluster and "
             f"{session.state.limits.parallel_outbound_per_node} per source node); nothing was changed",
             highlight=False,
         )
-        return False
+        return None
     require_terminal(yes, what)
     service.require_permissions(session, service.plan_permissions(plan, cordon=cordon), what=what)
     # The plan is data in table mode (stdout); with -o json stdout is reserved for the report,
     # so the plan and every question go to stderr.
-    (c.out if output is Output.table else c.err).print(render_plan(plan, limits=session.state.limits))
+    show(c.out if output is Output.table else c.err)
     approved = approve_plan(c.err, session.state, plan, yes=yes, show=False)
     if approved is None:
         c.err.print("cancelled: nothing was changed", highlight=False)
-        return False
+        return None
     if callable(before_execute):
         before_execute()
     run = service.Run(session, approved, options=options, journal_id=journal_id, fresh=fresh_journal, warnings=warnings)
@@ -152,8 +173,12 @@ def carry_out(
     doc = report.to_document()
     if output is Output.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif manual and len(report.outcomes) == 1 and not report.interrupted:
+        _manual_result(c, session, report, interactive=interactive, unpin_after=options.unpin_after_cold)
     else:
         c.out.print(report_view(doc))
+        for outcome in report.failed if manual else ():
+            c.out.print(Markdown(move_failure_markdown(outcome)))
     if report.interrupted:
         raise KeyboardInterrupt
     if not doc["complete"]:
@@ -163,7 +188,43 @@ def carry_out(
             hint=resume_hint
             or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume (journal {run.journal_id})",
         )
-    return True
+    return report
+
+
+def _manual_result(
+    c: Context, session: service.Session, report: service.ExecutionReport, *, interactive: bool, unpin_after: bool
+) -> None:
+    """Seed 002 step 5 for one move, with the affinity question after a cold move (step 4b.5)."""
+    (outcome,) = report.outcomes
+    move = outcome.move
+    pinned: bool | None = None
+    if outcome.ok and outcome.pinned and not unpin_after:
+        if interactive:
+            c.out.print(Markdown(move_result_markdown(outcome, report.after, pinned=True)))
+            c.err.print(Markdown(affinity_question_markdown(move)))
+            answer = _ask_choice(c, "yes / no / later: ", ("yes", "no", "later"))
+            if answer == "yes" and service.unpin(session, move.namespace, move.vm):
+                c.out.print(
+                    f"✓ node affinity removed: {escape(move.namespace)}/{escape(move.vm)} can reschedule to any "
+                    "suitable node",
+                    highlight=False,
+                )
+            else:
+                c.out.print(Markdown(affinity_kept_markdown(move)))
+            return
+        pinned = True
+    c.out.print(Markdown(move_result_markdown(outcome, report.after, pinned=pinned)))
+
+
+def _ask_choice(c: Context, prompt: str, choices: tuple[str, ...]) -> str:
+    ask = ask_with(c.err)
+    while True:
+        answer = " ".join(ask(prompt).lower().split())
+        if answer in choices:
+            return answer
+        if answer in ("cancel", "q", "quit") and "later" in choices:
+            return "later"
+        c.err.print(f"answer {', '.join(choices)}", highlight=False)
 
 
 @app.command()
@@ -236,8 +297,13 @@ def _retarget_pair(item: str) -> tuple[int, str]:
 @app.command()
 def move(
     ctx: typer.Context,
-    vms: Annotated[list[str], typer.Argument(help="VM names (or NAMESPACE/NAME).")],
-    to: Annotated[str, typer.Option("--to", help="Target node.")],
+    vms: Annotated[
+        list[str],
+        typer.Argument(help="VMs: NAME or NAMESPACE/NAME, each optionally =NODE for its own target (web=worker-05)."),
+    ],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Target node of the VMs that do not name their own (VM=NODE).")
+    ] = None,
     namespace: NamespaceOpt = "default",
     method: Annotated[str, typer.Option("--method", help="auto (live when possible), live or cold.")] = "auto",
     sequential: Annotated[bool, typer.Option("--sequential", help="One move at a time.")] = False,
@@ -251,11 +317,14 @@ def move(
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Move named VMs to a node: live when the VM's storage allows it, cold otherwise.
+    """Move named VMs to named nodes: live when the VM's storage allows it, cold otherwise.
 
-    Validates like the seeds (VM exists, not already there, storage, target Ready and not
-    cordoned, plus taints, selectors, affinity and capacity). Batches above 5 VMs get a
-    warning, above 10 a strong recommendation to split.
+    `move web-01 --to worker-05`, or several at once with their own targets:
+    `move prod/web-01=worker-05 prod/db-01=worker-03`. Validates like the seeds (VM exists, not
+    already there, storage, target Ready and not cordoned, plus taints, selectors, affinity and
+    capacity), shows what will happen (steps, downtime, rollback), asks, moves, and reports what
+    the cluster shows afterwards. After a cold move it asks whether to keep the node pin.
+    Batches above 5 VMs get a warning, above 10 a strong recommendation to split.
     """
     c = ctx_obj(ctx)
     requests = service.move_requests(vms, to, namespace, method)
@@ -272,8 +341,9 @@ def move(
             yes=yes,
             dry_run=dry_run,
             output=output,
-            what="this move",
+            what="this move" if len(plan.moves) == 1 else "these moves",
             options=_options(sequential, replace_affinity, unpin_after, None),
+            manual=True,
         )
 
 
@@ -317,7 +387,7 @@ def drain(
                     cordon()
                     executed = True
         else:
-            executed = carry_out(
+            executed = None is not carry_out(
                 c,
                 session,
                 plan,
@@ -346,14 +416,14 @@ def _lifecycle(
     _print_warnings(c, batch_warnings(len(refs)))
     with service.Session.open(c.target) as session:
         planned = service.lifecycle_plan(session.state, action, refs)  # unknown VMs: refused before asking
-        c.err.print(
-            f"VM lifecycle: {action.value} {escape(', '.join(f'{n}/{v}' for n, v in refs))} — {planned.impact}",
-            highlight=False,
-        )
         require_terminal(yes, f"{action.value} of VMs")
         service.require_permissions(
             session, service.lifecycle_permissions(action, refs), what=f"{action.value} of {len(refs)} VM(s)"
         )
+        (c.out if output is Output.table else c.err).print(
+            Markdown(lifecycle_confirmation_markdown(action, planned.document["vms"]))
+        )
+        _print_warnings(c, [w for w in planned.warnings if w not in batch_warnings(len(refs))])
         if not confirm(c.err, f"{action.value} {len(refs)} VM(s)?", yes=yes):
             c.err.print("cancelled: nothing was changed")
             return
@@ -366,6 +436,8 @@ def _lifecycle(
         sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in results], indent=2, default=str) + "\n")
     else:
         c.out.print(lifecycle_view(results))
+        for result in results:
+            c.out.print(Markdown(lifecycle_result_markdown(result)))
     missing = [r for r in results if r.status is service.LifecycleStatus.NOT_FOUND]
     failed = [r for r in results if not r.ok]
     if missing and len(missing) == len(failed):

@@ -33,14 +33,16 @@ from vm_rebalance.mcp_server.views import (
     vm_refs,
 )
 from vm_rebalance.model import Plan, plan_to_document
+from vm_rebalance.render.dialogue import (
+    lifecycle_confirmation_markdown,
+    lifecycle_result_markdown,
+    manual_plan_markdown,
+)
 from vm_rebalance.render.execution import progress_markdown, report_markdown
 from vm_rebalance.render.inventory import inventory_markdown
-from vm_rebalance.render.lifecycle import (
-    lifecycle_plan_markdown,
-    lifecycle_results_markdown,
-    unpin_plan_markdown,
-)
+from vm_rebalance.render.lifecycle import unpin_plan_markdown
 from vm_rebalance.render.plan import plan_markdown
+from vm_rebalance.render.text import md
 from vm_rebalance.service import Execution, Executions, PlanKind, PlanStore, StoredPlan, run_plan
 
 T = TypeVar("T")
@@ -111,10 +113,11 @@ class Tools:
         alternatives: Sequence[str] = (),
         replaces: str | None = None,
         changes: Sequence[str] = (),
+        summary: str | None = None,
     ) -> tuple[PlanOutput, str]:
-        markdown = plan_markdown(plan, limits=limits, alternatives=alternatives)
+        markdown = summary if summary is not None else plan_markdown(plan, limits=limits, alternatives=alternatives)
         if changes:
-            markdown = "\n".join(f"- {c}" for c in changes) + "\n\n" + markdown
+            markdown = "\n".join(f"- {md(c)}" for c in changes) + "\n\n" + markdown
         if plan.moves:
             next_step = (
                 f"Show the Markdown plan to the human. After explicit approval call execute_plan with "
@@ -185,7 +188,10 @@ class Tools:
         view = await self._thread(lambda: service.plan_moves(state, requests, sequential=sequential))
         await self._require(service.plan_permissions(view.plan), "this move")
         entry = self.store.add(PlanKind.REBALANCE, view.to_document(), plan=view.plan)
-        return self._plan_output(entry, view.plan, view.limits)
+        summary = manual_plan_markdown(view.plan, state) if view.plan.moves else None
+        if summary is not None and view.plan.warnings:
+            summary += "\n**Warnings:**\n" + "".join(f"- ⚠ {md(w)}\n" for w in view.plan.warnings)
+        return self._plan_output(entry, view.plan, view.limits, summary=summary)
 
     async def modify_plan(
         self,
@@ -423,7 +429,9 @@ class Tools:
                 LifecycleOutput(
                     plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False, next_step=next_step
                 ),
-                lifecycle_plan_markdown(doc) + _approval_footer(entry, "lifecycle plan"),
+                lifecycle_confirmation_markdown(planned.action, doc["vms"])
+                + "".join(f"\n⚠️ {md(w)}\n" for w in planned.warnings)
+                + _approval_footer(entry, "lifecycle plan"),
             )
         entry = self.store.authorize(plan_id, plan_hash, PlanKind.LIFECYCLE, confirm)
         planned_action: service.Action = entry.extra["action"]
@@ -486,7 +494,7 @@ class Tools:
                 complete=complete,
                 next_step=next_step,
             ),
-            lifecycle_results_markdown(results),
+            "\n".join(lifecycle_result_markdown(r) for r in results),
         )
 
     async def _run_reporting(self, fn: Callable[[], T], messages: list[str], progress: Progress) -> T:

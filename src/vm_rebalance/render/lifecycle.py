@@ -1,16 +1,16 @@
-"""Start / stop / restart as people read it: the plan a human approves, and the results, as Markdown.
+"""Start / stop / restart and unpin as documents: what a human approves (the seeds' conversation
+around them is in `render.dialogue`).
 
-`lifecycle_plan_document` is pure (the cluster state in, a versioned document out); the
-Markdown forms are for the MCP server (the CLI shows `render.execution.lifecycle_view`).
+`lifecycle_plan_document` is pure (the cluster state in, a versioned document out).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from vm_rebalance.executor.lifecycle import Action, LifecycleResult, LifecycleStatus
+from vm_rebalance.executor.lifecycle import Action
 from vm_rebalance.model import ClusterState
 from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN
-from vm_rebalance.render.execution import duration_text
+from vm_rebalance.render.text import md
 
 LIFECYCLE_IMPACT = {
     Action.START: "consumes resources (CPU/memory) on the node it is scheduled to",
@@ -65,50 +65,6 @@ def lifecycle_plan_document(state: ClusterState, action: Action, vms: Sequence[t
     }
 
 
-def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def lifecycle_plan_markdown(doc: dict[str, Any]) -> str:
-    """The lifecycle plan as Markdown: what happens to which VM, and its impact."""
-    action = doc["action"]
-    out = [
-        f"## 🔄 VM Lifecycle Plan: {action}",
-        "",
-        f"**Impact:** {doc['impact']}",
-        "",
-        "| VM | Namespace | Status Now | Node | RunStrategy | Action |",
-        "|---|---|---|---|---|---|",
-    ]
-    for v in doc["vms"]:
-        out.append(
-            f"| {_md(v['name'])} | {_md(v['namespace'])} | {_md(v['status'])} | {_md(v['node'] or '-')} | "
-            f"{_md(v['run_strategy'] or '-')} | {action} |"
-        )
-    out += ["", f"**Total:** {len(doc['vms'])} VM(s) to {action}"]
-    if doc["warnings"]:
-        out += ["", "**Warnings:**"] + [f"- ⚠ {w}" for w in doc["warnings"]]
-    return "\n".join(out) + "\n"
-
-
-def lifecycle_results_markdown(results: Iterable[LifecycleResult]) -> str:
-    """Results of start / stop / restart as Markdown."""
-    out = [
-        "## VM Lifecycle Results",
-        "",
-        "| VM | Action | Result | Status | RunStrategy | Duration | Message |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        icon = "✓" if r.status is LifecycleStatus.DONE else ("=" if r.status is LifecycleStatus.ALREADY else "✗")
-        out.append(
-            f"| {_md(f'{r.namespace}/{r.name}')} | {r.action.value} | {icon} {r.status.value} | "
-            f"{_md(r.printable_status or '-')} | {_md(r.run_strategy or '-')} | "
-            f"{duration_text(r.duration_seconds)} | {_md(r.message)} |"
-        )
-    return "\n".join(out) + "\n"
-
-
 def unpin_plan_document(namespace: str, name: str, pinned_to: Sequence[str]) -> dict[str, Any]:
     """What `unpin` would change on one VM, for approval."""
     return {
@@ -130,9 +86,9 @@ def unpin_plan_markdown(doc: dict[str, Any]) -> str:
     """The unpin plan as Markdown."""
     ref = f"{doc['namespace']}/{doc['vm']}"
     if not doc["pinned_to"]:
-        return f"## 📌 Unpin {ref}\n\n{ref} has no node pin: nothing to do.\n"
+        return f"## 📌 Unpin {md(ref)}\n\n{md(ref)} has no node pin: nothing to do.\n"
     return (
-        f"## 📌 Unpin {ref}\n\n| VM | Pinned To | After |\n|---|---|---|\n"
-        f"| {_md(ref)} | {_md(', '.join(doc['pinned_to']))} | any suitable node |\n\n"
+        f"## 📌 Unpin {md(ref)}\n\n| VM | Pinned To | After |\n|---|---|---|\n"
+        f"| {md(ref)} | {md(', '.join(doc['pinned_to']))} | any suitable node |\n\n"
         f"**Effect:** {doc['effect']}\n"
     )

@@ -153,18 +153,33 @@ def vm_refs(vms: Sequence[str], namespace: str) -> list[tuple[str, str]]:
     return refs
 
 
-def move_requests(vms: Sequence[str], target: str, namespace: str, method: str = "auto") -> list[ManualMoveRequest]:
-    """The manual moves of `move VM... --to NODE` (or the `plan_move` tool).
+def move_requests(
+    vms: Sequence[str], target: str | None, namespace: str, method: str = "auto"
+) -> list[ManualMoveRequest]:
+    """The manual moves of `move VM... --to NODE` / `move VM=NODE...` (or the `plan_move` tool).
+
+    Each item is ``NAME``, ``NAMESPACE/NAME``, or either with ``=NODE`` for its own target;
+    items without one go to ``target``.
 
     Raises:
-        ConfigError: a malformed VM reference, an empty target or an unknown method.
+        ConfigError: a malformed VM reference, a VM without a target, or an unknown method.
     """
     if method not in METHODS:
         raise ConfigError(f"--method must be {', '.join(METHODS[:-1])} or {METHODS[-1]}, not '{method}'")
-    target = target.strip()
-    if not target:
-        raise ConfigError("name the target node (--to NODE)")
-    return [ManualMoveRequest(ns, name, target, method) for ns, name in vm_refs(vms, namespace)]
+    default = (target or "").strip()
+    requests = []
+    for item in vms:
+        ref, sep, node = item.partition("=")
+        node = node.strip() if sep else default
+        if sep and not node:
+            raise ConfigError(f"'{item}' names no node after '='; write VM=NODE")
+        if not node:
+            raise ConfigError(f"no target node for '{ref.strip()}': give --to NODE, or write {ref.strip()}=NODE")
+        ((ns, name),) = vm_refs([ref], namespace)
+        requests.append(ManualMoveRequest(ns, name, node, method))
+    if not requests:
+        raise ConfigError("name at least one VM")
+    return requests
 
 
 def load_plan(path: str | Path) -> Plan:
