@@ -23,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from . import openapi, patching, protowire, resources, status, tables
+from . import crds, crdschema, events, openapi, patching, protowire, resources, status, tables
 from .auth import ADMIN_USER, Policy, bearer_user
 from .resources import ResourceType
 from .selection import field_equals, parse_field_selector, parse_label_selector
 from .status import ApiError
-from .store import AlreadyExistsError, ConflictError, GoneError, NotFoundError, WatchEvent
+from .store import AlreadyExistsError, ConflictError, GoneError, NotFoundError, WatchEvent, copy_obj
 
 if TYPE_CHECKING:
     from .cluster import SimCluster
@@ -72,6 +72,8 @@ def _with_type(obj: Obj, rtype: ResourceType) -> Obj:
     """``obj`` with apiVersion/kind set (a shallow copy when they were missing or different)."""
     if obj.get("apiVersion") == rtype.api_version and obj.get("kind") == rtype.kind:
         return obj
+    if rtype.storage == ("", "events") and rtype.group == "events.k8s.io":
+        return events.to_events_v1(obj)
     out: Obj = {"apiVersion": rtype.api_version, "kind": rtype.kind}
     out.update(obj)
     out["apiVersion"] = rtype.api_version
@@ -105,13 +107,14 @@ def field_manager_from_user_agent(user_agent: str) -> str:
 class _Ctx:
     """Per-request facts the handlers need."""
 
-    __slots__ = ("dry_run", "manager", "params", "request", "user")
+    __slots__ = ("dry_run", "manager", "params", "request", "user", "warnings")
 
     def __init__(self, request: Request, user: str) -> None:
         self.request = request
         self.user = user
         self.params = request.query_params
         self.dry_run = "All" in self.params.getlist("dryRun")
+        self.warnings: list[str] = []
         self.manager = self.params.get("fieldManager") or field_manager_from_user_agent(
             request.headers.get("user-agent", "")
         )
@@ -139,23 +142,34 @@ class KubeApi:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._watch_queues: set[asyncio.Queue[WatchEvent | None]] = set()
-        self._static: dict[str, bytes] = {
-            "/api": dumps(resources.api_versions()),
-            "/apis": dumps(resources.api_group_list()),
-        }
-        for group, versions in resources.group_versions().items():
-            for version in versions:
-                doc = resources.api_resource_list(group, version)
-                if doc is None:
-                    continue
-                path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-                self._static[path] = dumps(doc)
-            if group:
-                self._static[f"/apis/{group}"] = dumps(resources.api_group(group))
-        index, docs = openapi.build_documents()
-        self._static["/openapi/v3"] = dumps(index)
-        for key, body in docs.items():
-            self._static[f"/openapi/v3/{key}"] = body
+        self.registry: resources.Registry = getattr(cluster, "registry", None) or resources.STATIC
+        self._static: dict[str, bytes] = {}
+        self._static_generation = -1
+
+    def _discovery(self, path: str) -> bytes | None:
+        """The discovery or OpenAPI document at ``path`` (rebuilt when a CRD changes what is served)."""
+        registry = self.registry
+        if self._static_generation != registry.generation:
+            generation = registry.generation
+            static: dict[str, bytes] = {
+                "/api": dumps(resources.api_versions()),
+                "/apis": dumps(registry.api_group_list()),
+            }
+            for group, versions in registry.group_versions().items():
+                for version in versions:
+                    doc = registry.api_resource_list(group, version)
+                    if doc is None:
+                        continue
+                    doc_path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+                    static[doc_path] = dumps(doc)
+                if group:
+                    static[f"/apis/{group}"] = dumps(registry.api_group(group))
+            index, docs = openapi.build_documents(registry)
+            static["/openapi/v3"] = dumps(index)
+            for key, body in docs.items():
+                static[f"/openapi/v3/{key}"] = body
+            self._static, self._static_generation = static, generation
+        return self._static.get(path)
 
     # -- shutdown ----------------------------------------------------------------------------------------
 
@@ -200,8 +214,10 @@ class KubeApi:
         if path == "/version":
             return _json_response(self._version())
         user = self._authenticate(request)
-        if request.method == "GET" and path in self._static:
-            return Response(self._static[path], media_type=JSON)
+        if request.method == "GET":
+            doc = self._discovery(path)
+            if doc is not None:
+                return Response(doc, media_type=JSON)
         if path == "/openapi/v2" or path.startswith("/openapi/"):
             raise status.not_found_path(path)
         parts = [p for p in path.split("/") if p]
@@ -289,7 +305,7 @@ class KubeApi:
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        rtype = resources.lookup(group, version, plural)
+        rtype = self.registry.lookup(group, version, plural)
         if rtype is None or (ns is not None and not rtype.namespaced):
             raise status.not_found_path(ctx.request.url.path)
         if name is not None and rtype.namespaced and ns is None:
@@ -397,10 +413,14 @@ class KubeApi:
             )
         if not isinstance(body.get("metadata", {}), dict):
             raise status.bad_request("metadata must be an object")
+        body = dict(body)
         body.setdefault("metadata", {})
         body["apiVersion"] = rtype.api_version
         body["kind"] = rtype.kind
-        return body
+        if rtype.storage == ("", "events"):
+            return events.from_events_v1(body)
+        out: Obj = body
+        return out
 
     def _admit(self, verb: str, rtype: ResourceType, obj: Obj | None, old: Obj | None, user: str) -> Obj | None:
         try:
@@ -432,11 +452,67 @@ class KubeApi:
             details["causes"] = causes
         return ApiError(code, reason, message, details)
 
+    def _prepare_write(self, ctx: _Ctx, rtype: ResourceType, obj: Obj, old: Obj | None, sub: str) -> Obj:
+        """apiextensions-apiserver's part of a write: CRD validation and status; for custom resources the
+        spec/status split, defaulting, pruning (``fieldValidation``) and structural-schema validation."""
+        name = (obj.get("metadata") or {}).get("name") or ""
+        if rtype.key == crds.CRDS:
+            if sub:
+                return obj
+            causes = crds.validate_crd(obj)
+            if causes:
+                raise status.invalid(rtype.kind, rtype.group, name, causes)
+            if old is None:
+                finalizers = obj["metadata"].setdefault("finalizers", [])
+                if crds.CLEANUP_FINALIZER not in finalizers:
+                    finalizers.append(crds.CLEANUP_FINALIZER)
+                obj["status"] = crds.crd_status(obj, self._now_iso())
+            return obj
+        if not rtype.crd:
+            return obj
+        effective: Obj = dict(obj)
+        if rtype.status_subresource:
+            if sub == "status" and old is not None:
+                effective = {k: v for k, v in old.items() if k != "status"}
+                effective["metadata"] = old["metadata"]
+                if "status" in obj:
+                    effective["status"] = obj["status"]
+            else:
+                effective.pop("status", None)
+                if old is not None and "status" in old:
+                    effective["status"] = old["status"]
+        schema = rtype.schema
+        if not isinstance(schema, dict):
+            return effective
+        effective = dict(copy_obj(effective))
+        crdschema.apply_defaults(effective, schema)
+        unknown = crdschema.prune(effective, schema)
+        if rtype.status_subresource:
+            part = "status" if sub == "status" else None
+            unknown = [u for u in unknown if (u == "status" or u.startswith("status.")) == (part == "status")]
+        if unknown:
+            mode = (ctx.params.get("fieldValidation") or "Warn").lower()
+            messages = [f'unknown field "{u}"' for u in unknown]
+            if mode == "strict":
+                raise status.bad_request(
+                    f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: '
+                    f"strict decoding error: {', '.join(messages)}"
+                )
+            if mode != "ignore":
+                ctx.warnings.extend(messages)
+        causes = crdschema.validate(effective, schema)
+        if causes:
+            raise status.invalid(rtype.kind, rtype.group, name, causes)
+        return effective
+
     def _not_found(self, rtype: ResourceType, name: str) -> ApiError:
         return status.not_found(rtype.group, rtype.plural, name)
 
     def _respond_object(self, ctx: _Ctx, rtype: ResourceType, obj: Obj, code: int = 200) -> Response:
         obj = _with_type(obj, rtype)
+        if ctx.warnings:
+            headers = {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in ctx.warnings)}
+            return _json_response(obj, code, headers)
         table_version = tables.wants_table(ctx.request.headers.get("accept", ""))
         if table_version and ctx.request.method == "GET":
             meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
@@ -700,6 +776,7 @@ class KubeApi:
         admitted = self._admit("create", rtype, obj, None, ctx.user)
         if admitted is not None:
             obj = admitted
+        obj = self._prepare_write(ctx, rtype, obj, None, "")
         if not applied:
             patching.record_update(
                 None,
@@ -751,6 +828,7 @@ class KubeApi:
             admitted = self._admit("update", rtype, obj, old, ctx.user)
             if admitted is not None:
                 obj = admitted
+        obj = self._prepare_write(ctx, rtype, obj, old, sub)
         if "managedFields" not in obj["metadata"] and old["metadata"].get("managedFields"):
             obj["metadata"]["managedFields"] = old["metadata"]["managedFields"]
         patching.record_update(
@@ -839,6 +917,8 @@ class KubeApi:
                     return await self._do_create(ctx, rtype, applied, applied=True)
                 raise self._not_found(rtype, name)
             old_rv = old["metadata"].get("resourceVersion")
+            if rtype.storage:
+                old = _with_type(old, rtype)
             new = self._patched(ctx, rtype, old, patch, ctype, force, sub)
             new_meta = new.setdefault("metadata", {})
             if new_meta.get("resourceVersion") not in (None, "", old_rv):
@@ -848,10 +928,13 @@ class KubeApi:
                 new_meta["namespace"] = ns
             new_meta["resourceVersion"] = old_rv
             new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
+            if rtype.storage == ("", "events"):
+                new = events.from_events_v1(new)
             if not sub:
                 admitted = self._admit("patch", rtype, new, old, ctx.user)
                 if admitted is not None:
                     new = admitted
+            new = self._prepare_write(ctx, rtype, new, old, sub)
             if not is_apply:
                 patching.record_update(
                     old,
@@ -1043,7 +1126,7 @@ class KubeApi:
                     o.setdefault("status", {})["evacuationNodeName"] = node
 
                 self.store.mutate(("kubevirt.io", "virtualmachineinstances"), ns, vmi_name, mark)
-        pods = resources.by_key(("", "pods"))
+        pods = self.registry.by_key(("", "pods"))
         assert pods is not None
         err = self._wrap_admission(_Denial(429, "TooManyRequests", message, webhook), pods, pod)
         return err

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from .clock import SimClock
+from .crds import CrdController
 from .faults import Fault, FaultInjector, TimedAction
 from .kubevirt import KUBEVIRT_VERSION, MIGRATION_FINALIZER, RUN_STRATEGIES, placement_of, run_strategy
 from .lifecycle import FINAL_VMI_PHASES, NODES, PODS, VMIS, VMS, LifecycleController, _set_condition
 from .metrics import MetricsController
 from .migration import FINAL, VMIMS, MigrationController
 from .recorder import Recorder
+from .resources import Registry
 from .scheduler import NodeAccounting, Scheduler
 from .store import NotFoundError, Store, WatchEvent, copy_obj
 
@@ -105,6 +107,9 @@ class SimCluster:
         """Tracebacks of controller ticks that raised in the background thread (tests assert it stays empty)."""
         self._stop = threading.Event()
         self.store.subscribe(self._index_launcher)
+        self.registry = Registry()
+        """The served resource types: the simulator's own plus CRD-registered ones."""
+        self.crds = CrdController(self)
         self.accounting = NodeAccounting(self.store)
         self.scheduler = Scheduler(self.store, self.accounting)
         self.recorder = Recorder(self.store, self.accounting, self.clock.now)
@@ -180,6 +185,7 @@ class SimCluster:
                 self.apply_action(action, now)
             if self._dirty_nodes:
                 self._sync_cordon_taints()
+            self.crds.tick(now)
             self.lifecycle.tick(now)
             self.migrations.tick(now)
             self.lifecycle.tick(now)

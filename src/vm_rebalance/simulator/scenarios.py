@@ -60,6 +60,7 @@ KIND_KEYS: dict[str, tuple[str, str]] = {
     "NodeMetrics": ("metrics.k8s.io", "nodes"),
     "PodMetrics": ("metrics.k8s.io", "pods"),
     "Lease": ("coordination.k8s.io", "leases"),
+    "CustomResourceDefinition": ("apiextensions.k8s.io", "customresourcedefinitions"),
 }
 
 #: u1 series of kubevirt/common-instancetypes (kubevirt-api.md §1.5): name -> (vCPUs, memory).
