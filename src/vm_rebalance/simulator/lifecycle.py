@@ -18,6 +18,7 @@ from .kubevirt import (
     live_migratable_condition,
     placement_of,
     run_strategy,
+    running_container_status,
 )
 from .store import NotFoundError, WatchEvent
 
@@ -443,16 +444,7 @@ class LifecycleController:
                 "kubevirt.io/virtual-machine-unpaused",
             ):
                 _set_condition(st, {"type": ctype, "status": "True"}, now_iso)
-            st["containerStatuses"] = [
-                {
-                    "name": "compute",
-                    "ready": True,
-                    "started": True,
-                    "restartCount": 0,
-                    "image": launcher_image(o),
-                    "state": {"running": {"startedAt": now_iso}},
-                }
-            ]
+            st["containerStatuses"] = [running_container_status(o, now_iso)]
             st["podIP"] = self.cluster.next_ip()
             st["hostIP"] = self.cluster.node_ip(o["spec"].get("nodeName", ""))
 

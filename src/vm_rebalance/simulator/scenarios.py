@@ -33,6 +33,7 @@ from .kubevirt import (
     launcher_requests,
     live_migratable_condition,
     run_strategy,
+    running_container_status,
     vcpus,
 )
 from .lifecycle import DVS, INSTANCETYPES, NODES, PODS, PVCS, VMIS, VMS
@@ -300,16 +301,7 @@ def _running_pod_status(cluster: "SimCluster", pod: Obj, node: str, now_iso: str
             {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now_iso}
             for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled", "kubevirt.io/virtual-machine-unpaused")
         ],
-        "containerStatuses": [
-            {
-                "name": "compute",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "image": launcher_image(pod),
-                "state": {"running": {"startedAt": now_iso}},
-            }
-        ],
+        "containerStatuses": [running_container_status(pod, now_iso)],
     }
 
 
