@@ -12,10 +12,12 @@ import contextlib
 import datetime
 import json
 import logging
+import math
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import yaml
 from starlette.applications import Starlette
@@ -214,6 +216,16 @@ class KubeApi:
         if path == "/version":
             return _json_response(self._version())
         user = self._authenticate(request)
+        if path == "/metrics" or path.startswith("/metrics/"):
+            if request.method != "GET":
+                raise status.method_not_allowed(request.method, "", "metrics")
+            return await asyncio.to_thread(self._metrics, request, path)
+        if path.startswith("/api/v1/nodes/") and path.endswith("/proxy/stats/summary"):
+            node = path[len("/api/v1/nodes/") : -len("/proxy/stats/summary")]
+            if "/" in node or request.method != "GET":
+                raise status.not_found_path(path)
+            self._authorize(_Ctx(request, user), "get", "", "nodes", "proxy", None, node)
+            return await asyncio.to_thread(self._stats_summary, node)
         if request.method == "GET":
             doc = self._discovery(path)
             if doc is not None:
@@ -233,6 +245,89 @@ class KubeApi:
         if group == resources.SUBRESOURCES_GROUP:
             return await self._vm_subresource(ctx, version, rest)
         return await self._resource_request(ctx, group, version, rest)
+
+    # -- monitoring endpoints ----------------------------------------------------------------------------
+
+    def _metrics(self, request: Request, path: str) -> Response:
+        """Prometheus endpoints of the simulated components (module ``exposition``)."""
+        from . import exposition
+        from .signals import history_view, live_view
+
+        cluster = self.cluster
+        params = request.query_params
+        parts = [p for p in path.split("/") if p][1:]
+        signals = cluster.signals
+        if parts[:1] == ["targets"] and len(parts) == 2:
+            return self._targets(request, parts[1])
+        if parts[:1] == ["history"]:
+            try:
+                start = float(params.get("start", "-3600"))
+                end = float(params.get("end", "0"))
+                step = float(params.get("step", "30"))
+                view = history_view(signals, start, min(end, math.floor(cluster.clock.now() / 15) * 15.0), step)
+            except ValueError as err:
+                raise status.bad_request(f"history: {err}") from None
+            history_stamps = np.array([cluster.clock.datetime_at(float(t)).timestamp() for t in view.times])
+            w = exposition.Writer(openmetrics=True, timestamps=history_stamps)
+            everything = list(range(len(view.inv.node_names)))
+            exposition.node_exporter(w, view, everything, {"job": "node-exporter"})
+            exposition.virt_handler(w, view, everything, {"job": "virt-handler"})
+            return Response(w.text(), media_type=exposition.OPENMETRICS_CONTENT_TYPE)
+        now = cluster.clock.now()
+        view = live_view(signals, now)
+        stamps = np.array([cluster.clock.datetime_at(now).timestamp()]) if _truthy(params.get("timestamps")) else None
+        w = exposition.Writer(timestamps=stamps)
+        names = view.inv.node_names
+        if not parts:
+            everything = list(range(len(names)))
+            index = {n: i for i, n in enumerate(names)}
+            exposition.node_exporter(w, view, everything, {"job": "node-exporter"})
+            migrations = exposition.active_migrations(cluster, now, index)
+            exposition.virt_handler(w, view, everything, {"job": "virt-handler"}, migrations)
+            exposition.virt_controller(w, cluster, {"job": "virt-controller", "instance": "virt-controller"})
+            return Response(w.text(), media_type=exposition.TEXT_CONTENT_TYPE)
+        component = parts[0]
+        if component == "virt-controller" and len(parts) == 1:
+            exposition.virt_controller(w, cluster)
+            return Response(w.text(), media_type=exposition.TEXT_CONTENT_TYPE)
+        if component in ("node-exporter", "virt-handler") and len(parts) == 2 and parts[1] in names:
+            i = names.index(parts[1])
+            if component == "node-exporter":
+                exposition.node_exporter(w, view, [i])
+            else:
+                migrations = exposition.active_migrations(cluster, now, {parts[1]: i})
+                exposition.virt_handler(w, view, [i], None, migrations)
+            return Response(w.text(), media_type=exposition.TEXT_CONTENT_TYPE)
+        raise status.not_found_path(path)
+
+    def _targets(self, request: Request, component: str) -> Response:
+        """Prometheus HTTP service discovery: one target per node for node-exporter / virt-handler."""
+        address = request.url.netloc
+        if component == "virt-controller":
+            groups = [
+                {
+                    "targets": [address],
+                    "labels": {"__metrics_path__": "/metrics/virt-controller", "instance": "virt-controller"},
+                }
+            ]
+        elif component in ("node-exporter", "virt-handler"):
+            names = self.cluster.signals.inventory().node_names
+            groups = [
+                {"targets": [address], "labels": {"__metrics_path__": f"/metrics/{component}/{n}", "instance": n}}
+                for n in names
+            ]
+        else:
+            raise status.not_found_path(request.url.path)
+        return _json_response(groups)
+
+    def _stats_summary(self, node: str) -> Response:
+        from .kubelet import stats_summary
+
+        snap = self.cluster.signals.snapshot(self.cluster.clock.now())
+        summary = stats_summary(self.cluster, node, snap)
+        if summary is None:
+            raise status.not_found("", "nodes", node)
+        return _json_response(summary)
 
     def _version(self) -> Obj:
         return {

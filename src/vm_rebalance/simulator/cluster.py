@@ -28,6 +28,7 @@ from .migration import FINAL, VMIMS, MigrationController
 from .recorder import Recorder
 from .resources import Registry
 from .scheduler import NodeAccounting, Scheduler
+from .signals import Signals
 from .store import NotFoundError, Store, WatchEvent, copy_obj
 
 __all__ = ["AdmissionError", "Fault", "SimCluster", "SubresourceError"]
@@ -115,6 +116,8 @@ class SimCluster:
         self.recorder = Recorder(self.store, self.accounting, self.clock.now)
         self.lifecycle = LifecycleController(self)
         self.migrations = MigrationController(self)
+        self.signals = Signals(self)
+        """Load over time and the monitoring signals derived from it (module ``signals``)."""
         self.metrics = MetricsController(self)
         for ns in ("default", "kubevirt", "kube-system"):
             self.store.create(
