@@ -215,11 +215,12 @@ class KubeApi:
             return Response(b"ok", media_type="text/plain")
         if path == "/version":
             return _json_response(self._version())
-        user = self._authenticate(request)
         if path == "/metrics" or path.startswith("/metrics/"):
+            # Like node-exporter's and virt-handler's own endpoints: TLS, no authentication.
             if request.method != "GET":
                 raise status.method_not_allowed(request.method, "", "metrics")
             return await asyncio.to_thread(self._metrics, request, path)
+        user = self._authenticate(request)
         if path.startswith("/api/v1/nodes/") and path.endswith("/proxy/stats/summary"):
             node = path[len("/api/v1/nodes/") : -len("/proxy/stats/summary")]
             if "/" in node or request.method != "GET":
@@ -263,7 +264,7 @@ class KubeApi:
             try:
                 start = float(params.get("start", "-3600"))
                 end = float(params.get("end", "0"))
-                step = float(params.get("step", "30"))
+                step = float(params.get("step", "60"))
                 view = history_view(signals, start, min(end, math.floor(cluster.clock.now() / 15) * 15.0), step)
             except ValueError as err:
                 raise status.bad_request(f"history: {err}") from None

@@ -50,13 +50,13 @@ def labels(**pairs: str) -> str:
 
 
 def _num(value: float) -> str:
+    if value.is_integer() and -1e15 < value < 1e15:
+        return str(int(value))
     if value != value:  # NaN
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+    return repr(value)
 
 
 class Writer:
@@ -76,20 +76,21 @@ class Writer:
         om_kind = "unknown" if kind == "untyped" and self.openmetrics else kind
         self.parts.append(f"# HELP {base} {help_text}\n# TYPE {base} {om_kind}\n")
         out = self.parts
+        if self.timestamps is not None:
+            if self.openmetrics:
+                tails = [f" {ts:.3f}\n" for ts in self.timestamps.tolist()]
+            else:
+                tails = [f" {int(ts * 1000)}\n" for ts in self.timestamps.tolist()]
         for label_text, values in rows:
             head = f"{name}{{{label_text}}} " if label_text else f"{name} "
             if isinstance(values, np.ndarray):
                 if self.timestamps is None:
                     out.append(f"{head}{_num(float(values[-1]))}\n")
-                elif self.openmetrics:
-                    out.extend(
-                        f"{head}{_num(float(v))} {ts:.3f}\n" for v, ts in zip(values, self.timestamps, strict=True)
-                    )
                 else:
-                    out.extend(
-                        f"{head}{_num(float(v))} {int(ts * 1000)}\n"
-                        for v, ts in zip(values, self.timestamps, strict=True)
-                    )
+                    flat = np.broadcast_to(values, (len(tails),)).tolist()
+                    out.extend([head + _num(v) + tail for v, tail in zip(flat, tails, strict=True)])
+            elif self.timestamps is not None and self.openmetrics:
+                out.extend([head + _num(float(values)) + tail for tail in tails])
             else:
                 out.append(f"{head}{_num(float(values))}\n")
 

@@ -247,6 +247,8 @@ class MetricsController:
         sys_mem = _fraction(annotations, SYSTEM_MEMORY_ANNOTATION)
         cpu, mem = self.node_totals.get(name, [0, 0])
         cpu += int((0.03 if sys_cpu is None else sys_cpu) * cpu_millicores(capacity.get("cpu", 0)) * 1e6)
+        cpu = min(cpu, int(cpu_millicores(capacity.get("cpu", 0)) * 1e6)) if capacity.get("cpu") else cpu  # a busy node
+        # reports at most its capacity, however many vCPUs want to run
         mem += int((0.06 if sys_mem is None else sys_mem) * memory_bytes(capacity.get("memory", 0)))
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
         if not ready:

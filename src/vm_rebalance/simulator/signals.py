@@ -402,27 +402,34 @@ class Signals:
 
     # -- integration ----------------------------------------------------------------------------------------
 
+    def _bucket_increments(self, inv: _Inventory, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bucket counter increments: VMs [T, VMs, cols] and nodes [T, nodes, cols]."""
+        cpu, util, mem_util = self.node_load(inv, buckets)
+        shares = node_shares(util, mem_util)
+        node_inc = np.zeros((len(buckets), len(inv.node_names), len(_NODE_COLUMNS)))
+        for name, col in _COL.items():
+            node_inc[:, :, col] = shares[name] * BUCKET
+        vm_inc = np.zeros((len(buckets), len(inv.vm_keys), len(_VM_COLUMNS)))
+        if len(inv.vm_keys):
+            busy = cpu * inv.vcpus[None, :] * BUCKET
+            vm_inc[:, :, _VCOL["cpu"]] = busy
+            vm_inc[:, :, _VCOL["delay"]] = busy * shares["psi_cpu_some"][:, inv.vm_node]
+            traffic = cpu * BUCKET * inv.network[None, :]
+            vm_inc[:, :, _VCOL["rx"]] = traffic
+            vm_inc[:, :, _VCOL["tx"]] = 0.6 * traffic
+            vm_inc[:, :, _VCOL["pgminfault"]] = busy * 900.0
+            vm_inc[:, :, _VCOL["pgmajfault"]] = busy * 0.5
+        return vm_inc, node_inc
+
     def _increments(self, inv: _Inventory, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-VM and per-node counter increments over buckets [k0, k1)."""
-        vm_inc = np.zeros((len(inv.vm_keys), len(_VM_COLUMNS)))
-        node_inc = np.zeros((len(inv.node_names), len(_NODE_COLUMNS)))
+        vm_total = np.zeros((len(inv.vm_keys), len(_VM_COLUMNS)))
+        node_total = np.zeros((len(inv.node_names), len(_NODE_COLUMNS)))
         for start in range(k0, k1, _CHUNK):
-            buckets = np.arange(start, min(k1, start + _CHUNK))
-            cpu, util, mem_util = self.node_load(inv, buckets)
-            shares = node_shares(util, mem_util)
-            for name, col in _COL.items():
-                node_inc[:, col] += shares[name].sum(axis=0) * BUCKET
-            if len(inv.vm_keys):
-                busy = cpu * inv.vcpus[None, :]
-                pressure = shares["psi_cpu_some"][:, inv.vm_node]
-                vm_inc[:, _VCOL["cpu"]] += busy.sum(axis=0) * BUCKET
-                vm_inc[:, _VCOL["delay"]] += (busy * pressure).sum(axis=0) * BUCKET
-                traffic = cpu.sum(axis=0) * BUCKET * inv.network
-                vm_inc[:, _VCOL["rx"]] += traffic
-                vm_inc[:, _VCOL["tx"]] += 0.6 * traffic
-                vm_inc[:, _VCOL["pgminfault"]] += busy.sum(axis=0) * BUCKET * 900.0
-                vm_inc[:, _VCOL["pgmajfault"]] += busy.sum(axis=0) * BUCKET * 0.5
-        return vm_inc, node_inc
+            vm_inc, node_inc = self._bucket_increments(inv, np.arange(start, min(k1, start + _CHUNK)))
+            vm_total += vm_inc.sum(axis=0)
+            node_total += node_inc.sum(axis=0)
+        return vm_total, node_total
 
     def advance(self, now: float) -> int:
         """Integrate the counters up to the bucket of ``now``; returns that bucket."""
@@ -586,18 +593,23 @@ def history_view(signals: Signals, start: float, end: float, step: float) -> Vie
     inv = signals.inventory()
     k_origin = math.floor(-HISTORY_SECONDS / BUCKET)
     sample_k = np.arange(int(start // BUCKET), int(end // BUCKET) + 1, int(step // BUCKET))
-    vm_cum = np.zeros((len(inv.vm_keys), len(_VM_COLUMNS)))
-    node_cum = np.zeros((len(inv.node_names), len(_NODE_COLUMNS)))
     vm_out = np.zeros((len(sample_k), len(inv.vm_keys), len(_VM_COLUMNS)))
     node_out = np.zeros((len(sample_k), len(inv.node_names), len(_NODE_COLUMNS)))
-    k = k_origin
-    for j, target in enumerate(sample_k):
-        if target > k:
-            vm_inc, node_inc = signals._increments(inv, k, int(target))
-            vm_cum += vm_inc
-            node_cum += node_inc
-            k = int(target)
-        vm_out[j], node_out[j] = vm_cum, node_cum
+    # Counters at bucket k are the sum of the increments of the buckets before k.
+    vm_cum, node_cum = signals._increments(inv, k_origin, int(sample_k[0]))
+    position = {int(k): j for j, k in enumerate(sample_k)}
+    vm_out[0], node_out[0] = vm_cum, node_cum
+    last = int(sample_k[-1])
+    for start in range(int(sample_k[0]), last, _CHUNK):
+        buckets = np.arange(start, min(last, start + _CHUNK))
+        vm_inc, node_inc = signals._bucket_increments(inv, buckets)
+        vm_running = vm_cum + np.cumsum(vm_inc, axis=0)
+        node_running = node_cum + np.cumsum(node_inc, axis=0)
+        for row, k in enumerate(buckets.tolist()):
+            j = position.get(k + 1)
+            if j is not None:
+                vm_out[j], node_out[j] = vm_running[row], node_running[row]
+        vm_cum, node_cum = vm_running[-1], node_running[-1]
     cpu, util, mem_util = signals.node_load(inv, sample_k)
     mem = signals.memory_fraction(inv, sample_k)
     return View(inv, sample_k * BUCKET, cpu, mem, util, mem_util, vm_out, node_out)
