@@ -112,12 +112,13 @@ def node_exporter(w: Writer, view: View, nodes: list[int], extra: dict[str, str]
     def counter(col: str, i: int) -> np.ndarray:
         return np.asarray(view.node_counters[:, i, _COL[col]])
 
-    cpu_series = []
+    cpu_series: list[tuple[str, np.ndarray | float]] = []
     for i in nodes:
         cores = max(1, round(float(inv.node_cores[i])))
-        for cpu in range(cores):
-            for mode in NODE_CPU_MODES:
-                cpu_series.append((lab(i, cpu=str(cpu), mode=mode), counter(f"cpu_{mode}", i)))
+        prefix = f"{base[i]}," if base[i] else ""
+        per_mode = [(mode, counter(f"cpu_{mode}", i)) for mode in NODE_CPU_MODES]
+        for cpu in range(cores):  # every CPU of a node carries the node's shares (labels need no escaping)
+            cpu_series.extend((f'{prefix}cpu="{cpu}",mode="{mode}"', values) for mode, values in per_mode)
     w.family("node_cpu_seconds_total", "counter", "Seconds the CPUs spent in each mode.", cpu_series)
     mem_total = {i: float(inv.node_mem[i]) for i in nodes}
     used = {i: view.node_mem_util[:, i] * mem_total[i] for i in nodes}
@@ -227,14 +228,17 @@ def virt_handler(
     wanted = set(nodes)
     vms = [i for i in range(len(inv.vm_keys)) if int(inv.vm_node[i]) in wanted]
 
-    def lab(i: int, **more: str) -> str:
+    vm_labels: dict[int, str] = {}
+    for i in vms:
         ns, name = inv.vm_keys[i]
         pairs = {**(extra or {})}
         if extra is not None:
             pairs["instance"] = inv.node_names[int(inv.vm_node[i])]
         pairs.update(node=inv.node_names[int(inv.vm_node[i])], namespace=ns, name=name)
-        pairs.update(more)
-        return labels(**pairs)
+        vm_labels[i] = labels(**pairs)
+
+    def lab(i: int, **more: str) -> str:
+        return f"{vm_labels[i]},{labels(**more)}" if more else vm_labels[i]
 
     def counter(col: str, i: int) -> np.ndarray:
         return np.asarray(view.vm_counters[:, i, _VCOL[col]])
@@ -261,9 +265,10 @@ def virt_handler(
     delay_rows = []
     for i in vms:
         n = max(1, int(inv.vcpus[i]))
+        cpu_share, delay_share = counter("cpu", i) / n, counter("delay", i) / n
         for vcpu in range(n):
-            vcpu_rows.append((lab(i, id=str(vcpu), state="running"), counter("cpu", i) / n))
-            delay_rows.append((lab(i, id=str(vcpu)), counter("delay", i) / n))
+            vcpu_rows.append((f'{vm_labels[i]},id="{vcpu}",state="running"', cpu_share))
+            delay_rows.append((f'{vm_labels[i]},id="{vcpu}"', delay_share))
     w.family(
         "kubevirt_vmi_vcpu_seconds_total",
         "counter",
