@@ -370,10 +370,20 @@ class KubeApi:
         if not self.policy.allows(ctx.user, verb, group, resource, subresource, ns):
             raise status.forbidden_rbac(ctx.user, verb, group, resource, subresource, ns, name)
 
-    async def _apply_fault(self, verb: str, key: tuple[str, str], ns: str | None, name: str | None) -> None:
-        fault = self.cluster.api_fault(verb, key, ns, name)
+    async def _apply_fault(
+        self, verb: str, key: tuple[str, str], ns: str | None, name: str | None, sub: str = ""
+    ) -> Any:
+        """Apply an injected fault before the request; returns an ``afterCommit`` fault for after it."""
+        fault = self.cluster.api_fault(verb, key, ns, name, sub)
         if fault is None:
-            return
+            return None
+        if fault.after_commit:
+            return fault
+        await self._fault_effect(fault)
+        return None
+
+    async def _fault_effect(self, fault: Any) -> None:
+        """Hang, wait, and/or raise the fault's Status."""
         if fault.hang:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event().wait(), _HANG_SECONDS)
@@ -382,8 +392,11 @@ class KubeApi:
         if fault.latency_seconds:
             await asyncio.sleep(fault.latency_seconds)
         if fault.status_code is not None:
-            headers = {"Retry-After": "1"} if fault.status_code == 429 else None
-            details: Obj = {"retryAfterSeconds": 1} if fault.status_code == 429 else {}
+            headers = None
+            details: Obj = {}
+            if fault.status_code == 429 and fault.retry_after is not None:
+                headers = {"Retry-After": str(fault.retry_after)}
+                details = {"retryAfterSeconds": fault.retry_after}
             raise ApiError(fault.status_code, fault.reason, fault.message, details or None, headers)
 
     # -- URL dispatch ------------------------------------------------------------------------------------
@@ -424,7 +437,15 @@ class KubeApi:
             raise status.method_not_allowed(self._verb_display(verb), group, plural)
         self._authorize(ctx, verb, group, plural, sub, ns, name)
         fault_verb = "delete" if verb == "deletecollection" else verb
-        await self._apply_fault(fault_verb, rtype.key, ns, name)
+        after = await self._apply_fault(fault_verb, rtype.key, ns, name, sub)
+        response = await self._dispatch(ctx, verb, rtype, ns, name, sub)
+        if after is not None:
+            await self._fault_effect(after)  # the write happened; the client never learns it
+        return response
+
+    async def _dispatch(
+        self, ctx: _Ctx, verb: str, rtype: ResourceType, ns: str | None, name: str | None, sub: str
+    ) -> Response:
         if verb == "get":
             return self._get(ctx, rtype, ns, name or "")
         if verb == "list":
@@ -702,8 +723,9 @@ class KubeApi:
         bookmarks = _truthy(ctx.params.get("allowWatchBookmarks"))
         table_version = tables.wants_table(ctx.request.headers.get("accept", ""))
         include_object = ctx.params.get("includeObject", "Metadata")
+        cut = self.cluster.faults.watch_fault(rtype.key, ns)
         stream = self._watch_stream(
-            rtype, ns, match, start_rv, timeout, bookmarks, send_initial, table_version, include_object
+            rtype, ns, match, start_rv, timeout, bookmarks, send_initial, table_version, include_object, cut
         )
         return StreamingResponse(stream, media_type=JSON)
 
@@ -743,6 +765,7 @@ class KubeApi:
         send_initial: bool,
         table_version: str | None,
         include_object: str,
+        cut: Any = None,
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()  # None: the server is stopping
@@ -778,12 +801,38 @@ class KubeApi:
                 yield dumps({"type": "ERROR", "object": status.expired(err.requested, err.oldest).to_status()})
                 yield b"\n"
                 return
+        sent = 0
+        cut_at = loop.time() + cut.after_seconds if cut is not None and cut.after_seconds is not None else None
+
+        def cut_now() -> bool:
+            if cut is None:
+                return False
+            if cut_at is not None and loop.time() >= cut_at:
+                return True
+            if cut.after_seconds is not None and not cut.after_events:
+                return False  # a time-only cut
+            return bool(sent >= cut.after_events)
+
+        def cut_line() -> bytes | None:
+            if cut.action != "expire":
+                return None
+            rv = store.resource_version()
+            return dumps({"type": "ERROR", "object": status.expired(rv, rv).to_status()}) + b"\n"
+
         try:
             first = True
             for event in initial:
+                if cut_now():
+                    break
                 if match is None or match(event.obj):
                     yield self._event_line(event.type, event.obj, rtype, table_version, include_object, first)
                     first = False
+                    sent += 1
+            if cut_now():
+                line = cut_line()
+                if line:
+                    yield line
+                return
             if bookmarks and send_initial:
                 bookmark = {
                     "kind": rtype.kind,
@@ -800,9 +849,16 @@ class KubeApi:
                 if remaining <= 0:
                     return
                 wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                if cut_at is not None:
+                    wait = max(0.0, min(wait, cut_at - loop.time()))
                 try:
                     arrived = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
+                    if cut_now():
+                        line = cut_line()
+                        if line:
+                            yield line
+                        return
                     if bookmarks and deadline - loop.time() > 0:
                         bookmark = {
                             "kind": rtype.kind,
@@ -819,6 +875,12 @@ class KubeApi:
                 if match is None or match(arrived.obj):
                     yield self._event_line(arrived.type, arrived.obj, rtype, table_version, include_object, first)
                     first = False
+                    sent += 1
+                    if cut_now():
+                        line = cut_line()
+                        if line:
+                            yield line
+                        return
         finally:
             unsubscribe()
             self._watch_queues.discard(queue)
@@ -1172,7 +1234,13 @@ class KubeApi:
 
     async def _evict(self, ctx: _Ctx, rtype: ResourceType, ns: str, name: str) -> Response:
         """POST pods/{name}/eviction: KubeVirt's interceptor for virt-launcher pods, else delete (§6)."""
-        await self._apply_fault("create", ("", "pods/eviction"), ns, name)
+        after = await self._apply_fault("create", ("", "pods/eviction"), ns, name, "eviction")
+        response = await self._evict_now(ctx, rtype, ns, name)
+        if after is not None:
+            await self._fault_effect(after)
+        return response
+
+    async def _evict_now(self, ctx: _Ctx, rtype: ResourceType, ns: str, name: str) -> Response:
         pod = self.store.try_get(rtype.key, ns, name)
         if pod is None:
             raise self._not_found(rtype, name)
@@ -1243,7 +1311,13 @@ class KubeApi:
                 ctx.request.method, resources.SUBRESOURCES_GROUP, f"virtualmachines/{action}"
             )
         self._authorize(ctx, "update", resources.SUBRESOURCES_GROUP, "virtualmachines", action, ns, name)
-        await self._apply_fault("update", (resources.SUBRESOURCES_GROUP, "virtualmachines"), ns, name)
+        after = await self._apply_fault("update", (resources.SUBRESOURCES_GROUP, "virtualmachines"), ns, name, action)
+        response = await self._vm_action(ctx, ns, name, action)
+        if after is not None:
+            await self._fault_effect(after)
+        return response
+
+    async def _vm_action(self, ctx: _Ctx, ns: str, name: str, action: str) -> Response:
         body = await self._body(ctx)
         if body is not None and not isinstance(body, dict):
             raise status.bad_request("the body of the request must be a JSON object")
