@@ -450,3 +450,33 @@ def test_structural_problems() -> None:
             "message": "Required value: must not be empty for specified object fields",
         }
     ]
+
+
+async def test_watch_leases_and_events_k8s_io(api: httpx.AsyncClient) -> None:
+    leases = "/apis/coordination.k8s.io/v1/namespaces/ns/leases"
+    events_v1 = "/apis/events.k8s.io/v1/namespaces/ns/events"
+    rv = (await api.get(leases)).json()["metadata"]["resourceVersion"]
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {}}
+    await api.post(leases, json=lease)
+    await api.patch(f"{leases}/l", json={"spec": {"holderIdentity": "x"}}, headers=MERGE)
+    core = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "e", "namespace": "ns"},
+        "involvedObject": {"kind": "Lease", "name": "l", "namespace": "ns"},
+        "message": "renewed",
+        "reason": "Renewed",
+    }
+    await api.post("/api/v1/namespaces/ns/events", json=core)
+    seen = []
+    async with api.stream("GET", f"{leases}?watch=true&resourceVersion={rv}&timeoutSeconds=1") as r:
+        async for line in r.aiter_lines():
+            if line:
+                seen.append(json.loads(line)["type"])
+    assert seen == ["ADDED", "MODIFIED"]
+    got = []
+    async with api.stream("GET", f"{events_v1}?watch=true&resourceVersion={rv}&timeoutSeconds=1") as r:
+        async for line in r.aiter_lines():
+            if line:
+                got.append(json.loads(line)["object"])
+    assert [(o["apiVersion"], o["note"]) for o in got] == [("events.k8s.io/v1", "renewed")]

@@ -172,6 +172,10 @@ async def test_history_is_valid_openmetrics(api: httpx.AsyncClient) -> None:
     times = sorted({float(s.timestamp) for s in cpu.samples})
     assert len(times) == 6 and times[1] - times[0] == 60
     assert all(s.labels["job"] == "node-exporter" and "instance" in s.labels for s in cpu.samples)
+    only = await api.get(
+        "/metrics/history", params={"start": "-60", "families": "node_load1,kubevirt_vmi_memory_used_bytes"}
+    )
+    assert {f.name for f in parse_openmetrics(only.text)} == {"node_load1", "kubevirt_vmi_memory_used_bytes"}
     assert (await api.get("/metrics/history", params={"start": "-7"})).status_code == 400
     assert (await api.get("/metrics/history", params={"start": "-90000"})).status_code == 400
 

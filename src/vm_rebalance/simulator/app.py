@@ -269,7 +269,8 @@ class KubeApi:
             except ValueError as err:
                 raise status.bad_request(f"history: {err}") from None
             history_stamps = np.array([cluster.clock.datetime_at(float(t)).timestamp() for t in view.times])
-            w = exposition.Writer(openmetrics=True, timestamps=history_stamps)
+            wanted = {f for f in (params.get("families") or "").split(",") if f} or None
+            w = exposition.Writer(openmetrics=True, timestamps=history_stamps, only=wanted)
             everything = list(range(len(view.inv.node_names)))
             exposition.node_exporter(w, view, everything, {"job": "node-exporter"})
             exposition.virt_handler(w, view, everything, {"job": "virt-handler"})

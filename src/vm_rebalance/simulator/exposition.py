@@ -62,13 +62,18 @@ def _num(value: float) -> str:
 class Writer:
     """Metric families in the text format (0.0.4) or OpenMetrics 1.0 (counters named without ``_total``)."""
 
-    def __init__(self, *, openmetrics: bool = False, timestamps: np.ndarray | None = None) -> None:
+    def __init__(
+        self, *, openmetrics: bool = False, timestamps: np.ndarray | None = None, only: set[str] | None = None
+    ) -> None:
         self.openmetrics = openmetrics
+        self.only = only  # family names to write (None: all)
         self.timestamps = timestamps  # unix seconds per time index, or None: no timestamps
         self.parts: list[str] = []
 
     def family(self, name: str, kind: str, help_text: str, series: Iterable[tuple[str, np.ndarray | float]]) -> None:
         """One family; each series is (label string, value per time index or one value)."""
+        if self.only is not None and name not in self.only:
+            return
         rows = list(series)
         if not rows:
             return
