@@ -1,6 +1,5 @@
 """The object store: identity fields, optimistic concurrency, finalizers, watch history, speed."""
 
-
 import pytest
 
 from vm_rebalance.simulator.store import (
