@@ -161,3 +161,97 @@ def test_replace_with_a_stale_resource_version_is_409(sim: tuple[SimulatorServer
         f'Operation cannot be fulfilled on virtualmachines.kubevirt.io "{name}": the object has been '
         "modified; please apply your changes to the latest version and try again"
     ) in r.stderr
+
+
+CRD_YAML = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.dev
+spec:
+  group: example.dev
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wdg]}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      additionalPrinterColumns:
+        - {name: Size, type: integer, jsonPath: .spec.size}
+        - {name: Phase, type: string, jsonPath: .status.phase}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              required: [size]
+              properties:
+                size: {type: integer, minimum: 1, maximum: 10}
+            status:
+              type: object
+              properties:
+                phase: {type: string}
+"""
+
+
+def test_crd_apply_get_with_printer_columns_and_validation(sim: tuple[SimulatorServer, Path], tmp_path: Path) -> None:
+    crd = tmp_path / "crd.yaml"
+    crd.write_text(CRD_YAML)
+    r = kubectl(sim, "apply", "-f", str(crd))
+    assert r.returncode == 0, r.stderr
+    assert "customresourcedefinition.apiextensions.k8s.io/widgets.example.dev created" in r.stdout
+    r = kubectl(sim, "wait", "--for=condition=Established", "crd/widgets.example.dev", "--timeout=20s")
+    assert r.returncode == 0, r.stderr
+    good = tmp_path / "w.yaml"
+    good.write_text(
+        "apiVersion: example.dev/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 3}\n"
+    )
+    r = kubectl(sim, "apply", "-f", str(good))
+    assert r.returncode == 0, r.stderr
+    r = kubectl(sim, "patch", "wdg", "w1", "--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Ready"}}')
+    assert r.returncode == 0, r.stderr
+    r = kubectl(sim, "get", "widgets")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].split() == ["NAME", "SIZE", "PHASE"]
+    assert r.stdout.splitlines()[1].split() == ["w1", "3", "Ready"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: example.dev/v1\nkind: Widget\nmetadata: {name: w2, namespace: default}\n"
+        "spec: {size: 30, extra: 1}\n"
+    )
+    r = kubectl(sim, "apply", "-f", str(bad))
+    assert r.returncode != 0
+    assert 'unknown field "spec.extra"' in r.stderr
+    bad.write_text(
+        "apiVersion: example.dev/v1\nkind: Widget\nmetadata: {name: w2, namespace: default}\nspec: {size: 30}\n"
+    )
+    r = kubectl(sim, "apply", "-f", str(bad))
+    assert r.returncode != 0
+    assert (
+        'The Widget "w2" is invalid: spec.size: Invalid value: 30: spec.size in body should be less than or equal to 10'
+        in r.stderr
+    )
+    r = kubectl(sim, "delete", "crd", "widgets.example.dev")
+    assert r.returncode == 0, r.stderr
+    r = kubectl(sim, "get", "widgets")
+    assert r.returncode != 0
+
+
+def test_leases_and_events_through_kubectl(sim: tuple[SimulatorServer, Path], tmp_path: Path) -> None:
+    lease = tmp_path / "lease.yaml"
+    lease.write_text(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: leader, namespace: default}\n"
+        "spec: {holderIdentity: replica-a, leaseDurationSeconds: 15}\n"
+    )
+    r = kubectl(sim, "apply", "-f", str(lease))
+    assert r.returncode == 0, r.stderr
+    r = kubectl(sim, "get", "leases")
+    assert r.stdout.splitlines()[0].split() == ["NAME", "HOLDER", "AGE"], r.stderr
+    assert r.stdout.splitlines()[1].split()[:2] == ["leader", "replica-a"]
+    r = kubectl(sim, "events", "-A")
+    assert r.returncode == 0, r.stderr
+    r = kubectl(sim, "get", "events.events.k8s.io", "-A", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert all(i["apiVersion"] == "events.k8s.io/v1" for i in json.loads(r.stdout)["items"])

@@ -12,10 +12,12 @@ import contextlib
 import datetime
 import json
 import logging
+import math
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import yaml
 from starlette.applications import Starlette
@@ -23,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from . import openapi, patching, protowire, resources, status, tables
+from . import crds, crdschema, events, openapi, patching, protowire, resources, status, tables
 from .auth import ADMIN_USER, Policy, bearer_user
 from .resources import ResourceType
 from .selection import field_equals, parse_field_selector, parse_label_selector
 from .status import ApiError
-from .store import AlreadyExistsError, ConflictError, GoneError, NotFoundError, WatchEvent
+from .store import AlreadyExistsError, ConflictError, GoneError, NotFoundError, WatchEvent, copy_obj
 
 if TYPE_CHECKING:
     from .cluster import SimCluster
@@ -72,6 +74,8 @@ def _with_type(obj: Obj, rtype: ResourceType) -> Obj:
     """``obj`` with apiVersion/kind set (a shallow copy when they were missing or different)."""
     if obj.get("apiVersion") == rtype.api_version and obj.get("kind") == rtype.kind:
         return obj
+    if rtype.storage == ("", "events") and rtype.group == "events.k8s.io":
+        return events.to_events_v1(obj)
     out: Obj = {"apiVersion": rtype.api_version, "kind": rtype.kind}
     out.update(obj)
     out["apiVersion"] = rtype.api_version
@@ -105,13 +109,14 @@ def field_manager_from_user_agent(user_agent: str) -> str:
 class _Ctx:
     """Per-request facts the handlers need."""
 
-    __slots__ = ("dry_run", "manager", "params", "request", "user")
+    __slots__ = ("dry_run", "manager", "params", "request", "user", "warnings")
 
     def __init__(self, request: Request, user: str) -> None:
         self.request = request
         self.user = user
         self.params = request.query_params
         self.dry_run = "All" in self.params.getlist("dryRun")
+        self.warnings: list[str] = []
         self.manager = self.params.get("fieldManager") or field_manager_from_user_agent(
             request.headers.get("user-agent", "")
         )
@@ -139,23 +144,34 @@ class KubeApi:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._watch_queues: set[asyncio.Queue[WatchEvent | None]] = set()
-        self._static: dict[str, bytes] = {
-            "/api": dumps(resources.api_versions()),
-            "/apis": dumps(resources.api_group_list()),
-        }
-        for group, versions in resources.group_versions().items():
-            for version in versions:
-                doc = resources.api_resource_list(group, version)
-                if doc is None:
-                    continue
-                path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-                self._static[path] = dumps(doc)
-            if group:
-                self._static[f"/apis/{group}"] = dumps(resources.api_group(group))
-        index, docs = openapi.build_documents()
-        self._static["/openapi/v3"] = dumps(index)
-        for key, body in docs.items():
-            self._static[f"/openapi/v3/{key}"] = body
+        self.registry: resources.Registry = getattr(cluster, "registry", None) or resources.STATIC
+        self._static: dict[str, bytes] = {}
+        self._static_generation = -1
+
+    def _discovery(self, path: str) -> bytes | None:
+        """The discovery or OpenAPI document at ``path`` (rebuilt when a CRD changes what is served)."""
+        registry = self.registry
+        if self._static_generation != registry.generation:
+            generation = registry.generation
+            static: dict[str, bytes] = {
+                "/api": dumps(resources.api_versions()),
+                "/apis": dumps(registry.api_group_list()),
+            }
+            for group, versions in registry.group_versions().items():
+                for version in versions:
+                    doc = registry.api_resource_list(group, version)
+                    if doc is None:
+                        continue
+                    doc_path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+                    static[doc_path] = dumps(doc)
+                if group:
+                    static[f"/apis/{group}"] = dumps(registry.api_group(group))
+            index, docs = openapi.build_documents(registry)
+            static["/openapi/v3"] = dumps(index)
+            for key, body in docs.items():
+                static[f"/openapi/v3/{key}"] = body
+            self._static, self._static_generation = static, generation
+        return self._static.get(path)
 
     # -- shutdown ----------------------------------------------------------------------------------------
 
@@ -199,9 +215,22 @@ class KubeApi:
             return Response(b"ok", media_type="text/plain")
         if path == "/version":
             return _json_response(self._version())
+        if path == "/metrics" or path.startswith("/metrics/"):
+            # Like node-exporter's and virt-handler's own endpoints: TLS, no authentication.
+            if request.method != "GET":
+                raise status.method_not_allowed(request.method, "", "metrics")
+            return await asyncio.to_thread(self._metrics, request, path)
         user = self._authenticate(request)
-        if request.method == "GET" and path in self._static:
-            return Response(self._static[path], media_type=JSON)
+        if path.startswith("/api/v1/nodes/") and path.endswith("/proxy/stats/summary"):
+            node = path[len("/api/v1/nodes/") : -len("/proxy/stats/summary")]
+            if "/" in node or request.method != "GET":
+                raise status.not_found_path(path)
+            self._authorize(_Ctx(request, user), "get", "", "nodes", "proxy", None, node)
+            return await asyncio.to_thread(self._stats_summary, node)
+        if request.method == "GET":
+            doc = self._discovery(path)
+            if doc is not None:
+                return Response(doc, media_type=JSON)
         if path == "/openapi/v2" or path.startswith("/openapi/"):
             raise status.not_found_path(path)
         parts = [p for p in path.split("/") if p]
@@ -217,6 +246,90 @@ class KubeApi:
         if group == resources.SUBRESOURCES_GROUP:
             return await self._vm_subresource(ctx, version, rest)
         return await self._resource_request(ctx, group, version, rest)
+
+    # -- monitoring endpoints ----------------------------------------------------------------------------
+
+    def _metrics(self, request: Request, path: str) -> Response:
+        """Prometheus endpoints of the simulated components (module ``exposition``)."""
+        from . import exposition
+        from .signals import history_view, live_view
+
+        cluster = self.cluster
+        params = request.query_params
+        parts = [p for p in path.split("/") if p][1:]
+        signals = cluster.signals
+        if parts[:1] == ["targets"] and len(parts) == 2:
+            return self._targets(request, parts[1])
+        if parts[:1] == ["history"]:
+            try:
+                start = float(params.get("start", "-3600"))
+                end = float(params.get("end", "0"))
+                step = float(params.get("step", "60"))
+                view = history_view(signals, start, min(end, math.floor(cluster.clock.now() / 15) * 15.0), step)
+            except ValueError as err:
+                raise status.bad_request(f"history: {err}") from None
+            history_stamps = np.array([cluster.clock.datetime_at(float(t)).timestamp() for t in view.times])
+            wanted = {f for f in (params.get("families") or "").split(",") if f} or None
+            w = exposition.Writer(openmetrics=True, timestamps=history_stamps, only=wanted)
+            everything = list(range(len(view.inv.node_names)))
+            exposition.node_exporter(w, view, everything, {"job": "node-exporter"})
+            exposition.virt_handler(w, view, everything, {"job": "virt-handler"})
+            return Response(w.text(), media_type=exposition.OPENMETRICS_CONTENT_TYPE)
+        now = cluster.clock.now()
+        view = live_view(signals, now)
+        stamps = np.array([cluster.clock.datetime_at(now).timestamp()]) if _truthy(params.get("timestamps")) else None
+        w = exposition.Writer(timestamps=stamps)
+        names = view.inv.node_names
+        if not parts:
+            everything = list(range(len(names)))
+            index = {n: i for i, n in enumerate(names)}
+            exposition.node_exporter(w, view, everything, {"job": "node-exporter"})
+            migrations = exposition.active_migrations(cluster, now, index)
+            exposition.virt_handler(w, view, everything, {"job": "virt-handler"}, migrations)
+            exposition.virt_controller(w, cluster, {"job": "virt-controller", "instance": "virt-controller"})
+            return Response(w.text(), media_type=exposition.TEXT_CONTENT_TYPE)
+        component = parts[0]
+        if component == "virt-controller" and len(parts) == 1:
+            exposition.virt_controller(w, cluster)
+            return Response(w.text(), media_type=exposition.TEXT_CONTENT_TYPE)
+        if component in ("node-exporter", "virt-handler") and len(parts) == 2 and parts[1] in names:
+            i = names.index(parts[1])
+            if component == "node-exporter":
+                exposition.node_exporter(w, view, [i])
+            else:
+                migrations = exposition.active_migrations(cluster, now, {parts[1]: i})
+                exposition.virt_handler(w, view, [i], None, migrations)
+            return Response(w.text(), media_type=exposition.TEXT_CONTENT_TYPE)
+        raise status.not_found_path(path)
+
+    def _targets(self, request: Request, component: str) -> Response:
+        """Prometheus HTTP service discovery: one target per node for node-exporter / virt-handler."""
+        address = request.url.netloc
+        if component == "virt-controller":
+            groups = [
+                {
+                    "targets": [address],
+                    "labels": {"__metrics_path__": "/metrics/virt-controller", "instance": "virt-controller"},
+                }
+            ]
+        elif component in ("node-exporter", "virt-handler"):
+            names = self.cluster.signals.inventory().node_names
+            groups = [
+                {"targets": [address], "labels": {"__metrics_path__": f"/metrics/{component}/{n}", "instance": n}}
+                for n in names
+            ]
+        else:
+            raise status.not_found_path(request.url.path)
+        return _json_response(groups)
+
+    def _stats_summary(self, node: str) -> Response:
+        from .kubelet import stats_summary
+
+        snap = self.cluster.signals.snapshot(self.cluster.clock.now())
+        summary = stats_summary(self.cluster, node, snap)
+        if summary is None:
+            raise status.not_found("", "nodes", node)
+        return _json_response(summary)
 
     def _version(self) -> Obj:
         return {
@@ -258,10 +371,20 @@ class KubeApi:
         if not self.policy.allows(ctx.user, verb, group, resource, subresource, ns):
             raise status.forbidden_rbac(ctx.user, verb, group, resource, subresource, ns, name)
 
-    async def _apply_fault(self, verb: str, key: tuple[str, str], ns: str | None, name: str | None) -> None:
-        fault = self.cluster.api_fault(verb, key, ns, name)
+    async def _apply_fault(
+        self, verb: str, key: tuple[str, str], ns: str | None, name: str | None, sub: str = ""
+    ) -> Any:
+        """Apply an injected fault before the request; returns an ``afterCommit`` fault for after it."""
+        fault = self.cluster.api_fault(verb, key, ns, name, sub)
         if fault is None:
-            return
+            return None
+        if fault.after_commit:
+            return fault
+        await self._fault_effect(fault)
+        return None
+
+    async def _fault_effect(self, fault: Any) -> None:
+        """Hang, wait, and/or raise the fault's Status."""
         if fault.hang:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event().wait(), _HANG_SECONDS)
@@ -270,8 +393,11 @@ class KubeApi:
         if fault.latency_seconds:
             await asyncio.sleep(fault.latency_seconds)
         if fault.status_code is not None:
-            headers = {"Retry-After": "1"} if fault.status_code == 429 else None
-            details: Obj = {"retryAfterSeconds": 1} if fault.status_code == 429 else {}
+            headers = None
+            details: Obj = {}
+            if fault.status_code == 429 and fault.retry_after is not None:
+                headers = {"Retry-After": str(fault.retry_after)}
+                details = {"retryAfterSeconds": fault.retry_after}
             raise ApiError(fault.status_code, fault.reason, fault.message, details or None, headers)
 
     # -- URL dispatch ------------------------------------------------------------------------------------
@@ -289,7 +415,7 @@ class KubeApi:
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        rtype = resources.lookup(group, version, plural)
+        rtype = self.registry.lookup(group, version, plural)
         if rtype is None or (ns is not None and not rtype.namespaced):
             raise status.not_found_path(ctx.request.url.path)
         if name is not None and rtype.namespaced and ns is None:
@@ -312,7 +438,15 @@ class KubeApi:
             raise status.method_not_allowed(self._verb_display(verb), group, plural)
         self._authorize(ctx, verb, group, plural, sub, ns, name)
         fault_verb = "delete" if verb == "deletecollection" else verb
-        await self._apply_fault(fault_verb, rtype.key, ns, name)
+        after = await self._apply_fault(fault_verb, rtype.key, ns, name, sub)
+        response = await self._dispatch(ctx, verb, rtype, ns, name, sub)
+        if after is not None:
+            await self._fault_effect(after)  # the write happened; the client never learns it
+        return response
+
+    async def _dispatch(
+        self, ctx: _Ctx, verb: str, rtype: ResourceType, ns: str | None, name: str | None, sub: str
+    ) -> Response:
         if verb == "get":
             return self._get(ctx, rtype, ns, name or "")
         if verb == "list":
@@ -397,10 +531,14 @@ class KubeApi:
             )
         if not isinstance(body.get("metadata", {}), dict):
             raise status.bad_request("metadata must be an object")
+        body = dict(body)
         body.setdefault("metadata", {})
         body["apiVersion"] = rtype.api_version
         body["kind"] = rtype.kind
-        return body
+        if rtype.storage == ("", "events"):
+            return events.from_events_v1(body)
+        out: Obj = body
+        return out
 
     def _admit(self, verb: str, rtype: ResourceType, obj: Obj | None, old: Obj | None, user: str) -> Obj | None:
         try:
@@ -432,11 +570,67 @@ class KubeApi:
             details["causes"] = causes
         return ApiError(code, reason, message, details)
 
+    def _prepare_write(self, ctx: _Ctx, rtype: ResourceType, obj: Obj, old: Obj | None, sub: str) -> Obj:
+        """apiextensions-apiserver's part of a write: CRD validation and status; for custom resources the
+        spec/status split, defaulting, pruning (``fieldValidation``) and structural-schema validation."""
+        name = (obj.get("metadata") or {}).get("name") or ""
+        if rtype.key == crds.CRDS:
+            if sub:
+                return obj
+            causes = crds.validate_crd(obj)
+            if causes:
+                raise status.invalid(rtype.kind, rtype.group, name, causes)
+            if old is None:
+                finalizers = obj["metadata"].setdefault("finalizers", [])
+                if crds.CLEANUP_FINALIZER not in finalizers:
+                    finalizers.append(crds.CLEANUP_FINALIZER)
+                obj["status"] = crds.crd_status(obj, self._now_iso())
+            return obj
+        if not rtype.crd:
+            return obj
+        effective: Obj = dict(obj)
+        if rtype.status_subresource:
+            if sub == "status" and old is not None:
+                effective = {k: v for k, v in old.items() if k != "status"}
+                effective["metadata"] = old["metadata"]
+                if "status" in obj:
+                    effective["status"] = obj["status"]
+            else:
+                effective.pop("status", None)
+                if old is not None and "status" in old:
+                    effective["status"] = old["status"]
+        schema = rtype.schema
+        if not isinstance(schema, dict):
+            return effective
+        effective = dict(copy_obj(effective))
+        crdschema.apply_defaults(effective, schema)
+        unknown = crdschema.prune(effective, schema)
+        if rtype.status_subresource:
+            part = "status" if sub == "status" else None
+            unknown = [u for u in unknown if (u == "status" or u.startswith("status.")) == (part == "status")]
+        if unknown:
+            mode = (ctx.params.get("fieldValidation") or "Warn").lower()
+            messages = [f'unknown field "{u}"' for u in unknown]
+            if mode == "strict":
+                raise status.bad_request(
+                    f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: '
+                    f"strict decoding error: {', '.join(messages)}"
+                )
+            if mode != "ignore":
+                ctx.warnings.extend(messages)
+        causes = crdschema.validate(effective, schema)
+        if causes:
+            raise status.invalid(rtype.kind, rtype.group, name, causes)
+        return effective
+
     def _not_found(self, rtype: ResourceType, name: str) -> ApiError:
         return status.not_found(rtype.group, rtype.plural, name)
 
     def _respond_object(self, ctx: _Ctx, rtype: ResourceType, obj: Obj, code: int = 200) -> Response:
         obj = _with_type(obj, rtype)
+        if ctx.warnings:
+            headers = {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in ctx.warnings)}
+            return _json_response(obj, code, headers)
         table_version = tables.wants_table(ctx.request.headers.get("accept", ""))
         if table_version and ctx.request.method == "GET":
             meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
@@ -530,8 +724,9 @@ class KubeApi:
         bookmarks = _truthy(ctx.params.get("allowWatchBookmarks"))
         table_version = tables.wants_table(ctx.request.headers.get("accept", ""))
         include_object = ctx.params.get("includeObject", "Metadata")
+        cut = self.cluster.faults.watch_fault(rtype.key, ns)
         stream = self._watch_stream(
-            rtype, ns, match, start_rv, timeout, bookmarks, send_initial, table_version, include_object
+            rtype, ns, match, start_rv, timeout, bookmarks, send_initial, table_version, include_object, cut
         )
         return StreamingResponse(stream, media_type=JSON)
 
@@ -571,6 +766,7 @@ class KubeApi:
         send_initial: bool,
         table_version: str | None,
         include_object: str,
+        cut: Any = None,
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()  # None: the server is stopping
@@ -606,12 +802,38 @@ class KubeApi:
                 yield dumps({"type": "ERROR", "object": status.expired(err.requested, err.oldest).to_status()})
                 yield b"\n"
                 return
+        sent = 0
+        cut_at = loop.time() + cut.after_seconds if cut is not None and cut.after_seconds is not None else None
+
+        def cut_now() -> bool:
+            if cut is None:
+                return False
+            if cut_at is not None and loop.time() >= cut_at:
+                return True
+            if cut.after_seconds is not None and not cut.after_events:
+                return False  # a time-only cut
+            return bool(sent >= cut.after_events)
+
+        def cut_line() -> bytes | None:
+            if cut.action != "expire":
+                return None
+            rv = store.resource_version()
+            return dumps({"type": "ERROR", "object": status.expired(rv, rv).to_status()}) + b"\n"
+
         try:
             first = True
             for event in initial:
+                if cut_now():
+                    break
                 if match is None or match(event.obj):
                     yield self._event_line(event.type, event.obj, rtype, table_version, include_object, first)
                     first = False
+                    sent += 1
+            if cut_now():
+                line = cut_line()
+                if line:
+                    yield line
+                return
             if bookmarks and send_initial:
                 bookmark = {
                     "kind": rtype.kind,
@@ -628,9 +850,16 @@ class KubeApi:
                 if remaining <= 0:
                     return
                 wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                if cut_at is not None:
+                    wait = max(0.0, min(wait, cut_at - loop.time()))
                 try:
                     arrived = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
+                    if cut_now():
+                        line = cut_line()
+                        if line:
+                            yield line
+                        return
                     if bookmarks and deadline - loop.time() > 0:
                         bookmark = {
                             "kind": rtype.kind,
@@ -647,6 +876,12 @@ class KubeApi:
                 if match is None or match(arrived.obj):
                     yield self._event_line(arrived.type, arrived.obj, rtype, table_version, include_object, first)
                     first = False
+                    sent += 1
+                    if cut_now():
+                        line = cut_line()
+                        if line:
+                            yield line
+                        return
         finally:
             unsubscribe()
             self._watch_queues.discard(queue)
@@ -700,6 +935,7 @@ class KubeApi:
         admitted = self._admit("create", rtype, obj, None, ctx.user)
         if admitted is not None:
             obj = admitted
+        obj = self._prepare_write(ctx, rtype, obj, None, "")
         if not applied:
             patching.record_update(
                 None,
@@ -751,6 +987,7 @@ class KubeApi:
             admitted = self._admit("update", rtype, obj, old, ctx.user)
             if admitted is not None:
                 obj = admitted
+        obj = self._prepare_write(ctx, rtype, obj, old, sub)
         if "managedFields" not in obj["metadata"] and old["metadata"].get("managedFields"):
             obj["metadata"]["managedFields"] = old["metadata"]["managedFields"]
         patching.record_update(
@@ -839,6 +1076,8 @@ class KubeApi:
                     return await self._do_create(ctx, rtype, applied, applied=True)
                 raise self._not_found(rtype, name)
             old_rv = old["metadata"].get("resourceVersion")
+            if rtype.storage:
+                old = _with_type(old, rtype)
             new = self._patched(ctx, rtype, old, patch, ctype, force, sub)
             new_meta = new.setdefault("metadata", {})
             if new_meta.get("resourceVersion") not in (None, "", old_rv):
@@ -848,10 +1087,13 @@ class KubeApi:
                 new_meta["namespace"] = ns
             new_meta["resourceVersion"] = old_rv
             new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
+            if rtype.storage == ("", "events"):
+                new = events.from_events_v1(new)
             if not sub:
                 admitted = self._admit("patch", rtype, new, old, ctx.user)
                 if admitted is not None:
                     new = admitted
+            new = self._prepare_write(ctx, rtype, new, old, sub)
             if not is_apply:
                 patching.record_update(
                     old,
@@ -993,7 +1235,13 @@ class KubeApi:
 
     async def _evict(self, ctx: _Ctx, rtype: ResourceType, ns: str, name: str) -> Response:
         """POST pods/{name}/eviction: KubeVirt's interceptor for virt-launcher pods, else delete (§6)."""
-        await self._apply_fault("create", ("", "pods/eviction"), ns, name)
+        after = await self._apply_fault("create", ("", "pods/eviction"), ns, name, "eviction")
+        response = await self._evict_now(ctx, rtype, ns, name)
+        if after is not None:
+            await self._fault_effect(after)
+        return response
+
+    async def _evict_now(self, ctx: _Ctx, rtype: ResourceType, ns: str, name: str) -> Response:
         pod = self.store.try_get(rtype.key, ns, name)
         if pod is None:
             raise self._not_found(rtype, name)
@@ -1043,7 +1291,7 @@ class KubeApi:
                     o.setdefault("status", {})["evacuationNodeName"] = node
 
                 self.store.mutate(("kubevirt.io", "virtualmachineinstances"), ns, vmi_name, mark)
-        pods = resources.by_key(("", "pods"))
+        pods = self.registry.by_key(("", "pods"))
         assert pods is not None
         err = self._wrap_admission(_Denial(429, "TooManyRequests", message, webhook), pods, pod)
         return err
@@ -1064,7 +1312,13 @@ class KubeApi:
                 ctx.request.method, resources.SUBRESOURCES_GROUP, f"virtualmachines/{action}"
             )
         self._authorize(ctx, "update", resources.SUBRESOURCES_GROUP, "virtualmachines", action, ns, name)
-        await self._apply_fault("update", (resources.SUBRESOURCES_GROUP, "virtualmachines"), ns, name)
+        after = await self._apply_fault("update", (resources.SUBRESOURCES_GROUP, "virtualmachines"), ns, name, action)
+        response = await self._vm_action(ctx, ns, name, action)
+        if after is not None:
+            await self._fault_effect(after)
+        return response
+
+    async def _vm_action(self, ctx: _Ctx, ns: str, name: str, action: str) -> Response:
         body = await self._body(ctx)
         if body is not None and not isinstance(body, dict):
             raise status.bad_request("the body of the request must be a JSON object")

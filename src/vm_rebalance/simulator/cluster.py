@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from .clock import SimClock
+from .crds import CrdController
 from .faults import Fault, FaultInjector, TimedAction
 from .kubevirt import KUBEVIRT_VERSION, MIGRATION_FINALIZER, RUN_STRATEGIES, placement_of, run_strategy
 from .lifecycle import FINAL_VMI_PHASES, NODES, PODS, VMIS, VMS, LifecycleController, _set_condition
 from .metrics import MetricsController
 from .migration import FINAL, VMIMS, MigrationController
 from .recorder import Recorder
+from .resources import Registry
 from .scheduler import NodeAccounting, Scheduler
+from .signals import Signals
 from .store import NotFoundError, Store, WatchEvent, copy_obj
 
 __all__ = ["AdmissionError", "Fault", "SimCluster", "SubresourceError"]
@@ -105,11 +108,16 @@ class SimCluster:
         """Tracebacks of controller ticks that raised in the background thread (tests assert it stays empty)."""
         self._stop = threading.Event()
         self.store.subscribe(self._index_launcher)
+        self.registry = Registry()
+        """The served resource types: the simulator's own plus CRD-registered ones."""
+        self.crds = CrdController(self)
         self.accounting = NodeAccounting(self.store)
         self.scheduler = Scheduler(self.store, self.accounting)
         self.recorder = Recorder(self.store, self.accounting, self.clock.now)
         self.lifecycle = LifecycleController(self)
         self.migrations = MigrationController(self)
+        self.signals = Signals(self)
+        """Load over time and the monitoring signals derived from it (module ``signals``)."""
         self.metrics = MetricsController(self)
         for ns in ("default", "kubevirt", "kube-system"):
             self.store.create(
@@ -180,6 +188,7 @@ class SimCluster:
                 self.apply_action(action, now)
             if self._dirty_nodes:
                 self._sync_cordon_taints()
+            self.crds.tick(now)
             self.lifecycle.tick(now)
             self.migrations.tick(now)
             self.lifecycle.tick(now)
@@ -420,17 +429,69 @@ class SimCluster:
 
             self.store.mutate(NODES, None, action.target, flip)
             self.recorder.record(action.action, action.target)
-        elif action.action == "delete-vm":
+        elif action.action in ("delete-vm", "delete-vmi"):
             ns, _, name = action.target.rpartition("/")
+            key = VMS if action.action == "delete-vm" else VMIS
             with contextlib.suppress(NotFoundError):
-                self.store.delete(VMS, ns or "default", name)
-                self.recorder.record("vm-deleted", f"{ns or 'default'}/{name}")
+                self.store.delete(key, ns or "default", name)
+                self.recorder.record("vm-deleted" if key == VMS else "vmi-deleted", f"{ns or 'default'}/{name}")
+        elif action.action in ("cordon", "uncordon", "node-unschedulable", "taint"):
+            if self.store.try_get(NODES, None, action.target, copy=False) is None:
+                return
+
+            def change(o: Obj, kind: str = action.action, extra: Obj = action.extra) -> None:
+                spec = o.setdefault("spec", {})
+                if kind == "cordon":
+                    spec["unschedulable"] = True
+                elif kind == "uncordon":
+                    spec.pop("unschedulable", None)
+                elif kind == "node-unschedulable":
+                    o["metadata"].setdefault("labels", {})["kubevirt.io/schedulable"] = "false"
+                else:
+                    taint = dict(extra.get("taint") or {})
+                    taint.setdefault("effect", "NoSchedule")
+                    taint["timeAdded"] = now_iso
+                    spec["taints"] = [t for t in spec.get("taints") or [] if t.get("key") != taint.get("key")] + [taint]
+
+            self.store.mutate(NODES, None, action.target, change)
+            self.recorder.record(action.action, action.target)
+        elif action.action == "evacuate-vm":
+            ns, _, name = action.target.rpartition("/")
+            vmi = self.store.try_get(VMIS, ns or "default", name, copy=False)
+            node = ((vmi or {}).get("status") or {}).get("nodeName")
+            if vmi is not None and node:
+
+                def evacuate(o: Obj, node: str = node) -> None:
+                    o.setdefault("status", {})["evacuationNodeName"] = node
+
+                self.store.mutate(VMIS, ns or "default", name, evacuate)
+                self.recorder.record("evacuate", f"{ns or 'default'}/{name}", node=node)
+        elif action.action == "foreign-migration":
+            ns, _, name = action.target.rpartition("/")
+            vmim: Obj = {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachineInstanceMigration",
+                "metadata": {"generateName": f"{name}-descheduler-", "namespace": ns or "default"},
+                "spec": {"vmiName": name},
+            }
+            target = action.extra.get("target")
+            if target:
+                vmim["spec"]["addedNodeSelector"] = {"kubernetes.io/hostname": target}
+            try:
+                mutated = self.admit("create", VMIMS, vmim, None, "system:serviceaccount:kube-system:descheduler")
+            except AdmissionError as exc:
+                self.recorder.record("foreign-migration-refused", action.target, reason=exc.message)
+                return
+            created = self.store.create(VMIMS, mutated or vmim)
+            self.recorder.record("foreign-migration", action.target, migration=created["metadata"]["name"])
 
     # -- API layer entry points ----------------------------------------------------------------------------------
 
-    def api_fault(self, verb: str, key: tuple[str, str], namespace: str | None, name: str | None) -> Fault | None:
+    def api_fault(
+        self, verb: str, key: tuple[str, str], namespace: str | None, name: str | None, subresource: str = ""
+    ) -> Fault | None:
         """The injected fault the API layer must apply to this request, if any."""
-        return self.faults.api_fault(verb, key, namespace, name)
+        return self.faults.api_fault(verb, key, namespace, name, subresource, self.clock.now())
 
     def admit(self, verb: str, key: tuple[str, str], obj: Obj | None, old: Obj | None, user: str) -> Obj | None:
         """KubeVirt's mutating and validating webhooks; returns the mutated object when one changed it.
@@ -505,6 +566,8 @@ class SimCluster:
         finalizers = meta.setdefault("finalizers", [])
         if MIGRATION_FINALIZER not in finalizers:
             finalizers.append(MIGRATION_FINALIZER)
+        if "addedNodeSelector" in spec and _version_tuple(self.kubevirt_version()) < (1, 6):
+            spec.pop("addedNodeSelector")  # not in the CRD's schema before v1.6: pruned, the migration goes anywhere
         # validating webhook (migration-create-validator.kubevirt.io)
         webhook = "migration-create-validator.kubevirt.io"
         if not vmi_name:
@@ -671,6 +734,14 @@ class SimCluster:
             o.setdefault("status", {}).setdefault("stateChangeRequests", []).extend(requests)
 
         self.store.mutate(VMS, ns, name, add)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.lstrip("v").split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def _invalid(webhook: str, field: str, message: str) -> AdmissionError:

@@ -3,6 +3,7 @@
 Pure functions over raw JSON dicts (kubevirt-api.md §1.4, §2.3, §2.4); no store access.
 """
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -184,6 +185,25 @@ def launcher_image(pod: Mapping[str, Any]) -> str:
     """The image of a pod's first container (snapshots may omit it)."""
     containers = (pod.get("spec") or {}).get("containers") or [{}]
     return str(containers[0].get("image") or LAUNCHER_IMAGE)
+
+
+def running_container_status(pod: Mapping[str, Any], now_iso: str) -> Obj:
+    """The kubelet's status of a pod's running ``compute`` container, with every field the API requires
+    (``imageID`` and ``containerID`` included: strict clients such as lightkube refuse a status without them)."""
+    image = launcher_image(pod)
+    seed = f"{(pod.get('metadata') or {}).get('uid', '')}/{(pod.get('metadata') or {}).get('name', '')}"
+    digest = hashlib.sha256(image.encode()).hexdigest()
+    return {
+        "name": "compute",
+        "ready": True,
+        "started": True,
+        "restartCount": 0,
+        "image": image,
+        "imageID": f"{image.rsplit(':', 1)[0]}@sha256:{digest}",
+        "containerID": f"cri-o://{hashlib.sha256(seed.encode()).hexdigest()}",
+        "lastState": {},
+        "state": {"running": {"startedAt": now_iso}},
+    }
 
 
 def placement_of(vmi_spec: Mapping[str, Any]) -> Obj:

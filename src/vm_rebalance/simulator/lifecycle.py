@@ -18,6 +18,7 @@ from .kubevirt import (
     live_migratable_condition,
     placement_of,
     run_strategy,
+    running_container_status,
 )
 from .store import NotFoundError, WatchEvent
 
@@ -85,6 +86,7 @@ class LifecycleController:
         self.unschedulable: set[Ident] = set()
         self.capacity_changed = False
         self.last_retry = 0.0
+        self.start_faults: dict[str, str] = {}  # VMI uid -> "unschedulable" | "crash" (fault injection)
         self.store.subscribe(self._on_event)
         cluster.accounting.listeners.append(self._on_capacity)
 
@@ -238,6 +240,9 @@ class LifecycleController:
             instancetype = self.store.try_get(INSTANCETYPES, None, matcher["name"], copy=False)
         vmi = build_vmi(vm, instancetype)
         created = self.store.create(VMIS, vmi)
+        mode = self.cluster.faults.take_start_fault(ns, name)
+        if mode is not None:
+            self.start_faults[created["metadata"]["uid"]] = mode
         self.once_started.add(vm["metadata"].get("uid", ""))
         self.cluster.emit_event(
             vm,
@@ -342,6 +347,18 @@ class LifecycleController:
             return
         if phase == "Scheduled":
             if self._step_done(uid, ns, name, now, 6.0, 12.0):
+                if self.start_faults.pop(uid, None) == "crash":
+                    self._fail_vmi(ns, name, "virt-launcher crashed while starting the domain", now_iso)
+                    vm = self.store.try_get(VMS, ns, name, copy=False)
+                    if vm is not None:
+                        self.cluster.emit_event(
+                            vm,
+                            "FailedCreate",
+                            "virt-launcher crashed while starting the domain",
+                            type_="Warning",
+                            component="virt-handler",
+                        )
+                    return
                 self._set_running(ns, name, now_iso)
             return
         if phase == "Running":
@@ -385,6 +402,13 @@ class LifecycleController:
         ns, name = meta.get("namespace") or "", meta["name"]
         now_iso = self.cluster.clock.iso(now)
         decision = self.cluster.scheduler.schedule(pod)
+        if self.start_faults.get(meta.get("uid", "")) == "unschedulable":
+            nodes = self.store.count(NODES)
+            decision = type(decision)(
+                None,
+                f"0/{nodes} nodes are available: {nodes} node(s) didn't match Pod's node affinity/selector. "
+                f"preemption: 0/{nodes} nodes are available: {nodes} Preemption is not helpful for scheduling.",
+            )
         pod_ns, pod_name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         if decision.node is None:
             self.unschedulable.add((ns, name))
@@ -443,16 +467,7 @@ class LifecycleController:
                 "kubevirt.io/virtual-machine-unpaused",
             ):
                 _set_condition(st, {"type": ctype, "status": "True"}, now_iso)
-            st["containerStatuses"] = [
-                {
-                    "name": "compute",
-                    "ready": True,
-                    "started": True,
-                    "restartCount": 0,
-                    "image": launcher_image(o),
-                    "state": {"running": {"startedAt": now_iso}},
-                }
-            ]
+            st["containerStatuses"] = [running_container_status(o, now_iso)]
             st["podIP"] = self.cluster.next_ip()
             st["hostIP"] = self.cluster.node_ip(o["spec"].get("nodeName", ""))
 

@@ -63,9 +63,11 @@ class MetricsController:
         self._last_full_wall = 0.0
         self.store.subscribe(self._on_event)
         self._cache: dict[tuple[str, str], tuple[tuple[str, ...], tuple[float, float]]] = {}
+        self._now = 0.0
 
     def tick(self, now: float) -> None:
         """Apply changes now; rewrite node metrics (fresh timestamps) every REFRESH_SECONDS of simulated time."""
+        self._now = now
         if self.last_refresh is None or now - self.last_refresh >= REFRESH_SECONDS:
             self.refresh(now)
         elif self.dirty_pods or self.dirty_nodes:
@@ -83,6 +85,8 @@ class MetricsController:
         meta = pod["metadata"]
         domain = (meta.get("annotations") or {}).get("kubevirt.io/domain")
         ns = meta.get("namespace")
+        if domain and (ns or "", domain) in self.cluster.signals.patterns:
+            return self._compute_usage(pod)  # time-varying load: no caching
         versions: tuple[str, ...] = (meta.get("resourceVersion", ""),)
         if domain:
             vmi = self.store.try_get(VMIS, ns, domain, copy=False)
@@ -118,6 +122,11 @@ class MetricsController:
             mem_frac = _fraction(vm_ann, MEMORY_USAGE_ANNOTATION)
             if mem_frac is None:
                 mem_frac = _fraction(vmi_ann, MEMORY_USAGE_ANNOTATION)
+            if (ns or "", vmi_name) in self.cluster.signals.patterns:
+                now_cpu = self.cluster.signals.vm_cpu_fraction_now(ns or "", vmi_name, self._now)
+                now_mem = self.cluster.signals.vm_memory_fraction_now(ns or "", vmi_name, self._now)
+                cpu_frac = cpu_frac if now_cpu is None else now_cpu
+                mem_frac = mem_frac if now_mem is None else now_mem
             spec = vmi.get("spec") or {}
             cpu = (DEFAULT_VM_CPU_USAGE if cpu_frac is None else cpu_frac) * vcpus(spec) * 1e9 + 15e6
             mem = (DEFAULT_VM_MEMORY_USAGE if mem_frac is None else mem_frac) * guest_memory_bytes(spec) + 180 * MIB
@@ -132,6 +141,11 @@ class MetricsController:
     def refresh(self, now: float, *, force: bool = False) -> None:
         """Rewrite every NodeMetrics; recompute every pod too with ``force`` or noise (rate-limited when big)."""
         self.last_refresh = now
+        self._now = now
+        for ns, name in sorted(self.cluster.signals.patterns):
+            vmi = self.store.try_get(VMIS, ns, name, copy=False)
+            if vmi is not None:
+                self.dirty_pods.update(self.cluster.launcher_index.get(vmi["metadata"].get("uid", ""), ()))
         pods = self.cluster.accounting.pods
         wall = time.monotonic()
         if force or (self.cluster.metrics_noise and (len(pods) < 2000 or wall - self._last_full_wall >= 5.0)):
@@ -233,6 +247,8 @@ class MetricsController:
         sys_mem = _fraction(annotations, SYSTEM_MEMORY_ANNOTATION)
         cpu, mem = self.node_totals.get(name, [0, 0])
         cpu += int((0.03 if sys_cpu is None else sys_cpu) * cpu_millicores(capacity.get("cpu", 0)) * 1e6)
+        cpu = min(cpu, int(cpu_millicores(capacity.get("cpu", 0)) * 1e6)) if capacity.get("cpu") else cpu  # a busy node
+        # reports at most its capacity, however many vCPUs want to run
         mem += int((0.06 if sys_mem is None else sys_mem) * memory_bytes(capacity.get("memory", 0)))
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
         if not ready:

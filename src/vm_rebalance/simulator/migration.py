@@ -274,10 +274,13 @@ class MigrationController:
         if vmi["metadata"].get("deletionTimestamp") or vmi_phase != "Running":
             self._fail(vmim, run, now, "Migration failed vmi shutdown during migration.", event_only=True)
             return
-        if phase == "Pending":
-            self._pending(vmim, vmi, run, now, conf, running, outbound)
-            return
         if run.fault is not None and run.fault.action == "stall" and phase == run.fault.phase:
+            return
+        if phase == "Pending":
+            if run.fault is not None and run.fault.action == "quota":
+                self._rejected_by_quota(vmim, vmi, now)
+                return
+            self._pending(vmim, vmi, run, now, conf, running, outbound)
             return
         if (
             phase != "Scheduling"
@@ -395,6 +398,13 @@ class MigrationController:
             return
         decision = self.cluster.scheduler.schedule(pod)
         now_iso = self.cluster.clock.iso(now)
+        if run.fault is not None and run.fault.action == "unschedulable":
+            nodes = self.store.count(NODES)
+            decision = type(decision)(
+                None,
+                f"0/{nodes} nodes are available: {nodes} Insufficient devices.kubevirt.io/kvm. "
+                f"preemption: 0/{nodes} nodes are available: {nodes} No preemption victims found for incoming pod.",
+            )
         if decision.node is None:
             if run.unschedulable_since is None:
                 run.unschedulable_since = now
@@ -497,6 +507,9 @@ class MigrationController:
         )
         for action in self.cluster.faults.triggered_actions("migrating", ns, vmi_name):
             self.cluster.apply_action(action, now)
+        for when, node in (("migration-target", run.target_node), ("migration-source", run.source_node)):
+            for action in self.cluster.faults.triggered_node_actions(when, node):
+                self.cluster.apply_action(action, now)
 
     def _dirty_rate(self, vmi: Obj, memory: int) -> float:
         annotations = vmi["metadata"].get("annotations") or {}
@@ -595,6 +608,16 @@ class MigrationController:
             "migration-succeeded", f"{ns}/{name}", vmi=vmi_name, source=run.source_node, target=target
         )
         self._garbage_collect(ns, vmi_name)
+        if run.fault is not None and run.fault.action == "crash-after":
+            self.cluster.lifecycle._fail_vmi(ns, vmi_name, "the guest crashed after its migration", now_iso)
+            self.cluster.emit_event(
+                vmi,
+                "Crashed",
+                "The guest crashed on the target after the migration",
+                type_="Warning",
+                component="virt-handler",
+            )
+        self._vanish_if_asked(run, ns, name)
 
     def _fail(
         self,
@@ -659,6 +682,52 @@ class MigrationController:
             target=run.target_node,
         )
         self._garbage_collect(ns, vmi_name)
+        self._vanish_if_asked(run, ns, name)
+
+    def _vanish_if_asked(self, run: MigrationRun, ns: str, name: str) -> None:
+        """The ``vanish`` fault: the finished VMIM is gone at once (garbage-collected or deleted by someone)."""
+        if run.fault is None or run.fault.action != "vanish":
+            return
+        with contextlib.suppress(NotFoundError):
+            self.store.mutate(VMIMS, ns, name, lambda o: o["metadata"].__setitem__("finalizers", []))
+            self.store.delete(VMIMS, ns, name)
+        self.cluster.recorder.record("migration-vanished", f"{ns}/{name}")
+
+    def _rejected_by_quota(self, vmim: Obj, vmi: Obj, now: float) -> None:
+        """The ``quota`` fault: the target pod is rejected by the namespace's ResourceQuota; the VMIM stays
+        Pending with the condition KubeVirt sets (kubevirt-api.md; migration.go)."""
+        meta = vmim["metadata"]
+        ns, name = meta.get("namespace") or "", meta["name"]
+        conds = (vmim.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "migrationRejectedByResourceQuota" for c in conds):
+            return
+        now_iso = self.cluster.clock.iso(now)
+        message = (
+            f'pods "virt-launcher-{vmi["metadata"]["name"]}-target" is forbidden: exceeded quota: {ns}-quota, '
+            "requested: requests.memory, used: requests.memory, limited: requests.memory"
+        )
+
+        def reject(o: Obj) -> None:
+            _set_condition(
+                o.setdefault("status", {}),
+                {
+                    "type": "migrationRejectedByResourceQuota",
+                    "status": "True",
+                    "reason": "migrationRejectedByResourceQuota",
+                    "message": message,
+                },
+                now_iso,
+            )
+
+        self.store.mutate(VMIMS, ns, name, reject)
+        self.cluster.emit_event(
+            vmim,
+            "FailedCreate",
+            f"Error creating pod: {message}",
+            type_="Warning",
+            component="virtualmachine-migration-controller",
+        )
+        self.cluster.recorder.record("migration-quota-rejected", f"{ns}/{name}")
 
     def _abort(self, vmim: Obj, vmi: Obj | None, run: MigrationRun, now: float) -> None:
         phase = (vmim.get("status") or {}).get("phase") or ""

@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Any
 
-from .resources import RESOURCES, ResourceType, group_versions
+from .resources import STATIC, Registry, ResourceType
 
 Obj = dict[str, Any]
 
@@ -38,9 +38,9 @@ def _param(name: str, where: str = "query", required: bool = False) -> Obj:
     }
 
 
-def gv_document(group: str, version: str) -> Obj | None:
+def gv_document(group: str, version: str, registry: Registry = STATIC) -> Obj | None:
     """The OpenAPI v3 document of one group/version, or None when not served."""
-    served = [r for r in RESOURCES if r.group == group and r.version == version and r.stored]
+    served = [r for r in registry.types() if r.group == group and r.version == version and r.stored]
     if not served:
         return None
     paths: Obj = {}
@@ -131,13 +131,13 @@ def gv_document(group: str, version: str) -> Obj | None:
     }
 
 
-def build_documents() -> tuple[Obj, dict[str, bytes]]:
+def build_documents(registry: Registry = STATIC) -> tuple[Obj, dict[str, bytes]]:
     """The ``/openapi/v3`` index and every GV document (serialised), keyed by ``gv_path``."""
     docs: dict[str, bytes] = {}
     index: Obj = {"paths": {}}
-    for group, versions in group_versions().items():
+    for group, versions in registry.group_versions().items():
         for version in versions:
-            doc = gv_document(group, version)
+            doc = gv_document(group, version, registry)
             if doc is None:
                 continue
             body = json.dumps(doc, separators=(",", ":")).encode()

@@ -33,11 +33,13 @@ from .kubevirt import (
     launcher_requests,
     live_migratable_condition,
     run_strategy,
+    running_container_status,
     vcpus,
 )
 from .lifecycle import DVS, INSTANCETYPES, NODES, PODS, PVCS, VMIS, VMS
 from .quantity import GIB, MIB, cpu_millicores, memory_bytes
 from .scheduler import node_affinity_matches, tolerates
+from .signals import PATTERN_ANNOTATION
 from .store import copy_obj, pause_gc
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ KIND_KEYS: dict[str, tuple[str, str]] = {
     "NodeMetrics": ("metrics.k8s.io", "nodes"),
     "PodMetrics": ("metrics.k8s.io", "pods"),
     "Lease": ("coordination.k8s.io", "leases"),
+    "CustomResourceDefinition": ("apiextensions.k8s.io", "customresourcedefinitions"),
 }
 
 #: u1 series of kubevirt/common-instancetypes (kubevirt-api.md §1.5): name -> (vCPUs, memory).
@@ -299,16 +302,7 @@ def _running_pod_status(cluster: "SimCluster", pod: Obj, node: str, now_iso: str
             {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now_iso}
             for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled", "kubevirt.io/virtual-machine-unpaused")
         ],
-        "containerStatuses": [
-            {
-                "name": "compute",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "image": launcher_image(pod),
-                "state": {"running": {"startedAt": now_iso}},
-            }
-        ],
+        "containerStatuses": [running_container_status(pod, now_iso)],
     }
 
 
@@ -481,6 +475,10 @@ class ScenarioSpec:
     max_vcpus: int = 16
     memory_per_vcpu_weights: list[tuple[int, float]] = field(default_factory=lambda: list(MEMORY_PER_VCPU_WEIGHTS))
     cpu_targets: list[float] | None = None
+    #: Load patterns (signals.PATTERN_ANNOTATION) for the VMs of each general-purpose node, in node order.
+    node_patterns: list[str] | None = None
+    #: Give every VM a seeded diurnal pattern with noise, some VMs bursts, and the hot nodes' VMs hours of load.
+    varying_load: bool = False
 
 
 def _node(pool: Pool, index: int, zone: str) -> Obj:
@@ -663,6 +661,7 @@ class _VmPlan:
     selector: dict[str, str] | None = None
     tolerate: bool = False
     node: str | None = None
+    pattern: str | None = None
 
 
 def _vm_objects(plan: _VmPlan, rng: random.Random) -> list[Obj]:
@@ -671,6 +670,8 @@ def _vm_objects(plan: _VmPlan, rng: random.Random) -> list[Obj]:
     if plan.group:
         labels["app"] = plan.group
     annotations = {CPU_USAGE_ANNOTATION: f"{plan.cpu_frac:.3f}", MEMORY_USAGE_ANNOTATION: f"{plan.mem_frac:.3f}"}
+    if plan.pattern:
+        annotations[PATTERN_ANNOTATION] = plan.pattern
     if plan.cpu_frac > 0.7:
         annotations[DIRTY_RATE_ANNOTATION] = f"{int(plan.memory_gib * 1024 * 0.05)}Mi"
     spec: Obj = {
@@ -856,6 +857,44 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         namespaces=["prod", "staging", "dev", "batch", "web", "data"],
         cordoned=1,
     ),
+    # A node saturated all along (worker-01), one with only a 2-minute spike around the start of the
+    # simulation (worker-02: simulated seconds -30 to +90), one that was hot for two hours until an hour
+    # ago (worker-04), diurnal swings elsewhere (signals.py).
+    "sustained": ScenarioSpec(
+        pools=[Pool("control-plane", 1, 8, 32, control_plane=True), Pool("worker", 6, 16, 64)],
+        vms=36,
+        namespaces=["prod", "dev"],
+        stopped_fraction=0.0,
+        rwo_fraction=0.1,
+        containerdisk_fraction=0.15,
+        datavolume_fraction=0.2,
+        instancetype_fraction=0.3,
+        selector_fraction=0.0,
+        anti_affinity_groups=0,
+        fixed_counts=[8, 9, 5, 5, 4, 4],
+        max_vcpus=4,
+        memory_per_vcpu_weights=[(2, 0.8), (4, 0.2)],
+        cpu_targets=[0.95, 0.3, 0.45, 0.4, 0.3, 0.25],
+        node_patterns=[
+            "noise=0.03",
+            "burst=-30+2m@0.93;noise=0.05",
+            "diurnal=0.5;noise=0.05",
+            "burst=-3h+2h@0.95;noise=0.05",
+            "diurnal=0.2;noise=0.05",
+            "diurnal=0.2;peak=9;noise=0.05",
+        ],
+    ),
+    # ~50 nodes / 1,000 VMs whose load varies: daily swings, random bursts, a few nodes hot for hours.
+    "diurnal": ScenarioSpec(
+        pools=[
+            Pool("control-plane", 3, 16, 64, control_plane=True),
+            Pool("worker", 40, 64, 256),
+            Pool("worker-large", 8, 96, 512),
+        ],
+        vms=1000,
+        namespaces=["prod", "staging", "dev", "batch", "web"],
+        varying_load=True,
+    ),
     "large": ScenarioSpec(
         pools=[
             Pool("control-plane", 3, 32, 128, control_plane=True),
@@ -910,6 +949,7 @@ def generate_cluster(spec: ScenarioSpec, *, seed: int = 0) -> list[Obj]:
         node["spec"]["taints"] = [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]
     plans = _plan_vms(spec, rng)
     _place(spec, plans, nodes, rng)
+    _assign_patterns(spec, plans, nodes, random.Random(seed + 17))
     objects: list[Obj] = [*nodes, *_instancetypes()]
     from .cluster import default_kubevirt_cr
 
@@ -931,6 +971,36 @@ def generate_cluster(spec: ScenarioSpec, *, seed: int = 0) -> list[Obj]:
             vmi["status"] = {"phase": "Running", "nodeName": plan.node}
             objects.append(vmi)
     return objects
+
+
+def _assign_patterns(spec: ScenarioSpec, plans: list[_VmPlan], nodes: list[Obj], rng: random.Random) -> None:
+    """Time-varying load (signals.py): per-node patterns, or seeded diurnal swings, bursts and hot nodes."""
+    general = [
+        n["metadata"]["name"]
+        for n in nodes
+        if n["metadata"]["labels"].get("kubevirt.io/schedulable") == "true"
+        and not n["spec"].get("taints")
+        and not n["spec"].get("unschedulable")
+    ]
+    if spec.node_patterns:
+        by_node = dict(zip(general, spec.node_patterns, strict=False))
+        for plan in plans:
+            if plan.running and plan.node in by_node and by_node[plan.node]:
+                plan.pattern = by_node[plan.node]
+        return
+    if not spec.varying_load:
+        return
+    hot = set(rng.sample(general, max(1, len(general) // 20))) if general else set()
+    for plan in plans:
+        if not plan.running:
+            continue
+        terms = [f"diurnal={rng.uniform(0.15, 0.45):.2f}", f"peak={rng.uniform(10, 18):.1f}", "noise=0.08"]
+        if plan.node in hot:
+            terms.append("burst=-5h+12h@0.92")
+        elif rng.random() < 0.04:
+            start = rng.randrange(-6 * 3600, 3600, 15)
+            terms.append(f"burst={start}+{rng.choice((60, 120, 300, 900))}@{rng.uniform(0.8, 1.0):.2f}")
+        plan.pattern = ";".join(terms)
 
 
 def _plan_vms(spec: ScenarioSpec, rng: random.Random) -> list[_VmPlan]:

@@ -32,6 +32,7 @@ STATUS_SUBRESOURCE_KINDS: frozenset[Key] = frozenset(
         ("kubevirt.io", "virtualmachineinstancemigrations"),
         ("kubevirt.io", "kubevirts"),
         ("cdi.kubevirt.io", "datavolumes"),
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
     }
 )
 
@@ -153,6 +154,10 @@ class Store:
         # RV of the newest event dropped from the history (0 = nothing dropped yet).
         self._dropped_rv = 0
         self._subscribers: _SubscriberList = []
+        self.status_kinds: set[Key] = set(STATUS_SUBRESOURCE_KINDS)
+        """Kinds whose status only the ``/status`` subresource writes (CRDs add theirs)."""
+        self.custom_kinds: set[Key] = set()
+        """Kinds served for a CustomResourceDefinition: generation counts every change but metadata and status."""
         self.subscriber_errors = 0
         """How many subscriber callbacks raised (they are logged and skipped)."""
 
@@ -288,7 +293,7 @@ class Store:
                 new["metadata"] = dict(old["metadata"])
             else:
                 new = copy_obj(obj)
-                if key in STATUS_SUBRESOURCE_KINDS:
+                if key in self.status_kinds:
                     new.pop("status", None)
                     if "status" in old:
                         new["status"] = old["status"]
@@ -374,7 +379,7 @@ class Store:
             else:
                 meta.pop(field, None)
         generation = old_meta.get("generation", 1)
-        if bump_generation and new.get("spec") != old.get("spec"):
+        if bump_generation and self._spec_changed(key, old, new):
             generation += 1
         meta["generation"] = generation
         ns = old_meta.get("namespace") or ""
@@ -388,6 +393,12 @@ class Store:
         self._objects[key][(ns, name)] = new
         self._emit("MODIFIED", key, new)
         return _copy_dict(new) if copy_result else new
+
+    def _spec_changed(self, key: Key, old: Obj, new: Obj) -> bool:
+        if key not in self.custom_kinds:
+            return bool(new.get("spec") != old.get("spec"))
+        skip = ("metadata", "status") if key in self.status_kinds else ("metadata",)
+        return {k: v for k, v in new.items() if k not in skip} != {k: v for k, v in old.items() if k not in skip}
 
     def _remove(self, key: Key, ns: str, name: str) -> Obj:
         obj = self._objects[key].pop((ns, name))

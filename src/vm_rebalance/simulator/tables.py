@@ -5,6 +5,8 @@ for KubeVirt (§1.1, §2.1, §3). Rows carry ``PartialObjectMetadata`` unless ``
 """
 
 import datetime
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -173,7 +175,13 @@ def _event_object(obj: Obj, _: datetime.datetime) -> str:
 
 
 def _event_last_seen(obj: Obj, now: datetime.datetime) -> str:
-    ts = parse_time(obj.get("lastTimestamp") or obj.get("eventTime") or _get(obj, "metadata", "creationTimestamp"))
+    ts = parse_time(
+        obj.get("lastTimestamp")
+        or obj.get("deprecatedLastTimestamp")
+        or _get(obj, "series", "lastObservedTime")
+        or obj.get("eventTime")
+        or _get(obj, "metadata", "creationTimestamp")
+    )
     return human_duration((now - ts).total_seconds()) if ts else "<unknown>"
 
 
@@ -223,6 +231,24 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Object", "string", "", 0, _event_object),
         ("Message", "string", "", 0, _field("message")),
     ],
+    ("events.k8s.io", "events"): [
+        ("Last Seen", "string", "", 0, _event_last_seen),
+        ("Type", "string", "", 0, _field("type")),
+        ("Reason", "string", "", 0, _field("reason")),
+        (
+            "Object",
+            "string",
+            "",
+            0,
+            lambda o, _: f"{str(_get(o, 'regarding', 'kind') or '').lower()}/{_get(o, 'regarding', 'name') or ''}",
+        ),
+        ("Message", "string", "", 0, _field("note")),
+    ],
+    ("coordination.k8s.io", "leases"): [_NAME, ("Holder", "string", "", 0, _field("spec", "holderIdentity")), _AGE],
+    ("apiextensions.k8s.io", "customresourcedefinitions"): [
+        _NAME,
+        ("Created At", "date", "", 0, lambda o, _: _get(o, "metadata", "creationTimestamp")),
+    ],
     # CRD additionalPrinterColumns (kubevirt-api.md §1.1, §2.1, §3)
     ("kubevirt.io", "virtualmachines"): [
         _NAME,
@@ -270,6 +296,90 @@ def partial_metadata(obj: Obj) -> Obj:
     }
 
 
+_JSONPATH_TOKEN = re.compile(
+    r"""\.([A-Za-z0-9_\-/]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_.\-]+)\s*==\s*["']([^"']*)["']\)\]"""
+)
+
+
+def jsonpath_values(obj: Any, path: str) -> list[Any]:
+    """The values a CRD printer column's JSONPath selects: ``.a.b``, ``.a[0]``, ``.a[*].b`` and
+    ``.conditions[?(@.type=="Ready")].status`` (the forms additionalPrinterColumns use)."""
+    path = path.strip()
+    if path.startswith("{") and path.endswith("}"):
+        path = path[1:-1]
+    if path.startswith("$"):
+        path = path[1:]
+    current = [obj]
+    pos = 0
+    while pos < len(path):
+        m = _JSONPATH_TOKEN.match(path, pos)
+        if m is None:
+            return []
+        pos = m.end()
+        nxt: list[Any] = []
+        name, index, fkey, fvalue = m.groups()
+        for value in current:
+            if name is not None:
+                if isinstance(value, dict) and name in value:
+                    nxt.append(value[name])
+            elif index is not None:
+                if isinstance(value, list):
+                    if index == "*":
+                        nxt.extend(value)
+                    elif int(index) < len(value):
+                        nxt.append(value[int(index)])
+            elif isinstance(value, list):
+                for item in value:
+                    got = _get(item, *fkey.split("."))
+                    if got is not None and str(got) == fvalue:
+                        nxt.append(item)
+        current = nxt
+    return current
+
+
+def _printer_cell(path: str, ctype: str) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, now: datetime.datetime) -> Cell:
+        values = jsonpath_values(obj, path)
+        if not values:
+            return None
+        value = values[0] if len(values) == 1 else ",".join(str(v) for v in values)
+        if ctype == "date":
+            ts = parse_time(value)
+            return human_duration((now - ts).total_seconds()) if ts else value
+        if isinstance(value, dict | list):
+            return json.dumps(value, separators=(",", ":"))
+        return value
+
+    return cell
+
+
+def crd_columns(rtype: ResourceType) -> list[Column]:
+    """Name plus a CRD version's additionalPrinterColumns (Name and Age when it has none)."""
+    if not rtype.printer_columns:
+        return [_NAME, _CRD_AGE]
+    columns: list[Column] = [_NAME]
+    for col in rtype.printer_columns:
+        if not isinstance(col, dict) or not col.get("name") or not col.get("jsonPath"):
+            continue
+        ctype = str(col.get("type") or "string")
+        columns.append(
+            (
+                str(col["name"]),
+                ctype,
+                str(col.get("format") or ""),
+                int(col.get("priority") or 0),
+                _printer_cell(str(col["jsonPath"]), ctype),
+            )
+        )
+    return columns
+
+
+def _columns(rtype: ResourceType) -> list[Column]:
+    if rtype.crd:
+        return crd_columns(rtype)
+    return COLUMNS.get(rtype.api_key, [_NAME, _AGE])
+
+
 def build_table(
     rtype: ResourceType,
     objects: list[Obj],
@@ -281,11 +391,20 @@ def build_table(
     with_headers: bool = True,
 ) -> Obj:
     """A ``meta.k8s.io`` Table of ``objects`` (already carrying apiVersion/kind)."""
-    columns = COLUMNS.get(rtype.key, [_NAME, _AGE])
+    columns = _columns(rtype)
+    descriptions = {
+        str(c.get("name")): str(c.get("description") or "") for c in rtype.printer_columns if isinstance(c, dict)
+    }
     table: Obj = {"kind": "Table", "apiVersion": f"meta.k8s.io/{table_version}", "metadata": list_meta}
     if with_headers:
         table["columnDefinitions"] = [
-            {"name": n, "type": t, "format": f, "description": _DESCRIPTIONS.get(n, n), "priority": p}
+            {
+                "name": n,
+                "type": t,
+                "format": f,
+                "description": descriptions.get(n) or _DESCRIPTIONS.get(n, n),
+                "priority": p,
+            }
             for n, t, f, p, _ in columns
         ]
     rows: list[Obj] = []
