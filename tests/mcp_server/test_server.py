@@ -194,7 +194,7 @@ async def test_plan_move_reports_failed_validations(sim: Sim):
     async with client_for(sim) as c:
         none_found = await c.call_tool("plan_move", {"vms": ["ghost"], "target": "worker-01"})
         no_node = await c.call_tool("plan_move", {"vms": ["ghost"], "target": "nowhere"})
-    assert none_found.is_error and "none of the named VMs can be found" in text(none_found)
+    assert none_found.is_error and "VM 'ghost' does not exist in namespace 'default'" in text(none_found)
     assert no_node.is_error and "Target node 'nowhere' does not exist." in text(no_node)
 
 

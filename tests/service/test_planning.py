@@ -38,7 +38,7 @@ def test_named_moves() -> None:
     assert [(m.vm, m.target) for m in view.plan.moves] == [("vm-0", "w3")]
     with pytest.raises(ConfigError, match="Target node 'w7' does not exist"):
         plan_moves(state, move_requests(["vm-0"], "w7", "default"))
-    with pytest.raises(ConfigError, match="none of the named VMs can be found"):
+    with pytest.raises(ConfigError, match="VM 'ghost' does not exist in namespace 'default'"):
         plan_moves(state, move_requests(["ghost"], "w3", "default"))
     with pytest.raises(InfeasiblePlanError, match="no requested move passes validation"):
         plan_moves(state, move_requests(["db"], "w3", "default", "live"))  # RWO cannot move live
@@ -77,3 +77,22 @@ def test_revalidation_leaves_done_moves_alone() -> None:
     view = plan_moves(state, move_requests(["vm-0", "vm-1"], "w3", "default"))
     checked = revalidate(state, view.plan, skip_ids=[1])
     assert [m.id for m in checked.plan.moves] == [2] and not checked.changed
+
+
+def test_errors_name_the_vm_the_namespace_and_what_was_meant() -> None:
+    from vm_rebalance.service import missing_node, missing_vm
+
+    state = make_state(
+        [make_node("worker-01"), make_node("worker-05")],
+        [make_vm("web-01", namespace="prod", node="worker-01"), make_vm("web-02", namespace="prod", node="worker-01")],
+    )
+    err = missing_vm(state, "default", "web-01")
+    assert str(err) == "VM 'web-01' does not exist in namespace 'default'"
+    assert err.hint == "it exists in namespace 'prod': use -n prod or prod/web-01"
+    typo = missing_vm(state, "prod", "web-1")
+    assert typo.hint is not None and "web-01" in typo.hint
+    node = missing_node(state, "worker-5", role="target")
+    assert str(node) == "Target node 'worker-5' does not exist" and node.hint == "did you mean worker-05, worker-01?"
+    with pytest.raises(ConfigError, match="VM 'web-01' does not exist in namespace 'default'") as info:
+        plan_moves(state, move_requests(["web-01"], "worker-05", "default"))
+    assert info.value.hint == "it exists in namespace 'prod': use -n prod or prod/web-01"

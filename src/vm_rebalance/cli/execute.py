@@ -329,6 +329,7 @@ def move(
     c = ctx_obj(ctx)
     requests = service.move_requests(vms, to, namespace, method)
     with service.Session.open(c.target, progress=progress_printer(c)) as session:
+        service.require_namespaces(session, [r.namespace for r in requests])
         plan = service.plan_moves(session.state, requests, sequential=sequential).plan
         if not plan.moves:
             _print_warnings(c, plan.warnings)
@@ -415,6 +416,7 @@ def _lifecycle(
     refs = service.vm_refs(vms, namespace)
     _print_warnings(c, batch_warnings(len(refs)))
     with service.Session.open(c.target) as session:
+        service.require_namespaces(session, [ns for ns, _ in refs])
         planned = service.lifecycle_plan(session.state, action, refs)  # unknown VMs: refused before asking
         require_terminal(yes, f"{action.value} of VMs")
         service.require_permissions(
@@ -499,6 +501,7 @@ def unpin(
     c = ctx_obj(ctx)
     ((ns, name),) = service.vm_refs([vm], namespace)
     with service.Session.open(c.target) as session:
+        service.require_namespaces(session, [ns])
         service.require_vms(session.state, [(ns, name)])
         require_terminal(yes, "unpinning")
         service.require_permissions(session, service.unpin_permissions(ns), what=f"unpinning {ns}/{name}")

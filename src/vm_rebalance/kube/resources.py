@@ -57,3 +57,4 @@ INSTANCETYPES = ApiResource(
 NODE_METRICS = ApiResource("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", False)
 POD_METRICS = ApiResource("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", True)
 VM_SUBRESOURCES = ApiResource("subresources.kubevirt.io", "v1", "virtualmachines", "VirtualMachine", True)
+NAMESPACES = ApiResource("", "v1", "namespaces", "Namespace", False)

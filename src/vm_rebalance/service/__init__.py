@@ -48,6 +48,7 @@ from vm_rebalance.service.execution import (
     execute_plan,
     prepare_apply,
 )
+from vm_rebalance.service.names import missing_node, missing_vm, require_namespaces, require_vms
 from vm_rebalance.service.planning import (
     PlanView,
     Revalidation,
@@ -89,7 +90,6 @@ from vm_rebalance.service.vms import (
     lifecycle,
     lifecycle_plan,
     node_pin,
-    require_vms,
     unpin,
     unpin_plan,
 )
@@ -144,6 +144,8 @@ __all__ = [
     "lifecycle_permissions",
     "lifecycle_plan",
     "load_plan",
+    "missing_node",
+    "missing_vm",
     "move_requests",
     "node_pin",
     "open_client",
@@ -157,6 +159,7 @@ __all__ = [
     "prepare_apply",
     "propose",
     "read_state",
+    "require_namespaces",
     "require_permissions",
     "require_vms",
     "revalidate",

@@ -15,6 +15,7 @@ from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationLimits, Pl
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest, plan_manual_moves, propose_plan
 from vm_rebalance.planner.alternatives import suggest_alternatives
 from vm_rebalance.planner.explain import explain_move
+from vm_rebalance.service.names import missing_node, require_vms
 from vm_rebalance.service.requests import PlanSpec
 
 
@@ -57,7 +58,7 @@ def plan(state: ClusterState, spec: PlanSpec) -> PlanView:
 def _require_node(state: ClusterState, request: PlanRequest) -> None:
     node = request.goal.node
     if node is not None and state.node(node) is None:
-        raise ConfigError(f"node '{node}' does not exist", hint="list nodes with: vm-rebalance inventory")
+        raise missing_node(state, node)
 
 
 def plan_drain(state: ClusterState, node: str, *, live_only: bool = False, sequential: bool = False) -> PlanView:
@@ -79,9 +80,12 @@ def plan_moves(state: ClusterState, requests: Sequence[ManualMoveRequest], *, se
         ConfigError: the target node does not exist, or none of the named VMs can be found.
         InfeasiblePlanError: no requested move passes validation (``blocking`` lists why).
     """
-    for target in {r.target for r in requests}:
+    for target in sorted({r.target for r in requests}):
         if state.node(target) is None:
-            raise ConfigError(f"Target node '{target}' does not exist.", hint="list nodes with: vm-rebalance inventory")
+            raise missing_node(state, target, role="target")
+    missing = [(r.namespace, r.vm) for r in requests if state.vm(r.namespace, r.vm) is None]
+    if missing and len(missing) == len(requests):
+        require_vms(state, missing)
     result = plan_manual_moves(state, requests, sequential=sequential)
     view = PlanView(plan=result, limits=state.limits)
     if result.moves or not requests:

@@ -4,23 +4,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vm_rebalance.errors import ConfigError, ResourceNotFoundError
+from vm_rebalance.errors import ResourceNotFoundError
 from vm_rebalance.executor.lifecycle import Action, LifecycleReport, LifecycleResult, run_lifecycle
 from vm_rebalance.executor.runners import unpin_vm
 from vm_rebalance.model import ClusterState
 from vm_rebalance.render.lifecycle import LIFECYCLE_IMPACT, lifecycle_plan_document, unpin_plan_document
+from vm_rebalance.service.names import missing_vm, require_vms
 from vm_rebalance.service.session import Session
-
-
-def require_vms(state: ClusterState, refs: Sequence[tuple[str, str]]) -> None:
-    """Refuse, naming them, VMs that do not exist.
-
-    Raises:
-        ConfigError: one or more (namespace, name) pairs name no VM.
-    """
-    missing = [f"VM '{name}' does not exist in namespace '{ns}'" for ns, name in refs if state.vm(ns, name) is None]
-    if missing:
-        raise ConfigError("; ".join(missing) + "; nothing was changed", hint="list VMs with: vm-rebalance inventory")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,8 +62,8 @@ def unpin(session: Session, namespace: str, name: str) -> bool:
     """Remove the node pin a cold move added; False when the VM had none."""
     try:
         return unpin_vm(session.api, namespace, name)
-    except ResourceNotFoundError as exc:
-        raise ConfigError(f"VM '{name}' does not exist in namespace '{namespace}'") from exc
+    except ResourceNotFoundError:
+        raise missing_vm(session.state, namespace, name) from None
 
 
 def node_pin(session: Session, namespace: str, name: str) -> list[str]:
@@ -86,8 +76,8 @@ def node_pin(session: Session, namespace: str, name: str) -> list[str]:
 
     try:
         vm = session.api.get_vm(namespace, name)
-    except ResourceNotFoundError as exc:
-        raise ConfigError(f"VM '{name}' does not exist in namespace '{namespace}'") from exc
+    except ResourceNotFoundError:
+        raise missing_vm(session.state, namespace, name) from None
     nodes = existing_node_pin(vm)
     marked = ((vm.get("metadata") or {}).get("annotations") or {}).get(PIN_ANNOTATION)
     if not nodes and marked:
