@@ -195,7 +195,7 @@ async def test_plan_move_reports_failed_validations(sim: Sim):
         none_found = await c.call_tool("plan_move", {"vms": ["ghost"], "target": "worker-01"})
         no_node = await c.call_tool("plan_move", {"vms": ["ghost"], "target": "nowhere"})
     assert none_found.is_error and "VM 'ghost' does not exist in namespace 'default'" in text(none_found)
-    assert no_node.is_error and "Target node 'nowhere' does not exist." in text(no_node)
+    assert no_node.is_error and "Target node 'nowhere' does not exist" in text(no_node)
 
 
 async def test_lifecycle_needs_a_plan_its_hash_and_confirm(sim: Sim):
