@@ -6,7 +6,7 @@ import typer
 
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
-from vm_rebalance.render.report import render_report, report_html
+from vm_rebalance.render.report import capacity_html, render_capacity
 
 
 @app.command()
@@ -43,9 +43,9 @@ def report(
     spec = service.ReportSpec(basis=basis, plan_file=plan, n_plus_one=n_plus_one)
     view = service.report(c.target, spec, progress=progress_printer(c))
     if html:
-        service.write_text(report_html(view.report), html)
+        service.write_text(capacity_html(view.report), html)
     if output is Output.table:
-        c.out.print(render_report(view.report))
+        c.out.print(render_capacity(view.report))
         if html:
             c.err.print(f"HTML report written to {html}", highlight=False)
     else:

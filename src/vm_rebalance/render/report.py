@@ -141,8 +141,8 @@ def n_plus_one_lines(report: CapacityReport) -> list[str]:
         lines.append(f"{n1.cold} of them cannot move live (a drain moves them cold; a failure restarts them).")
     if n1.after is not None and n1.after_band is not None:
         lines.append(
-            f"Afterwards the remaining nodes run at {_util_text(n1.after)} ({n1.after_band.value}: "
-            f"{CLUSTER_ACTIONS[n1.after_band].lower()})"
+            f"Afterwards the remaining nodes run at {_util_text(n1.after)} (band {n1.after_band.value}: "
+            f"{CLUSTER_ACTIONS[n1.after_band]})"
             + (
                 f"; busiest {n1.hottest_after} at {_util_text(n1.hottest_after_utilisation)}"
                 if n1.hottest_after
@@ -187,8 +187,8 @@ def headroom_line(report: CapacityReport) -> str:
 # ------------------------------------------------------------------------------ rich
 
 
-def render_report(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_rows: int = MAX_ROWS) -> RenderableType:
-    """The report for a terminal: ``console.print(render_report(report))``."""
+def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_rows: int = MAX_ROWS) -> RenderableType:
+    """The report for a terminal: ``console.print(render_capacity(report))``."""
     c = report.cluster
     parts: list[RenderableType] = []
     head = Text()
@@ -292,7 +292,7 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     ]
 
 
-def report_markdown(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_rows: int = MAX_ROWS) -> str:
+def capacity_markdown(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_rows: int = MAX_ROWS) -> str:
     """The report as Markdown (what the MCP tool returns)."""
     c = report.cluster
     out = [
@@ -375,7 +375,7 @@ def _slots_svg(report: CapacityReport) -> str:
     return "".join(parts)
 
 
-def report_html(report: CapacityReport) -> str:
+def capacity_html(report: CapacityReport) -> str:
     """The report as a self-contained HTML page (`report --html FILE`)."""
     c = report.cluster
     h = report.headroom
@@ -505,13 +505,13 @@ def report_html(report: CapacityReport) -> str:
 
 __all__ = [
     "absent_lines",
+    "capacity_html",
+    "capacity_markdown",
     "class_counts",
     "headroom_line",
     "n_plus_one_lines",
     "node_rows",
-    "render_report",
-    "report_html",
-    "report_markdown",
+    "render_capacity",
     "shown_nodes",
     "sizing_rows",
     "slots_line",
