@@ -32,6 +32,7 @@ from vm_rebalance.model.capacity import (
 )
 from vm_rebalance.model.plan import Plan
 from vm_rebalance.service.capacity import (
+    N_PLUS_ONE_OFF,
     WORKLOAD_ANNOTATION,
     capacity_report,
     classify_workload,
@@ -144,7 +145,7 @@ def test_headroom_of_the_report() -> None:
     assert (h.cpu, h.memory) == (pytest.approx(0.425), pytest.approx(0.425))
     assert h.status is HeadroomStatus.AMPLE
     assert h.requests_cpu == pytest.approx(0.75)
-    assert report.section("n_plus_one").reason == "skipped (--no-n-plus-one)"
+    assert report.section("n_plus_one").reason == N_PLUS_ONE_OFF
 
 
 # ------------------------------------------------------------------------------ N+1

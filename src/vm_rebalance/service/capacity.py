@@ -102,6 +102,9 @@ WORKLOAD_TYPES: Mapping[str, tuple[tuple[WorkloadClass, ...], str]] = {
     "dev-test": ((), "higher overcommit acceptable"),
 }
 
+NO_PLAN = "no plan was given (report --plan FILE; plan_id for the MCP tool)"
+N_PLUS_ONE_OFF = "not checked: switched off (--no-n-plus-one; n_plus_one: false for the MCP tool)"
+
 ABSENT_TODAY: Mapping[str, str] = {
     "utilisation_over_time": (
         "no utilisation time series: usage comes from metrics.k8s.io, one instant reading "
@@ -510,7 +513,7 @@ def capacity_report(
 
     n1: NPlusOne | None = None
     if not check_n_plus_one:
-        sections.append(Section("n_plus_one", False, "skipped (--no-n-plus-one)"))
+        sections.append(Section("n_plus_one", False, N_PLUS_ONE_OFF))
     else:
         lost = largest_node(state)
         if lost is None:
@@ -536,7 +539,7 @@ def capacity_report(
     sections.append(Section("workload_classes", True))
     sections.append(Section("migration_slots", True))
     if plan is None:
-        sections.append(Section("plan", False, "no plan was given (report --plan FILE, or plan --html FILE)"))
+        sections.append(Section("plan", False, NO_PLAN))
     else:
         sections.append(Section("plan", True))
         warnings += _plan_warnings(state, plan)
