@@ -200,9 +200,11 @@ def open_page(
     expressions: dict[str, str] | None = None,
     screenshot: bool = False,
     width: int = 1200,
+    max_height: int | None = None,
     executable: str | None = None,
 ) -> PageResult:
-    """Load ``path`` in a fresh headless Chromium profile; report problems, DOM values and a screenshot.
+    """Load ``path`` in a fresh headless Chromium profile; report problems, DOM values and a screenshot
+    (the whole page, or its top ``max_height`` pixels).
 
     Raises:
         ChromiumError: no Chromium, or it did not answer.
@@ -240,7 +242,13 @@ def open_page(
                     {
                         "format": "png",
                         "captureBeyondViewport": True,
-                        "clip": {"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1},
+                        "clip": {
+                            "x": 0,
+                            "y": 0,
+                            "width": width,
+                            "height": min(size["height"], max_height or size["height"]),
+                            "scale": 1,
+                        },
                     },
                     session=session,
                 )

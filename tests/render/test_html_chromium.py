@@ -81,7 +81,7 @@ def test_capacity_report_renders_without_errors_and_draws_its_charts(tmp_path: P
     problems, dom = _open(path, chromium)
     assert problems == []
     assert dom["title"] == "Capacity report"  # the injected markup never ran
-    assert dom["charts"] == ["node-utilisation", "n-plus-one", "migration-slots", "plan-before-after"]
+    assert dom["charts"] == ["node-utilisation", "plan-before-after", "n-plus-one", "migration-slots"]
     assert dom["drawn"] is True and isinstance(dom["bars"], int) and dom["bars"] >= 8
     assert isinstance(dom["widest_bar"], int | float) and dom["widest_bar"] > 50
     assert (dom["scripts"], dom["images"]) == (0, 0)

@@ -49,6 +49,7 @@ p.meta { color: #5b6475; margin: 0 0 12px; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; font-size: 13px; }
 th, td { border-bottom: 1px solid #e3e6eb; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f2f5; font-weight: 600; }
+td:nth-child(-n+2) { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 svg.chart { width: 100%; height: auto; display: block; margin: 6px 0; }
 svg text { font: 11px system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; fill: #1d2330; }
@@ -287,7 +288,7 @@ def plan_html(plan: Plan, *, limits: MigrationLimits | None = None, alternatives
     """The plan as a self-contained HTML page (`plan --html FILE`)."""
     moves = len(plan.moves)
     header = [
-        "<h1>📋 VM Rebalance Plan</h1>",
+        "<h1>vm-rebalance: plan for review</h1>",
         f'<p class="meta">{moves} migration(s) · basis: {esc(plan.basis.value)} · nothing has changed in the '
         "cluster: carry it out with <code>vm-rebalance apply</code> after review</p>",
     ]

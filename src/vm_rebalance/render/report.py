@@ -423,6 +423,19 @@ def capacity_html(report: CapacityReport) -> str:
         + "</details>"
     )
 
+    if report.plan is not None:
+        plan = report.plan
+        rows_p, left_out = plan_rows(plan.nodes)
+        body.append(f"<h2>Plan ({esc(plan.goal.type.value)}, {len(plan.moves)} move(s)): nodes before → after</h2>")
+        if plan.moves and rows_p:
+            body.append(
+                utilisation_chart(rows_p, chart_id="plan-before-after", title="Nodes before and after the plan")
+            )
+            if left_out:
+                body.append(f'<p class="absent">{left_out} more node(s) not drawn (unchanged, less busy)</p>')
+        else:
+            body.append('<p class="absent">The plan moves nothing: no before → after chart.</p>')
+
     if report.n_plus_one is not None:
         n1 = report.n_plus_one
         body.append("<h2>N+1: losing the largest node</h2>")
@@ -451,6 +464,11 @@ def capacity_html(report: CapacityReport) -> str:
                 )
             )
 
+    if report.slots is not None:
+        body.append("<h2>Migration slots</h2>")
+        body.append(_slots_svg(report))
+        body.append(f'<p class="{esc(report.slots.status)}">{esc(slots_line(report))}</p>')
+
     if report.section("right_sizing").available:
         body.append("<h2>Right-sizing</h2>")
         if report.right_sizing:
@@ -473,24 +491,6 @@ def capacity_html(report: CapacityReport) -> str:
         body.append(table(WORKLOAD_HEADERS, [[esc(x) for x in r] for r in workload_rows(report)]))
     else:
         body.append('<p class="absent">No VM shows a class (all general purpose by metrics and annotations).</p>')
-
-    if report.slots is not None:
-        body.append("<h2>Migration slots</h2>")
-        body.append(_slots_svg(report))
-        body.append(f'<p class="{esc(report.slots.status)}">{esc(slots_line(report))}</p>')
-
-    if report.plan is not None:
-        plan = report.plan
-        rows_p, left_out = plan_rows(plan.nodes)
-        body.append(f"<h2>Plan ({esc(plan.goal.type.value)}, {len(plan.moves)} move(s)): nodes before → after</h2>")
-        if plan.moves and rows_p:
-            body.append(
-                utilisation_chart(rows_p, chart_id="plan-before-after", title="Nodes before and after the plan")
-            )
-            if left_out:
-                body.append(f'<p class="absent">{left_out} more node(s) not drawn (unchanged, less busy)</p>')
-        else:
-            body.append('<p class="absent">The plan moves nothing: no before → after chart.</p>')
 
     absent = absent_lines(report)
     if absent:
