@@ -111,3 +111,36 @@ def test_bad_input_is_one_line_and_exit_2(
     assert code == 2
     assert message in err and "Traceback" not in err
     assert "nonexistent-dir" not in err  # a path is not echoed (it could be a secret location)
+
+
+@pytest.mark.e2e
+def test_report_on_the_simulated_demo_cluster_over_https(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The real client reads the simulator; a live report equals the report of its snapshot."""
+    from vm_rebalance.simulator.cluster import SimCluster
+    from vm_rebalance.simulator.server import SimulatorServer
+
+    cluster = SimCluster.from_scenario("demo", manual_clock=True)
+    kubeconfig = tmp_path / "kubeconfig"
+    saved = tmp_path / "demo.json"
+    html = tmp_path / "demo.html"
+    with SimulatorServer(cluster, manage_cluster=False) as srv:  # frozen: no controller ticks
+        srv.write_kubeconfig(kubeconfig)
+        code, live_out, err = cli(capsys, "--kubeconfig", str(kubeconfig), "report", "-o", "json", "--html", str(html))
+        assert code == 0, err
+        code, _, err = cli(capsys, "--kubeconfig", str(kubeconfig), "snapshot", "-o", str(saved))
+        assert code == 0, err
+    live = json.loads(live_out)
+    assert live["source"] == "cluster" and live["basis"] == "usage"  # the simulator serves metrics.k8s.io
+    assert live["cluster"]["eligible_nodes"] == 6  # six workers; the control-plane node is not capacity
+    # The demo's two hottest workers (CPU targets 88 % and 86 %) are beyond the warning level.
+    hot = {n["name"] for n in live["nodes"] if n["band"] in ("urgent", "emergency")}
+    assert len(hot) == 2
+    assert live["n_plus_one"]["fits"] is True and live["right_sizing"]
+    assert str(kubeconfig) not in live_out + err and 'data-chart="node-utilisation"' in html.read_text("utf-8")
+    code, file_out, err = cli(capsys, "--from-file", str(saved), "report", "-o", "json")
+    assert code == 0, err
+    assert {**json.loads(file_out), "source": None, "observation": None} == {
+        **live,
+        "source": None,
+        "observation": None,
+    }
