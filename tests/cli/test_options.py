@@ -56,6 +56,14 @@ CASES: dict[tuple[str, str], list[list[str]]] = {
     ],
     ("plan", "--output"): [["--from-file", "{snap}", "plan", "-o", "xml"]],
     ("plan", "--save"): [["--from-file", "{snap}", "plan", "--save", "{tmp}/no/such/dir/p.json"]],
+    ("plan", "--html"): [["--from-file", "{snap}", "plan", "--html", "{tmp}/no/such/dir/p.html"]],
+    ("report", "--output"): [["--from-file", "{snap}", "report", "-o", "xml"]],
+    ("report", "--html"): [["--from-file", "{snap}", "report", "--html", "{tmp}/no/such/dir/r.html"]],
+    ("report", "--plan"): [
+        ["--from-file", "{snap}", "report", "--plan", "{tmp}/missing.json"],
+        ["--from-file", "{snap}", "report", "--plan", "{snap}"],
+    ],
+    ("report", "--basis"): [["--from-file", "{snap}", "report", "--basis", "vibes"]],
     ("apply", "plan_file"): [
         ["--kubeconfig", "{kc}", "apply", "{tmp}/missing.json", "--yes"],
         ["--kubeconfig", "{kc}", "apply", "{snap}", "--yes"],

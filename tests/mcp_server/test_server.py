@@ -16,6 +16,7 @@ NODES = ("", "nodes")
 Sim = Any  # the `sim` fixture of conftest.py
 
 ALL_TOOLS = {
+    "capacity_report",
     "cluster_inventory",
     "plan_rebalance",
     "plan_move",

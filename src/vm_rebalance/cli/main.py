@@ -134,6 +134,7 @@ def _register() -> None:
     # Import order is the order of `--help`: read, plan, change, then the extras.
     from vm_rebalance.cli import inventory  # noqa: F401, I001
     from vm_rebalance.cli import plan  # noqa: F401
+    from vm_rebalance.cli import report  # noqa: F401
     from vm_rebalance.cli import execute  # noqa: F401
     from vm_rebalance.cli import demo, mcp, simulator  # noqa: F401
 

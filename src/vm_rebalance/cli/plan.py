@@ -6,6 +6,7 @@ import typer
 
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
+from vm_rebalance.render.html import plan_html
 from vm_rebalance.render.plan import render_plan
 
 
@@ -36,6 +37,9 @@ def plan(
     sequential: Annotated[bool, typer.Option("--sequential", help="Plan for one move at a time.")] = False,
     output: Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")] = Output.table,
     save: Annotated[str | None, typer.Option("--save", help="Also write the plan (JSON) to FILE for `apply`.")] = None,
+    html: Annotated[
+        str | None, typer.Option("--html", help="Also write the plan as a self-contained HTML page with charts.")
+    ] = None,
 ) -> None:
     """Compute the best plan for a goal and show it. Read-only: nothing in the cluster changes.
 
@@ -64,9 +68,13 @@ def plan(
     doc = view.to_document()
     if save:
         service.write_document(doc, save)
+    if html:
+        service.write_text(plan_html(view.plan, limits=view.limits, alternatives=view.alternatives), html)
     if output is Output.table:
         c.out.print(render_plan(view.plan, limits=view.limits, alternatives=view.alternatives))
         if save:
             c.err.print(f"plan saved to {save}; carry it out with: vm-rebalance apply {save}", highlight=False)
+        if html:
+            c.err.print(f"HTML plan written to {html}", highlight=False)
     else:
         emit_document(c, doc, output)

@@ -20,6 +20,7 @@ from vm_rebalance import __version__, service
 from vm_rebalance.errors import InfeasiblePlanError, RebalanceError
 from vm_rebalance.mcp_server.tools import Progress, Tools
 from vm_rebalance.mcp_server.views import (
+    CapacityReportOutput,
     ExecutionOutput,
     ExplainOutput,
     GoalName,
@@ -160,6 +161,29 @@ class RebalanceServer:
             headroom. Read-only. Call it first to understand the cluster or to answer "what runs where";
             then plan with plan_rebalance or plan_move."""
             return await self._result("cluster_inventory", tools.cluster_inventory(namespaces, max_vms))
+
+        @tool("Capacity report", reading)
+        async def capacity_report(
+            basis: Annotated[
+                Literal["usage", "requests"] | None,
+                Field(description="Utilisation from measured usage (default when metrics exist) or from requests."),
+            ] = None,
+            n_plus_one: Annotated[
+                bool, Field(description="Simulate losing the largest node (a drain plan of its VMs).")
+            ] = True,
+            plan_id: Annotated[
+                str | None, Field(description="A plan made on this server: show its nodes before → after.")
+            ] = None,
+            max_rows: Annotated[int, Field(ge=1, le=1000, description="At most this many rows per table.")] = 25,
+        ) -> Annotated[CallToolResult, CapacityReportOutput]:
+            """Capacity and right-sizing report. Read-only. Per node and for the cluster: the action band
+            (< 70 % healthy, 70-80 % plan for expansion, > 80 % add nodes urgently, > 90 % emergency), headroom
+            against the 20 % minimum and the 30-40 % production target, N+1 (can the largest node be lost: its VMs
+            placed with the planner's drain rules), VMs to shrink or grow with the evidence, workload classes
+            (metrics and the vm-rebalance.io/workload-class annotation), migration slots in use. Sections without
+            data are listed with the reason. Use it to answer capacity questions; to act on hot nodes, plan with
+            plan_rebalance (goal performance) and show that plan to the human."""
+            return await self._result("capacity_report", tools.capacity_report(basis, n_plus_one, plan_id, max_rows))
 
         @tool("Plan a rebalance", planning)
         async def plan_rebalance(

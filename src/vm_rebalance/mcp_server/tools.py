@@ -17,6 +17,7 @@ import anyio.to_thread
 from vm_rebalance import service
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError
 from vm_rebalance.mcp_server.views import (
+    CapacityReportOutput,
     ExecutionOutput,
     ExplainOutput,
     GoalName,
@@ -42,6 +43,7 @@ from vm_rebalance.render.execution import progress_markdown, report_markdown
 from vm_rebalance.render.inventory import inventory_markdown
 from vm_rebalance.render.lifecycle import unpin_plan_markdown
 from vm_rebalance.render.plan import plan_markdown
+from vm_rebalance.render.report import capacity_markdown
 from vm_rebalance.render.text import md
 from vm_rebalance.service import Execution, Executions, PlanKind, PlanStore, StoredPlan, run_plan
 
@@ -146,6 +148,23 @@ class Tools:
         view = await self._thread(lambda: service.inventory(self.target, namespaces or ()))
         doc = view.to_document()
         return InventoryOutput(inventory=doc), inventory_markdown(doc, max_vms=max_vms)
+
+    async def capacity_report(
+        self, basis: Literal["usage", "requests"] | None, n_plus_one: bool, plan_id: str | None, max_rows: int
+    ) -> tuple[CapacityReportOutput, str]:
+        """Bands, headroom, N+1, right-sizing, workload classes, slots; a stored plan's nodes before → after."""
+        spec = service.ReportSpec(basis=basis, n_plus_one=n_plus_one)
+        spec.check()
+        plan: Plan | None = None
+        if plan_id is not None:
+            entry = self.store.get(plan_id)
+            if entry.plan is None:
+                raise ConfigError(f"plan {entry.plan_id} is a {entry.kind.value} plan: it moves no VM between nodes")
+            plan = entry.plan
+        state = await self._state()
+        view = await self._thread(lambda: service.report_of(state, spec, plan=plan))
+        markdown = capacity_markdown(view.report, max_rows=max_rows)
+        return CapacityReportOutput(report=view.to_document()), markdown
 
     # ------------------------------------------------------------------ plan
 

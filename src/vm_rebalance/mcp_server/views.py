@@ -69,6 +69,17 @@ class InventoryOutput(_Model):
     inventory: dict[str, Any] = Field(description="The Inventory document (nodes, vms, totals with headroom).")
 
 
+class CapacityReportOutput(_Model):
+    """capacity_report's result."""
+
+    report: dict[str, Any] = Field(
+        description=(
+            "The CapacityReport document: cluster and per-node action bands, headroom, n_plus_one, right_sizing, "
+            "workload_classes, migration_slots, plan (before → after), and sections (absent ones with the reason)."
+        )
+    )
+
+
 class PlanOutput(_Model):
     """A plan to show to the human, with what executing it needs."""
 

@@ -10,7 +10,8 @@ Modules: ``session`` (targets, reading the cluster, sessions), ``requests`` (Pla
 references, plan files), ``planning`` (propose, named moves, drain, explain, re-validation),
 ``edits`` (skip / retarget / reorder / sequential), ``preflight`` (permissions), ``execution`` (runs, failure choices,
 reports, apply), ``vms`` (start / stop / restart, pins), ``cluster`` (inventory, status),
-``approvals`` (approval by hash) and ``background`` (executions in threads).
+``approvals`` (approval by hash), ``background`` (executions in threads) and ``report`` (the
+capacity report; its pure analysis is ``capacity``).
 """
 
 from vm_rebalance.executor.engine import plan_id
@@ -65,6 +66,7 @@ from vm_rebalance.service.preflight import (
     require_permissions,
     unpin_permissions,
 )
+from vm_rebalance.service.report import BASES, ReportSpec, ReportView, report, report_of, write_text
 from vm_rebalance.service.requests import (
     GOALS,
     METHODS,
@@ -95,6 +97,7 @@ from vm_rebalance.service.vms import (
 )
 
 __all__ = [
+    "BASES",
     "EDIT_HELP",
     "GOALS",
     "METHODS",
@@ -123,6 +126,8 @@ __all__ = [
     "Progress",
     "Reorder",
     "Report",
+    "ReportSpec",
+    "ReportView",
     "Retarget",
     "Revalidation",
     "Run",
@@ -159,6 +164,8 @@ __all__ = [
     "prepare_apply",
     "propose",
     "read_state",
+    "report",
+    "report_of",
     "require_namespaces",
     "require_permissions",
     "require_vms",
@@ -171,4 +178,5 @@ __all__ = [
     "unpin_plan",
     "vm_refs",
     "write_document",
+    "write_text",
 ]
