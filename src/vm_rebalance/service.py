@@ -16,14 +16,14 @@ from typing import Any
 from vm_rebalance.errors import ClusterError, ConfigError, RebalanceError, ResourceNotFoundError
 from vm_rebalance.executor.engine import ExecutionInterruptedError, Executor, plan_id
 from vm_rebalance.executor.events import Outcome, Report, ignore
-from vm_rebalance.executor.journal import Journal
+from vm_rebalance.executor.journal import Journal, JournalStore
 from vm_rebalance.executor.kubevirt import KubeVirtApi
 from vm_rebalance.executor.lifecycle import Action, LifecycleReport, LifecycleResult, run_lifecycle
 from vm_rebalance.executor.runners import ExecutionOptions, unpin_vm
 from vm_rebalance.executor.watch import MigrationWatcher
-from vm_rebalance.kube import resources as kube_resources
 from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
+from vm_rebalance.model.cancel import CancelToken
 from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
 from vm_rebalance.planner import (
     ManualMoveRequest,
@@ -226,14 +226,18 @@ class Session:
         journal_dir: Path | None = None,
         journal_id: str | None = None,
         fresh: bool = True,
+        journal_store: JournalStore | None = None,
+        cancel: CancelToken | None = None,
     ) -> Executor:
         """An executor for ``plan`` with its journal.
 
         ``journal_id`` is the plan file's id, kept across validation and the user's edits so that
         `--resume` finds it (default: the plan's own id). ``fresh`` (everything but `--resume`)
-        archives an earlier journal of the same id instead of continuing it.
+        archives an earlier journal of the same id instead of continuing it. ``journal_store``
+        defaults to the files under ``journal_dir`` (the state directory); ``cancel`` is the token
+        that Ctrl-C, an MCP cancel or a shutdown trigger (default: a token only Ctrl-C sets).
         """
-        journal = Journal.open(journal_id or plan_id(plan), directory=journal_dir, fresh=fresh)
+        journal = Journal.open(journal_id or plan_id(plan), directory=journal_dir, fresh=fresh, store=journal_store)
         return Executor(
             self.api,
             limits=self.state.limits,
@@ -241,6 +245,7 @@ class Session:
             journal=journal,
             options=options,
             waker=MigrationWatcher(self.client),
+            cancel=cancel,
         )
 
 
@@ -253,14 +258,16 @@ def execute_plan(
     journal_dir: Path | None = None,
     fresh: bool = True,
     executor: Executor | None = None,
+    cancel: CancelToken | None = None,
 ) -> ExecutionResult:
     """Carry out an (already validated and approved) plan; re-read the cluster afterwards.
 
     ``fresh=False`` continues the plan's journal (a retry or resume) instead of starting over;
     an ``executor`` made earlier (the CLI's failure loop keeps one per approved plan) is reused.
+    ``cancel`` stops it the safe way when cancelled (an MCP cancel, a shutdown).
     """
     before = session.state
-    executor = executor or session.executor(plan, options=options, journal_dir=journal_dir, fresh=fresh)
+    executor = executor or session.executor(plan, options=options, journal_dir=journal_dir, fresh=fresh, cancel=cancel)
     interrupted: tuple[str, ...] = ()
     try:
         outcomes = executor.run(plan, report)
@@ -339,17 +346,13 @@ def node_pin(session: Session, namespace: str, name: str) -> list[str]:
     Raises:
         ConfigError: the VM does not exist. ClusterError: the cluster cannot be read.
     """
-    from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, existing_node_pin
-
     try:
-        vm = session.api.get_vm(namespace, name)
+        pins = session.api.get_vm(namespace, name).pins
     except ResourceNotFoundError as exc:
         raise ConfigError(f"VM '{name}' does not exist in namespace '{namespace}'") from exc
-    nodes = existing_node_pin(vm)
-    marked = ((vm.get("metadata") or {}).get("annotations") or {}).get(PIN_ANNOTATION)
-    if not nodes and marked:
-        nodes = [str(marked)]
-    return nodes
+    if not pins.hostname_nodes and pins.marked:
+        return [pins.marked]
+    return list(pins.hostname_nodes)
 
 
 def plan_request(
@@ -484,5 +487,4 @@ def cordon(session: Session, node: str) -> bool:
     current = session.state.node(node)
     if current is not None and current.unschedulable:
         return False
-    session.client.patch(kube_resources.NODES, node, {"spec": {"unschedulable": True}})
-    return True
+    return session.api.cordon_node(node)

@@ -61,23 +61,28 @@ def test_per_node_limit_binds_with_one_source(tmp_path: Path) -> None:
 
 
 def test_others_migrations_in_flight_count(tmp_path: Path) -> None:
+    """Three migrations started by someone else from node a: known only from their VMIs' migrationState."""
     api = FakeKubeVirt(polls_to_finish=3)
     plan = make_plan(spread(8, ["a", "b", "c", "d"], api))
-    api.external = [
-        {
-            "metadata": {"name": f"ext-{i}"},
-            "spec": {"vmiName": f"x{i}"},
-            "status": {"phase": "Running", "migrationState": {"sourceNode": "a"}},
-        }
-        for i in range(3)
-    ]
-    api.external_polls = 6
+    for i in range(3):
+        api.add_foreign_migration(f"x{i}", "a", polls=6)
     ex, _ = executor(api, plan, tmp_path)
     assert all(o.ok for o in ex.run(plan))
     assert api.peak_total <= 5  # 3 external + at most 2 of ours
-    assert "a" not in {m["status"]["migrationState"]["sourceNode"] for m in api.created[:2]}
     # node a already has 3 outbound from others: none of ours from a ran next to them
+    assert "a" not in {api.sources[m["metadata"]["name"]] for m in api.created[:2]}
     assert api.peak_outbound["a"] == 3
+
+
+def test_others_pending_migrations_count_against_the_node_their_vmi_runs_on(tmp_path: Path) -> None:
+    """Not handed off yet (Pending): neither the migration nor the VMI names a source; the VMI's node does."""
+    api = FakeKubeVirt(polls_to_finish=2)
+    plan = make_plan(spread(2, ["a"], api))
+    api.add_foreign_migration("x0", "a", handed_off=False, polls=4)
+    api.add_foreign_migration("x1", "a", handed_off=False, polls=4)
+    ex, _ = executor(api, plan, tmp_path)
+    assert all(o.ok for o in ex.run(plan))
+    assert api.peak_outbound["a"] == 2  # ours waited until the two foreign ones from a were done
 
 
 def test_order_live_first_smallest_first_cold_one_at_a_time(tmp_path: Path) -> None:

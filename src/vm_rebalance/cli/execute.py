@@ -507,7 +507,7 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
             if not journal.finished:
                 counts: dict[str, int] = {}
                 for rec in journal.moves.values():
-                    counts[rec.status] = counts.get(rec.status, 0) + 1
+                    counts[str(rec.status)] = counts.get(str(rec.status), 0) + 1
                 journals.append({"plan_id": journal.plan_id, "started_at": journal.started_at, "moves": counts})
     in_flight: list[_MigrationInFlight] = [
         {"namespace": m.namespace, "name": m.name, "vm": m.vm, "phase": m.phase, "from": m.source, "to": m.target}

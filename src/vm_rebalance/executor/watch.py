@@ -42,6 +42,10 @@ class MigrationWatcher:
         self._changed.set()
         self._thread = None
 
+    def wake(self) -> None:
+        """End the current `wait` at once (the executor's cancel token calls it)."""
+        self._changed.set()
+
     def wait(self, timeout_seconds: float) -> bool:
         """Sleep up to ``timeout_seconds``, less if a migration changed meanwhile.
 

@@ -7,8 +7,8 @@ Markdown forms are for the MCP server (the CLI shows `render.execution.lifecycle
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from vm_rebalance.executor.lifecycle import Action, LifecycleResult, LifecycleStatus
 from vm_rebalance.model import ClusterState
+from vm_rebalance.model.execution import Action, LifecycleResult, LifecycleStatus
 from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN
 from vm_rebalance.render.execution import duration_text
 
