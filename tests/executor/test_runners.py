@@ -101,6 +101,7 @@ def test_live_failure_reports_reason_and_cleans_up(journal: Journal) -> None:
     drive(r, clock)
     assert r.outcome is not None and r.outcome.status is MoveStatus.FAILED
     assert "injected failure" in (r.outcome.error or "") and "stays on w1" in (r.outcome.error or "")
+    assert r.outcome.failure is FailureKind.MIGRATION_FAILED
     assert existing_node_pin(api.vms[("default", "db")]) == []
 
 
@@ -112,6 +113,7 @@ def test_live_rejection_is_classified_by_message(journal: Journal) -> None:
     r.begin()
     assert r.outcome is not None and r.outcome.error is not None
     assert r.outcome.error.startswith("in-flight migration detected")
+    assert r.outcome.failure is FailureKind.MIGRATION_IN_FLIGHT
 
 
 def test_live_timeout_cancels_the_migration(journal: Journal) -> None:
@@ -129,6 +131,7 @@ def test_live_timeout_cancels_the_migration(journal: Journal) -> None:
     drive(r, clock)
     assert r.outcome is not None and r.outcome.status is MoveStatus.FAILED
     assert "timed out" in (r.outcome.error or "") and api.deleted == ["vmr-feedfaceca-1-1"]
+    assert r.outcome.failure is FailureKind.MIGRATION_TIMEOUT
 
 
 def test_live_interrupt_cancels(journal: Journal) -> None:
@@ -139,6 +142,7 @@ def test_live_interrupt_cancels(journal: Journal) -> None:
     r.step()
     state = r.interrupt()
     assert "stays on w1" in state and api.deleted == ["vmr-feedfaceca-1-1"]
+    assert r.outcome is not None and r.outcome.failure is FailureKind.INTERRUPTED
     assert journal.record(1).status == "failed"  # type: ignore[union-attr]
 
 
@@ -243,6 +247,7 @@ def test_cold_move_refuses_to_replace_a_foreign_pin(journal: Journal) -> None:
     r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
     drive(r, clock)
     assert r.outcome is not None and "--replace-affinity" in (r.outcome.error or "")
+    assert r.outcome.failure is FailureKind.USER_AFFINITY
     assert api.calls.count(("stop", "web")) == 0
     r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock, replace_affinity=True)
     drive(r, clock)
@@ -416,3 +421,61 @@ def test_the_live_timeout_follows_the_clusters_completion_timeout(journal: Journ
         options=ExecutionOptions(timeout_per_gib_seconds=60),
     )
     assert ex.options.per_gib == 60  # the user's --timeout-per-gib wins
+
+
+def test_a_live_move_of_a_vm_kubevirt_cannot_migrate_fails_with_its_kind(journal: Journal) -> None:
+    """The webhook's "Cannot migrate VMI, Reason: DisksNotLiveMigratable" arrives classified, whatever its words."""
+    from executor.fakes import WEBHOOK, status_error
+    from vm_rebalance.kube import resources as r
+
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("db", "w1")
+
+    def refuse(resource, body, *, namespace=None):
+        message = WEBHOOK.format(name=body["metadata"]["name"]) + (
+            "Cannot migrate VMI, Reason: DisksNotLiveMigratable, Message: cannot migrate VMI: PVC root is not shared"
+        )
+        raise status_error(400, message, reason="Forbidden", verb="create", resource=r.VMIMS)
+
+    api.create = refuse  # type: ignore[method-assign]
+    runner = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
+    runner.begin()
+    assert runner.outcome is not None and runner.outcome.failure is FailureKind.NOT_LIVE_MIGRATABLE
+    assert runner.outcome.error is not None and runner.outcome.error.startswith("Cannot migrate VMI")
+    assert journal.record(1).failure is FailureKind.NOT_LIVE_MIGRATABLE  # type: ignore[union-attr]
+
+
+def test_a_cold_move_that_cannot_start_on_its_target_fails_with_start_failed(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("web", "w1")
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    r.begin()
+    while journal.record(1).step != "starting":  # type: ignore[union-attr]
+        r.step()
+    api.pending_lifecycle.clear()
+    api.vms[("default", "web")]["status"]["printableStatus"] = "ErrorUnschedulable"
+    assert r.step()
+    assert r.outcome is not None and r.outcome.failure is FailureKind.START_FAILED
+
+
+def test_a_cold_stop_refused_by_the_run_strategy_keeps_its_kind(journal: Journal) -> None:
+    from executor.fakes import status_error
+    from vm_rebalance.kube import resources as r
+
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("web", "w1")
+
+    def refuse(resource, name, subresource, body=None, *, namespace=None):
+        raise status_error(
+            409,
+            "Halted only supports manual stop requests with a shorter graceperiod",
+            reason="Conflict",
+            verb="update",
+            resource=r.VM_SUBRESOURCES,
+        )
+
+    api.put_subresource = refuse  # type: ignore[method-assign]
+    runner = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    runner.begin()
+    assert runner.outcome is not None and runner.outcome.failure is FailureKind.RUN_STRATEGY
+    assert api.node_of("web") == "w1" and journal.record(1).step == "init"  # type: ignore[union-attr]
