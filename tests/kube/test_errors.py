@@ -1,6 +1,7 @@
 """Translation of HTTP and transport failures into vm_rebalance errors."""
 
 import json
+import socket
 
 import pytest
 import urllib3
@@ -105,7 +106,17 @@ def test_403_names_verb_and_resource_in_message_and_hint() -> None:
             "refused",
             id="new-connection",
         ),
-        pytest.param(OSError("[Errno -2] Name or service not known"), "could not be resolved", id="dns"),
+        pytest.param(socket.gaierror(-2, "Name or service not known"), "could not be resolved", id="dns"),
+        pytest.param(
+            urllib3.exceptions.MaxRetryError(
+                None,  # type: ignore[arg-type]
+                "/api",
+                urllib3.exceptions.NameResolutionError("api.example", None, socket.gaierror(-2, "x")),  # type: ignore[arg-type]
+            ),
+            "could not be resolved",
+            id="dns-wrapped",
+        ),
+        pytest.param(TimeoutError("timed out"), "timed out", id="socket-timeout"),
         pytest.param(OSError("something odd at /home/alice/.kube/config"), "could not be sent", id="other"),
     ],
 )

@@ -205,3 +205,14 @@ def test_in_flight_attributes_every_migration_to_its_source() -> None:
     assert by_vmi["a"].source == "w1" and by_vmi["a"].target == "w2"
     assert by_vmi["b"].source == "w3" and by_vmi["c"].source == "w4" and by_vmi["e"].source is None
     assert by_vmi["d"].name == "" and by_vmi["d"].source == "w5"
+
+
+def test_watch_events() -> None:
+    from vm_rebalance.kube.views import WatchEventType, watch_event
+
+    added = watch_event({"type": "ADDED", "object": {"metadata": {"resourceVersion": "12"}}})
+    assert added.type is WatchEventType.ADDED and added.resource_version == "12"
+    gone = watch_event({"type": "ERROR", "object": {"kind": "Status", "code": 410}})
+    assert gone.type is WatchEventType.ERROR and gone.resource_version is None
+    assert watch_event({"type": "SOMETHING"}).type is WatchEventType.OTHER
+    assert watch_event("garbage").type is WatchEventType.OTHER

@@ -12,10 +12,15 @@ is ``{code: 400}`` with only a message; kubevirt-api.md §3.5, §5), so this mod
 place that reads KubeVirt's documented message texts.
 """
 
+import errno
 import json
 import re
+import socket
+import ssl
 from enum import StrEnum
 from typing import Any
+
+import urllib3
 
 from vm_rebalance.errors import (
     ClusterError,
@@ -204,20 +209,43 @@ def error_for_status(
     return ClusterError(text, status=status)
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, what caused it, and urllib3's wrapped ``reason`` (bounded: no cycles)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 16:
+        current = todo.pop(0)
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        reason = getattr(current, "reason", None)
+        todo += [current.__cause__, current.__context__, reason if isinstance(reason, BaseException) else None]
+    return seen
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """Why a request could not be sent, from the exception types along its chain."""
+    chain = _chain(exc)
+    if any(isinstance(e, ssl.SSLError | urllib3.exceptions.SSLError) for e in chain):
+        return "TLS verification failed"
+    if any(isinstance(e, socket.gaierror | urllib3.exceptions.NameResolutionError) for e in chain):
+        return "the host name could not be resolved"
+    # NewConnectionError is a ConnectTimeoutError subclass in urllib3: refused before timed out.
+    if any(isinstance(e, ConnectionRefusedError | urllib3.exceptions.NewConnectionError) for e in chain):
+        return "the connection was refused or the host is unreachable"
+    if any(isinstance(e, TimeoutError | urllib3.exceptions.TimeoutError) for e in chain):
+        return "the connection timed out"
+    if any(isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS for e in chain):
+        return "the connection was refused or the host is unreachable"
+    return "the request could not be sent"
+
+
+_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET})
+
+
 def error_for_transport(exc: BaseException, *, server: str) -> ClusterError:
     """A ClusterUnreachableError for a connection / TLS / timeout failure, without client internals."""
-    text = f"{type(exc).__name__}: {exc}"
-    if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
-        why = "TLS verification failed"
-    elif "timed out" in text.lower() or "Timeout" in text:
-        why = "the connection timed out"
-    elif "Connection refused" in text or "NewConnectionError" in text or "Max retries" in text:
-        why = "the connection was refused or the host is unreachable"
-    elif "Name or service not known" in text or "nodename nor servname" in text:
-        why = "the host name could not be resolved"
-    else:
-        why = "the request could not be sent"
     return ClusterUnreachableError(
-        f"cannot reach the Kubernetes API server at {server}: {why}",
+        f"cannot reach the Kubernetes API server at {server}: {_transport_reason(exc)}",
         hint="check the cluster is up, the context is right (--context) and your network/VPN",
     )

@@ -553,3 +553,38 @@ def in_flight(migrations: Iterable[MigrationView], vmis: Mapping[tuple[str, str]
             )
         )
     return out
+
+
+# ----------------------------------------------------------------------------------------- watch
+
+
+class WatchEventType(_Enum):
+    """The ``type`` of a watch event (kubevirt-api.md §8.5)."""
+
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    BOOKMARK = "BOOKMARK"
+    ERROR = "ERROR"
+    OTHER = "<other>"
+
+    @classmethod
+    def fallback(cls) -> Self:
+        return cls.OTHER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchEvent:
+    """One event of a watch stream: what happened and the resourceVersion to resume from."""
+
+    type: WatchEventType
+    resource_version: str | None = None
+    """The object's resourceVersion (None for an ERROR event, whose object is a Status)."""
+
+
+def watch_event(raw: Any) -> WatchEvent:
+    """The view of a watch event ``{"type", "object"}``."""
+    kind = WatchEventType.parse(raw.get("type") if isinstance(raw, Mapping) else None)
+    obj = _map(raw, "object")
+    version = None if kind is WatchEventType.ERROR else _str(_map(obj, "metadata").get("resourceVersion"))
+    return WatchEvent(type=kind, resource_version=version)
