@@ -218,10 +218,15 @@ class Executor:
 
     def _census(self, queue: list[Move], run: _Run) -> Census | None:
         """The migrations in flight (None when they cannot be read this tick, or are not needed)."""
-        if not queue and not run.live_active():
+        live = run.live_active()
+        if not queue and not live:
             return None
+        # Admitting needs everyone's migrations, VMIs' own reports included; following ours, and a
+        # tick whose slots are all ours, need only the list of migration objects.
+        admitting = bool(queue) and len(live) < self.limits.parallel_per_cluster
+        ours = frozenset(str(r.record.migration) for r in run.active.values() if r.record.migration)
         try:
-            return self.counter.read(with_vmis=bool(queue))
+            return self.counter.read(with_vmis=admitting, ours=ours)
         except ClusterError as exc:
             log.debug("could not count the cluster's migrations: %s", exc)
             return None

@@ -52,11 +52,12 @@ class InFlightCounter:
         self._vmi_of: dict[tuple[str, str, str | None], VmiView | None] = {}
         """The VMI each migration (namespace, name, uid) was attributed with: read once per migration."""
 
-    def read(self, *, with_vmis: bool = True) -> Census:
+    def read(self, *, with_vmis: bool = True, ours: frozenset[str] = frozenset()) -> Census:
         """Every migration in flight now.
 
         ``with_vmis`` also lists the VMIs that report a migration themselves (needed to admit a
-        move; following moves that already run does not need it).
+        move; following moves that already run does not need it). ``ours`` names the caller's
+        own migrations: their source is known, so their VMIs are not read.
 
         Raises:
             ClusterError: the migrations (or the VMIs) cannot be read: callers fail closed.
@@ -70,7 +71,7 @@ class InFlightCounter:
             key = (m.namespace, m.name, m.uid)
             live_keys.add(key)
             vmi_key = (m.namespace, m.vmi_name)
-            if vmi_key in vmis or (m.state is not None and m.state.source_node):
+            if m.name in ours or vmi_key in vmis or (m.state is not None and m.state.source_node):
                 continue
             if key not in self._vmi_of:
                 # A migration not handed off yet (Pending, Scheduling): its VMI still runs on the source.
