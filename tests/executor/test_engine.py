@@ -378,3 +378,21 @@ def test_the_vmis_list_failing_also_fails_closed(tmp_path: Path) -> None:
     ex, _ = executor(api, plan, tmp_path)
     assert all(o.ok for o in ex.run(plan))
     assert created_at_failure == [0, 0, 0]
+
+
+def test_a_forbidden_list_of_migrations_fails_at_once_naming_rbac(tmp_path: Path) -> None:
+    from executor.fakes import status_error
+    from vm_rebalance.kube import resources as r
+    from vm_rebalance.model.execution import FailureKind
+
+    api = FakeKubeVirt()
+    plan = make_plan(spread(2, ["a"], api))
+
+    def forbidden():
+        raise status_error(403, "forbidden", verb="list", resource=r.VMIMS)
+
+    api.unfinished_migrations = forbidden  # type: ignore[method-assign]
+    ex, _ = executor(api, plan, tmp_path)
+    outcomes = ex.run(plan)
+    assert api.created == [] and outcomes[0].failure is FailureKind.FORBIDDEN
+    assert "cannot list virtualmachineinstancemigrations.kubevirt.io" in (outcomes[0].error or "")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vm_rebalance.errors import ClusterError
+from vm_rebalance.errors import ClusterError, ClusterForbiddenError
 from vm_rebalance.executor.failures import failure_of
 from vm_rebalance.executor.journal import Journal, MoveRecord, RecordStatus
 from vm_rebalance.executor.limits import Census, InFlightCounter, admits
@@ -97,6 +97,8 @@ class _Run:
     failed: bool = False
     blind_ticks: int = 0
     """Consecutive ticks in which the cluster's migrations could not be counted."""
+    blind_error: ClusterError | None = None
+    """Why they could not be counted, the last time."""
 
     def live_active(self) -> list[Runner]:
         return [r for r in self.active.values() if r.move.method is MigrationMethod.LIVE]
@@ -229,6 +231,7 @@ class Executor:
             return self.counter.read(with_vmis=admitting, ours=ours)
         except ClusterError as exc:
             log.debug("could not count the cluster's migrations: %s", exc)
+            run.blind_error = exc
             return None
 
     def _advance(self, run: _Run, census: Census | None) -> None:
@@ -288,7 +291,8 @@ class Executor:
         """
         run.blind_ticks += 1
         first = next(m for m in queue if m.method is MigrationMethod.LIVE)
-        if run.blind_ticks < MAX_BLIND_TICKS or run.active:
+        forbidden = isinstance(run.blind_error, ClusterForbiddenError)  # permanent: waiting cannot help
+        if (run.blind_ticks < MAX_BLIND_TICKS and not forbidden) or run.active:
             report(
                 MoveEvent(
                     move=first,
@@ -297,12 +301,14 @@ class Executor:
                 )
             )
             return True
+        kind = FailureKind.FORBIDDEN if forbidden else FailureKind.CLUSTER_UNAVAILABLE
+        why = f"({run.blind_error})" if forbidden else f"{run.blind_ticks} times in a row"
         run.outcomes[first.id] = Outcome(
             move=first,
             status=MoveStatus.FAILED,
-            failure=FailureKind.CLUSTER_UNAVAILABLE,
-            error=f"not started: the cluster's migrations could not be listed {run.blind_ticks} times in a row, "
-            "so the migration limits could not be checked (nothing was changed)",
+            failure=kind,
+            error=f"not started: the cluster's migrations could not be listed {why}, so the migration limits "
+            "could not be checked (nothing was changed)",
         )
         report(
             MoveEvent(
@@ -310,7 +316,7 @@ class Executor:
                 status=MoveStatus.FAILED,
                 phase=MoveStatus.FAILED.value,
                 message=run.outcomes[first.id].error or "",
-                failure=FailureKind.CLUSTER_UNAVAILABLE,
+                failure=kind,
             )
         )
         run.failed = True
