@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
+from vm_rebalance.errors import ClusterError
 from vm_rebalance.executor.engine import Executor, describe, plan_id
 from vm_rebalance.executor.events import MoveEvent, MoveStatus
 from vm_rebalance.executor.journal import Journal
@@ -61,23 +62,28 @@ def test_per_node_limit_binds_with_one_source(tmp_path: Path) -> None:
 
 
 def test_others_migrations_in_flight_count(tmp_path: Path) -> None:
+    """Three migrations started by someone else from node a: known only from their VMIs' migrationState."""
     api = FakeKubeVirt(polls_to_finish=3)
     plan = make_plan(spread(8, ["a", "b", "c", "d"], api))
-    api.external = [
-        {
-            "metadata": {"name": f"ext-{i}"},
-            "spec": {"vmiName": f"x{i}"},
-            "status": {"phase": "Running", "migrationState": {"sourceNode": "a"}},
-        }
-        for i in range(3)
-    ]
-    api.external_polls = 6
+    for i in range(3):
+        api.add_foreign_migration(f"x{i}", "a", polls=6)
     ex, _ = executor(api, plan, tmp_path)
     assert all(o.ok for o in ex.run(plan))
     assert api.peak_total <= 5  # 3 external + at most 2 of ours
-    assert "a" not in {m["status"]["migrationState"]["sourceNode"] for m in api.created[:2]}
     # node a already has 3 outbound from others: none of ours from a ran next to them
+    assert "a" not in {api.sources[m["metadata"]["name"]] for m in api.created[:2]}
     assert api.peak_outbound["a"] == 3
+
+
+def test_others_pending_migrations_count_against_the_node_their_vmi_runs_on(tmp_path: Path) -> None:
+    """Not handed off yet (Pending): neither the migration nor the VMI names a source; the VMI's node does."""
+    api = FakeKubeVirt(polls_to_finish=2)
+    plan = make_plan(spread(2, ["a"], api))
+    api.add_foreign_migration("x0", "a", handed_off=False, polls=4)
+    api.add_foreign_migration("x1", "a", handed_off=False, polls=4)
+    ex, _ = executor(api, plan, tmp_path)
+    assert all(o.ok for o in ex.run(plan))
+    assert api.peak_outbound["a"] == 2  # ours waited until the two foreign ones from a were done
 
 
 def test_order_live_first_smallest_first_cold_one_at_a_time(tmp_path: Path) -> None:
@@ -196,3 +202,197 @@ def test_keyboard_interrupt_cancels_in_flight(tmp_path: Path) -> None:
         ex.run(plan)
     assert len(info.value.states) == 3 and all("stays on" in s for s in info.value.states)
     assert sorted(api.deleted) == sorted(m["metadata"]["name"] for m in api.created)
+
+
+# ------------------------------------------------------------------------------------- cancel
+
+
+def test_a_cancel_token_stops_the_run_the_same_safe_way_as_ctrl_c(tmp_path: Path) -> None:
+    import pytest
+
+    from vm_rebalance.executor.engine import ExecutionInterruptedError
+    from vm_rebalance.model.cancel import CancelReason, CancelToken
+    from vm_rebalance.model.execution import FailureKind
+
+    api = FakeKubeVirt(polls_to_finish=100)
+    plan = make_plan(spread(8, ["a", "b", "c", "d"], api))
+    ex, clock = executor(api, plan, tmp_path)
+    token = CancelToken()
+    ex.cancel = token
+    ticks = {"n": 0}
+
+    def sleep(seconds: float) -> None:
+        ticks["n"] += 1
+        if ticks["n"] == 2:
+            token.cancel(CancelReason.CLIENT)  # e.g. an MCP client's cancel, from another thread
+        clock.sleep(seconds)
+
+    ex.sleep = sleep
+    with pytest.raises(ExecutionInterruptedError) as info:
+        ex.run(plan)
+    assert info.value.reason is CancelReason.CLIENT
+    created = [m["metadata"]["name"] for m in api.created]
+    assert len(created) == 5 and sorted(api.deleted) == sorted(created)  # in-flight ones cancelled, no new ones
+    interrupted = [o for o in info.value.outcomes if o.failure is FailureKind.INTERRUPTED]
+    assert len(interrupted) == 5 and all("stays on" in s for s in info.value.states)
+    assert sum(o.status is MoveStatus.NOT_ATTEMPTED for o in info.value.outcomes) == 3
+    assert not ex.journal.finished
+
+
+def test_a_token_cancelled_before_the_run_starts_nothing(tmp_path: Path) -> None:
+    import pytest
+
+    from vm_rebalance.executor.engine import ExecutionInterruptedError
+    from vm_rebalance.model.cancel import CancelReason, CancelToken
+
+    api = FakeKubeVirt()
+    plan = make_plan(spread(2, ["a"], api))
+    ex, _ = executor(api, plan, tmp_path)
+    ex.cancel = CancelToken()
+    ex.cancel.cancel(CancelReason.SHUTDOWN)
+    with pytest.raises(ExecutionInterruptedError) as info:
+        ex.run(plan)
+    assert info.value.reason is CancelReason.SHUTDOWN and api.created == []
+
+
+def test_a_cancel_from_another_thread_ends_the_wait_at_once(tmp_path: Path) -> None:
+    """Without an injected sleep the executor waits on the token: a cancel ends a 10-minute poll interval."""
+    import threading
+
+    import pytest
+
+    from vm_rebalance.executor.engine import ExecutionInterruptedError
+    from vm_rebalance.model.cancel import CancelToken
+
+    class Signalling(FakeKubeVirt):
+        def __init__(self) -> None:
+            super().__init__(polls_to_finish=1_000)
+            self.first_created = threading.Event()
+
+        def create(self, resource, body, *, namespace=None):
+            out = super().create(resource, body, namespace=namespace)
+            self.first_created.set()
+            return out
+
+    api = Signalling()
+    plan = make_plan(spread(1, ["a"], api))
+    token = CancelToken()
+    ex = Executor(
+        api,
+        limits=MigrationLimits(),
+        kubevirt_version=api.version,
+        journal=Journal.open(plan_id(plan), directory=tmp_path),
+        options=ExecutionOptions(poll_interval_seconds=600.0),
+        cancel=token,
+    )
+    canceller = threading.Thread(target=lambda: api.first_created.wait(60) and token.cancel())
+    canceller.start()
+    with pytest.raises(ExecutionInterruptedError):
+        ex.run(plan)
+    canceller.join()
+    assert api.deleted == [api.created[0]["metadata"]["name"]]
+
+
+# -------------------------------------------------------------------------------- fail closed
+
+
+def test_no_live_move_starts_while_the_clusters_migrations_cannot_be_listed(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=2)
+    plan = make_plan(spread(4, ["a", "b"], api))
+    api.list_failures = 6
+    created_while_blind: list[int] = []
+    real = api.list
+
+    def watching(resource, **kw):
+        if api.list_failures > 0 and kw.get("namespace") is None and resource.plural.endswith("migrations"):
+            created_while_blind.append(len(api.created))
+        return real(resource, **kw)
+
+    api.list = watching  # type: ignore[method-assign]
+    ex, _ = executor(api, plan, tmp_path)
+    events: list[MoveEvent] = []
+    outcomes = ex.run(plan, events.append)
+    assert all(o.ok for o in outcomes)
+    assert created_while_blind == [0] * 6  # nothing was admitted until the list worked again
+    assert any("cannot be counted" in e.phase for e in events)
+
+
+def test_a_list_that_never_recovers_fails_the_first_move_closed_and_changes_nothing(tmp_path: Path) -> None:
+    from vm_rebalance.model.execution import FailureKind
+
+    api = FakeKubeVirt()
+    plan = make_plan(spread(3, ["a"], api))
+    api.list_failures = 10_000
+    ex, _ = executor(api, plan, tmp_path)
+    outcomes = ex.run(plan)
+    assert api.created == [] and not ex.journal.finished
+    assert outcomes[0].status is MoveStatus.FAILED and outcomes[0].failure is FailureKind.CLUSTER_UNAVAILABLE
+    assert "could not be listed" in (outcomes[0].error or "")
+    assert [o.status for o in outcomes[1:]] == [MoveStatus.NOT_ATTEMPTED] * 2
+
+
+def test_a_migration_only_its_vmi_reports_counts_against_its_node(tmp_path: Path) -> None:
+    """No migration object (another tool's, or garbage-collected early): the VMI's migrationState still counts."""
+    api = FakeKubeVirt(polls_to_finish=2)
+    plan = make_plan(spread(2, ["a"], api))
+    mig = api.add_foreign_migration("x", "a")
+    del api.migrations[("default", mig["metadata"]["name"])]  # only the VMI says it migrates
+    ex, clock = executor(api, plan, tmp_path, per_node=1)
+    ticks = {"n": 0}
+
+    def sleep(seconds: float) -> None:
+        ticks["n"] += 1
+        if ticks["n"] == 5:  # the foreign migration ends
+            api.vmis[("default", "x")]["status"]["migrationState"]["completed"] = True
+        clock.sleep(seconds)
+
+    ex.sleep = sleep
+    created_at: list[int] = []
+    real_create = api.create
+
+    def create(resource, body, *, namespace=None):
+        created_at.append(ticks["n"])
+        return real_create(resource, body, namespace=namespace)
+
+    api.create = create  # type: ignore[method-assign]
+    assert all(o.ok for o in ex.run(plan))
+    # With a per-node limit of 1 nothing of ours started from node a while x migrated off it.
+    assert len(created_at) == 2 and min(created_at) >= 5
+
+
+def test_the_vmis_list_failing_also_fails_closed(tmp_path: Path) -> None:
+    api = FakeKubeVirt(polls_to_finish=2)
+    plan = make_plan(spread(1, ["a"], api))
+    real = api.migrating_vmis
+    left = {"n": 3}
+
+    def flaky():
+        if left["n"] > 0:
+            left["n"] -= 1
+            created_at_failure.append(len(api.created))
+            raise ClusterError("vmis unavailable", status=503)
+        return real()
+
+    created_at_failure: list[int] = []
+    api.migrating_vmis = flaky  # type: ignore[method-assign]
+    ex, _ = executor(api, plan, tmp_path)
+    assert all(o.ok for o in ex.run(plan))
+    assert created_at_failure == [0, 0, 0]
+
+
+def test_a_forbidden_list_of_migrations_fails_at_once_naming_rbac(tmp_path: Path) -> None:
+    from executor.fakes import status_error
+    from vm_rebalance.kube import resources as r
+    from vm_rebalance.model.execution import FailureKind
+
+    api = FakeKubeVirt()
+    plan = make_plan(spread(2, ["a"], api))
+
+    def forbidden():
+        raise status_error(403, "forbidden", verb="list", resource=r.VMIMS)
+
+    api.unfinished_migrations = forbidden  # type: ignore[method-assign]
+    ex, _ = executor(api, plan, tmp_path)
+    outcomes = ex.run(plan)
+    assert api.created == [] and outcomes[0].failure is FailureKind.FORBIDDEN
+    assert "cannot list virtualmachineinstancemigrations.kubevirt.io" in (outcomes[0].error or "")

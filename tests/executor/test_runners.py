@@ -6,7 +6,7 @@ import pytest
 
 from executor.fakes import FakeClock, FakeKubeVirt, cold_move, live_move
 from vm_rebalance.errors import ClusterError
-from vm_rebalance.executor.events import MoveEvent, MoveStatus
+from vm_rebalance.executor.events import FailureKind, MoveEvent, MoveStatus
 from vm_rebalance.executor.journal import Journal
 from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, TEMP_PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.executor.runners import ColdRunner, ExecutionOptions, LiveRunner, Runner, unpin_vm
@@ -101,6 +101,7 @@ def test_live_failure_reports_reason_and_cleans_up(journal: Journal) -> None:
     drive(r, clock)
     assert r.outcome is not None and r.outcome.status is MoveStatus.FAILED
     assert "injected failure" in (r.outcome.error or "") and "stays on w1" in (r.outcome.error or "")
+    assert r.outcome.failure is FailureKind.MIGRATION_FAILED
     assert existing_node_pin(api.vms[("default", "db")]) == []
 
 
@@ -112,6 +113,7 @@ def test_live_rejection_is_classified_by_message(journal: Journal) -> None:
     r.begin()
     assert r.outcome is not None and r.outcome.error is not None
     assert r.outcome.error.startswith("in-flight migration detected")
+    assert r.outcome.failure is FailureKind.MIGRATION_IN_FLIGHT
 
 
 def test_live_timeout_cancels_the_migration(journal: Journal) -> None:
@@ -129,6 +131,7 @@ def test_live_timeout_cancels_the_migration(journal: Journal) -> None:
     drive(r, clock)
     assert r.outcome is not None and r.outcome.status is MoveStatus.FAILED
     assert "timed out" in (r.outcome.error or "") and api.deleted == ["vmr-feedfaceca-1-1"]
+    assert r.outcome.failure is FailureKind.MIGRATION_TIMEOUT
 
 
 def test_live_interrupt_cancels(journal: Journal) -> None:
@@ -139,6 +142,7 @@ def test_live_interrupt_cancels(journal: Journal) -> None:
     r.step()
     state = r.interrupt()
     assert "stays on w1" in state and api.deleted == ["vmr-feedfaceca-1-1"]
+    assert r.outcome is not None and r.outcome.failure is FailureKind.INTERRUPTED
     assert journal.record(1).status == "failed"  # type: ignore[union-attr]
 
 
@@ -164,7 +168,7 @@ def test_live_resume_after_crash_before_the_create_call(journal: Journal) -> Non
     assert journal.record(1).migration == "vmr-feedfaceca-1-1"  # type: ignore[union-attr]
     api.migrations.clear()  # as if the process died before the POST reached the server
     api.created.clear()
-    reopened = Journal.open(PLAN, directory=journal.path.parent)
+    reopened = Journal.open(PLAN, store=journal.store)
     r2 = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, reopened, clock)
     drive(r2, clock)
     assert r2.outcome is not None and r2.outcome.ok, r2.outcome
@@ -176,7 +180,7 @@ def test_live_resume_follows_the_journalled_migration(journal: Journal) -> None:
     api, clock = FakeKubeVirt(), FakeClock()
     api.add_vm("db", "w1")
     make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock).begin()
-    reopened = Journal.open(PLAN, directory=journal.path.parent)
+    reopened = Journal.open(PLAN, store=journal.store)
     r2 = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, reopened, clock)
     drive(r2, clock)
     assert r2.outcome is not None and r2.outcome.ok and len(api.created) == 1
@@ -243,6 +247,7 @@ def test_cold_move_refuses_to_replace_a_foreign_pin(journal: Journal) -> None:
     r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
     drive(r, clock)
     assert r.outcome is not None and "--replace-affinity" in (r.outcome.error or "")
+    assert r.outcome.failure is FailureKind.USER_AFFINITY
     assert api.calls.count(("stop", "web")) == 0
     r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock, replace_affinity=True)
     drive(r, clock)
@@ -284,7 +289,7 @@ def test_cold_resume_continues_at_the_journalled_step(journal: Journal) -> None:
     r.begin()
     while journal.record(1).step != "starting":  # type: ignore[union-attr]
         r.step()
-    reopened = Journal.open(PLAN, directory=journal.path.parent)
+    reopened = Journal.open(PLAN, store=journal.store)
     r2 = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, reopened, clock)
     drive(r2, clock)
     assert r2.outcome is not None and r2.outcome.ok
@@ -302,6 +307,7 @@ def test_live_move_on_old_kubevirt_follows_a_migration_kubevirt_started_itself(t
     move = live_move(1, "web", "n1", "n2")
     updater = api.create_migration("default", "kubevirt-workload-update-abc", "web", target=None, plan_id="x")
     api.migrations[("default", "kubevirt-workload-update-abc")]["_dest"] = "n2"  # it follows the new affinity
+    assert updater.name == "kubevirt-workload-update-abc" and not updater.final
     created_before = len(api.created)
     runner = LiveRunner(
         move,
@@ -313,13 +319,14 @@ def test_live_move_on_old_kubevirt_follows_a_migration_kubevirt_started_itself(t
         kubevirt_version="v1.5.0",
     )
     runner.begin()
-    assert runner.record.migration == updater["metadata"]["name"]
+    assert runner.record.migration == updater.name
     assert len(api.created) == created_before  # no second migration
     while not runner.step():
         pass
     assert runner.outcome is not None and runner.outcome.status is MoveStatus.SUCCEEDED
     assert api.node_of("web") == "n2"
-    assert TEMP_PIN_ANNOTATION not in (api.get_vm("default", "web")["metadata"].get("annotations") or {})
+    assert api.get_vm("default", "web").pins.temporary is None
+    assert TEMP_PIN_ANNOTATION not in api.vms[("default", "web")]["metadata"]["annotations"]
 
 
 def test_cold_failure_after_the_stop_starts_the_vm_again_and_a_retry_finishes_the_move(journal: Journal) -> None:
@@ -351,6 +358,7 @@ def test_cold_failure_after_the_stop_starts_the_vm_again_and_a_retry_finishes_th
 
 
 def test_live_move_survives_transient_read_errors_and_gives_up_safely_after_many(tmp_path: Path) -> None:
+    """The list of migrations works while the move is admitted, then every read of it fails for a while."""
     from vm_rebalance.executor.engine import Executor
     from vm_rebalance.model import MigrationLimits, Plan
     from vm_rebalance.model.plan import Basis, Goal, GoalType
@@ -359,20 +367,23 @@ def test_live_move_survives_transient_read_errors_and_gives_up_safely_after_many
         api, clock = FakeKubeVirt(polls_to_finish=2), FakeClock()
         api.clock = clock
         api.add_vm("db", "n1")
-        real_get, real_active = api.get_migration, api.active_migrations
+        real_get, real_list = api.get_migration, api.unfinished_migrations
         left = {"n": failures}
 
         def flaky(*args, **kwargs):
-            if left["n"] > 0:
+            if api.created and left["n"] > 0:  # once the migration exists, reading it fails for a while
                 left["n"] -= 1
                 raise ClusterError("the API server is unavailable (503)", status=503)
             return real_get(*args, **kwargs)
 
-        def no_list():
+        def list_once():
+            if api.lists == 0:
+                return real_list()
+            api.lists += 1
             raise ClusterError("list failed", status=503)
 
         api.get_migration = flaky  # type: ignore[method-assign]
-        api.active_migrations = no_list  # type: ignore[method-assign]
+        api.unfinished_migrations = list_once  # type: ignore[method-assign]
         plan = Plan(goal=Goal(type=GoalType.MANUAL), basis=Basis.REQUESTS, moves=(live_move(1, "db", "n1", "n2"),))
         ex = Executor(
             api,
@@ -383,12 +394,14 @@ def test_live_move_survives_transient_read_errors_and_gives_up_safely_after_many
             clock=clock,
             sleep=clock.sleep,
         )
-        return api, ex.run(plan), real_active
+        return api, ex.run(plan)
 
-    api, outcomes, _ = run(3)
-    assert outcomes[0].ok and api.node_of("db") == "n2"
-    api, outcomes, _ = run(10_000)
+    api, outcomes = run(3)
+    assert outcomes[0].ok and api.node_of("db") == "n2", outcomes[0]
+    api, outcomes = run(10_000)
     assert not outcomes[0].ok and "kept failing" in (outcomes[0].error or "")
+    assert outcomes[0].failure is FailureKind.CLUSTER_UNAVAILABLE
+    assert api.deleted  # the migration was cancelled, not left running unobserved
 
 
 def test_the_live_timeout_follows_the_clusters_completion_timeout(journal: Journal) -> None:
@@ -408,3 +421,61 @@ def test_the_live_timeout_follows_the_clusters_completion_timeout(journal: Journ
         options=ExecutionOptions(timeout_per_gib_seconds=60),
     )
     assert ex.options.per_gib == 60  # the user's --timeout-per-gib wins
+
+
+def test_a_live_move_of_a_vm_kubevirt_cannot_migrate_fails_with_its_kind(journal: Journal) -> None:
+    """The webhook's "Cannot migrate VMI, Reason: DisksNotLiveMigratable" arrives classified, whatever its words."""
+    from executor.fakes import WEBHOOK, status_error
+    from vm_rebalance.kube import resources as r
+
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("db", "w1")
+
+    def refuse(resource, body, *, namespace=None):
+        message = WEBHOOK.format(name=body["metadata"]["name"]) + (
+            "Cannot migrate VMI, Reason: DisksNotLiveMigratable, Message: cannot migrate VMI: PVC root is not shared"
+        )
+        raise status_error(400, message, reason="Forbidden", verb="create", resource=r.VMIMS)
+
+    api.create = refuse  # type: ignore[method-assign]
+    runner = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
+    runner.begin()
+    assert runner.outcome is not None and runner.outcome.failure is FailureKind.NOT_LIVE_MIGRATABLE
+    assert runner.outcome.error is not None and runner.outcome.error.startswith("Cannot migrate VMI")
+    assert journal.record(1).failure is FailureKind.NOT_LIVE_MIGRATABLE  # type: ignore[union-attr]
+
+
+def test_a_cold_move_that_cannot_start_on_its_target_fails_with_start_failed(journal: Journal) -> None:
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("web", "w1")
+    r = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    r.begin()
+    while journal.record(1).step != "starting":  # type: ignore[union-attr]
+        r.step()
+    api.pending_lifecycle.clear()
+    api.vms[("default", "web")]["status"]["printableStatus"] = "ErrorUnschedulable"
+    assert r.step()
+    assert r.outcome is not None and r.outcome.failure is FailureKind.START_FAILED
+
+
+def test_a_cold_stop_refused_by_the_run_strategy_keeps_its_kind(journal: Journal) -> None:
+    from executor.fakes import status_error
+    from vm_rebalance.kube import resources as r
+
+    api, clock = FakeKubeVirt(), FakeClock()
+    api.add_vm("web", "w1")
+
+    def refuse(resource, name, subresource, body=None, *, namespace=None):
+        raise status_error(
+            409,
+            "Halted only supports manual stop requests with a shorter graceperiod",
+            reason="Conflict",
+            verb="update",
+            resource=r.VM_SUBRESOURCES,
+        )
+
+    api.put_subresource = refuse  # type: ignore[method-assign]
+    runner = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
+    runner.begin()
+    assert runner.outcome is not None and runner.outcome.failure is FailureKind.RUN_STRATEGY
+    assert api.node_of("web") == "w1" and journal.record(1).step == "init"  # type: ignore[union-attr]

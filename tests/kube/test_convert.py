@@ -930,3 +930,44 @@ def test_snapshot_objects_drop_cloud_init_content_of_vms_and_vmis():
     assert (
         state_from_objects([snapshot_object(o) for o in (vm, vmi, pvc_obj("db-root"), node_obj("w1"))]).vms[0].volumes
     )
+
+
+def test_a_foreign_migration_is_attributed_to_its_source_from_the_vmi() -> None:
+    """kubectl's migration carries no migrationState until it finalizes: the VMI's says where it comes from."""
+    vm = vm_obj("a")
+    vmi = vmi_obj(vm, "w1")
+    vmi["status"]["migrationState"] = {
+        "migrationUid": "u-1",
+        "sourceNode": "w1",
+        "targetNode": "w3",
+        "startTimestamp": "2026-11-21T11:59:00Z",
+    }
+    mig = migration_obj("kubevirt-migrate-vm-x", "a", phase="Running")
+    mig["metadata"]["uid"] = "u-1"
+    del mig["status"]["migrationState"]
+    (m,) = state(node_obj("w1"), vm, vmi, mig).migrations
+    assert (m.name, m.source, m.target, m.phase) == ("kubevirt-migrate-vm-x", "w1", "w3", "Running")
+    # Only the VMI reports it (no migration object): it is still in flight, and counted.
+    (m,) = state(node_obj("w1"), vm, vmi).migrations
+    assert (m.name, m.vm, m.source) == ("", "a", "w1")
+
+
+def test_an_injected_usage_sample_overlays_the_inventory() -> None:
+    from vm_rebalance.model.usage import UsageSample
+
+    vm = vm_obj("a")
+    vmi = vmi_obj(vm, "w1")
+    pod = launcher_pod_obj(vmi)
+    objs = [node_obj("w1"), vm, vmi, pod, node_metrics_obj("w1", cpu="3", memory="10Gi")]
+    sample = UsageSample(
+        nodes={"w1": Resources(1000, GI)},
+        vms={("default", "a"): Resources(250, GI)},
+        measured_at=datetime(2026, 11, 21, 12, tzinfo=UTC),
+        source="test",
+    )
+    s = state_from_objects(objs, usage=sample)
+    assert s.node("w1").usage == Resources(1000, GI)  # the objects' own NodeMetrics are not used
+    assert s.vm("default", "a").usage == Resources(250, GI)
+    empty = state_from_objects(objs, usage=UsageSample(notes=("the source said why",)))
+    assert not empty.metrics_available and "the source said why" in empty.notes
+    assert not any("no node metrics" in n for n in empty.notes)  # explained once, by the source

@@ -1,6 +1,7 @@
 """Translation of HTTP and transport failures into vm_rebalance errors."""
 
 import json
+import socket
 
 import pytest
 import urllib3
@@ -11,7 +12,14 @@ from vm_rebalance.errors import (
     ClusterUnreachableError,
     ResourceNotFoundError,
 )
-from vm_rebalance.kube.errors import MAX_MESSAGE, error_for_status, error_for_transport, status_message
+from vm_rebalance.kube.errors import (
+    MAX_MESSAGE,
+    ApiRejectedError,
+    Rejection,
+    error_for_status,
+    error_for_transport,
+    status_message,
+)
 
 STATUS = {
     "kind": "Status",
@@ -53,7 +61,7 @@ def test_status_message(body: object, message: str) -> None:
             "virtualmachines.kubevirt.io 'db' in namespace prod not found",
             id="404",
         ),
-        pytest.param(409, ClusterError, "conflict on virtualmachines.kubevirt.io 'db'", id="409"),
+        pytest.param(409, ApiRejectedError, "conflict on virtualmachines.kubevirt.io 'db'", id="409"),
         pytest.param(429, ClusterError, "throttling", id="429"),
         pytest.param(
             500,
@@ -98,7 +106,17 @@ def test_403_names_verb_and_resource_in_message_and_hint() -> None:
             "refused",
             id="new-connection",
         ),
-        pytest.param(OSError("[Errno -2] Name or service not known"), "could not be resolved", id="dns"),
+        pytest.param(socket.gaierror(-2, "Name or service not known"), "could not be resolved", id="dns"),
+        pytest.param(
+            urllib3.exceptions.MaxRetryError(
+                None,  # type: ignore[arg-type]
+                "/api",
+                urllib3.exceptions.NameResolutionError("api.example", None, socket.gaierror(-2, "x")),  # type: ignore[arg-type]
+            ),
+            "could not be resolved",
+            id="dns-wrapped",
+        ),
+        pytest.param(TimeoutError("timed out"), "timed out", id="socket-timeout"),
         pytest.param(OSError("something odd at /home/alice/.kube/config"), "could not be sent", id="other"),
     ],
 )
@@ -109,3 +127,201 @@ def test_error_for_transport(exc: BaseException, why: str) -> None:
     assert why in str(error)
     assert ".kube" not in str(error)
     assert error.hint and error.exit_code == 3
+
+
+def _status(code: int, message: str, reason: str = "") -> dict[str, object]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+_WEBHOOK = (
+    'virtualmachineinstancemigrations.kubevirt.io "vmr-feedfaceca-1-1" is forbidden: admission webhook '
+    '"migration-create-validator.kubevirt.io" denied the request: '
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "message", "kind", "cause"),
+    [
+        # kubevirt-api.md Appendix A.1: optimistic lock
+        pytest.param(
+            409,
+            "Conflict",
+            'Operation cannot be fulfilled on virtualmachines.kubevirt.io "vm1": the object has been modified; '
+            "please apply your changes to the latest version and try again",
+            Rejection.OPTIMISTIC_LOCK,
+            None,
+            id="optimistic-lock",
+        ),
+        # a failed JSON-patch test operation (vm-rebalance's resourceVersion guard)
+        pytest.param(
+            422,
+            "Invalid",
+            "testing value /metadata/resourceVersion failed: test failed",
+            Rejection.GUARD_FAILED,
+            None,
+            id="guard-422",
+        ),
+        pytest.param(
+            409, "Conflict", "jsonpatch test operation does not apply", Rejection.GUARD_FAILED, None, id="guard"
+        ),
+        # Appendix A.4 and §5: the lifecycle subresources
+        pytest.param(
+            409,
+            "Conflict",
+            'Operation cannot be fulfilled on virtualmachine.kubevirt.io "vm1": VM is already running',
+            Rejection.ALREADY_RUNNING,
+            None,
+            id="already-running",
+        ),
+        pytest.param(
+            409,
+            "Conflict",
+            'Operation cannot be fulfilled on virtualmachine.kubevirt.io "vm1": VM is not running',
+            Rejection.NOT_RUNNING,
+            None,
+            id="not-running",
+        ),
+        pytest.param(
+            409, "Conflict", "Always does not support manual start requests", Rejection.RUN_STRATEGY, None, id="always"
+        ),
+        pytest.param(
+            409,
+            "Conflict",
+            "RunStategy Halted does not support manual restart requests",
+            Rejection.RUN_STRATEGY,
+            None,
+            id="halted-restart",
+        ),
+        pytest.param(
+            409,
+            "Conflict",
+            "Halted only supports manual stop requests with a shorter graceperiod",
+            Rejection.RUN_STRATEGY,
+            None,
+            id="halted-stop",
+        ),
+        pytest.param(
+            409,
+            "Conflict",
+            "unable to complete request: stop/start already underway",
+            Rejection.LIFECYCLE_UNDERWAY,
+            None,
+            id="underway",
+        ),
+        pytest.param(
+            409,
+            "Conflict",
+            'Apply failed with 1 conflict: conflict with "kubernetes-mcp-server" using kubevirt.io/v1: '
+            ".spec.runStrategy",
+            Rejection.APPLY_CONFLICT,
+            None,
+            id="ssa",
+        ),
+        pytest.param(
+            409,
+            "AlreadyExists",
+            'virtualmachines.kubevirt.io "vm1" already exists',
+            Rejection.ALREADY_EXISTS,
+            None,
+            id="exists",
+        ),
+        pytest.param(409, "Conflict", "something else", Rejection.CONFLICT, None, id="other-409"),
+        # §3.5 / Appendix A.5: the migration admission webhook, as the current apiserver wraps it
+        pytest.param(
+            400,
+            "Forbidden",
+            _WEBHOOK + "in-flight migration detected. Active migration job (6f1c) is currently already in "
+            "progress for VMI vm1.",
+            Rejection.MIGRATION_IN_FLIGHT,
+            None,
+            id="in-flight",
+        ),
+        pytest.param(
+            400,
+            "Forbidden",
+            _WEBHOOK + "Cannot migrate VMI, Reason: DisksNotLiveMigratable, Message: cannot migrate VMI: PVC "
+            "rootdisk is not shared, live migration requires that all PVCs must be shared (using ReadWriteMany "
+            "access mode)",
+            Rejection.NOT_MIGRATABLE,
+            "DisksNotLiveMigratable",
+            id="not-migratable",
+        ),
+        pytest.param(
+            400, "Forbidden", _WEBHOOK + 'the VMI "ns/vm1" does not exist', Rejection.VMI_NOT_FOUND, None, id="no-vmi"
+        ),
+        pytest.param(
+            400, "Forbidden", _WEBHOOK + "Cannot migrate VMI in finalized state.", Rejection.VMI_FINAL, None, id="final"
+        ),
+        # older apiservers: no "<resource> is forbidden" prefix, the webhook's own (empty) reason kept
+        pytest.param(
+            400,
+            "",
+            'admission webhook "migration-create-validator.kubevirt.io" denied the request: in-flight migration '
+            "detected. Active migration job (x) is currently already in progress for VMI vm1.",
+            Rejection.MIGRATION_IN_FLIGHT,
+            None,
+            id="in-flight-old-apiserver",
+        ),
+        # virt-api's migrate subresource wraps the webhook's 400 into a 500
+        pytest.param(
+            500,
+            "InternalError",
+            "Internal error occurred: " + _WEBHOOK + "in-flight migration detected. Active migration job (x)",
+            Rejection.MIGRATION_IN_FLIGHT,
+            None,
+            id="wrapped-500",
+        ),
+        pytest.param(
+            400,
+            "Forbidden",
+            'virtualmachines.kubevirt.io "vm1" is forbidden: admission webhook "quota.example.com" denied the '
+            "request: over quota",
+            Rejection.WEBHOOK_DENIED,
+            None,
+            id="other-webhook",
+        ),
+        pytest.param(
+            400,
+            "BadRequest",
+            "For force restart, only gracePeriod=0 is supported",
+            Rejection.BAD_REQUEST,
+            None,
+            id="400",
+        ),
+        pytest.param(
+            422,
+            "Invalid",
+            'VirtualMachine.kubevirt.io "vm1" is invalid: spec.runStrategy: Invalid value',
+            Rejection.INVALID,
+            None,
+            id="invalid",
+        ),
+    ],
+)
+def test_kubevirt_refusals_are_classified_once(
+    code: int, reason: str, message: str, kind: Rejection, cause: str | None
+) -> None:
+    error = error_for_status(code, _status(code, message, reason), verb="create", resource="x.kubevirt.io", name="n")
+    assert isinstance(error, ApiRejectedError) and isinstance(error, ClusterError)
+    assert error.kind is kind and error.cause == cause and error.status == code
+    assert "denied the request" not in error.detail  # the webhook's wrapping is removed from the detail
+    assert error.exit_code == 3
+
+
+def test_a_plain_server_error_is_not_a_refusal() -> None:
+    error = error_for_status(500, _status(500, "Internal error occurred: etcd timeout"), verb="get", resource="pods")
+    assert type(error) is ClusterError
+
+
+def test_a_long_webhook_denial_is_classified_on_the_whole_message_and_shown_cut() -> None:
+    message = _WEBHOOK + "x" * 300 + " in-flight migration detected"
+    error = error_for_status(400, _status(400, message, "Forbidden"), verb="create", resource="m")
+    assert isinstance(error, ApiRejectedError) and error.kind is Rejection.MIGRATION_IN_FLIGHT
+    assert len(error.detail) <= MAX_MESSAGE and len(str(error)) < 400

@@ -4,9 +4,8 @@ import pytest
 
 from factories import GI, make_node, make_state, make_vm
 from golden import assert_golden
-from vm_rebalance.executor.events import MoveStatus, Outcome
-from vm_rebalance.executor.lifecycle import Action, LifecycleResult, LifecycleStatus
 from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, MigrationMethod, Move, Plan
+from vm_rebalance.model.execution import Action, FailureKind, LifecycleResult, LifecycleStatus, MoveStatus, Outcome
 from vm_rebalance.render.dialogue import (
     affinity_question_markdown,
     lifecycle_confirmation_markdown,
@@ -80,7 +79,12 @@ def test_move_results() -> None:
     assert_golden("move_success_live.md", move_result_markdown(live, after))
     assert_golden("move_success_cold_pinned.md", move_result_markdown(cold, after))
     assert_golden("move_success_cold_unpinned.md", move_result_markdown(cold, after, pinned=False))
-    failed = Outcome(move=LIVE, status=MoveStatus.FAILED, error="migration failed: target pod could not be scheduled")
+    failed = Outcome(
+        move=LIVE,
+        status=MoveStatus.FAILED,
+        failure=FailureKind.MIGRATION_FAILED,
+        error="migration failed: target pod could not be scheduled",
+    )
     assert move_result_markdown(failed, after) == move_failure_markdown(failed)
     assert_golden("move_failure_live.md", move_failure_markdown(failed))
     assert_golden("affinity_question.md", affinity_question_markdown(COLD))
@@ -121,7 +125,7 @@ def test_lifecycle() -> None:
     ],
 )
 def test_cluster_text_stays_data(crafted: str) -> None:
-    failed = Outcome(move=LIVE, status=MoveStatus.FAILED, error=crafted)
+    failed = Outcome(move=LIVE, status=MoveStatus.FAILED, failure=FailureKind.API_ERROR, error=crafted)
     text = move_failure_markdown(failed)
     error_line = next(line for line in text.splitlines() if line.startswith("**Error**"))
     assert "\n## " not in text.split("**VM Details:**")[0].split("**Error**")[1]

@@ -7,6 +7,7 @@ from factories import make_node, make_state
 from vm_rebalance.executor.engine import Executor, plan_id
 from vm_rebalance.executor.journal import Journal
 from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, MigrationLimits, MigrationMethod, Plan
+from vm_rebalance.model.cancel import CancelToken
 from vm_rebalance.service import ExecutionOptions, FailureChoice, MoveStatus, Run
 
 
@@ -22,7 +23,13 @@ class FakeSession:
         self.refreshed = 0
 
     def executor(
-        self, plan: Plan, *, options: ExecutionOptions, journal_id: str | None = None, fresh: bool = True
+        self,
+        plan: Plan,
+        *,
+        options: ExecutionOptions,
+        journal_id: str | None = None,
+        fresh: bool = True,
+        cancel: CancelToken | None = None,
     ) -> Executor:
         journal = Journal.open(journal_id or plan_id(plan), directory=self.journal_dir, fresh=fresh)
         return Executor(
@@ -33,6 +40,7 @@ class FakeSession:
             options=options,
             clock=self.clock,
             sleep=self.clock.sleep,
+            cancel=cancel,
         )
 
     def refresh(self) -> ClusterState:

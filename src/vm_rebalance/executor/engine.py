@@ -4,8 +4,11 @@ Rules (seeds 001 step 5, design.md §4): waves in order (a wave starts when the 
 one is over); within a wave live moves first, smallest guest memory first, cold moves one
 at a time after the live ones; never more migrations in flight than
 parallelMigrationsPerCluster, nor more outbound from one node than
-parallelOutboundMigrationsPerNode — counting migrations others have in flight; at the first
+parallelOutboundMigrationsPerNode — counting every migration in the cluster, whoever started
+it, and admitting no live move while they cannot be counted (executor/limits.py); at the first
 failure no new move starts, running ones finish, and the rest is reported not attempted.
+A `CancelToken` (Ctrl-C, an MCP cancel, a shutdown, a lost lease) stops it the same safe way:
+no new move, in-flight migrations cancelled, a stopped VM started again.
 The executor decides nothing about placement: it carries out the plan's moves as given.
 """
 
@@ -15,18 +18,33 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vm_rebalance.errors import ClusterError
-from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome, Report, ignore
-from vm_rebalance.executor.journal import Journal
-from vm_rebalance.executor.kubevirt import KubeVirtApi
+from vm_rebalance.errors import ClusterError, ClusterForbiddenError
+from vm_rebalance.executor.failures import failure_of
+from vm_rebalance.executor.journal import Journal, MoveRecord, RecordStatus
+from vm_rebalance.executor.limits import Census, InFlightCounter, admits
 from vm_rebalance.executor.runners import MAX_CONSECUTIVE_ERRORS, ExecutionOptions, Runner, runner_for
+from vm_rebalance.kube.kubevirt import KubeVirtApi
 from vm_rebalance.model import MigrationLimits, MigrationMethod, Move, Plan, plan_to_document
+from vm_rebalance.model.cancel import CancelReason, CancelToken
+from vm_rebalance.model.execution import (
+    FailureKind,
+    MoveEvent,
+    MoveStatus,
+    Outcome,
+    Report,
+    ignore,
+    outcome_document,
+)
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], None]
+MAX_BLIND_TICKS = 30
+"""Ticks in a row without a count of the cluster's migrations after which a waiting live move fails
+(fail closed: it was never started) instead of waiting on."""
 
 
 class Waker(Protocol):
@@ -35,6 +53,8 @@ class Waker(Protocol):
     def start(self) -> None: ...
 
     def wait(self, timeout_seconds: float) -> bool: ...
+
+    def wake(self) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -47,12 +67,15 @@ def plan_id(plan: Plan) -> str:
 
 
 class ExecutionInterruptedError(Exception):
-    """Ctrl-C during execution; carries what was done and the state of in-flight VMs."""
+    """The execution was cancelled; carries what was done, the state of in-flight VMs and why."""
 
-    def __init__(self, outcomes: list[Outcome], states: list[str]) -> None:
-        super().__init__("interrupted")
+    def __init__(
+        self, outcomes: list[Outcome], states: list[str], reason: CancelReason = CancelReason.INTERRUPT
+    ) -> None:
+        super().__init__(reason.value)
         self.outcomes = outcomes
         self.states = states
+        self.reason = reason
 
 
 def _ordered(wave: tuple[Move, ...]) -> list[Move]:
@@ -61,6 +84,31 @@ def _ordered(wave: tuple[Move, ...]) -> list[Move]:
         wave,
         key=lambda m: (m.method is MigrationMethod.COLD, m.guest_memory_bytes or m.memory_bytes, m.id),
     )
+
+
+@dataclass(slots=True)
+class _Run:
+    """The mutable state of one `Executor.run`."""
+
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    active: dict[int, Runner] = field(default_factory=dict)
+    errors: dict[int, int] = field(default_factory=dict)
+    """Consecutive failed ticks per running move."""
+    failed: bool = False
+    blind_ticks: int = 0
+    """Consecutive ticks in which the cluster's migrations could not be counted."""
+    blind_error: ClusterError | None = None
+    """Why they could not be counted, the last time."""
+
+    def live_active(self) -> list[Runner]:
+        return [r for r in self.active.values() if r.move.method is MigrationMethod.LIVE]
+
+    def end(self, runner: Runner) -> None:
+        assert runner.outcome is not None
+        self.active.pop(runner.move.id, None)
+        self.outcomes[runner.move.id] = runner.outcome
+        if not runner.outcome.ok:
+            self.failed = True
 
 
 class Executor:
@@ -75,9 +123,11 @@ class Executor:
         journal: Journal,
         options: ExecutionOptions = ExecutionOptions(),
         clock: Callable[[], float] = time.monotonic,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep | None = None,
         waker: Waker | None = None,
+        cancel: CancelToken | None = None,
     ) -> None:
+        """``sleep`` None waits on the cancel token (a cancel ends the wait); tests pass a fake."""
         self.api = api
         self.limits = limits
         self.kubevirt_version = kubevirt_version
@@ -91,44 +141,104 @@ class Executor:
         self.clock = clock
         self.sleep = sleep
         self.waker = waker
+        self.cancel = cancel if cancel is not None else CancelToken()
+        self.counter = InFlightCounter(api)
 
-    # ----------------------------------------------------------------------- limits
+    # ----------------------------------------------------------------------------------- run
 
-    def _active_migrations(self) -> list[dict[str, Any]] | None:
-        """Every unfinished migration in the cluster (one LIST per tick), or None when it fails."""
+    def run(self, plan: Plan, report: Report = ignore) -> list[Outcome]:
+        """Carry the plan out; returns one Outcome per move (in plan order).
+
+        Moves the journal records as succeeded or skipped are not repeated; a move the
+        journal records as running (a crash) is resumed from its recorded step.
+
+        Raises:
+            ExecutionInterruptedError: the cancel token was cancelled (or Ctrl-C arrived), after
+                cancelling in-flight work.
+        """
+        run = _Run()
+        if self.waker is not None:
+            self.waker.start()
+            self.cancel.on_cancel(self.waker.wake)
         try:
-            return self.api.active_migrations()
+            self._run_waves(plan, run, report)
+        except KeyboardInterrupt:
+            self.cancel.cancel(CancelReason.INTERRUPT)
+        finally:
+            if self.waker is not None:
+                self.waker.stop()
+        if self.cancel.cancelled:
+            raise self._interrupted(plan, run) from None
+        result = self._complete(plan, run.outcomes)
+        if all(o.ok or o.status is MoveStatus.SKIPPED for o in result):
+            self.journal.finished = True
+            self.journal.save()
+        return result
+
+    def _run_waves(self, plan: Plan, run: _Run, report: Report) -> None:
+        for wave in plan.waves:
+            queue = self._resume_wave(wave, run)
+            while (queue or run.active) and not self.cancel.cancelled:
+                self._tick(queue, run, report)
+            if run.failed or self.cancel.cancelled:
+                return
+
+    def _resume_wave(self, wave: tuple[Move, ...], run: _Run) -> list[Move]:
+        """The wave's moves still to run; those the journal records as done or skipped are reported so."""
+        queue: list[Move] = []
+        for move in _ordered(wave):
+            record = self.journal.record(move.id)
+            if record and record.status is RecordStatus.SUCCEEDED:
+                run.outcomes[move.id] = Outcome(
+                    move=move,
+                    status=MoveStatus.SUCCEEDED,
+                    duration_seconds=record.duration_seconds,
+                    migration_name=record.migration,
+                    final_node=move.target,
+                    pinned=record.pinned,
+                    notes=("done in an earlier run",),
+                )
+            elif record and record.status is RecordStatus.SKIPPED:
+                run.outcomes[move.id] = Outcome(
+                    move=move, status=MoveStatus.SKIPPED, error=record.error or "skipped by the user"
+                )
+            else:
+                queue.append(move)
+        return queue
+
+    def _tick(self, queue: list[Move], run: _Run, report: Report) -> None:
+        """Observe the cluster once, advance the running moves, admit queued ones, then wait."""
+        census = self._census(queue, run)
+        self._advance(run, census)
+        if run.failed:
+            queue.clear()  # stop starting new moves; let the running ones finish
+        if queue:
+            self._admit(queue, run, census, report)
+        if run.active or queue:
+            # also while waiting for a slot held by others' migrations: never spin.
+            self._pause()
+
+    def _census(self, queue: list[Move], run: _Run) -> Census | None:
+        """The migrations in flight (None when they cannot be read this tick, or are not needed)."""
+        live = run.live_active()
+        if not queue and not live:
+            return None
+        # Admitting needs everyone's migrations, VMIs' own reports included; following ours, and a
+        # tick whose slots are all ours, need only the list of migration objects.
+        admitting = bool(queue) and len(live) < self.limits.parallel_per_cluster
+        ours = frozenset(str(r.record.migration) for r in run.active.values() if r.record.migration)
+        try:
+            return self.counter.read(with_vmis=admitting, ours=ours)
         except ClusterError as exc:
-            log.debug("could not list migrations: %s", exc)
+            log.debug("could not count the cluster's migrations: %s", exc)
+            run.blind_error = exc
             return None
 
-    @staticmethod
-    def _external_in_flight(active: list[dict[str, Any]] | None, ours: set[str]) -> list[tuple[str | None]]:
-        """Source nodes of migrations in flight that are not ours (None when not known yet)."""
-        out = []
-        for mig in active or ():
-            name = (mig.get("metadata") or {}).get("name")
-            if name in ours:
-                continue
-            state = (mig.get("status") or {}).get("migrationState") or {}
-            out.append((state.get("sourceNode"),))
-        return out
-
-    def _can_start(self, move: Move, active: dict[int, Runner], external: list[tuple[str | None]]) -> bool:
-        if self.options.sequential and active:
-            return False
-        if move.method is MigrationMethod.COLD:
-            # Cold moves one at a time, after the wave's live moves are done (caller's order).
-            return not active
-        live_active = [r for r in active.values() if r.move.method is MigrationMethod.LIVE]
-        in_flight = len(live_active) + len(external)
-        if in_flight >= self.limits.parallel_per_cluster:
-            return False
-        outbound = sum(1 for r in live_active if r.move.source == move.source)
-        outbound += sum(1 for (src,) in external if src == move.source)
-        return outbound < self.limits.parallel_outbound_per_node
-
-    # ----------------------------------------------------------------------- run
+    def _advance(self, run: _Run, census: Census | None) -> None:
+        listed = census.listed if census is not None else None
+        for runner in list(run.active.values()):
+            if self._step(runner, listed, run.errors):
+                run.end(runner)
 
     @staticmethod
     def _step(runner: Runner, listed: Any, errors: dict[int, int]) -> bool:
@@ -143,143 +253,135 @@ class Executor:
             try:
                 runner.give_up(f"the cluster kept failing to answer ({exc})")
             except ClusterError as again:
-                runner.finish(MoveStatus.FAILED, error=f"the cluster kept failing to answer ({again})")
+                runner.fail(FailureKind.CLUSTER_UNAVAILABLE, f"the cluster kept failing to answer ({again})")
             return True
         errors.pop(runner.move.id, None)
         return done
 
-    def run(self, plan: Plan, report: Report = ignore) -> list[Outcome]:
-        """Carry the plan out; returns one Outcome per move (in plan order).
-
-        Moves the journal records as succeeded or skipped are not repeated; a move the
-        journal records as running (a crash) is resumed from its recorded step.
-
-        Raises:
-            ExecutionInterruptedError: on KeyboardInterrupt, after cancelling in-flight work.
-        """
-        pid = self.journal.plan_id
-        outcomes: dict[int, Outcome] = {}
-        active: dict[int, Runner] = {}
-        errors: dict[int, int] = {}
-        failed = False
-        if self.waker is not None:
-            self.waker.start()
-        try:
-            for wave in plan.waves:
-                queue: list[Move] = []
-                for move in _ordered(wave):
-                    record = self.journal.record(move.id)
-                    if record and record.status == "succeeded":
-                        outcomes[move.id] = Outcome(
-                            move=move,
-                            status=MoveStatus.SUCCEEDED,
-                            duration_seconds=record.duration_seconds,
-                            migration_name=record.migration,
-                            final_node=move.target,
-                            pinned=record.pinned,
-                            notes=("done in an earlier run",),
-                        )
-                    elif record and record.status == "skipped":
-                        outcomes[move.id] = Outcome(
-                            move=move, status=MoveStatus.SKIPPED, error=record.error or "skipped by the user"
-                        )
-                    else:
-                        queue.append(move)
-                while queue or active:
-                    listed = None
-                    if queue or any(r.move.method is MigrationMethod.LIVE for r in active.values()):
-                        listed = self._active_migrations()
-                    by_key = (
-                        None
-                        if listed is None
-                        else {
-                            (
-                                str((m.get("metadata") or {}).get("namespace")),
-                                str((m.get("metadata") or {}).get("name")),
-                            ): m
-                            for m in listed
-                        }
-                    )
-                    for move_id, runner in list(active.items()):
-                        if self._step(runner, by_key, errors):
-                            assert runner.outcome is not None
-                            outcomes[move_id] = runner.outcome
-                            del active[move_id]
-                            if not runner.outcome.ok:
-                                failed = True
-                    if failed:
-                        queue.clear()  # stop starting new moves; let the running ones finish
-                    live_active = sum(1 for r in active.values() if r.move.method is MigrationMethod.LIVE)
-                    if (
-                        queue
-                        and live_active < self.limits.parallel_per_cluster
-                        and not (self.options.sequential and active)
-                    ):
-                        external = self._external_in_flight(
-                            listed, {str(r.record.migration) for r in active.values() if r.record.migration}
-                        )
-                        # Live moves of the wave first; a cold one waits until no live one is queued.
-                        for move in list(queue):
-                            if move.method is MigrationMethod.COLD and any(
-                                q.method is MigrationMethod.LIVE for q in queue
-                            ):
-                                break
-                            if not self._can_start(move, active, external):
-                                if move.method is MigrationMethod.COLD or self.options.sequential:
-                                    break
-                                report(MoveEvent(move=move, status=MoveStatus.PENDING, phase="waiting for a slot"))
-                                continue
-                            runner = runner_for(
-                                move,
-                                api=self.api,
-                                journal=self.journal,
-                                options=self.options,
-                                report=report,
-                                clock=self.clock,
-                                plan_id=pid,
-                                kubevirt_version=self.kubevirt_version,
-                            )
-                            queue.remove(move)
-                            # In `active` before it acts, so that Ctrl-C during begin() is cleaned up too.
-                            active[move.id] = runner
-                            try:
-                                runner.begin()
-                            except ClusterError as exc:
-                                runner.give_up(f"could not start the move: {exc}")
-                            if runner.outcome is not None:
-                                del active[move.id]
-                                outcomes[move.id] = runner.outcome
-                                if not runner.outcome.ok:
-                                    failed = True
-                                    queue.clear()
-                                    break
-                    if active or queue:
-                        # also while waiting for a slot held by others' migrations: never spin.
-                        # With a waker (a migration watch) a change ends the wait at once.
-                        if self.waker is not None:
-                            self.waker.wait(self.options.poll_interval_seconds)
-                        else:
-                            self.sleep(self.options.poll_interval_seconds)
-                if failed:
+    def _admit(self, queue: list[Move], run: _Run, census: Census | None, report: Report) -> None:
+        """Start the queued moves the limits allow: live ones first, a cold one when no live one is queued."""
+        live_queued = any(m.method is MigrationMethod.LIVE for m in queue)
+        if census is None and live_queued and self._blind(queue, run, report):
+            return
+        if census is not None:
+            run.blind_ticks = 0
+        if len(run.live_active()) >= self.limits.parallel_per_cluster or (self.options.sequential and run.active):
+            return
+        ours = {str(r.record.migration) for r in run.active.values() if r.record.migration}
+        others = census.others(ours) if census is not None else []
+        for move in list(queue):
+            if move.method is MigrationMethod.COLD and any(q.method is MigrationMethod.LIVE for q in queue):
+                break
+            if move.method is MigrationMethod.LIVE and census is None:
+                break  # fail closed: no live move while the cluster's migrations are unknown
+            if not self._can_start(move, run, others):
+                if move.method is MigrationMethod.COLD or self.options.sequential:
                     break
-        except KeyboardInterrupt:
-            states = []
-            for move_id, runner in active.items():
-                try:
-                    states.append(runner.interrupt())
-                except (ClusterError, KeyboardInterrupt) as exc:
-                    states.append(f"{runner.move.namespace}/{runner.move.vm}: state unknown ({exc})")
-                if runner.outcome is not None:
-                    outcomes[move_id] = runner.outcome
-            raise ExecutionInterruptedError(self._complete(plan, outcomes), states) from None
-        finally:
-            if self.waker is not None:
-                self.waker.stop()
-        result = self._complete(plan, outcomes)
-        if all(o.ok or o.status is MoveStatus.SKIPPED for o in result):
-            self.journal.finished = True
-            self.journal.save()
-        return result
+                report(MoveEvent(move=move, status=MoveStatus.PENDING, phase="waiting for a slot"))
+                continue
+            queue.remove(move)
+            if self._start(move, run, report):
+                queue.clear()
+                return
+
+    def _blind(self, queue: list[Move], run: _Run, report: Report) -> bool:
+        """No count of the cluster's migrations this tick: wait, or fail the first live move after too long.
+
+        Returns True when admission is over for this tick.
+        """
+        run.blind_ticks += 1
+        first = next(m for m in queue if m.method is MigrationMethod.LIVE)
+        forbidden = isinstance(run.blind_error, ClusterForbiddenError)  # permanent: waiting cannot help
+        if (run.blind_ticks < MAX_BLIND_TICKS and not forbidden) or run.active:
+            report(
+                MoveEvent(
+                    move=first,
+                    status=MoveStatus.PENDING,
+                    phase="waiting: the cluster's migrations cannot be counted",
+                )
+            )
+            return True
+        kind = FailureKind.FORBIDDEN if forbidden else FailureKind.CLUSTER_UNAVAILABLE
+        why = f"({run.blind_error})" if forbidden else f"{run.blind_ticks} times in a row"
+        run.outcomes[first.id] = Outcome(
+            move=first,
+            status=MoveStatus.FAILED,
+            failure=kind,
+            error=f"not started: the cluster's migrations could not be listed {why}, so the migration limits "
+            "could not be checked (nothing was changed)",
+        )
+        report(
+            MoveEvent(
+                move=first,
+                status=MoveStatus.FAILED,
+                phase=MoveStatus.FAILED.value,
+                message=run.outcomes[first.id].error or "",
+                failure=kind,
+            )
+        )
+        run.failed = True
+        queue.clear()
+        return True
+
+    def _can_start(self, move: Move, run: _Run, others: list[Any]) -> bool:
+        if self.options.sequential and run.active:
+            return False
+        if move.method is MigrationMethod.COLD:
+            # Cold moves one at a time, after the wave's live moves are done (caller's order).
+            return not run.active
+        return admits(
+            self.limits,
+            source=move.source,
+            ours_in_flight=[r.move.source for r in run.live_active()],
+            others=others,
+        )
+
+    def _start(self, move: Move, run: _Run, report: Report) -> bool:
+        """Begin a move; True when it failed at once (the caller stops admitting)."""
+        runner = runner_for(
+            move,
+            api=self.api,
+            journal=self.journal,
+            options=self.options,
+            report=report,
+            clock=self.clock,
+            plan_id=self.journal.plan_id,
+            kubevirt_version=self.kubevirt_version,
+        )
+        # In `active` before it acts, so that a cancel during begin() is cleaned up too.
+        run.active[move.id] = runner
+        try:
+            runner.begin()
+        except ClusterError as exc:
+            runner.give_up(f"could not start the move: {exc}", failure_of(exc))
+        if runner.outcome is None:
+            return False
+        run.end(runner)
+        return not runner.outcome.ok
+
+    def _pause(self) -> None:
+        """Wait a poll interval; a migration watch or a cancel ends the wait early."""
+        if self.cancel.cancelled:
+            return
+        if self.waker is not None:
+            self.waker.wait(self.options.poll_interval_seconds)
+        elif self.sleep is not None:
+            self.sleep(self.options.poll_interval_seconds)
+        else:
+            self.cancel.wait(self.options.poll_interval_seconds)
+
+    def _interrupted(self, plan: Plan, run: _Run) -> ExecutionInterruptedError:
+        """Cancel what is in flight the safe way; the error to raise."""
+        states = []
+        for move_id, runner in list(run.active.items()):
+            try:
+                states.append(runner.interrupt())
+            except (ClusterError, KeyboardInterrupt) as exc:
+                states.append(f"{runner.move.namespace}/{runner.move.vm}: state unknown ({exc})")
+            if runner.outcome is not None:
+                run.outcomes[move_id] = runner.outcome
+        reason = self.cancel.reason or CancelReason.INTERRUPT
+        return ExecutionInterruptedError(self._complete(plan, run.outcomes), states, reason)
 
     @staticmethod
     def _complete(plan: Plan, outcomes: dict[int, Outcome]) -> list[Outcome]:
@@ -291,32 +393,14 @@ class Executor:
 
     def mark_skipped(self, move: Move, reason: str = "skipped by the user") -> None:
         """Record that the user chose to skip a move (after a failure)."""
-        record = self.journal.record(move.id)
-        if record is None:
-            from vm_rebalance.executor.journal import MoveRecord
-
-            record = MoveRecord(
-                id=move.id, vm=move.vm, namespace=move.namespace, method=move.method.value, target=move.target
-            )
-        record.status = "skipped"
+        record = self.journal.record(move.id) or MoveRecord(
+            id=move.id, vm=move.vm, namespace=move.namespace, method=move.method.value, target=move.target
+        )
+        record.status = RecordStatus.SKIPPED
         record.error = reason
+        record.failure = None
         self.journal.update(record)
 
 
-def describe(outcome: Outcome) -> dict[str, Any]:
-    """An outcome as a plain dict (reports, JSON output)."""
-    m = outcome.move
-    return {
-        "id": m.id,
-        "vm": m.vm,
-        "namespace": m.namespace,
-        "from": m.source,
-        "to": m.target,
-        "method": m.method.value,
-        "status": outcome.status.value,
-        "duration_seconds": None if outcome.duration_seconds is None else round(outcome.duration_seconds, 1),
-        "error": outcome.error,
-        "migration": outcome.migration_name,
-        "pinned": outcome.pinned,
-        "notes": list(outcome.notes),
-    }
+describe = outcome_document
+"""Old name of `model.execution.outcome_document`."""

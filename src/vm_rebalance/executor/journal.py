@@ -1,33 +1,67 @@
-"""A journal per plan, so `apply --resume` continues after a crash without repeating work.
+"""A journal per plan, so a resumed execution continues after a crash without repeating work.
 
-One JSON file per plan id under the state directory (``$VM_REBALANCE_STATE_DIR``, else
+It records, per move, its status, attempt number, the step it reached, the migration it
+created, the VM's original runStrategy and whether a pin or a temporary affinity was added —
+what resume needs to reconcile with the cluster. The cluster remains the source of truth:
+resume re-reads it. Every state change is saved before the action it announces.
+
+Where journals are kept is a port, `JournalStore`: today `FileJournalStore`, one JSON file
+per plan id under the state directory (``$VM_REBALANCE_STATE_DIR``, else
 ``$XDG_STATE_HOME/vm-rebalance/journals``, else ``~/.local/state/vm-rebalance/journals``),
-rewritten atomically (temp file + rename) after every state change. It records, per move,
-its status, attempt number, the migration it created, the VM's original runStrategy and
-whether a pin or a temporary affinity was added — what resume needs to reconcile with the
-cluster. The cluster remains the source of truth: resume re-reads it.
+rewritten atomically (temp file + fsync + rename); tomorrow the controller's RebalancePlan
+status. `MemoryJournalStore` keeps them in memory (tests, dry runs).
 """
 
+import copy
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from vm_rebalance.errors import ConfigError
+from vm_rebalance.model.execution import FailureKind
 
 JOURNAL_VERSION = 1
 
 
 def state_dir() -> Path:
-    """Where journals live."""
+    """Where journal files live."""
     explicit = os.environ.get("VM_REBALANCE_STATE_DIR")
     if explicit:
         return Path(explicit)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "vm-rebalance" / "journals"
+
+
+class RecordStatus(StrEnum):
+    """A move's status as journalled."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Step(StrEnum):
+    """How far a running move got (what resume continues from)."""
+
+    NONE = ""
+    """Not started."""
+    INIT = "init"
+    """Cold: about to read the VM and decide (nothing changed yet)."""
+    STOPPING = "stopping"
+    """Cold: the stop was requested (journalled before the request); waiting for Stopped."""
+    PIN = "pin"
+    """Cold: the VM is stopped (or was never running); pin it, then start it."""
+    STARTING = "starting"
+    """Cold: pinned and started; waiting for it to run on the target."""
+    MIGRATING = "migrating"
+    """Live: the migration's name is journalled (before it is created); following it."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -39,57 +73,185 @@ class MoveRecord:
     namespace: str
     method: str
     target: str
-    status: str = "pending"
-    """pending / running / succeeded / failed / skipped."""
+    status: RecordStatus = RecordStatus.PENDING
     attempt: int = 0
-    step: str = ""
-    """Cold moves: stopping / stopped / pinned / starting; live: migrating."""
+    step: Step = Step.NONE
     migration: str | None = None
     original_run_strategy: str | None = None
     was_running: bool | None = None
     pinned: bool = False
     temporary_affinity: bool = False
     error: str | None = None
+    failure: FailureKind | None = None
     duration_seconds: float | None = None
     updated_at: str = ""
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> "MoveRecord":
+        """A record as `asdict` wrote it (older journals lack ``failure``).
+
+        Raises:
+            ValueError / TypeError / KeyError: not a record.
+        """
+        fields = dict(doc)
+        fields["status"] = RecordStatus(fields.get("status", "pending"))
+        fields["step"] = Step(fields.get("step") or "")
+        failure = fields.get("failure")
+        fields["failure"] = FailureKind(failure) if failure else None
+        return cls(**fields)
+
+
+class JournalStore(Protocol):
+    """Where journals are kept (files today; the RebalancePlan status for the controller)."""
+
+    def load(self, plan_id: str) -> dict[str, Any] | None:
+        """The journal document of a plan, or None when none was saved.
+
+        Raises:
+            ConfigError: it exists but cannot be read.
+        """
+        ...
+
+    def save(self, plan_id: str, document: dict[str, Any]) -> None:
+        """Store a plan's journal document (atomically: a crash keeps the old or the new one)."""
+        ...
+
+    def archive(self, plan_id: str) -> None:
+        """Set a plan's journal aside so that a new execution of the same plan starts over."""
+        ...
+
+    def plan_ids(self) -> list[str]:
+        """The plans with a journal."""
+        ...
+
+
+class FileJournalStore:
+    """One JSON file per plan id in a directory (the state directory by default)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or state_dir()
+
+    def path(self, plan_id: str) -> Path:
+        """The file of a plan's journal."""
+        return self.directory / f"{plan_id}.json"
+
+    def load(self, plan_id: str) -> dict[str, Any] | None:
+        """The journal document, or None when there is no file."""
+        path = self.path(plan_id)
+        if not path.exists():
+            return None
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _unreadable(plan_id, exc, self.directory.name) from exc
+        if not isinstance(doc, dict):
+            raise _unreadable(plan_id, ValueError("not a JSON object"), self.directory.name)
+        return doc
+
+    def save(self, plan_id: str, document: dict[str, Any]) -> None:
+        """Write atomically."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".journal-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(document, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path(plan_id))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def archive(self, plan_id: str) -> None:
+        """Move the file to ``archive/`` (kept for the record, no longer resumed)."""
+        path = self.path(plan_id)
+        if path.exists():
+            archive = self.directory / "archive"
+            archive.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+            os.replace(path, archive / f"{plan_id}-{stamp}.json")
+
+    def plan_ids(self) -> list[str]:
+        """Plan ids with a journal file, sorted."""
+        if not self.directory.exists():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.json"))
+
+
+class MemoryJournalStore:
+    """Journals in memory (documents are copied in and out, as a real store would)."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.archived: list[dict[str, Any]] = []
+
+    def load(self, plan_id: str) -> dict[str, Any] | None:
+        """The document saved for the plan, or None."""
+        doc = self.documents.get(plan_id)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    def save(self, plan_id: str, document: dict[str, Any]) -> None:
+        """Keep a copy."""
+        self.documents[plan_id] = copy.deepcopy(document)
+
+    def archive(self, plan_id: str) -> None:
+        """Set the plan's document aside."""
+        doc = self.documents.pop(plan_id, None)
+        if doc is not None:
+            self.archived.append(doc)
+
+    def plan_ids(self) -> list[str]:
+        """Plans with a document, sorted."""
+        return sorted(self.documents)
+
+
+def _unreadable(plan_id: str, exc: BaseException, where: str) -> ConfigError:
+    return ConfigError(
+        f"the journal of plan {plan_id} is unreadable: {exc}", hint=f"remove it from {where}/ to start over"
+    )
 
 
 @dataclass(slots=True, kw_only=True)
 class Journal:
-    """The journal of one plan's execution."""
+    """The journal of one plan's execution, saved through its store after every change."""
 
     plan_id: str
-    path: Path
+    store: JournalStore
     moves: dict[int, MoveRecord] = field(default_factory=dict)
     started_at: str = ""
     finished: bool = False
 
     @classmethod
-    def open(cls, plan_id: str, *, directory: Path | None = None, fresh: bool = False) -> "Journal":
-        """Load the plan's journal, or start an empty one (not written until the first save).
+    def open(
+        cls,
+        plan_id: str,
+        *,
+        directory: Path | None = None,
+        fresh: bool = False,
+        store: JournalStore | None = None,
+    ) -> "Journal":
+        """Load the plan's journal, or start an empty one (not saved until the first change).
 
+        ``store`` defaults to the files under ``directory`` (the state directory by default).
         ``fresh`` starts over: an existing journal of the same plan id (an earlier execution of
-        identical content) is moved to ``archive/`` so that its finished moves are not skipped.
+        identical content) is archived so that its finished moves are not skipped.
+
+        Raises:
+            ConfigError: the stored journal is unreadable.
         """
-        path = (directory or state_dir()) / f"{plan_id}.json"
-        if fresh and path.exists():
-            archive = path.parent / "archive"
-            archive.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-            os.replace(path, archive / f"{plan_id}-{stamp}.json")
-        if not path.exists():
-            return cls(plan_id=plan_id, path=path, started_at=_now())
+        store = store if store is not None else FileJournalStore(directory)
+        if fresh:
+            store.archive(plan_id)
+        doc = store.load(plan_id)
+        if doc is None:
+            return cls(plan_id=plan_id, store=store, started_at=_now())
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            moves = {int(m["id"]): MoveRecord(**m) for m in doc.get("moves", [])}
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise ConfigError(
-                f"the journal of plan {plan_id} is unreadable: {exc}",
-                hint=f"remove it from {path.parent.name}/ to start over",
-            ) from exc
+            moves = {int(m["id"]): MoveRecord.from_document(m) for m in doc.get("moves", [])}
+        except (ValueError, TypeError, KeyError) as exc:
+            raise _unreadable(plan_id, exc, "the state directory") from exc
         return cls(
             plan_id=plan_id,
-            path=path,
+            store=store,
             moves=moves,
             started_at=str(doc.get("started_at", "")),
             finished=bool(doc.get("finished", False)),
@@ -97,8 +259,8 @@ class Journal:
 
     @property
     def exists(self) -> bool:
-        """Whether a journal was written for this plan before."""
-        return self.path.exists()
+        """Whether a journal was saved for this plan before."""
+        return self.store.load(self.plan_id) is not None
 
     def record(self, move_id: int) -> MoveRecord | None:
         """The record of a move, if any."""
@@ -110,26 +272,32 @@ class Journal:
         self.moves[record.id] = record
         self.save()
 
-    def save(self) -> None:
-        """Write atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc: dict[str, Any] = {
+    def document(self) -> dict[str, Any]:
+        """The journal as its store keeps it (the file format)."""
+        return {
             "version": JOURNAL_VERSION,
             "plan_id": self.plan_id,
             "started_at": self.started_at,
             "finished": self.finished,
             "moves": [asdict(m) for m in sorted(self.moves.values(), key=lambda m: m.id)],
         }
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".journal-", suffix=".tmp")
+
+    def save(self) -> None:
+        """Save through the store."""
+        self.store.save(self.plan_id, self.document())
+
+
+def unfinished_journals(store: JournalStore) -> list[Journal]:
+    """The journals of executions that did not finish (unreadable ones are left out)."""
+    out = []
+    for plan_id in store.plan_ids():
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            journal = Journal.open(plan_id, store=store)
+        except ConfigError:
+            continue
+        if not journal.finished:
+            out.append(journal)
+    return out
 
 
 def _now() -> str:

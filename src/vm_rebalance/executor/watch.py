@@ -13,6 +13,7 @@ import time
 from vm_rebalance.errors import ClusterError
 from vm_rebalance.kube import resources as r
 from vm_rebalance.kube.client import KubeClient
+from vm_rebalance.kube.views import WatchEventType, watch_event
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class MigrationWatcher:
         self._changed.set()
         self._thread = None
 
+    def wake(self) -> None:
+        """End the current `wait` at once (the executor's cancel token calls it)."""
+        self._changed.set()
+
     def wait(self, timeout_seconds: float) -> bool:
         """Sleep up to ``timeout_seconds``, less if a migration changed meanwhile.
 
@@ -60,16 +65,15 @@ class MigrationWatcher:
         failures = 0
         while not self._stop.is_set() and failures < MAX_FAILURES:
             try:
-                for event in self._client.watch_events(r.VMIMS, resource_version=version, read_timeout_seconds=5.0):
+                for raw in self._client.watch_events(r.VMIMS, resource_version=version, read_timeout_seconds=5.0):
                     if self._stop.is_set():
                         return
-                    kind = event.get("type")
-                    obj = event.get("object") or {}
-                    if kind == "ERROR":
+                    event = watch_event(raw)
+                    if event.type is WatchEventType.ERROR:
                         version = None  # 410 Gone: start again from now
                         break
-                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    if kind != "BOOKMARK":
+                    version = event.resource_version or version
+                    if event.type is not WatchEventType.BOOKMARK:
                         self.events_seen += 1
                         self._changed.set()
                 failures = 0

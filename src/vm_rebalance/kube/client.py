@@ -90,22 +90,20 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
             "no kubeconfig found (KUBECONFIG is unset or points nowhere, and there is no ~/.kube/config)",
             hint="pass --kubeconfig, set KUBECONFIG, run inside a pod, or try the simulator: vm-rebalance demo",
         )
+    config_file = kubeconfig or os.pathsep.join(existing)
     try:
+        if context:
+            _require_context(config_file, context)
         # Pass the files found now: the client's own default is KUBECONFIG as it was at import time.
         # (Unannotated in the kubernetes package, although it ships py.typed.)
         kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig or os.pathsep.join(existing),
+            config_file=config_file,
             context=context,
             client_configuration=configuration,
             persist_config=False,
         )
     except ConfigException as exc:
-        text = str(exc)
-        if context and ("context" in text.lower()):
-            raise ConfigError(
-                f"context '{context}' is not in the kubeconfig", hint="list contexts with: kubectl config get-contexts"
-            ) from exc
-        raise ClusterConfigError(f"the kubeconfig cannot be used: {_sanitize(text, existing)}") from exc
+        raise ClusterConfigError(f"the kubeconfig cannot be used: {_sanitize(str(exc), existing)}") from exc
     except yaml.YAMLError as exc:
         # The parser's message names the file; keep only the position.
         mark = getattr(exc, "problem_mark", None)
@@ -117,6 +115,20 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
         ) from exc
     configuration.debug = False
     return configuration
+
+
+def _require_context(config_file: str, context: str) -> None:
+    """Refuse a --context the kubeconfig (all its files, merged) does not define.
+
+    Raises:
+        ConfigError: no such context (bad usage, exit 2). ConfigException: the kubeconfig is unusable.
+    """
+    # Unannotated in the kubernetes package; it returns (contexts, current context).
+    contexts, _ = kube_config.list_kube_config_contexts(config_file=config_file)  # type: ignore[no-untyped-call]
+    if context not in {c.get("name") for c in contexts or () if isinstance(c, dict)}:
+        raise ConfigError(
+            f"context '{context}' is not in the kubeconfig", hint="list contexts with: kubectl config get-contexts"
+        )
 
 
 class KubeClient:

@@ -8,6 +8,7 @@ Quantities are parsed with the Kubernetes client's own parser.
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 from vm_rebalance.errors import ConfigError
+from vm_rebalance.kube.views import MigrationPhase, in_flight, migration_view, vmi_view
 from vm_rebalance.model import (
     ClusterState,
     InFlightMigration,
@@ -32,6 +34,7 @@ from vm_rebalance.model import (
     VirtualMachine,
     Volume,
 )
+from vm_rebalance.model.usage import UsageSample
 
 Obj = Mapping[str, Any]
 
@@ -73,7 +76,6 @@ U1_SERIES: Mapping[str, tuple[int, int]] = {
     "u1.8xlarge": (32, 131072 * MI),
 }
 
-FINAL_MIGRATION_PHASES = frozenset({"Succeeded", "Failed"})
 FINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -538,195 +540,288 @@ def limits_from(kubevirt: Obj | None) -> tuple[MigrationLimits, str | None]:
     return limits, str(version) if version else None
 
 
+def usage_from_metrics(node_metrics: Iterable[Obj], pod_metrics: Iterable[Obj]) -> UsageSample:
+    """Instant usage from metrics.k8s.io ``NodeMetrics`` / ``PodMetrics`` objects (kubevirt-api.md §7.1).
+
+    Raises:
+        ConfigError: a metrics object has a malformed quantity (the message names it).
+    """
+    pods: dict[tuple[str, str], Resources] = {}
+    for pm in pod_metrics:
+        with _converting(pm):
+            total = Resources()
+            for c in pm.get("containers") or ():
+                total = total + _resources(c.get("usage"), where=_name(pm), field="containers.usage")
+            pods[_key(pm)] = total
+    nodes: dict[str, Resources] = {}
+    stamps: list[datetime] = []
+    for nm in node_metrics:
+        with _converting(nm):
+            nodes[_key(nm)[1]] = _resources(nm.get("usage"), where=_name(nm), field="usage")
+            if (stamp := parse_time(nm.get("timestamp"))) is not None:
+                stamps.append(stamp)
+    return UsageSample(nodes=nodes, pods=pods, measured_at=max(stamps, default=None), source="metrics.k8s.io")
+
+
+@dataclass(frozen=True, slots=True)
+class _PodAccounting:
+    """What the pods say: requests and pod counts per node, and each VMI's launcher pod."""
+
+    requested: Mapping[str, Resources]
+    pods_per_node: Mapping[str, int]
+    launchers: Mapping[tuple[str, str], tuple[Resources, tuple[str, str]]]
+    """(namespace, VMI name) → (its launcher pod's requests, the pod's (namespace, name))."""
+
+
+def _pod_accounting(pods: Iterable[Obj], vmis: Mapping[tuple[str, str], Obj]) -> _PodAccounting:
+    """Requests per node from every live pod; launcher pods also give each VMI its requests."""
+    requested: dict[str, Resources] = defaultdict(Resources)
+    pods_per_node: Counter[str] = Counter()
+    launchers: dict[tuple[str, str], tuple[Resources, tuple[str, str]]] = {}
+    for pod in pods:
+        with _converting(pod):
+            spec = pod.get("spec") or {}
+            node_name = spec.get("nodeName")
+            if (pod.get("status") or {}).get("phase") in FINAL_POD_PHASES:
+                continue
+            req = pod_requests(pod)
+            if not node_name:
+                continue
+            requested[node_name] = requested[node_name] + req
+            pods_per_node[node_name] += 1
+            meta = pod.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            if labels.get("kubevirt.io") != "virt-launcher":
+                continue
+            vmi_name = labels.get("vm.kubevirt.io/name") or (meta.get("annotations") or {}).get("kubevirt.io/domain")
+            key = (_key(pod)[0], str(vmi_name))
+            vmi = vmis.get(key)
+            # Only the pod on the VMI's current node speaks for it (a migration target pod does not).
+            if vmi_name and (vmi is None or (vmi.get("status") or {}).get("nodeName") == node_name):
+                launchers[key] = (req, _key(pod))
+    return _PodAccounting(requested=requested, pods_per_node=pods_per_node, launchers=launchers)
+
+
+def _check_migration_shape(mig: Obj) -> None:
+    """Strict where the lenient view would read a malformed field as absent (a snapshot must say what is wrong).
+
+    Raises:
+        TypeError: a field that must be a mapping or a list of mappings is not.
+    """
+    for part in ("spec", "status"):
+        if not isinstance(mig.get(part) or {}, Mapping):
+            raise TypeError(f"{part} is a {type(mig.get(part)).__name__}, not a mapping")
+    status = mig.get("status") or {}
+    if not isinstance(status.get("migrationState") or {}, Mapping):
+        raise TypeError("status.migrationState is not a mapping")
+    for field in ("phaseTransitionTimestamps", "conditions"):
+        items = status.get(field) or []
+        if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+            raise TypeError(f"status.{field} is not a list of mappings")
+
+
+@dataclass(frozen=True, slots=True)
+class _MigrationHistory:
+    """Migrations in flight (attributed to their source node) and when each VM last migrated."""
+
+    in_flight: tuple[InFlightMigration, ...]
+    migrating: frozenset[tuple[str, str]]
+    last_end: Mapping[tuple[str, str], datetime]
+
+
+def _migration_history(migrations: Iterable[Obj], vmis: Mapping[tuple[str, str], Obj]) -> _MigrationHistory:
+    """In-flight migrations from every migration object and every VMI's migrationState; the cooldown's last ends."""
+    views = []
+    last_end: dict[tuple[str, str], datetime] = {}
+    for mig in migrations:
+        with _converting(mig):
+            _check_migration_shape(mig)
+            view = migration_view(mig)
+            views.append(view)
+            if view.phase is MigrationPhase.SUCCEEDED:
+                ends = [view.state.ended_at if view.state else None]
+                ends += [t for phase, t in view.phase_times if phase is MigrationPhase.SUCCEEDED]
+                end = max((e for e in ends if e), default=None)
+                key = (view.namespace, view.vmi_name)
+                if end and (last := last_end.get(key)) is not None:
+                    end = max(end, last)
+                if end:
+                    last_end[key] = end
+    # VMI views only where they matter: VMIs of unfinished migrations, and VMIs reporting one themselves.
+    wanted = {(v.namespace, v.vmi_name) for v in views if not v.final}
+    relevant = {
+        key: vmi_view(obj)
+        for key, obj in vmis.items()
+        if key in wanted or (obj.get("status") or {}).get("migrationState")
+    }
+    found = in_flight(views, relevant)
+    return _MigrationHistory(
+        in_flight=tuple(
+            InFlightMigration(
+                namespace=m.namespace,
+                name=m.name,
+                vm=m.vmi_name,
+                phase=m.phase.value or "Pending",
+                source=m.source,
+                target=m.target,
+            )
+            for m in found
+        ),
+        migrating=frozenset((m.namespace, m.vmi_name) for m in found),
+        last_end=last_end,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """Everything a VM's conversion looks up in the other objects."""
+
+    pvc_modes: Mapping[tuple[str, str], tuple[str, ...]]
+    instancetypes: Mapping[tuple[str, str, str], Obj]
+    vmis: Mapping[tuple[str, str], Obj]
+    pods: _PodAccounting
+    usage: UsageSample
+    history: _MigrationHistory
+    anchor: datetime
+
+
+def _claim_modes(pvcs: Iterable[Obj]) -> dict[tuple[str, str], tuple[str, ...]]:
+    modes: dict[tuple[str, str], tuple[str, ...]] = {}
+    for pvc in pvcs:
+        with _converting(pvc):
+            modes[_key(pvc)] = access_modes(pvc)
+    return modes
+
+
+def _vm_size(obj: Obj, live_spec: Obj, ctx: _Context) -> tuple[str | None, int, int, Resources]:
+    """(instance type, vCPUs, guest memory bytes, explicit requests) of a VM."""
+    ns = _key(obj)[0]
+    where = _name(obj)
+    domain = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("domain") or {}
+    explicit = _resources(
+        (domain.get("resources") or {}).get("requests"),
+        where=where,
+        field="spec.template.spec.domain.resources.requests",
+    )
+    it_name, it_cpus, it_mem = _instance_type_size(obj, ctx.instancetypes, ns)
+    vcpus = vcpus_from(live_spec.get("domain") or domain) or it_cpus
+    if not vcpus:
+        vcpus = max(1, math.ceil(explicit.cpu_millicores / 1000)) if explicit.cpu_millicores else 1
+    guest = (domain.get("memory") or {}).get("guest") or ((live_spec.get("domain") or {}).get("memory") or {}).get(
+        "guest"
+    )
+    guest_bytes = memory_bytes(guest, where=where, field="spec.template.spec.domain.memory.guest") if guest else 0
+    return it_name, vcpus, guest_bytes or it_mem or explicit.memory_bytes, explicit
+
+
+def vm_from(obj: Obj, ctx: _Context) -> VirtualMachine:
+    """A VirtualMachine from its API object and what the other objects say about it."""
+    ns, name = _key(obj)
+    spec = obj.get("spec") or {}
+    template = (spec.get("template") or {}).get("spec") or {}
+    vmi = ctx.vmis.get((ns, name))
+    vmi_status = (vmi or {}).get("status") or {}
+    live_spec = (vmi or {}).get("spec") or template  # the running instance's spec is authoritative
+    it_name, vcpus, guest_bytes, explicit = _vm_size(obj, live_spec, ctx)
+    running = vmi is not None and vmi_status.get("phase") == "Running"
+    node_name = vmi_status.get("nodeName") if running else None
+    launcher = ctx.pods.launchers.get((ns, name))
+    if launcher is not None:
+        reqs, pod_key = launcher
+        usage = ctx.usage.vms.get((ns, name)) or ctx.usage.pods.get(pod_key)
+    else:
+        reqs = derived_launcher_requests(vcpus=vcpus, guest_memory=guest_bytes, explicit=explicit)
+        usage = ctx.usage.vms.get((ns, name))
+    cond = _condition(vmi, "LiveMigratable") if vmi else None
+    live_ok = None if cond is None else cond.get("status") == "True"
+    end = ctx.history.last_end.get((ns, name))
+    template_meta = (spec.get("template") or {}).get("metadata") or {}
+    labels = (vmi or {}).get("metadata", {}).get("labels") or template_meta.get("labels") or {}
+    run_strategy = spec.get("runStrategy") or ("Always" if spec.get("running") else "Halted")
+    return VirtualMachine(
+        namespace=ns,
+        name=name,
+        run_strategy=str(run_strategy),
+        printable_status=str((obj.get("status") or {}).get("printableStatus") or ("Running" if running else "Stopped")),
+        running=running,
+        node=str(node_name) if node_name else None,
+        vcpus=vcpus,
+        guest_memory_bytes=guest_bytes,
+        requests=reqs,
+        usage=usage,
+        instance_type=it_name,
+        labels={str(a): str(b) for a, b in labels.items()},
+        annotations={str(a): str(b) for a, b in ((obj.get("metadata") or {}).get("annotations") or {}).items()},
+        placement=placement_from(live_spec),
+        eviction_strategy=live_spec.get("evictionStrategy"),
+        volumes=volumes_from(template or live_spec, ns, ctx.pvc_modes),
+        live_migratable=live_ok,
+        live_migratable_reason=(cond or {}).get("reason") if live_ok is False else None,
+        live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
+        migrating=(ns, name) in ctx.history.migrating,
+        last_migration_seconds_ago=max(0.0, (ctx.anchor - end).total_seconds()) if end else None,
+    )
+
+
+def _limits(kubevirts: list[Obj]) -> tuple[MigrationLimits, str | None]:
+    if not kubevirts:
+        return limits_from(None)
+    with _converting(kubevirts[0]):
+        return limits_from(kubevirts[0])
+
+
+def _notes(index: "_Index", given: Iterable[str], usage: UsageSample, *, usage_given: bool) -> list[str]:
+    """The source's notes first, then what this conversion noticed (ignored kinds, no usage)."""
+    notes = list(given)
+    if index.unknown:
+        kinds = ", ".join(f"{kind} ({n})" for kind, n in sorted(index.unknown.items()))
+        notes.append(f"ignored objects of kinds vm-rebalance does not use: {kinds}")
+    notes += [n for n in usage.notes if n not in notes]
+    # One note about missing usage: a usage source that explains its absence is not repeated.
+    if not usage.available and index.by_kind["Node"] and not (usage_given and usage.notes):
+        notes.append("no node metrics (metrics-server absent or not readable): utilisation is by requests")
+    return notes
+
+
 def state_from_objects(
     objects: Iterable[Obj],
     *,
     source: str = "cluster",
     now: datetime | None = None,
     notes: Iterable[str] = (),
+    usage: UsageSample | None = None,
 ) -> ClusterState:
     """Build the ClusterState from raw API objects (any order, any mix of kinds).
 
-    ``now`` anchors the migration cooldown; by default it is the newest timestamp found in
-    the objects (a snapshot's own moment), else the current time.
+    ``usage`` is the usage overlay (a usage source's sample); None takes it from the objects'
+    own metrics.k8s.io ``NodeMetrics`` / ``PodMetrics`` (a snapshot's, or a live list's).
+    ``now`` anchors the migration cooldown; by default it is the usage's measuring time (a
+    snapshot's own moment), else the current time.
 
     Raises:
         ConfigError: an object has a malformed or absurd field (the message names it).
     """
     index = _Index(objects)
     k = index.by_kind
-    all_notes = list(notes)
-    if index.unknown:
-        kinds = ", ".join(f"{kind} ({n})" for kind, n in sorted(index.unknown.items()))
-        all_notes.append(f"ignored objects of kinds vm-rebalance does not use: {kinds}")
-
-    pvc_modes: dict[tuple[str, str], tuple[str, ...]] = {}
-    for pvc in k["PersistentVolumeClaim"]:
-        with _converting(pvc):
-            pvc_modes[_key(pvc)] = access_modes(pvc)
-    instancetypes = {
-        (str(o.get("kind")), _key(o)[0], _key(o)[1]): o
-        for o in k["VirtualMachineClusterInstancetype"] + k["VirtualMachineInstancetype"]
-    }
+    sample = usage if usage is not None else usage_from_metrics(k["NodeMetrics"], k["PodMetrics"])
     vmis = {_key(o): o for o in k["VirtualMachineInstance"]}
-    pod_usage: dict[tuple[str, str], Resources] = {}
-    for pm in k["PodMetrics"]:
-        with _converting(pm):
-            total = Resources()
-            for c in pm.get("containers") or ():
-                total = total + _resources(c.get("usage"), where=_name(pm), field="containers.usage")
-            pod_usage[_key(pm)] = total
-    node_usage: dict[str, Resources] = {}
-    for nm in k["NodeMetrics"]:
-        with _converting(nm):
-            node_usage[_key(nm)[1]] = _resources(nm.get("usage"), where=_name(nm), field="usage")
-    metrics_available = bool(node_usage)
-
-    # Requests per node from every live pod; launcher pods also give each VMI its requests.
-    requested: dict[str, Resources] = defaultdict(Resources)
-    pods_per_node: Counter[str] = Counter()
-    launcher_by_vmi: dict[tuple[str, str], tuple[Resources, Resources | None]] = {}
-    for pod in k["Pod"]:
-        with _converting(pod):
-            spec = pod.get("spec") or {}
-            phase = (pod.get("status") or {}).get("phase")
-            node_name = spec.get("nodeName")
-            if phase in FINAL_POD_PHASES:
-                continue
-            req = pod_requests(pod)
-            if node_name:
-                requested[node_name] = requested[node_name] + req
-                pods_per_node[node_name] += 1
-            labels = (pod.get("metadata") or {}).get("labels") or {}
-            if labels.get("kubevirt.io") == "virt-launcher" and node_name:
-                vmi_name = labels.get("vm.kubevirt.io/name") or (
-                    (pod.get("metadata") or {}).get("annotations") or {}
-                ).get("kubevirt.io/domain")
-                ns = _key(pod)[0]
-                vmi = vmis.get((ns, str(vmi_name)))
-                # Only the pod on the VMI's current node speaks for it (a migration target pod does not).
-                if vmi_name and (vmi is None or (vmi.get("status") or {}).get("nodeName") == node_name):
-                    launcher_by_vmi[(ns, str(vmi_name))] = (req, pod_usage.get(_key(pod)))
-
-    anchor = now
-    if anchor is None:
-        stamps = [parse_time(o.get("timestamp")) for o in k["NodeMetrics"]]
-        anchor = max((s for s in stamps if s), default=None) or datetime.now(UTC)
-
-    in_flight: list[InFlightMigration] = []
-    last_migration: dict[tuple[str, str], datetime] = {}
-    migrating: set[tuple[str, str]] = set()
-    for mig in k["VirtualMachineInstanceMigration"]:
-        with _converting(mig):
-            ns, name = _key(mig)
-            vmi_name = str((mig.get("spec") or {}).get("vmiName") or "")
-            status = mig.get("status") or {}
-            phase = str(status.get("phase") or "Pending")
-            state = status.get("migrationState") or {}
-            if phase in FINAL_MIGRATION_PHASES:
-                if phase == "Succeeded":
-                    ends = [parse_time(state.get("endTimestamp"))] + [
-                        parse_time(t.get("phaseTransitionTimestamp"))
-                        for t in status.get("phaseTransitionTimestamps") or ()
-                        if t.get("phase") == "Succeeded"
-                    ]
-                    end = max((e for e in ends if e), default=None)
-                    if end and (last := last_migration.get((ns, vmi_name))) is not None:
-                        end = max(end, last)
-                    if end:
-                        last_migration[(ns, vmi_name)] = end
-                continue
-            migrating.add((ns, vmi_name))
-            in_flight.append(
-                InFlightMigration(
-                    namespace=ns,
-                    name=name,
-                    vm=vmi_name,
-                    phase=phase,
-                    source=state.get("sourceNode"),
-                    target=state.get("targetNode"),
-                )
-            )
-
+    pods = _pod_accounting(k["Pod"], vmis)
+    ctx = _Context(
+        pvc_modes=_claim_modes(k["PersistentVolumeClaim"]),
+        instancetypes={
+            (str(o.get("kind")), _key(o)[0], _key(o)[1]): o
+            for o in k["VirtualMachineClusterInstancetype"] + k["VirtualMachineInstancetype"]
+        },
+        vmis=vmis,
+        pods=pods,
+        usage=sample,
+        history=_migration_history(k["VirtualMachineInstanceMigration"], vmis),
+        anchor=now or sample.measured_at or datetime.now(UTC),
+    )
     vms = []
     for obj in k["VirtualMachine"]:
-        ns, name = _key(obj)
-        where = _name(obj)
         with _converting(obj):
-            spec = obj.get("spec") or {}
-            template = (spec.get("template") or {}).get("spec") or {}
-            domain = template.get("domain") or {}
-            vmi = vmis.get((ns, name))
-            vmi_status = (vmi or {}).get("status") or {}
-            vmi_spec = (vmi or {}).get("spec") or {}
-            live_spec = vmi_spec or template  # the running instance's spec is authoritative
-            explicit = _resources(
-                (domain.get("resources") or {}).get("requests"),
-                where=where,
-                field="spec.template.spec.domain.resources.requests",
-            )
-            it_name, it_cpus, it_mem = _instance_type_size(obj, instancetypes, ns)
-            vcpus = vcpus_from(live_spec.get("domain") or domain) or it_cpus
-            if not vcpus:
-                vcpus = max(1, math.ceil(explicit.cpu_millicores / 1000)) if explicit.cpu_millicores else 1
-            guest = (domain.get("memory") or {}).get("guest") or (
-                (live_spec.get("domain") or {}).get("memory") or {}
-            ).get("guest")
-            guest_bytes = (
-                memory_bytes(guest, where=where, field="spec.template.spec.domain.memory.guest") if guest else 0
-            )
-            guest_bytes = guest_bytes or it_mem or explicit.memory_bytes
-            phase = vmi_status.get("phase")
-            running = vmi is not None and phase == "Running"
-            node_name = vmi_status.get("nodeName") if running else None
-            launcher = launcher_by_vmi.get((ns, name))
-            if launcher is not None:
-                reqs, usage = launcher
-            else:
-                reqs = derived_launcher_requests(vcpus=vcpus, guest_memory=guest_bytes, explicit=explicit)
-                usage = None
-            cond = _condition(vmi, "LiveMigratable") if vmi else None
-            live_ok = None if cond is None else cond.get("status") == "True"
-            end = last_migration.get((ns, name))
-            meta = obj.get("metadata") or {}
-            template_meta = (spec.get("template") or {}).get("metadata") or {}
-            labels = (vmi or {}).get("metadata", {}).get("labels") or template_meta.get("labels") or {}
-            run_strategy = spec.get("runStrategy") or ("Always" if spec.get("running") else "Halted")
-            vms.append(
-                VirtualMachine(
-                    namespace=ns,
-                    name=name,
-                    run_strategy=str(run_strategy),
-                    printable_status=str(
-                        (obj.get("status") or {}).get("printableStatus") or ("Running" if running else "Stopped")
-                    ),
-                    running=running,
-                    node=str(node_name) if node_name else None,
-                    vcpus=vcpus,
-                    guest_memory_bytes=guest_bytes,
-                    requests=reqs,
-                    usage=usage,
-                    instance_type=it_name,
-                    labels={str(a): str(b) for a, b in labels.items()},
-                    annotations={str(a): str(b) for a, b in (meta.get("annotations") or {}).items()},
-                    placement=placement_from(live_spec),
-                    eviction_strategy=live_spec.get("evictionStrategy"),
-                    volumes=volumes_from(template or live_spec, ns, pvc_modes),
-                    live_migratable=live_ok,
-                    live_migratable_reason=(cond or {}).get("reason") if live_ok is False else None,
-                    live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
-                    migrating=(ns, name) in migrating
-                    or bool(
-                        (vmi_status.get("migrationState") or {}).get("startTimestamp")
-                        and not any(
-                            (vmi_status.get("migrationState") or {}).get(k)
-                            for k in ("completed", "failed", "endTimestamp")
-                        )
-                    ),
-                    last_migration_seconds_ago=max(0.0, (anchor - end).total_seconds()) if end else None,
-                )
-            )
-
+            vms.append(vm_from(obj, ctx))
     nodes = []
     for obj in k["Node"]:
         node_name = _key(obj)[1]
@@ -734,20 +829,12 @@ def state_from_objects(
             nodes.append(
                 node_from(
                     obj,
-                    requested=requested.get(node_name, Resources()),
-                    pods=pods_per_node.get(node_name, 0),
-                    usage=node_usage.get(node_name),
+                    requested=pods.requested.get(node_name, Resources()),
+                    pods=pods.pods_per_node.get(node_name, 0),
+                    usage=sample.nodes.get(node_name),
                 )
             )
-    kubevirt = k["KubeVirt"][0] if k["KubeVirt"] else None
-    if kubevirt is None:
-        limits, version = limits_from(None)
-    else:
-        with _converting(kubevirt):
-            limits, version = limits_from(kubevirt)
-    # One note about metrics: the live source may already have said why they are missing.
-    if not metrics_available and k["Node"] and not any("metrics" in n for n in all_notes):
-        all_notes.append("no node metrics (metrics-server absent or not readable): utilisation is by requests")
+    limits, version = _limits(k["KubeVirt"])
     nodes.sort(key=lambda n: n.name)
     vms.sort(key=lambda v: (v.namespace, v.name))
     try:
@@ -756,9 +843,9 @@ def state_from_objects(
             vms=tuple(vms),
             limits=limits,
             kubevirt_version=version,
-            metrics_available=metrics_available,
-            migrations=tuple(in_flight),
-            notes=tuple(all_notes),
+            metrics_available=sample.available,
+            migrations=ctx.history.in_flight,
+            notes=tuple(_notes(index, notes, sample, usage_given=usage is not None)),
             source=source,
         )
     except ValueError as exc:

@@ -8,10 +8,10 @@ after execution, the outcomes in; Markdown out.
 
 from collections.abc import Sequence
 
-from vm_rebalance.executor.events import MoveStatus, Outcome
-from vm_rebalance.executor.lifecycle import Action, LifecycleResult, LifecycleStatus
 from vm_rebalance.model import GIB, ClusterState, MigrationMethod, Move, Plan, StorageKind
+from vm_rebalance.model.execution import Action, LifecycleResult, LifecycleStatus, MoveStatus, Outcome
 from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN
+from vm_rebalance.render.execution import troubleshooting
 from vm_rebalance.render.text import code, md
 
 LIVE_COPY_BYTES_PER_SECOND = 1 * GIB
@@ -291,6 +291,9 @@ def move_failure_markdown(outcome: Outcome) -> str:
     live = move.method is MigrationMethod.LIVE
     ns, vm = move.namespace, move.vm
     out = ["## ❌ Migration Failed", "", f"**Error**: {md(outcome.error or outcome.status.value)}", ""]
+    likely = troubleshooting(outcome)
+    if likely:
+        out += ["**What this means:**"] + [f"- {line}" for line in likely] + [""]  # our own text
     out += ["**VM Details:**", f"- **Name**: {code(vm)}", f"- **Namespace**: {code(ns)}"]
     out += [f"- **Migration Type**: {move.method.value}", f"- **Source Node**: {code(move.source)}"]
     out += [f"- **Target Node**: {code(move.target)}", ""]

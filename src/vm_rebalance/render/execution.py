@@ -8,34 +8,74 @@ seeds' seven common errors.
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from vm_rebalance.executor.engine import describe
-from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome
-from vm_rebalance.executor.lifecycle import LifecycleResult, LifecycleStatus
 from vm_rebalance.model import ClusterState, Move, Plan
+from vm_rebalance.model.execution import (
+    FailureKind,
+    LifecycleResult,
+    LifecycleStatus,
+    MoveEvent,
+    MoveStatus,
+    Outcome,
+    outcome_document,
+)
 from vm_rebalance.render.inventory import inventory_document
 
-STATUS_ICON = {
-    MoveStatus.SUCCEEDED: "✓",
-    MoveStatus.FAILED: "✗",
-    MoveStatus.RUNNING: "⏳",
-    MoveStatus.PENDING: "⏸",
-    MoveStatus.SKIPPED: "↷",
-    MoveStatus.NOT_ATTEMPTED: "⏸",
-}
-STATUS_STYLE = {
-    MoveStatus.SUCCEEDED: "green",
-    MoveStatus.FAILED: "bold red",
-    MoveStatus.RUNNING: "cyan",
-    MoveStatus.PENDING: "dim",
-    MoveStatus.SKIPPED: "yellow",
-    MoveStatus.NOT_ATTEMPTED: "dim",
-}
+
+def status_icon(status: MoveStatus) -> str:
+    """The icon of a move status."""
+    match status:
+        case MoveStatus.SUCCEEDED:
+            return "✓"
+        case MoveStatus.FAILED:
+            return "✗"
+        case MoveStatus.RUNNING:
+            return "⏳"
+        case MoveStatus.PENDING | MoveStatus.NOT_ATTEMPTED:
+            return "⏸"
+        case MoveStatus.SKIPPED:
+            return "↷"
+        case _:
+            assert_never(status)
+
+
+def status_style(status: MoveStatus) -> str:
+    """The rich style of a move status."""
+    match status:
+        case MoveStatus.SUCCEEDED:
+            return "green"
+        case MoveStatus.FAILED:
+            return "bold red"
+        case MoveStatus.RUNNING:
+            return "cyan"
+        case MoveStatus.PENDING | MoveStatus.NOT_ATTEMPTED:
+            return "dim"
+        case MoveStatus.SKIPPED:
+            return "yellow"
+        case _:
+            assert_never(status)
+
+
+def status_label(status: MoveStatus) -> str:
+    """A move status as the final report's table shows it."""
+    match status:
+        case MoveStatus.SUCCEEDED:
+            return "✓ Success"
+        case MoveStatus.FAILED:
+            return "✗ Failed"
+        case MoveStatus.SKIPPED:
+            return "↷ Skipped"
+        case MoveStatus.NOT_ATTEMPTED:
+            return "⏸ Not attempted"
+        case MoveStatus.PENDING | MoveStatus.RUNNING:
+            return status.value
+        case _:
+            assert_never(status)
 
 
 def duration_text(seconds: float | None) -> str:
@@ -81,7 +121,7 @@ class ProgressTracker:
                 "→",
                 move.target,
                 move.method.value.capitalize(),
-                Text(f"{STATUS_ICON[status]} {phase}", style=STATUS_STYLE[status]),
+                Text(f"{status_icon(status)} {phase}", style=status_style(status)),
                 duration_text(ev.elapsed_seconds) if ev and status is MoveStatus.RUNNING else "",
                 duration_text(ev.estimate_seconds) if ev and ev.estimate_seconds else "",
             )
@@ -97,43 +137,78 @@ class ProgressTracker:
 # --------------------------------------------------------------------------- troubleshooting
 
 
+_RWX = [
+    "Live migration needs ReadWriteMany storage (and no host devices): retry this move cold (~30-60s downtime)",
+    "or move the disk to an RWX storage class (requires data migration)",
+]
+_UNSCHEDULABLE = [
+    "The target lacks resources or the VM's scheduling rules exclude it: check "
+    "`vm-rebalance inventory` for the node's free capacity, taints and labels",
+    "choose a different target (retry elsewhere) or remove the VM's nodeSelector / tolerate the taint",
+    "the VM is pinned to the target: `vm-rebalance unpin` then `vm-rebalance start` to run it anywhere",
+]
+_CONVERGENCE = [
+    "Large memory or a high dirty-page rate kept the migration from converging",
+    "retry (it may succeed on a quieter moment), reduce the VM's load, or retry cold",
+    "or raise completionTimeoutPerGiB in the KubeVirt / HyperConverged CR",
+]
+_RBAC = [
+    "vm-rebalance lacks permissions: it needs create/delete on virtualmachineinstancemigrations, "
+    "update on virtualmachines and virtualmachines/start|stop (kubevirt.io:migrate on KubeVirt ≥ 1.5); "
+    "see the README's RBAC section"
+]
+_GENERIC = [
+    "Check the VM and its migration: `vm-rebalance status` and `kubectl describe vmim -n <ns>`",
+    "retry, retry cold, or skip this move",
+]
+
+
 def troubleshooting(outcome: Outcome) -> list[str]:
-    """Likely causes and next steps for a failed move, after the seeds' seven common errors."""
-    error = (outcome.error or "").lower()
-    if "rwo" in error or "readwriteonce" in error or "not shared" in error or "disksnotlivemigratable" in error:
-        return [
-            "Live migration needs ReadWriteMany storage: retry this move cold (~30-60s downtime)",
-            "or move the disk to an RWX storage class (requires data migration)",
-        ]
-    if "errorunschedulable" in error or "cannot start on" in error:
-        return [
-            "The target lacks resources or the VM's scheduling rules exclude it: check "
-            "`vm-rebalance inventory` for the node's free capacity, taints and labels",
-            "choose a different target (retry elsewhere) or remove the VM's nodeSelector / tolerate the taint",
-            "the VM is pinned to the target: `vm-rebalance unpin` then `vm-rebalance start` to run it anywhere",
-        ]
-    if any(k in error for k in ("timed out", "timeout", "converge", "not completed after", "aborted")):
-        return [
-            "Large memory or a high dirty-page rate kept the migration from converging",
-            "retry (it may succeed on a quieter moment), reduce the VM's load, or retry cold",
-            "or raise completionTimeoutPerGiB in the KubeVirt / HyperConverged CR",
-        ]
-    if "forbidden" in error or "cannot create" in error or "rbac" in error:
-        return [
-            "vm-rebalance lacks permissions: it needs create/delete on virtualmachineinstancemigrations, "
-            "update on virtualmachines and virtualmachines/start|stop (kubevirt.io:migrate on KubeVirt ≥ 1.5); "
-            "see the README's RBAC section"
-        ]
-    if "in-flight migration" in error or "already migrating" in error:
-        return ["Another migration of this VM is in flight: wait for it (vm-rebalance status), then retry"]
-    if "conflict" in error or "changed while" in error:
-        return ["Something else is editing the VM; vm-rebalance re-reads before every write — retry when it is quiet"]
-    if "interrupted" in error:
-        return ["Execution was interrupted: `vm-rebalance apply PLAN --resume` continues where it stopped"]
-    return [
-        "Check the VM and its migration: `vm-rebalance status` and `kubectl describe vmim -n <ns>`",
-        "retry, retry cold, or skip this move",
-    ]
+    """Likely causes and next steps for a failed move (after the seeds' seven common errors), by failure kind."""
+    kind = outcome.failure
+    if kind is None:
+        return []
+    match kind:
+        case FailureKind.NOT_LIVE_MIGRATABLE:
+            return list(_RWX)
+        case FailureKind.START_FAILED:
+            return list(_UNSCHEDULABLE)
+        case FailureKind.MIGRATION_TIMEOUT:
+            return list(_CONVERGENCE)
+        case FailureKind.MIGRATION_FAILED:
+            return [
+                "KubeVirt ran the migration and reported it failed (reason above); the VM stays on its source",
+                "if it did not converge (large memory, high dirty-page rate): retry at a quieter moment, retry "
+                "cold, or raise completionTimeoutPerGiB in the KubeVirt / HyperConverged CR",
+                "otherwise check the target node and `kubectl describe vmim -n <ns>`, then retry or skip",
+            ]
+        case FailureKind.FORBIDDEN:
+            return list(_RBAC)
+        case FailureKind.MIGRATION_IN_FLIGHT:
+            return ["Another migration of this VM is in flight: wait for it (vm-rebalance status), then retry"]
+        case FailureKind.CONFLICT:
+            return [
+                "Something else is editing the VM; vm-rebalance re-reads before every write — retry when it is quiet"
+            ]
+        case FailureKind.INTERRUPTED:
+            return ["Execution was interrupted: `vm-rebalance apply PLAN --resume` continues where it stopped"]
+        case FailureKind.USER_AFFINITY:
+            return [
+                "The VM has a node pin of its own: approve replacing it (--replace-affinity) or pick a node "
+                "the pin allows"
+            ]
+        case FailureKind.RUN_STRATEGY:
+            return ["The VM's runStrategy does not allow this start/stop: check `kubectl get vm -o yaml`, then retry"]
+        case FailureKind.VM_NOT_FOUND | FailureKind.VM_NOT_RUNNING:
+            return ["The VM is gone or no longer running: re-plan from the cluster as it is now"]
+        case FailureKind.WRONG_NODE | FailureKind.MIGRATION_LOST:
+            return ["The VM is not where it should be: check `vm-rebalance inventory`, then retry or re-plan"]
+        case FailureKind.CLUSTER_UNAVAILABLE:
+            return ["The API server kept failing to answer: check the cluster's health, then retry"]
+        case FailureKind.STOP_FAILED | FailureKind.ADMISSION_DENIED | FailureKind.API_ERROR:
+            return list(_GENERIC)
+        case _:
+            assert_never(kind)
 
 
 # --------------------------------------------------------------------------- final report
@@ -188,9 +263,7 @@ def report_document(
         "apiVersion": "vm-rebalance/v1",
         "kind": "RebalanceReport",
         "goal": plan.goal.type.value,
-        "moves": [
-            describe(o) | {"troubleshooting": troubleshooting(o) if o.status is MoveStatus.FAILED else []} for o in outs
-        ],
+        "moves": [outcome_document(o) | {"troubleshooting": troubleshooting(o)} for o in outs],
         "counts": counts,
         "complete": all(o.ok for o in outs),
         "nodes": nodes,
@@ -243,19 +316,13 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
         table.add_column(col)
     for m in doc["moves"]:
         status = MoveStatus(m["status"])
-        label = {
-            MoveStatus.SUCCEEDED: "✓ Success",
-            MoveStatus.FAILED: "✗ Failed",
-            MoveStatus.SKIPPED: "↷ Skipped",
-            MoveStatus.NOT_ATTEMPTED: "⏸ Not attempted",
-        }.get(status, status.value)
         table.add_row(
             f"{m['namespace']}/{m['vm']}",
             m["from"] or "-",
             m["to"],
             m["method"],
             duration_text(m["duration_seconds"]),
-            Text(label, style=STATUS_STYLE[status]),
+            Text(status_label(status), style=status_style(status)),
         )
     parts.append(table)
     failed = [m for m in doc["moves"] if m["status"] == MoveStatus.FAILED.value]
@@ -357,6 +424,19 @@ def failure_choices_text(outcome: Outcome, not_attempted: list[Move]) -> Text:
     return t
 
 
+def lifecycle_icon(status: LifecycleStatus) -> str:
+    """The icon of a lifecycle result."""
+    match status:
+        case LifecycleStatus.DONE:
+            return "✓"
+        case LifecycleStatus.ALREADY:
+            return "="
+        case LifecycleStatus.FAILED | LifecycleStatus.NOT_FOUND:
+            return "✗"
+        case _:
+            assert_never(status)
+
+
 def lifecycle_view(results: Iterable[LifecycleResult]) -> RenderableType:
     """Results of start/stop/restart."""
     table = Table(title="VM lifecycle", title_justify="left", header_style="bold")
@@ -364,7 +444,7 @@ def lifecycle_view(results: Iterable[LifecycleResult]) -> RenderableType:
         table.add_column(col)
     for r in results:
         style = "green" if r.ok else "red"
-        icon = "✓" if r.status is LifecycleStatus.DONE else ("=" if r.status is LifecycleStatus.ALREADY else "✗")
+        icon = lifecycle_icon(r.status)
         table.add_row(
             f"{r.namespace}/{r.name}",
             r.action.value,
@@ -420,7 +500,7 @@ def progress_markdown(rows: Iterable[dict[str, Any]], *, title: str = "⏳ Rebal
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        icon = STATUS_ICON.get(MoveStatus(r["status"]), "")
+        icon = status_icon(MoveStatus(r["status"]))
         lines.append(
             f"| {r['id']} | {r['namespace']}/{r['vm']} | {r['from'] or '-'} | → | {r['to']} | "
             f"{r['method'].capitalize()} | {icon} {r['status']} | {r['phase']} | {r['elapsed']} |"

@@ -7,8 +7,8 @@ around them is in `render.dialogue`).
 from collections.abc import Sequence
 from typing import Any
 
-from vm_rebalance.executor.lifecycle import Action
 from vm_rebalance.model import ClusterState
+from vm_rebalance.model.execution import Action
 from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN
 from vm_rebalance.render.text import md
 

@@ -15,9 +15,17 @@ capacity report; its pure analysis is ``capacity``).
 """
 
 from vm_rebalance.executor.engine import plan_id
-from vm_rebalance.executor.events import MoveEvent, MoveStatus, Outcome, Report
-from vm_rebalance.executor.lifecycle import Action, LifecycleResult, LifecycleStatus
 from vm_rebalance.executor.runners import ExecutionOptions
+from vm_rebalance.model.execution import (
+    Action,
+    FailureKind,
+    LifecycleResult,
+    LifecycleStatus,
+    MoveEvent,
+    MoveStatus,
+    Outcome,
+    Report,
+)
 from vm_rebalance.service.approvals import PlanKind, PlanStore, StoredPlan
 from vm_rebalance.service.background import Execution, Executions, run_plan
 from vm_rebalance.service.cluster import (
@@ -111,6 +119,7 @@ __all__ = [
     "ExecutionResult",
     "Executions",
     "FailureChoice",
+    "FailureKind",
     "InventoryView",
     "LifecyclePlan",
     "LifecycleResult",

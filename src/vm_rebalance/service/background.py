@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vm_rebalance.errors import ConfigError, RebalanceError
-from vm_rebalance.executor.events import MoveEvent, MoveStatus
 from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.model import Plan
+from vm_rebalance.model.execution import MoveEvent, MoveStatus
 from vm_rebalance.render.execution import ProgressTracker, progress_rows
 from vm_rebalance.service.execution import execute_plan
 from vm_rebalance.service.session import Session

@@ -114,7 +114,7 @@ def unfinished_executions() -> tuple[UnfinishedExecution, ...]:
             continue
         counts: dict[str, int] = {}
         for rec in journal.moves.values():
-            counts[rec.status] = counts.get(rec.status, 0) + 1
+            counts[str(rec.status)] = counts.get(str(rec.status), 0) + 1
         found.append(UnfinishedExecution(plan_id=journal.plan_id, started_at=journal.started_at, moves=counts))
     return tuple(found)
 

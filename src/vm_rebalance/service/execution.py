@@ -16,10 +16,11 @@ from typing import Any, assert_never
 
 from vm_rebalance.errors import ClusterError, ConfigError
 from vm_rebalance.executor.engine import ExecutionInterruptedError, Executor, plan_id
-from vm_rebalance.executor.events import MoveStatus, Outcome, Report, ignore
 from vm_rebalance.executor.journal import Journal
 from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.model import ClusterState, MigrationMethod, Move, Plan
+from vm_rebalance.model.cancel import CancelToken
+from vm_rebalance.model.execution import MoveStatus, Outcome, Report, ignore
 from vm_rebalance.model.plan import COLD_DOWNTIME
 from vm_rebalance.planner import retarget_move, skip_move
 from vm_rebalance.render.execution import report_document
@@ -80,14 +81,16 @@ def execute_plan(
     fresh: bool = True,
     executor: Executor | None = None,
     warnings: Sequence[str] = (),
+    cancel: CancelToken | None = None,
 ) -> ExecutionReport:
     """Carry out an (already validated and approved) plan; re-read the cluster afterwards.
 
     ``fresh=False`` continues the plan's journal (a retry or resume) instead of starting over;
-    an ``executor`` made earlier (a ``Run`` keeps one per approved plan) is reused.
+    an ``executor`` made earlier (a ``Run`` keeps one per approved plan) is reused. ``cancel``
+    stops it the safe way when cancelled (an MCP cancel, a shutdown).
     """
     before = session.state
-    executor = executor or session.executor(plan, options=options, journal_dir=journal_dir, fresh=fresh)
+    executor = executor or session.executor(plan, options=options, journal_dir=journal_dir, fresh=fresh, cancel=cancel)
     interrupted: tuple[str, ...] = ()
     try:
         outcomes = executor.run(plan, report)
@@ -128,13 +131,14 @@ class Run:
         journal_id: str | None = None,
         fresh: bool = True,
         warnings: Sequence[str] = (),
+        cancel: CancelToken | None = None,
     ) -> None:
         self.session = session
         self.plan = plan
         """The approved plan: the report lists its moves."""
         self.options = options
         self.warnings = tuple(warnings)
-        self.executor = session.executor(plan, options=options, journal_id=journal_id, fresh=fresh)
+        self.executor = session.executor(plan, options=options, journal_id=journal_id, fresh=fresh, cancel=cancel)
         self._current = plan
         self._before = session.state
         self._outcomes: dict[int, Outcome] = {}

@@ -9,9 +9,9 @@ each answers, and a refusal lists exactly what is missing, before anything chang
 from collections.abc import Iterable, Sequence
 
 from vm_rebalance.errors import ClusterForbiddenError
-from vm_rebalance.executor.lifecycle import Action
 from vm_rebalance.kube.access import Permission, denied
 from vm_rebalance.model import MigrationMethod, Plan
+from vm_rebalance.model.execution import Action
 from vm_rebalance.service.session import Session, Target, open_client
 
 KUBEVIRT = "kubevirt.io"

@@ -8,13 +8,13 @@ from typing import Any
 
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.executor.engine import Executor, plan_id
-from vm_rebalance.executor.journal import Journal
-from vm_rebalance.executor.kubevirt import KubeVirtApi
+from vm_rebalance.executor.journal import Journal, JournalStore
 from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.executor.watch import MigrationWatcher
-from vm_rebalance.kube import resources as kube_resources
 from vm_rebalance.kube.client import KubeClient
+from vm_rebalance.kube.kubevirt import KubeVirtApi
 from vm_rebalance.model import ClusterState, Plan
+from vm_rebalance.model.cancel import CancelToken
 from vm_rebalance.sources.kubernetes import KubernetesSource
 from vm_rebalance.sources.snapshot_file import SnapshotFileSource, snapshot_document
 
@@ -114,14 +114,18 @@ class Session:
         journal_dir: Path | None = None,
         journal_id: str | None = None,
         fresh: bool = True,
+        journal_store: JournalStore | None = None,
+        cancel: CancelToken | None = None,
     ) -> Executor:
         """An executor for ``plan`` with its journal.
 
         ``journal_id`` is the plan file's id, kept across validation and the user's edits so that
         `--resume` finds it (default: the plan's own id). ``fresh`` (everything but `--resume`)
-        archives an earlier journal of the same id instead of continuing it.
+        archives an earlier journal of the same id instead of continuing it. ``journal_store``
+        defaults to the files under ``journal_dir`` (the state directory); ``cancel`` is the token
+        that Ctrl-C, an MCP cancel or a shutdown trigger (default: a token only Ctrl-C sets).
         """
-        journal = Journal.open(journal_id or plan_id(plan), directory=journal_dir, fresh=fresh)
+        journal = Journal.open(journal_id or plan_id(plan), directory=journal_dir, fresh=fresh, store=journal_store)
         return Executor(
             self.api,
             limits=self.state.limits,
@@ -129,6 +133,7 @@ class Session:
             journal=journal,
             options=options,
             waker=MigrationWatcher(self.client),
+            cancel=cancel,
         )
 
 
@@ -137,5 +142,4 @@ def cordon(session: Session, node: str) -> bool:
     current = session.state.node(node)
     if current is not None and current.unschedulable:
         return False
-    session.client.patch(kube_resources.NODES, node, {"spec": {"unschedulable": True}})
-    return True
+    return session.api.cordon_node(node)

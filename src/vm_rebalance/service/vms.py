@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vm_rebalance.errors import ResourceNotFoundError
-from vm_rebalance.executor.lifecycle import Action, LifecycleReport, LifecycleResult, run_lifecycle
+from vm_rebalance.executor.lifecycle import run_lifecycle
 from vm_rebalance.executor.runners import unpin_vm
 from vm_rebalance.model import ClusterState
+from vm_rebalance.model.execution import Action, LifecycleReport, LifecycleResult
 from vm_rebalance.render.lifecycle import LIFECYCLE_IMPACT, lifecycle_plan_document, unpin_plan_document
 from vm_rebalance.service.names import missing_vm, require_vms
 from vm_rebalance.service.session import Session
@@ -72,17 +73,13 @@ def node_pin(session: Session, namespace: str, name: str) -> list[str]:
     Raises:
         ConfigError: the VM does not exist. ClusterError: the cluster cannot be read.
     """
-    from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, existing_node_pin
-
     try:
-        vm = session.api.get_vm(namespace, name)
+        pins = session.api.get_vm(namespace, name).pins
     except ResourceNotFoundError:
         raise missing_vm(session.state, namespace, name) from None
-    nodes = existing_node_pin(vm)
-    marked = ((vm.get("metadata") or {}).get("annotations") or {}).get(PIN_ANNOTATION)
-    if not nodes and marked:
-        nodes = [str(marked)]
-    return nodes
+    if not pins.hostname_nodes and pins.marked:
+        return [pins.marked]
+    return list(pins.hostname_nodes)
 
 
 def unpin_plan(session: Session, namespace: str, name: str) -> dict[str, Any]:

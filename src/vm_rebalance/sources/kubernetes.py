@@ -1,4 +1,4 @@
-"""A ClusterState read from a live cluster through the Kubernetes API."""
+"""A ClusterState read from a live cluster through the Kubernetes API, with a usage source laid over it."""
 
 import logging
 from collections.abc import Callable
@@ -9,6 +9,7 @@ from vm_rebalance.kube import resources as r
 from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.kube.convert import state_from_objects
 from vm_rebalance.model import ClusterState
+from vm_rebalance.sources.usage import MetricsServerUsage, UsageSource
 
 log = logging.getLogger(__name__)
 
@@ -21,24 +22,30 @@ OPTIONAL = (
     (r.KUBEVIRTS, "the KubeVirt CR (migration limits: defaults 5 / 2 assumed)"),
     (r.CLUSTER_INSTANCETYPES, "cluster instance types (u1 series sizes assumed)"),
     (r.INSTANCETYPES, "namespaced instance types"),
-    (r.NODE_METRICS, "node metrics"),
-    (r.POD_METRICS, "pod metrics"),
 )
 
 Progress = Callable[[str], None]
 
 
 class KubernetesSource:
-    """Reads nodes, pods, storage, KubeVirt objects and metrics, cluster-wide."""
+    """Reads nodes, pods, storage and KubeVirt objects cluster-wide; usage comes from ``usage``.
 
-    def __init__(self, client: KubeClient, *, progress: Progress | None = None) -> None:
+    ``usage`` defaults to metrics.k8s.io (`MetricsServerUsage`); inject another `UsageSource`
+    (e.g. Prometheus) to measure usage differently.
+    """
+
+    def __init__(
+        self, client: KubeClient, *, progress: Progress | None = None, usage: UsageSource | None = None
+    ) -> None:
         self._client = client
         self._progress = progress or (lambda _msg: None)
+        self._usage = usage if usage is not None else MetricsServerUsage(client, progress=progress)
         self._objects: list[dict[str, Any]] | None = None
+        self._raw: list[dict[str, Any]] | None = None
         self._notes: list[str] = []
 
-    def raw_objects(self) -> list[dict[str, Any]]:
-        """Every object the state is built from (read once).
+    def inventory_objects(self) -> list[dict[str, Any]]:
+        """The inventory the state is built from (read once): everything but usage.
 
         Raises:
             ClusterError: the API server is unreachable or a required list is forbidden.
@@ -54,27 +61,31 @@ class KubernetesSource:
             try:
                 objects.extend(self._client.list(res))
             except ResourceNotFoundError:
-                if res in (r.NODE_METRICS, r.POD_METRICS):
-                    self._note_once("metrics.k8s.io is not served (no metrics-server): utilisation is by requests")
-                elif res is not r.INSTANCETYPES:
+                if res is not r.INSTANCETYPES:
                     self._notes.append(f"{label}: not served by this cluster")
             except ClusterForbiddenError as exc:
                 self._notes.append(f"{label}: not readable ({exc})")
-            except ClusterError as exc:
-                if res in (r.NODE_METRICS, r.POD_METRICS) and exc.status in (500, 503):
-                    self._note_once(
-                        "metrics.k8s.io is unavailable (metrics-server not ready): utilisation is by requests"
-                    )
-                else:
-                    raise
         self._objects = objects
         return objects
 
-    def _note_once(self, note: str) -> None:
-        if note not in self._notes:
-            self._notes.append(note)
+    def raw_objects(self) -> list[dict[str, Any]]:
+        """Every object a snapshot keeps: the inventory and the usage source's objects.
+
+        Raises:
+            ClusterError: the API server is unreachable or a required list is forbidden.
+        """
+        if self._raw is None:
+            self._raw = [*self.inventory_objects(), *self._usage.snapshot_objects()]
+        return self._raw
 
     def read(self) -> ClusterState:
-        """The cluster's state now."""
-        objects = self.raw_objects()
-        return state_from_objects(objects, source="cluster", notes=self._notes)
+        """The cluster's state now.
+
+        Raises:
+            ClusterError: the cluster cannot be read. ConfigError: an object is malformed.
+        """
+        objects = self.inventory_objects()
+        return state_from_objects(objects, source="cluster", notes=self._notes, usage=self._usage.read_usage())
+
+
+__all__ = ["ClusterError", "KubernetesSource"]

@@ -17,6 +17,7 @@ import orjson
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.kube.convert import snapshot_object, state_from_objects
 from vm_rebalance.model import ClusterState
+from vm_rebalance.sources.usage import UsageSource
 
 SNAPSHOT_API_VERSION = "v1"
 SNAPSHOT_KIND = "List"
@@ -161,10 +162,14 @@ def snapshot_document(objects: list[dict[str, Any]], *, taken_at: datetime | Non
 
 
 class SnapshotFileSource:
-    """A ClusterState read from a snapshot file."""
+    """A ClusterState read from a snapshot file.
 
-    def __init__(self, path: str | Path) -> None:
+    Usage comes from the file's own NodeMetrics / PodMetrics unless a `UsageSource` is given.
+    """
+
+    def __init__(self, path: str | Path, *, usage: UsageSource | None = None) -> None:
         self._path = Path(path)
+        self._usage = usage
         self._objects: list[dict[str, Any]] | None = None
 
     def raw_objects(self) -> list[dict[str, Any]]:
@@ -175,15 +180,16 @@ class SnapshotFileSource:
 
     def read(self) -> ClusterState:
         """The state the file describes."""
+        usage = self._usage.read_usage() if self._usage is not None else None
         if self._objects is not None:
-            return state_from_objects(self._objects, source="snapshot")
+            return state_from_objects(self._objects, source="snapshot", usage=usage)
         # Not cached: a 100,000-VM file's raw objects are freed as soon as the state is built.
         # The cyclic GC is paused meanwhile: millions of fresh acyclic dicts only make it
         # rescan the heap over and over (a third of the time on large files).
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return state_from_objects(load_snapshot_objects(self._path), source="snapshot")
+            return state_from_objects(load_snapshot_objects(self._path), source="snapshot", usage=usage)
         finally:
             if enabled:
                 gc.enable()

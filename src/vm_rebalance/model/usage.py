@@ -1,0 +1,39 @@
+"""Measured usage, as a usage source reports it and the cluster state takes it in (pure data).
+
+A usage source (sources/usage.py) measures what nodes and VMs use: metrics.k8s.io's instant
+usage today, Prometheus / kubelet stats later. Whatever measured it, it arrives as a
+`UsageSample`; kube/convert.py lays it over the inventory (nodes' and VMs' ``usage``).
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from vm_rebalance.model.cluster import Resources
+
+_NONE: Mapping[str, Resources] = MappingProxyType({})
+_NO_PODS: Mapping[tuple[str, str], Resources] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageSample:
+    """What nodes, VMs and pods used, by one source at one moment."""
+
+    nodes: Mapping[str, Resources] = field(default_factory=lambda: _NONE)
+    """Usage per node name."""
+    vms: Mapping[tuple[str, str], Resources] = field(default_factory=lambda: _NO_PODS)
+    """Usage per VM (namespace, name), for sources that measure VMs (e.g. KubeVirt's own metrics)."""
+    pods: Mapping[tuple[str, str], Resources] = field(default_factory=lambda: _NO_PODS)
+    """Usage per pod (namespace, name); a VM's is its virt-launcher pod's (metrics.k8s.io measures pods)."""
+    measured_at: datetime | None = None
+    """When it was measured (the newest sample), if the source says."""
+    source: str = ""
+    """What measured it, for people (e.g. ``metrics.k8s.io``)."""
+    notes: tuple[str, ...] = ()
+    """What people should know about it, e.g. why there is none."""
+
+    @property
+    def available(self) -> bool:
+        """Whether there is node usage (else utilisation is by requests)."""
+        return bool(self.nodes)
