@@ -52,6 +52,64 @@ class MigrationMethod(StrEnum):
     COLD = "cold"
 
 
+class ViolationKind(StrEnum):
+    """Why a VM cannot be placed on a node: one kind per placement rule (the text is for people)."""
+
+    NOT_READY = "not-ready"
+    CORDONED = "cordoned"
+    NOT_SCHEDULABLE = "not-schedulable"
+    NO_KVM = "no-kvm"
+    CONTROL_PLANE = "control-plane"
+    TAINT = "taint"
+    NODE_SELECTOR = "node-selector"
+    NODE_AFFINITY = "node-affinity"
+    ANTI_AFFINITY = "anti-affinity"
+    """The VM's own required anti-affinity selects a VM in the target's domain."""
+    RESIDENT_ANTI_AFFINITY = "resident-anti-affinity"
+    """A VM in the target's domain has required anti-affinity that selects this VM."""
+    POD_AFFINITY = "pod-affinity"
+    TOPOLOGY_SPREAD = "topology-spread"
+    CAPACITY = "capacity"
+    """Not enough free allocatable (requests) on the target."""
+    NO_NODE = "no-node"
+    """The target node does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken placement rule: its kind (for decisions) and a sentence (for people)."""
+
+    kind: ViolationKind
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StayKind(StrEnum):
+    """Why a VM stays where it is (decisions and renderings match on this, never on the text)."""
+
+    NAMESPACE = "namespace"
+    """Its namespace was not selected."""
+    DO_NOT_MOVE = "do-not-move"
+    MIGRATING = "migrating"
+    COOLDOWN = "cooldown"
+    LIVE_ONLY = "live-only"
+    """--live-only and it cannot move live."""
+    NO_TARGET = "no-target"
+    """No node can take it (placement rules or capacity)."""
+    NO_ROOM = "no-room"
+    """Drain: no room even after moving others."""
+    BUDGET = "budget"
+    """--max-migrations was reached."""
+    NOT_WORTH = "not-worth"
+    """A move would not gain enough to justify a migration."""
+    SKIPPED = "skipped"
+    """The user skipped its move."""
+    OTHER = "other"
+    """Not classified (plans written before stays carried a kind)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Goal:
     """The user's goal, with weights for ``balanced`` and the node for ``drain``."""
@@ -110,6 +168,7 @@ class Stay:
     namespace: str
     node: str | None
     reason: str
+    kind: StayKind = StayKind.OTHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +279,10 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
             }
             for m in plan.moves
         ],
-        "stays": [{"vm": s.vm, "namespace": s.namespace, "node": s.node, "reason": s.reason} for s in plan.stays],
+        "stays": [
+            {"vm": s.vm, "namespace": s.namespace, "node": s.node, "reason": s.reason, "kind": s.kind.value}
+            for s in plan.stays
+        ],
         "nodes": [
             {"name": n.name, "before": _load_to_document(n.before), "after": _load_to_document(n.after)}
             for n in plan.nodes
@@ -324,6 +386,7 @@ def plan_from_document(doc: Any) -> Plan:
                 namespace=str(_req(s, "namespace", f"stays[{i}]")),
                 node=s.get("node"),
                 reason=str(s.get("reason", "")),
+                kind=StayKind(s.get("kind", StayKind.OTHER.value)),
             )
             for i, s in enumerate(doc.get("stays") or [])
         )

@@ -24,7 +24,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, LabelSelector, Node, VirtualMachine, thresholds
+from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Node, VirtualMachine, thresholds
+from vm_rebalance.planner.affinity import AffinityIndex
 from vm_rebalance.planner.eligibility import is_eligible_target, static_placement_violations
 
 FloatArray = npt.NDArray[np.float64]
@@ -224,51 +225,11 @@ class Problem:
         self.vm_class = vm_class
         self.class_feasible: BoolArray = np.vstack(rows) if rows else np.zeros((0, n_nodes), dtype=bool)
 
-        # VMs whose placement depends on where other VMs are (and the VMs such terms select).
-        self.dynamic = np.array(
-            [
-                bool(v.placement.pod_anti_affinity or v.placement.pod_affinity or v.placement.topology_spread)
-                for v in self.vms
-            ],
-            dtype=bool,
-        ).reshape(n_vms)
-        selectors = {
-            (term.label_selector, term.namespaces or (v.namespace,))
-            for v in self.vms
-            for term in (*v.placement.pod_anti_affinity, *v.placement.pod_affinity)
-        } | {(tsc.label_selector, (v.namespace,)) for v in self.vms for tsc in v.placement.topology_spread}
-        self.affinity_relevant = self.dynamic.copy()
-        if selectors:
-            for i, v in enumerate(self.vms):
-                if not self.affinity_relevant[i]:
-                    self.affinity_relevant[i] = any(
-                        v.namespace in ns and sel.matches(v.labels) for sel, ns in selectors
-                    )
-        self._relevant_by_ns: dict[str, list[int]] = {}
-        for k in np.flatnonzero(self.affinity_relevant).tolist():
-            self._relevant_by_ns.setdefault(self.vms[k].namespace, []).append(k)
-        # Symmetric anti-affinity: per VM, the VMs whose required anti-affinity selects it.
-        # Such a VM's placement depends on where those are, so it is dynamic too.
-        self._watchers: dict[int, list[int]] = {}
-        holders = [k for k, v in enumerate(self.vms) if v.placement.pod_anti_affinity]
-        if holders:
-            by_selector: dict[tuple[LabelSelector, tuple[str, ...]], list[int]] = {}
-            for k in holders:
-                h = self.vms[k]
-                for term in h.placement.pod_anti_affinity:
-                    key = (term.label_selector, term.namespaces or (h.namespace,))
-                    lst = by_selector.setdefault(key, [])
-                    if not lst or lst[-1] != k:
-                        lst.append(k)
-            for i, v in enumerate(self.vms):
-                found: set[int] = set()
-                for (sel, ns), ks in by_selector.items():
-                    if v.namespace in ns and sel.matches(v.labels):
-                        found.update(ks)
-                found.discard(i)
-                if found:
-                    self._watchers[i] = sorted(found)
-                    self.dynamic[i] = True
+        # VMs whose placement depends on where other VMs are (and the VMs such terms select),
+        # including those selected by another VM's required anti-affinity (enforced symmetrically).
+        self.affinity = AffinityIndex(self.vms)
+        self.affinity_relevant = np.array(self.affinity.relevant, dtype=bool).reshape(n_vms)
+        self.dynamic = np.array([self.affinity.dynamic(i) for i in range(n_vms)], dtype=bool).reshape(n_vms)
 
     # ----------------------------------------------------------------- state
 
@@ -310,16 +271,13 @@ class Problem:
         self.requested[target] += (vm.requests.cpu_millicores, vm.requests.memory_bytes)
 
     def residents_for(self, vm: VirtualMachine) -> list[tuple[str, VirtualMachine]]:
-        """(node, VM) of the affinity-relevant VMs ``vm``'s terms can see, where they are now."""
-        namespaces = {vm.namespace}
-        for term in (*vm.placement.pod_anti_affinity, *vm.placement.pod_affinity):
-            namespaces.update(term.namespaces)
-        seen = [j for ns in sorted(namespaces) for j in self._relevant_by_ns.get(ns, ())]
+        """(node, VM) of the VMs whose position can matter to ``vm``'s placement rules, where they are now."""
         i = self.vm_index.get(vm.ref)
-        watchers = self._watchers.get(i, ()) if i is not None else ()
-        if watchers:
-            known = set(seen)
-            seen += [j for j in watchers if j not in known]
+        if i is None:
+            index = AffinityIndex((*self.vms, vm))
+            seen = [j for j in index.seen_by(len(self.vms)) if j < len(self.vms)]
+        else:
+            seen = self.affinity.seen_by(i)
         return [(self.node_names[int(self.pos[j])], self.vms[j]) for j in seen]
 
     # ------------------------------------------------------------- objective

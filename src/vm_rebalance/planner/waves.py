@@ -14,13 +14,12 @@ wave: anti-affinity and spread see the moving VMs at both their source and their
 required pod affinity only counts VMs that are not moving in that wave.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from vm_rebalance.model import ClusterState, VirtualMachine
-from vm_rebalance.planner.eligibility import pod_affinity_violations
-
-_AFFINITY_PREFIX = "required pod affinity"
+from vm_rebalance.model import ClusterState, Node, Violation, ViolationKind, VirtualMachine
+from vm_rebalance.planner.affinity import AffinityIndex
+from vm_rebalance.planner.eligibility import pod_affinity_checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,24 +34,32 @@ class WaveMove:
 class WaveError(ValueError):
     """A move cannot be scheduled even after every earlier move (it does not fit at all)."""
 
-    def __init__(self, index: int, reasons: Sequence[str]) -> None:
-        super().__init__("; ".join(reasons))
+    def __init__(self, index: int, violations: Sequence[Violation]) -> None:
+        super().__init__("; ".join(v.message for v in violations))
         self.index = index
-        self.reasons = tuple(reasons)
+        self.violations = tuple(violations)
+        self.reasons = tuple(v.message for v in violations)
 
 
-def _relevant(state: ClusterState) -> set[str]:
-    selectors = {
-        (term.label_selector, term.namespaces or (v.namespace,))
-        for v in state.vms
-        for term in (*v.placement.pod_anti_affinity, *v.placement.pod_affinity)
-    } | {(tsc.label_selector, (v.namespace,)) for v in state.vms for tsc in v.placement.topology_spread}
-    out: set[str] = set()
-    for v in state.vms:
-        p = v.placement
-        own = bool(p.pod_anti_affinity or p.pod_affinity or p.topology_spread)
-        if own or (selectors and any(v.namespace in ns and sel.matches(v.labels) for sel, ns in selectors)):
-            out.add(v.ref)
+def _affinity_violations(
+    vm: VirtualMachine,
+    node: Node,
+    node_labels: dict[str, Mapping[str, str]],
+    union: Sequence[tuple[str, VirtualMachine]],
+    stable: Sequence[tuple[str, VirtualMachine]],
+) -> list[Violation]:
+    """The rules broken on ``node`` in a wave: anti-affinity and spread see the VMs moving in the
+    wave at both ends (``union``); required pod affinity counts only VMs that stay put (``stable``)."""
+    out = [
+        v
+        for v in pod_affinity_checks(vm, node, node_labels=node_labels, residents=union)
+        if v.kind is not ViolationKind.POD_AFFINITY
+    ]
+    out += [
+        v
+        for v in pod_affinity_checks(vm, node, node_labels=node_labels, residents=stable)
+        if v.kind is ViolationKind.POD_AFFINITY
+    ]
     return out
 
 
@@ -76,13 +83,14 @@ def assign_waves(
     settled = {n.name: [n.requested.cpu_millicores, n.requested.memory_bytes] for n in state.nodes}
     per_wave: dict[int, int] = {}
     waves: list[int] = []
-    relevant = _relevant(state)
+    index = AffinityIndex(state.vms)
+    position = {v.ref: k for k, v in enumerate(state.vms)}
     node_labels = {n.name: n.labels for n in state.nodes}
     last_relevant_wave = 1
     last_wave = 1
     start_pos = {v.ref: v.node for v in state.vms if v.running and v.node}
-    relevant_vms = [v for v in state.vms if v.ref in relevant and v.running and v.node]
-    assigned: list[tuple[int, WaveMove]] = []
+    # Per VM: (wave, target) of its move once assigned.
+    moved_in: dict[str, tuple[int, str]] = {}
 
     def extend(node: str, length: int) -> list[list[int]]:
         lst = peaks.setdefault(node, [])
@@ -125,52 +133,49 @@ def assign_waves(
             settled[m.source][0] -= req[0]
             settled[m.source][1] -= req[1]
 
-    def affinity(m: WaveMove, wave: int) -> list[str]:
-        moving_now = {a.vm.ref: a for w, a in assigned if w == wave}
-        done = {a.vm.ref: a.target for w, a in assigned if w < wave}
+    def affinity(m: WaveMove, wave: int) -> list[Violation]:
         union: list[tuple[str, VirtualMachine]] = []
         stable: list[tuple[str, VirtualMachine]] = []
-        for v in relevant_vms:
-            here = done.get(v.ref, start_pos.get(v.ref))
+        k = position.get(m.vm.ref)
+        for j in index.seen_by(k) if k is not None else ():
+            v = state.vms[j]
+            here = start_pos.get(v.ref)
+            move = moved_in.get(v.ref)
+            if move is not None and move[0] < wave:
+                here = move[1]
             if here is None:
                 continue
             union.append((here, v))
-            if v.ref in moving_now:
-                union.append((moving_now[v.ref].target, v))
+            if move is not None and move[0] == wave:
+                union.append((move[1], v))
             else:
                 stable.append((here, v))
         node = state.node(m.target)
         assert node is not None
-        reasons = [
-            r
-            for r in pod_affinity_violations(m.vm, node, node_labels=node_labels, residents=union)
-            if not r.startswith(_AFFINITY_PREFIX)
-        ]
-        reasons += [
-            r
-            for r in pod_affinity_violations(m.vm, node, node_labels=node_labels, residents=stable)
-            if r.startswith(_AFFINITY_PREFIX)
-        ]
-        return reasons
+        return _affinity_violations(m.vm, node, node_labels, union, stable)
 
-    for index, m in enumerate(moves):
+    for number, m in enumerate(moves):
         horizon = max(waves, default=0) + 1
         lower = last_wave if keep_order else 1
-        is_relevant = m.vm.ref in relevant
+        k = position.get(m.vm.ref)
+        is_relevant = k is not None and index.relevant[k]
         if is_relevant:
             lower = max(lower, last_relevant_wave)
         first = earliest_fit(m, horizon)
         if first is None:
             cap = alloc.get(m.target)
             if cap is None:
-                raise WaveError(index, [f"node {m.target} does not exist"])
+                raise WaveError(number, [Violation(ViolationKind.NO_NODE, f"node {m.target} does not exist")])
             free_cpu, free_mem = cap[0] - settled[m.target][0], cap[1] - settled[m.target][1]
             raise WaveError(
-                index,
+                number,
                 [
-                    f"insufficient allocatable on {m.target}: needs {m.vm.requests.cpu_millicores}m CPU / "
-                    f"{m.vm.requests.memory_bytes / 1024**3:.1f}Gi memory, "
-                    f"{max(free_cpu, 0)}m / {max(free_mem, 0) / 1024**3:.1f}Gi free"
+                    Violation(
+                        ViolationKind.CAPACITY,
+                        f"insufficient allocatable on {m.target}: needs {m.vm.requests.cpu_millicores}m CPU / "
+                        f"{m.vm.requests.memory_bytes / 1024**3:.1f}Gi memory, "
+                        f"{max(free_cpu, 0)}m / {max(free_mem, 0) / 1024**3:.1f}Gi free",
+                    )
                 ],
             )
         chosen = None
@@ -183,14 +188,14 @@ def assign_waves(
                 reasons = affinity(m, w)
                 if reasons:
                     if w >= horizon:
-                        raise WaveError(index, reasons)
+                        raise WaveError(number, reasons)
                     w += 1
                     continue
             chosen = w
         waves.append(chosen)
         per_wave[chosen] = per_wave.get(chosen, 0) + 1
         record(m, chosen)
-        assigned.append((chosen, m))
+        moved_in[m.vm.ref] = (chosen, m.target)
         if keep_order:
             last_wave = max(last_wave, chosen)
         if is_relevant:
