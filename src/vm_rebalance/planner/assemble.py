@@ -75,10 +75,13 @@ def _pct(x: float) -> str:
 
 
 def simulate(
-    state: ClusterState, goal: Goal, basis: Basis, moves: Sequence[DraftMove]
+    state: ClusterState, goal: Goal, basis: Basis, moves: Sequence[DraftMove], base: Problem | None = None
 ) -> tuple[Problem, FloatArray, FloatArray]:
-    """The problem after the moves, the utilisation before them and the VM counts before them."""
-    problem = Problem(state, goal=goal, basis=basis, feasibility=False)
+    """The problem after the moves, the utilisation before them and the VM counts before them.
+
+    ``base``: the untouched problem of ``state`` for this goal and basis, when the caller has one.
+    """
+    problem = base.fork() if base is not None else Problem(state, goal=goal, basis=basis, feasibility=False)
     before = problem.utilisation()
     counts = problem.node_load[:, COUNT] / COUNT_UNIT
     for m in moves:
@@ -168,6 +171,7 @@ def assemble_plan(
     warnings: Sequence[str] = (),
     options: PlanOptions = PlanOptions(),
     renumber: bool = True,
+    base: Problem | None = None,
 ) -> Plan:
     """The complete plan for ``moves`` (given in an order that is safe to run one at a time).
 
@@ -193,7 +197,7 @@ def assemble_plan(
                 p[0],
             )
         )
-    problem, before, count_before = simulate(state, goal, basis, moves)
+    problem, before, count_before = simulate(state, goal, basis, moves, base)
     after = problem.utilisation()
     counts_b = np.rint(count_before).astype(int)
     counts_a = np.rint(problem.node_load[:, COUNT] / COUNT_UNIT).astype(int)

@@ -33,7 +33,7 @@ from vm_rebalance.planner.search import (
 
 MOVE_COST = 8.0
 """Base cost of any move, in squared-deviation units (pp²): below this the gain is negligible."""
-COST_PER_GIB = 0.25
+COST_PER_GIB = 0.02
 """Extra cost per GiB of guest memory: smaller VMs move first when the gain is similar."""
 COLD_RUNNING_COST = 400.0
 """Extra cost of a cold move of a running VM (downtime): it must buy a lot of balance."""
@@ -184,7 +184,7 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
         for i, t in steps
     ]
     # Re-simulate with only the kept steps, for honest "no feasible target" explanations.
-    kept = Problem(state, goal=goal, basis=basis, feasibility=False)
+    kept = pristine.fork()
     for i, t in steps:
         kept.apply(i, t)
 
@@ -211,6 +211,7 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
         options=PlanOptions(
             headroom=request.headroom, sequential=request.sequential, max_parallel=request.max_parallel
         ),
+        base=pristine,
     )
 
 

@@ -146,12 +146,19 @@ def _candidate_targets(
     nodes = np.flatnonzero(feasible & problem.obj_mask & (free >= min_req).all(axis=1))
     if limit is None or len(nodes) <= limit:
         return nodes
-    picked: list[IntArray] = [nodes[np.argsort(rank[nodes], kind="stable")[: limit // 2]]]
+    picked: list[IntArray] = [_lowest(nodes, rank[nodes], limit // 2)]
     columns = sorted({t.column for t in terms})
     per = max(2, (limit - limit // 2) // max(len(columns), 1))
     for c in columns:
-        picked.append(nodes[np.argsort(util[nodes, c], kind="stable")[:per]])
+        picked.append(_lowest(nodes, util[nodes, c], per))
     return np.unique(np.concatenate(picked))
+
+
+def _lowest(nodes: IntArray, values: FloatArray, k: int) -> IntArray:
+    """The ``k`` nodes with the lowest ``values`` (any order; O(n))."""
+    if len(nodes) <= k:
+        return nodes
+    return np.asarray(nodes[np.argpartition(values, k - 1)[:k]])
 
 
 def _affinity_ok(problem: Problem, i: int, t: int) -> bool:
