@@ -189,6 +189,18 @@ class NodeChange:
     after: NodeLoad
 
 
+@dataclass(frozen=True, slots=True)
+class TradeoffPoint:
+    """The plan cut after its first ``moves`` moves (in the order the search chose them)."""
+
+    moves: int
+    objective: float
+    gib_moved: float
+    """Guest memory that the live moves among them copy."""
+    cold_moves: int
+    """Cold moves of running VMs among them (~30-60 s of downtime each)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
     """A complete rebalance plan (design.md §3)."""
@@ -209,6 +221,14 @@ class Plan:
     """The soft headroom the plan was made for (warnings); kept so edits honour it."""
     keep_order: bool = False
     """The moves follow an explicit user order (waves never reorder them); kept across later edits."""
+    stop_reason: str = ""
+    """Why the plan ends where it does ("already balanced: …", the minimum gain, --max-migrations)."""
+    min_gain: float | None = None
+    """The minimum gain per move (pp²) the plan was made with; None for drain and manual plans."""
+    tradeoff: tuple[TradeoffPoint, ...] = ()
+    """Objective, GiB copied and cold moves after the first k moves, thinned (`plan --tradeoff`)."""
+    knee: int | None = None
+    """Moves at the knee of the tradeoff curve (where more moves start to buy little)."""
 
     def __post_init__(self) -> None:
         ids = [m.id for m in self.moves]
@@ -242,6 +262,10 @@ class Plan:
                 self.max_parallel,
                 self.headroom,
                 self.keep_order,
+                self.stop_reason,
+                self.min_gain,
+                self.tradeoff,
+                self.knee,
             )
         )
 
@@ -292,6 +316,53 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
             "after": {k: round(v, 4) for k, v in plan.metrics_after.items()},
         },
         "warnings": list(plan.warnings),
+        **_economy_to_document(plan),
+    }
+
+
+def _economy_to_document(plan: Plan) -> dict[str, Any]:
+    """The optional move-economy keys: only present when the plan has them (older readers ignore them)."""
+    out: dict[str, Any] = {}
+    if plan.stop_reason:
+        out["stop_reason"] = plan.stop_reason
+    if plan.min_gain is not None:
+        out["min_gain"] = plan.min_gain
+    if plan.tradeoff:
+        out["tradeoff"] = {
+            "knee": plan.knee,
+            "points": [
+                {
+                    "moves": p.moves,
+                    "objective": round(p.objective, 4),
+                    "gib_moved": round(p.gib_moved, 2),
+                    "cold_moves": p.cold_moves,
+                }
+                for p in plan.tradeoff
+            ],
+        }
+    return out
+
+
+def _economy_from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    raw = doc.get("tradeoff") or {}
+    if not isinstance(raw, Mapping):
+        raise PlanDocumentError("tradeoff: must be an object")
+    points = tuple(
+        TradeoffPoint(
+            int(_req(p, "moves", f"tradeoff.points[{i}]")),
+            float(_req(p, "objective", f"tradeoff.points[{i}]")),
+            float(p.get("gib_moved", 0.0)),
+            int(p.get("cold_moves", 0)),
+        )
+        for i, p in enumerate(raw.get("points") or ())
+    )
+    knee = raw.get("knee")
+    min_gain = doc.get("min_gain")
+    return {
+        "stop_reason": str(doc.get("stop_reason", "")),
+        "min_gain": None if min_gain is None else float(min_gain),
+        "tradeoff": points,
+        "knee": None if knee is None else int(knee),
     }
 
 
@@ -413,6 +484,7 @@ def plan_from_document(doc: Any) -> Plan:
             max_parallel=max_parallel,
             headroom=headroom,
             keep_order=keep_order,
+            **_economy_from_document(doc),
         )
     except PlanDocumentError:
         raise

@@ -26,6 +26,7 @@ from vm_rebalance.model import (
 from vm_rebalance.model.plan import COLD_DOWNTIME, LIVE_DOWNTIME, NO_DOWNTIME
 from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN, DEFAULT_HEADROOM
 from vm_rebalance.planner.eligibility import live_blocker
+from vm_rebalance.planner.goals import objective_terms
 from vm_rebalance.planner.problem import (
     COUNT,
     COUNT_UNIT,
@@ -36,7 +37,6 @@ from vm_rebalance.planner.problem import (
     FloatArray,
     Problem,
     normalised_weights,
-    objective_terms,
 )
 from vm_rebalance.planner.waves import WaveMove, assign_waves
 

@@ -61,35 +61,6 @@ def normalised_weights(goal: Goal) -> tuple[float, float]:
     return (0.5, 0.5) if total <= 0 else (cpu / total, mem / total)
 
 
-def objective_terms(goal: Goal) -> tuple[Term, ...]:
-    """The terms of the goal's objective (drain and manual plans are scored as `balanced`)."""
-    wc, wm = normalised_weights(goal)
-    match goal.type:
-        case GoalType.CPU:
-            return (Term("std", CPU, 1.0),)
-        case GoalType.MEMORY:
-            return (Term("std", MEM, 1.0),)
-        case GoalType.COUNT:
-            return (Term("std", COUNT, 1.0),)
-        case GoalType.PERFORMANCE:
-            # Hot spots dominate (first bring every node under the warning thresholds), then the
-            # balance of both resources, then heavy VMs kept apart.
-            return (
-                Term("hot", CPU, 4.0, CPU_WARNING),
-                Term("hot", MEM, 4.0, MEMORY_WARNING),
-                Term("std", CPU, wc),
-                Term("std", MEM, wm),
-                Term("std", HEAVY, 0.25),
-            )
-        case _:
-            terms = []
-            if wc > 0:
-                terms.append(Term("std", CPU, wc))
-            if wm > 0:
-                terms.append(Term("std", MEM, wm))
-            return tuple(terms)
-
-
 def _hot(x: FloatArray | float, threshold: float) -> FloatArray:
     excess = np.maximum(np.asarray(x, dtype=np.float64) - threshold, 0.0)
     return np.asarray(excess * excess)

@@ -50,6 +50,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vm_rebalance.model import StayKind
 from vm_rebalance.planner.eligibility import pod_affinity_violations
 from vm_rebalance.planner.problem import (
     CPU,
@@ -89,7 +90,7 @@ class SearchContext:
     helper_movable: BoolArray | None = None
     """Drain: VMs that may move to make room for the drained node's VMs (ordinary moves: no
     cooldown exemption); None means ``movable``."""
-    failures: dict[int, str] = field(default_factory=dict)
+    failures: dict[int, tuple[StayKind, str]] = field(default_factory=dict)
     """Drain: VMs that could not be placed, with a reason when one is known at search time."""
 
 
@@ -131,6 +132,18 @@ def _headroom_ok(
             over &= post >= util[src, c][:, None]
         ok &= ~over
     return ok
+
+
+def _busiest(problem: Problem, util: FloatArray, terms: tuple[Term, ...]) -> BoolArray:
+    """The busiest objective node of each column the objective spreads: never a target (no churn
+    onto the hottest node, even where different node sizes would make the numbers allow it)."""
+    out = np.zeros(len(problem.nodes), dtype=bool)
+    nodes = np.flatnonzero(problem.obj_mask)
+    if len(nodes) == 0:
+        return out
+    for c in sorted({t.column for t in terms if t.kind == "std" and t.weight > 0}):
+        out[nodes[int(np.argmax(util[nodes, c]))]] = True
+    return out
 
 
 def _candidate_targets(
@@ -188,6 +201,7 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
             break
         scale = 2.0 * sums.k * obj
         rank = _node_rank(terms, util, problem.obj_mask)
+        busiest = _busiest(problem, util, terms)
         cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
         if not single:
             # Large problems: only VMs on the more loaded half of the nodes are sources.
@@ -215,6 +229,7 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
                 ok &= problem.pos[ids][:, None] != targets[None, :]
                 ok &= after < obj - 1e-12
                 ok &= _headroom_ok(problem, ids, targets, util, ctx.headroom_limit, drain=False)
+                ok &= ~busiest[targets][None, :]
                 if banned:
                     for row in np.flatnonzero(np.isin(ids, list(banned))):
                         ok[row] &= ~np.isin(targets, list(banned[int(ids[row])]))
@@ -280,100 +295,195 @@ def _lazy_accept(
     """Accept a round of moves by lazy re-evaluation (the classic lazy-greedy priority queue).
 
     The heap holds each candidate VM's benefit, stale (from the round's vectorised pass) or
-    fresh. Pop the best: if fresh (evaluated against the current state, and neither its source
-    nor its target changed since), accept it — it beats every other upper bound. If stale,
-    re-evaluate it together with the next stale VMs (``LAZY_BATCH`` at a time, one numpy
-    call) against the current sums and the current candidate targets of their class (the
-    targets are re-picked after every accepted move, so filling the coolest nodes does not
-    starve the round), and push them back with their fresh values. Up to a tenth of the
-    nodes' worth of moves per round; then the caller re-evaluates everything.
-
-    Bookkeeping is O(1) per accepted move: a per-node "last touched" clock replaces scanning
-    the fresh entries, and the sums are recomputed lazily, only when an evaluation needs them.
+    fresh. Pop the best: if fresh (evaluated against the current state, neither its source nor
+    its target changed since, and no node relieved since offers it more), accept it — it beats
+    every other upper bound. If stale, re-evaluate it together with the next stale VMs
+    (``LAZY_BATCH`` at a time, one numpy call) against the current sums and the current
+    candidate targets of their class (re-picked after every accepted move, so filling the
+    coolest nodes does not starve the round), and push them back with their fresh values.
+    After each accepted move the VMs on its target (whose benefit grew) are re-evaluated at
+    once. Up to a tenth of the nodes' worth of moves per round; then the caller re-evaluates
+    everything.
     """
-    terms = ctx.terms
+    lazy = _LazyRound(problem, ctx, class_targets, moved, banned, min_req=min_req, target_limit=target_limit)
+    lazy.push_all(order, best_net)
     limit = max(8, int(problem.obj_mask.sum()) // 10)
-    heap = list(zip((-best_net[order]).tolist(), order.tolist(), strict=True))
-    heapq.heapify(heap)
-    accepted = 0
-    new_bans = False
-    fresh: dict[int, tuple[int, int]] = {}
-    """VM -> (best target, clock at evaluation)."""
-    touched = np.zeros(len(problem.nodes), dtype=np.int64)
-    clock = 0
-    cache: tuple[FloatArray, Sums, float] | None = None
-    targets_clock = 0
-    evaluations = 0
-
-    def is_fresh(i: int) -> bool:
-        entry = fresh.get(i)
-        if entry is None:
-            return False
-        t, stamp = entry
-        return bool(touched[t] <= stamp and touched[problem.pos[i]] <= stamp)
-
-    while heap and accepted < limit and len(steps) < ctx.budget:
-        if not is_fresh(heap[0][1]):
-            batch: list[int] = []
-            while heap and len(batch) < LAZY_BATCH and not is_fresh(heap[0][1]):
-                batch.append(heapq.heappop(heap)[1])
-            evaluations += len(batch)
-            if accepted and evaluations > LAZY_EVALUATIONS * limit:
-                break  # most stale values are gone: a fresh vectorised round is cheaper
-            if cache is None:
-                util = problem.utilisation()
-                sums = problem.sums(terms, util)
-                cache = (util, sums, objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k))
-            util, sums, obj = cache
-            if targets_clock != clock:
-                rank = _node_rank(terms, util, problem.obj_mask)
-                for c in class_targets:
-                    class_targets[c] = _candidate_targets(
-                        problem, problem.class_feasible[c], rank, util, terms, min_req[c], target_limit
-                    )
-                targets_clock = clock
-            ids_all = np.array(batch, dtype=np.int64)
-            classes = problem.vm_class[ids_all]
-            for c in np.unique(classes).tolist():
-                ids = ids_all[classes == c]
-                targets = class_targets[c]
-                if len(targets) == 0:
-                    continue
-                after = problem.move_deltas(terms, sums, ids, targets, util)
-                ok = (problem.vm_req[ids][:, None, :] <= problem.free[targets][None, :, :]).all(axis=2)
-                ok &= targets[None, :] != problem.pos[ids][:, None]
-                ok &= after < obj - 1e-12
-                ok &= _headroom_ok(problem, ids, targets, util, ctx.headroom_limit, drain=False)
-                for row, i in enumerate(ids.tolist()):
-                    if i in banned:
-                        ok[row] &= ~np.isin(targets, list(banned[i]))
-                gain = (obj - after) * 2.0 * sums.k * obj
-                net = np.where(ok, gain - ctx.cost[ids][:, None], -np.inf)
-                j = np.argmax(net, axis=1)
-                best = net[np.arange(len(ids)), j]
-                for row, i in enumerate(ids.tolist()):
-                    if best[row] > 0:
-                        fresh[i] = (int(targets[j[row]]), clock)
-                        heapq.heappush(heap, (-float(best[row]), i))
+    while lazy.heap and lazy.accepted < limit and len(steps) < ctx.budget:
+        if lazy.drop_outdated():
             continue
-        _, i = heapq.heappop(heap)
-        t = fresh.pop(i)[0]
+        top = lazy.heap[0][1]
+        if not lazy.is_fresh(top):
+            batch: list[int] = []
+            while lazy.heap and len(batch) < LAZY_BATCH and not lazy.is_fresh(lazy.heap[0][1]):
+                i = heapq.heappop(lazy.heap)[1]
+                if not lazy.moved[i] and i not in batch:
+                    batch.append(i)
+            lazy.evaluations += len(batch)
+            if lazy.accepted and lazy.evaluations > LAZY_EVALUATIONS * limit:
+                break  # most stale values are gone: a fresh vectorised round is cheaper
+            lazy.evaluate(np.array(batch, dtype=np.int64))
+            continue
+        if lazy.better_on_relieved(top):
+            continue
+        _, i = heapq.heappop(lazy.heap)
+        t = lazy.fresh.pop(i)[0]
         if not _affinity_ok(problem, i, t):
             banned.setdefault(i, set()).add(t)
-            new_bans = True
+            lazy.new_bans = True
             continue
-        source = int(problem.pos[i])
-        problem.apply(i, t)
-        moved[i] = True
+        lazy.accept(i, t)
         steps.append((i, t))
-        accepted += 1
-        cache = None
-        # Only evaluations involving the two changed nodes are stale (the mean moved a little,
-        # which shifts every benefit alike).
-        clock += 1
-        touched[source] = clock
-        touched[t] = clock
-    return accepted, new_bans
+    return lazy.accepted, lazy.new_bans
+
+
+class _LazyRound:
+    """The state of one lazy acceptance round (see `_lazy_accept`)."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        ctx: SearchContext,
+        class_targets: dict[int, IntArray],
+        moved: BoolArray,
+        banned: dict[int, set[int]],
+        *,
+        min_req: dict[int, FloatArray],
+        target_limit: int | None,
+    ) -> None:
+        self.problem = problem
+        self.ctx = ctx
+        self.class_targets = class_targets
+        self.moved = moved
+        self.banned = banned
+        self.min_req = min_req
+        self.target_limit = target_limit
+        self.heap: list[tuple[float, int]] = []
+        self.fresh: dict[int, tuple[int, int, float]] = {}
+        """VM -> (best target, clock at evaluation, net benefit): the heap entry that counts."""
+        self.touched = np.zeros(len(problem.nodes), dtype=np.int64)
+        self.relieved: list[tuple[int, int]] = []
+        """(clock, node) of every source relieved by an accepted move."""
+        self.clock = 0
+        self.targets_clock = 0
+        self.accepted = 0
+        self.evaluations = 0
+        self.new_bans = False
+        self._cache: tuple[FloatArray, Sums, float, BoolArray] | None = None
+
+    def push_all(self, order: IntArray, best_net: FloatArray) -> None:
+        self.heap = list(zip((-best_net[order]).tolist(), order.tolist(), strict=True))
+        heapq.heapify(self.heap)
+
+    def is_fresh(self, i: int) -> bool:
+        entry = self.fresh.get(i)
+        if entry is None:
+            return False
+        t, stamp, _ = entry
+        return bool(self.touched[t] <= stamp and self.touched[self.problem.pos[i]] <= stamp)
+
+    def drop_outdated(self) -> bool:
+        """Pop the top entry when it is a superseded duplicate (or its VM already moved)."""
+        value, i = self.heap[0]
+        entry = self.fresh.get(i)
+        if self.moved[i] or (entry is not None and -value != entry[2]):
+            heapq.heappop(self.heap)
+            return True
+        return False
+
+    def current(self) -> tuple[FloatArray, Sums, float, BoolArray]:
+        """Utilisation, sums, objective and busiest nodes now (recomputed after each accepted move)."""
+        if self._cache is None:
+            p, terms = self.problem, self.ctx.terms
+            util = p.utilisation()
+            sums = p.sums(terms, util)
+            obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
+            self._cache = (util, sums, obj, _busiest(p, util, terms))
+        return self._cache
+
+    def _net(self, ids: IntArray, targets: IntArray) -> FloatArray:
+        """Net benefit (gain minus cost) of each VM of ``ids`` to each of ``targets``; -inf where not allowed."""
+        p, ctx = self.problem, self.ctx
+        util, sums, obj, busiest = self.current()
+        after = p.move_deltas(ctx.terms, sums, ids, targets, util)
+        ok = (p.vm_req[ids][:, None, :] <= p.free[targets][None, :, :]).all(axis=2)
+        ok &= targets[None, :] != p.pos[ids][:, None]
+        ok &= p.class_feasible[p.vm_class[ids]][:, targets]
+        ok &= after < obj - 1e-12
+        ok &= _headroom_ok(p, ids, targets, util, ctx.headroom_limit, drain=False)
+        ok &= ~busiest[targets][None, :]
+        for row, i in enumerate(ids.tolist()):
+            if i in self.banned:
+                ok[row] &= ~np.isin(targets, list(self.banned[i]))
+        gain = (obj - after) * 2.0 * sums.k * obj
+        return np.asarray(np.where(ok, gain - ctx.cost[ids][:, None], -np.inf))
+
+    def evaluate(self, ids_all: IntArray) -> None:
+        """Re-evaluate VMs against their class's current candidate targets; push the positive ones."""
+        p, ctx = self.problem, self.ctx
+        ids_all = ids_all[~self.moved[ids_all]]
+        if self.targets_clock != self.clock:
+            util = self.current()[0]
+            rank = _node_rank(ctx.terms, util, p.obj_mask)
+            for c in self.class_targets:
+                self.class_targets[c] = _candidate_targets(
+                    p, p.class_feasible[c], rank, util, ctx.terms, self.min_req[c], self.target_limit
+                )
+            self.targets_clock = self.clock
+        classes = p.vm_class[ids_all]
+        for c in np.unique(classes).tolist():
+            ids = ids_all[classes == c]
+            targets = self.class_targets.get(c)
+            if targets is None or len(targets) == 0:
+                continue
+            net = self._net(ids, targets)
+            j = np.argmax(net, axis=1)
+            best = net[np.arange(len(ids)), j]
+            for row, i in enumerate(ids.tolist()):
+                if best[row] > 0:
+                    self.fresh[i] = (int(targets[j[row]]), self.clock, float(best[row]))
+                    heapq.heappush(self.heap, (-float(best[row]), i))
+                else:
+                    self.fresh.pop(i, None)
+
+    def better_on_relieved(self, i: int) -> bool:
+        """Whether a node relieved since VM ``i``'s evaluation offers it more (then re-queued)."""
+        t, stamp, _ = self.fresh[i]
+        nodes = []
+        for clock, node in reversed(self.relieved):
+            if clock <= stamp:
+                break
+            if node != t:
+                nodes.append(node)
+        if not nodes:
+            return False
+        targets = np.unique(np.array(nodes, dtype=np.int64))
+        ids = np.array([i], dtype=np.int64)
+        candidates = np.concatenate([np.array([t], dtype=np.int64), targets])
+        net = self._net(ids, candidates)[0]
+        k = int(np.argmax(net))
+        if k == 0 or net[k] <= net[0]:
+            return False
+        heapq.heappop(self.heap)
+        self.fresh[i] = (int(candidates[k]), self.clock, float(net[k]))
+        heapq.heappush(self.heap, (-float(net[k]), i))
+        return True
+
+    def accept(self, i: int, t: int) -> None:
+        """Apply the move; only evaluations involving its two nodes go stale (the mean moved a
+        little, which shifts every benefit alike). The target's own VMs gained: re-evaluate them."""
+        p = self.problem
+        source = int(p.pos[i])
+        p.apply(i, t)
+        self.moved[i] = True
+        self.accepted += 1
+        self._cache = None
+        self.clock += 1
+        self.touched[source] = self.clock
+        self.touched[t] = self.clock
+        self.relieved.append((self.clock, source))
+        residents = np.flatnonzero((p.pos == t) & self.ctx.movable & ~self.moved)
+        if len(residents):
+            self.evaluate(residents)
 
 
 def greedy(problem: Problem, ctx: SearchContext) -> list[Step]:
@@ -420,10 +530,10 @@ def drain(problem: Problem, ctx: SearchContext) -> list[Step]:
     on_node = [int(i) for i in np.flatnonzero((problem.pos == d) & ctx.movable)]
     largest = sorted(on_node, key=lambda i: (-problem.vm_req[i, 1], -problem.vm_req[i, 0], problem.vms[i].ref))
     smallest = sorted(on_node, key=lambda i: (problem.vm_req[i, 1], problem.vm_req[i, 0], problem.vms[i].ref))
-    best: tuple[tuple[int, int, float], list[Step], dict[int, str]] | None = None
+    best: tuple[tuple[int, int, float], list[Step], dict[int, tuple[StayKind, str]]] | None = None
     for order in (largest, smallest):
         trial = problem.fork()
-        failures: dict[int, str] = {}
+        failures: dict[int, tuple[StayKind, str]] = {}
         steps = _drain_in_order(trial, replace(ctx, failures=failures), order)
         left = sum(1 for i in on_node if trial.pos[i] == d)
         key = (left, len(steps), trial.objective(ctx.terms))
@@ -447,13 +557,13 @@ def _drain_in_order(problem: Problem, ctx: SearchContext, order: list[int]) -> l
         left: list[int] = []
         for i in pending:
             if len(steps) >= ctx.budget:
-                ctx.failures[i] = "max-migrations reached before this VM"
+                ctx.failures[i] = (StayKind.BUDGET, "max-migrations reached before this VM")
                 left.append(i)
                 continue
             if not _drain_directly(problem, ctx, i, steps, moved):
                 placed, reason = _make_room(problem, ctx, i, steps, moved)
                 if not placed:
-                    if reason:
+                    if reason is not None:
                         ctx.failures[i] = reason
                     else:
                         ctx.failures.pop(i, None)
@@ -572,7 +682,12 @@ def _amount(r: FloatArray) -> str:
     return f"{r[CPU]:.0f}m CPU / {r[MEM] / 1024**3:.1f}Gi"
 
 
-def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], moved: BoolArray) -> tuple[bool, str]:
+Failure = tuple[StayKind, str]
+
+
+def _make_room(
+    problem: Problem, ctx: SearchContext, i: int, steps: list[Step], moved: BoolArray
+) -> tuple[bool, Failure | None]:
     """Place VM ``i`` (on the drained node, fitting nowhere now) by first moving one to
     ``MAKE_ROOM_HELPERS`` other VMs off a target node.
 
@@ -582,42 +697,87 @@ def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], 
     moves, then the fewest moves, then the smallest VMs. The best few are simulated on a working
     copy — each helper to its preferred feasible node (every rule, capacity after the earlier
     moves), then ``i`` — and the one leaving the best balance net of the helpers' cost is applied.
-    Returns (placed, reason): an empty reason when no node lacks only capacity (the placement
-    rules keep the VM here: the caller explains those).
+    Returns (placed, why not): no reason when no node lacks only capacity (the placement rules
+    keep the VM here: the caller explains those).
     """
     assert ctx.drain_node is not None
-    d = ctx.drain_node
     need = problem.vm_req[i]
     static = problem.class_feasible[problem.vm_class[i]].copy()
-    static[d] = False
-    free = problem.free
-    short = np.maximum(need[None, :] - free, 0.0)
+    static[ctx.drain_node] = False
+    short = np.maximum(need[None, :] - problem.free, 0.0)
     lacking = static & (short > 0).any(axis=1)
     if not lacking.any():
-        return False, ""  # room exists: the placement rules keep it here, the caller explains them
+        return False, None  # room exists: the placement rules keep it here, the caller explains them
+    hopeless = _hopeless(problem, static, need)
+    if hopeless is not None:
+        return False, hopeless
+    big_enough = (problem.alloc >= need[None, :]).all(axis=1)
+    all_nodes = np.flatnonzero(lacking & big_enough)
+    rel = (short[all_nodes] / np.maximum(need, 1.0)[None, :]).max(axis=1)
+    nodes = all_nodes[np.lexsort((all_nodes, rel))][:MAKE_ROOM_TARGETS].tolist()
+    notes: dict[int, str] = {}
+    plans, over_budget = _room_plans(problem, ctx, nodes, short, steps, moved, notes)
+    best = _best_room_plan(problem, ctx, i, plans, notes)
+    if best is not None:
+        for h, u in best:
+            problem.apply(h, u)
+            moved[h] = True
+            steps.append((h, u))
+        return True, None
+    if over_budget is not None:
+        return False, (
+            StayKind.BUDGET,
+            f"max-migrations reached: it would need {over_budget} other move(s) first to make room",
+        )
+    shown = [f"{problem.node_names[t]} lacks {_shortfall(short[t])}: {notes[t]}" for t in nodes[:2] if t in notes]
+    text = f"{NO_ROOM}: " + "; ".join(shown)
+    if len(all_nodes) > len(shown):
+        text += f"; +{len(all_nodes) - len(shown)} more node(s) short of room"
+    too_small = int((static & ~big_enough).sum())
+    if too_small:
+        text += f"; {too_small} node(s) too small for it"
     refused = int((static & ~lacking).sum())
+    if refused:
+        text += f"; {refused} node(s) with room refuse it (pod affinity, anti-affinity or topology spread)"
+    return False, (StayKind.NO_ROOM, text)
+
+
+def _hopeless(problem: Problem, static: BoolArray, need: FloatArray) -> Failure | None:
+    """Why no amount of room-making can place a VM needing ``need`` on the ``static`` nodes, or None."""
     big_enough = (problem.alloc >= need[None, :]).all(axis=1)
     if not (static & big_enough).any():
         largest = problem.alloc[static].max(axis=0)
-        return False, (
+        return StayKind.NO_TARGET, (
             f"insufficient allocatable: it needs {_amount(need)}, more than any node it may run on allocates "
             f"(at most {_amount(largest)})"
         )
-    total_free = np.maximum(free[static], 0.0).sum(axis=0)
+    total_free = np.maximum(problem.free[static], 0.0).sum(axis=0)
     if (total_free < need).any():
-        return False, (
+        return StayKind.NO_ROOM, (
             f"{NO_ROOM}: the {int(static.sum())} node(s) it may run on have {_amount(total_free)} free in total, "
             f"it needs {_amount(need)}"
         )
-    lacking &= big_enough
-    all_nodes = np.flatnonzero(lacking)
-    rel = (short[all_nodes] / np.maximum(need, 1.0)[None, :]).max(axis=1)
-    nodes = all_nodes[np.lexsort((all_nodes, rel))][:MAKE_ROOM_TARGETS].tolist()
+    return None
+
+
+def _room_plans(
+    problem: Problem,
+    ctx: SearchContext,
+    nodes: list[int],
+    short: FloatArray,
+    steps: list[Step],
+    moved: BoolArray,
+    notes: dict[int, str],
+) -> tuple[list[tuple[CoverKey, int, list[int]]], int | None]:
+    """Per candidate target: the cheapest set of its residents whose departure makes the room
+    (sorted best first), and the fewest helpers a target would need beyond the budget (or None)."""
+    assert ctx.drain_node is not None
+    d = ctx.drain_node
+    free = problem.free
     spare = ctx.budget - len(steps) - 1
     helper_mask = ctx.movable if ctx.helper_movable is None else ctx.helper_movable
     helper_ok = helper_mask & ~moved & (problem.pos != d)
     plans: list[tuple[CoverKey, int, list[int]]] = []
-    notes: dict[int, str] = {}
     over_budget: int | None = None
     for t in nodes:
         residents = np.flatnonzero(helper_ok & (problem.pos == t))
@@ -641,7 +801,18 @@ def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], 
             continue
         plans.append((cover[0], t, cover[1]))
     plans.sort(key=lambda p: (p[0], p[1]))
+    return plans, over_budget
 
+
+def _best_room_plan(
+    problem: Problem,
+    ctx: SearchContext,
+    i: int,
+    plans: list[tuple[CoverKey, int, list[int]]],
+    notes: dict[int, str],
+) -> list[Step] | None:
+    """Simulate the best few room-making plans (fewest cold, fewest helpers first); the one
+    leaving the best balance net of the helpers' cost, as steps, or None."""
     obj0 = problem.objective(ctx.terms)
     scale = 2.0 * max(int(problem.obj_mask.sum()), 1) * obj0
     best: tuple[float, list[Step]] | None = None
@@ -662,24 +833,7 @@ def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], 
         successes += 1
         if successes >= MAKE_ROOM_TRIALS:
             break
-    if best is not None:
-        for h, u in best[1]:
-            problem.apply(h, u)
-            moved[h] = True
-            steps.append((h, u))
-        return True, ""
-    shown = [f"{problem.node_names[t]} lacks {_shortfall(short[t])}: {notes[t]}" for t in nodes[:2] if t in notes]
-    text = f"{NO_ROOM}: " + "; ".join(shown)
-    if len(all_nodes) > len(shown):
-        text += f"; +{len(all_nodes) - len(shown)} more node(s) short of room"
-    too_small = int((static & ~big_enough).sum())
-    if too_small:
-        text += f"; {too_small} node(s) too small for it"
-    if refused:
-        text += f"; {refused} node(s) with room refuse it (pod affinity, anti-affinity or topology spread)"
-    if over_budget is not None:
-        text = f"max-migrations reached: it would need {over_budget} other move(s) first to make room"
-    return False, text
+    return None if best is None else best[1]
 
 
 STRATEGIES: Mapping[str, Callable[[Problem, SearchContext], list[Step]]] = {
