@@ -229,6 +229,9 @@ class Plan:
     """Objective, GiB copied and cold moves after the first k moves, thinned (`plan --tradeoff`)."""
     knee: int | None = None
     """Moves at the knee of the tradeoff curve (where more moves start to buy little)."""
+    derived_warnings: int = 0
+    """How many of the last ``warnings`` follow from the moves themselves (batch size, cold moves,
+    nodes left hot, headroom): recomputed, not kept, when the plan is edited."""
 
     def __post_init__(self) -> None:
         ids = [m.id for m in self.moves]
@@ -238,6 +241,8 @@ class Plan:
             raise ValueError("max_parallel must be >= 1")
         if not 0.0 <= self.headroom < 1.0:
             raise ValueError("headroom must be in [0, 1)")
+        if not 0 <= self.derived_warnings <= len(self.warnings):
+            raise ValueError("derived_warnings must count some of the warnings")
 
     @property
     def waves(self) -> tuple[tuple[Move, ...], ...]:
@@ -266,6 +271,7 @@ class Plan:
                 self.min_gain,
                 self.tradeoff,
                 self.knee,
+                self.derived_warnings,
             )
         )
 
@@ -316,6 +322,7 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
             "after": {k: round(v, 4) for k, v in plan.metrics_after.items()},
         },
         "warnings": list(plan.warnings),
+        "derived_warnings": plan.derived_warnings,
         **_economy_to_document(plan),
     }
 
@@ -341,6 +348,30 @@ def _economy_to_document(plan: Plan) -> dict[str, Any]:
             ],
         }
     return out
+
+
+_LEGACY_DERIVED = (
+    "migrations in one plan",
+    "cold migration(s) of running VMs",
+    "stay above the warning thresholds",
+    "headroom of ",
+)
+"""Phrases of the derived warnings in plan files written before "derived_warnings" existed."""
+
+
+def _derived_from_document(doc: Mapping[str, Any], warnings: tuple[str, ...]) -> int:
+    """The count of trailing derived warnings; for older files, classified once here by their phrases."""
+    raw = doc.get("derived_warnings")
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= len(warnings):
+            raise PlanDocumentError(f"derived_warnings: expected 0 to {len(warnings)}, got {raw!r}")
+        return raw
+    count = 0
+    for w in reversed(warnings):
+        if not any(phrase in w for phrase in _LEGACY_DERIVED):
+            break
+        count += 1
+    return count
 
 
 def _economy_from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -471,6 +502,7 @@ def plan_from_document(doc: Any) -> Plan:
         )
         metrics = doc.get("metrics") or {}
         max_parallel, headroom, keep_order = _options_from_document(doc.get("options"))
+        warnings = tuple(str(w) for w in doc.get("warnings") or ())
         return Plan(
             goal=goal,
             basis=basis,
@@ -479,7 +511,8 @@ def plan_from_document(doc: Any) -> Plan:
             nodes=nodes,
             metrics_before=MappingProxyType({k: float(v) for k, v in (metrics.get("before") or {}).items()}),
             metrics_after=MappingProxyType({k: float(v) for k, v in (metrics.get("after") or {}).items()}),
-            warnings=tuple(str(w) for w in doc.get("warnings") or ()),
+            warnings=warnings,
+            derived_warnings=_derived_from_document(doc, warnings),
             sequential=bool(doc.get("sequential", False)),
             max_parallel=max_parallel,
             headroom=headroom,

@@ -90,6 +90,8 @@ class SearchContext:
     helper_movable: BoolArray | None = None
     """Drain: VMs that may move to make room for the drained node's VMs (ordinary moves: no
     cooldown exemption); None means ``movable``."""
+    never_target: BoolArray | None = None
+    """Nodes that receive no VM (the busiest before the plan): no churn onto the hottest node."""
     failures: dict[int, tuple[StayKind, str]] = field(default_factory=dict)
     """Drain: VMs that could not be placed, with a reason when one is known at search time."""
 
@@ -134,13 +136,15 @@ def _headroom_ok(
     return ok
 
 
-def _busiest(problem: Problem, util: FloatArray, terms: tuple[Term, ...]) -> BoolArray:
+def busiest_nodes(problem: Problem, util: FloatArray, terms: tuple[Term, ...], never: BoolArray | None) -> BoolArray:
     """The busiest objective node of each column the objective spreads: never a target (no churn
     onto the hottest node, even where different node sizes would make the numbers allow it)."""
     out = np.zeros(len(problem.nodes), dtype=bool)
     nodes = np.flatnonzero(problem.obj_mask)
     if len(nodes) == 0:
         return out
+    if never is not None:
+        out |= never
     for c in sorted({t.column for t in terms if t.kind == "std" and t.weight > 0}):
         out[nodes[int(np.argmax(util[nodes, c]))]] = True
     return out
@@ -201,7 +205,7 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
             break
         scale = 2.0 * sums.k * obj
         rank = _node_rank(terms, util, problem.obj_mask)
-        busiest = _busiest(problem, util, terms)
+        busiest = busiest_nodes(problem, util, terms, ctx.never_target)
         cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
         if not single:
             # Large problems: only VMs on the more loaded half of the nodes are sources.
@@ -277,6 +281,11 @@ LAZY_EVALUATIONS = 20
 """A round's lazy phase ends after this many re-evaluations per allowed move (then a fresh
 vectorised pass is cheaper than chasing stale values: every VM tends to want the same few
 coolest targets, so each accepted move invalidates many fresh values)."""
+
+
+REPICK_EVERY = 8
+"""Lazy acceptance re-picks the candidate targets of every class after this many accepted moves
+(nodes relieved in between are checked for each accepted move anyway)."""
 
 
 def _lazy_accept(
@@ -397,7 +406,7 @@ class _LazyRound:
             util = p.utilisation()
             sums = p.sums(terms, util)
             obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
-            self._cache = (util, sums, obj, _busiest(p, util, terms))
+            self._cache = (util, sums, obj, busiest_nodes(p, util, terms, self.ctx.never_target))
         return self._cache
 
     def _net(self, ids: IntArray, targets: IntArray) -> FloatArray:
@@ -421,7 +430,7 @@ class _LazyRound:
         """Re-evaluate VMs against their class's current candidate targets; push the positive ones."""
         p, ctx = self.problem, self.ctx
         ids_all = ids_all[~self.moved[ids_all]]
-        if self.targets_clock != self.clock:
+        if self.clock - self.targets_clock >= REPICK_EVERY:
             util = self.current()[0]
             rank = _node_rank(ctx.terms, util, p.obj_mask)
             for c in self.class_targets:
@@ -889,14 +898,7 @@ def refine_under_budget(pristine: Problem, steps: list[Step], ctx: SearchContext
                 continue
             busy = np.zeros(len(p.vms), dtype=bool)
             busy[[i for i, _ in rest]] = True
-            sub = SearchContext(
-                terms=terms,
-                movable=ctx.movable & ~busy,
-                cost=ctx.cost,
-                is_cold=ctx.is_cold,
-                budget=1,
-                headroom_limit=ctx.headroom_limit,
-            )
+            sub = replace(ctx, movable=ctx.movable & ~busy, budget=1, failures={})
             added = _best_improvement(p, sub, exact=False)
             if not added:
                 continue
