@@ -1,6 +1,7 @@
 """Move economy and honest notes: minimum gain, balance band, tradeoff curve, no churn, notes
 checked against the plan's own before/after state."""
 
+import itertools
 import re
 
 import pytest
@@ -183,8 +184,8 @@ def test_the_tradeoff_curve_is_the_plan_cut_after_k_moves():
     assert points[0].moves == 0 and points[-1].moves == len(plan.moves)
     assert points[0].objective == pytest.approx(plan.metrics_before["objective"])
     assert points[-1].objective == pytest.approx(plan.metrics_after["objective"])
-    assert all(a.objective >= b.objective - 1e-9 for a, b in zip(points, points[1:], strict=False))
-    assert all(a.gib_moved <= b.gib_moved for a, b in zip(points, points[1:], strict=False))
+    assert all(a.objective >= b.objective - 1e-9 for a, b in itertools.pairwise(points))
+    assert all(a.gib_moved <= b.gib_moved for a, b in itertools.pairwise(points))
     assert plan.knee is not None and 0 < plan.knee <= len(plan.moves)
     assert plan.knee in {p.moves for p in points}
     # Every point is a plan one can have: --max-migrations k is at least that good.
