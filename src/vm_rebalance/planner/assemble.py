@@ -285,6 +285,7 @@ def assemble_plan(
         [WaveMove(m.vm, m.source, m.target) for m in moves],
         max_per_wave=1 if options.sequential else options.max_parallel,
         keep_order=options.keep_order,
+        affinity=base.affinity if base is not None else None,
     )
     ordered = _order(moves, wave_of, options.keep_order)
     start = base.fork() if base is not None else Problem(state, goal=goal, basis=basis, feasibility=False)

@@ -37,7 +37,6 @@ from vm_rebalance.planner.search import (
     STRATEGIES,
     SearchContext,
     Step,
-    busiest_nodes,
     refine_under_budget,
 )
 from vm_rebalance.planner.tradeoff import tradeoff_points
@@ -247,8 +246,6 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
     ctx = _search_context(problem, request, blockers, min_gain)
     pristine = problem.fork()
     budget = len(problem.vms) if request.max_migrations is None else request.max_migrations
-    if not draining:
-        ctx.never_target = busiest_nodes(pristine, pristine.utilisation(), ctx.terms, None)
 
     in_band = None if draining else band_reason(goal, pristine.utilisation(), pristine.obj_mask)
     if in_band is not None:

@@ -90,8 +90,6 @@ class SearchContext:
     helper_movable: BoolArray | None = None
     """Drain: VMs that may move to make room for the drained node's VMs (ordinary moves: no
     cooldown exemption); None means ``movable``."""
-    never_target: BoolArray | None = None
-    """Nodes that receive no VM (the busiest before the plan): no churn onto the hottest node."""
     failures: dict[int, tuple[StayKind, str]] = field(default_factory=dict)
     """Drain: VMs that could not be placed, with a reason when one is known at search time."""
 
@@ -136,17 +134,17 @@ def _headroom_ok(
     return ok
 
 
-def busiest_nodes(problem: Problem, util: FloatArray, terms: tuple[Term, ...], never: BoolArray | None) -> BoolArray:
-    """The busiest objective node of each column the objective spreads: never a target (no churn
-    onto the hottest node, even where different node sizes would make the numbers allow it)."""
+def busiest_nodes(problem: Problem, util: FloatArray, terms: tuple[Term, ...]) -> BoolArray:
+    """The busiest objective node — highest weighted utilisation over the columns the objective
+    spreads — is never a target: no churn onto the hottest node, even where different node sizes
+    would make the numbers allow it."""
     out = np.zeros(len(problem.nodes), dtype=bool)
     nodes = np.flatnonzero(problem.obj_mask)
-    if len(nodes) == 0:
+    spread = [t for t in terms if t.kind == "std" and t.weight > 0 and t.column in (CPU, MEM)]
+    if len(nodes) == 0 or not spread:
         return out
-    if never is not None:
-        out |= never
-    for c in sorted({t.column for t in terms if t.kind == "std" and t.weight > 0}):
-        out[nodes[int(np.argmax(util[nodes, c]))]] = True
+    load = sum(t.weight * util[nodes, t.column] for t in spread)
+    out[nodes[int(np.argmax(load))]] = True
     return out
 
 
@@ -205,7 +203,7 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
             break
         scale = 2.0 * sums.k * obj
         rank = _node_rank(terms, util, problem.obj_mask)
-        busiest = busiest_nodes(problem, util, terms, ctx.never_target)
+        busiest = busiest_nodes(problem, util, terms)
         cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
         if not single:
             # Large problems: only VMs on the more loaded half of the nodes are sources.
@@ -275,6 +273,8 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
     return steps
 
 
+ROUND_SHARE = 10
+"""A lazy round accepts up to (objective nodes / ROUND_SHARE) moves before a fresh vectorised pass."""
 LAZY_BATCH = 32
 """Stale VMs re-evaluated together (one numpy call) in the lazy acceptance phase."""
 LAZY_EVALUATIONS = 20
@@ -311,12 +311,12 @@ def _lazy_accept(
     candidate targets of their class (re-picked after every accepted move, so filling the
     coolest nodes does not starve the round), and push them back with their fresh values.
     After each accepted move the VMs on its target (whose benefit grew) are re-evaluated at
-    once. Up to a tenth of the nodes' worth of moves per round; then the caller re-evaluates
+    once. Up to a quarter of the nodes' worth of moves per round; then the caller re-evaluates
     everything.
     """
     lazy = _LazyRound(problem, ctx, class_targets, moved, banned, min_req=min_req, target_limit=target_limit)
     lazy.push_all(order, best_net)
-    limit = max(8, int(problem.obj_mask.sum()) // 10)
+    limit = max(8, int(problem.obj_mask.sum()) // ROUND_SHARE)
     while lazy.heap and lazy.accepted < limit and len(steps) < ctx.budget:
         if lazy.drop_outdated():
             continue
@@ -400,14 +400,36 @@ class _LazyRound:
         return False
 
     def current(self) -> tuple[FloatArray, Sums, float, BoolArray]:
-        """Utilisation, sums, objective and busiest nodes now (recomputed after each accepted move)."""
+        """Utilisation, sums, objective and busiest nodes now (kept up to date by `accept`)."""
         if self._cache is None:
             p, terms = self.problem, self.ctx.terms
             util = p.utilisation()
             sums = p.sums(terms, util)
             obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
-            self._cache = (util, sums, obj, busiest_nodes(p, util, terms, self.ctx.never_target))
+            self._cache = (util, sums, obj, busiest_nodes(p, util, terms))
         return self._cache
+
+    def _update(self, nodes: tuple[int, int]) -> None:
+        """Refresh the cached utilisation rows and running sums of the two nodes a move changed."""
+        if self._cache is None:
+            return
+        p, terms = self.problem, self.ctx.terms
+        util, sums, _, _ = self._cache
+        hot_terms = [(k, t) for k, t in enumerate(terms) if t.kind == "hot"]
+        for node in nodes:
+            if p.obj_mask[node]:
+                sums.s1 -= util[node]
+                sums.s2 -= util[node] * util[node]
+                for k, term in hot_terms:
+                    sums.hot[k] -= max(float(util[node, term.column]) - term.threshold, 0.0) ** 2
+            util[node] = p.node_load[node] / p.den[node]
+            if p.obj_mask[node]:
+                sums.s1 += util[node]
+                sums.s2 += util[node] * util[node]
+                for k, term in hot_terms:
+                    sums.hot[k] += max(float(util[node, term.column]) - term.threshold, 0.0) ** 2
+        obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
+        self._cache = (util, sums, obj, busiest_nodes(p, util, terms))
 
     def _net(self, ids: IntArray, targets: IntArray) -> FloatArray:
         """Net benefit (gain minus cost) of each VM of ``ids`` to each of ``targets``; -inf where not allowed."""
@@ -485,14 +507,15 @@ class _LazyRound:
         p.apply(i, t)
         self.moved[i] = True
         self.accepted += 1
-        self._cache = None
+        self._update((source, t))
         self.clock += 1
         self.touched[source] = self.clock
         self.touched[t] = self.clock
         self.relieved.append((self.clock, source))
-        residents = np.flatnonzero((p.pos == t) & self.ctx.movable & ~self.moved)
-        if len(residents):
-            self.evaluate(residents)
+        # The target's own VMs gained: queue them first, to be re-evaluated with the next batch.
+        for k in np.flatnonzero((p.pos == t) & self.ctx.movable & ~self.moved).tolist():
+            self.fresh.pop(k, None)
+            heapq.heappush(self.heap, (-np.inf, k))
 
 
 def greedy(problem: Problem, ctx: SearchContext) -> list[Step]:
