@@ -351,6 +351,7 @@ def plan_request(
     headroom: float = DEFAULT_HEADROOM,
     cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS,
     sequential: bool = False,
+    min_gain: float | None = None,
 ) -> PlanRequest:
     """A PlanRequest from front-end values, checked once for every front-end.
 
@@ -379,6 +380,8 @@ def plan_request(
         raise ConfigError("headroom must be from 0 to 99 %")
     if cooldown_seconds < 0:
         raise ConfigError("the cooldown must be 0 or more")
+    if min_gain is not None and not 0 <= min_gain < float("inf"):
+        raise ConfigError("the minimum gain must be a number, 0 or more")
     w = dict(weights) if weights is not None else {"cpu": 0.5, "memory": 0.5}
     return PlanRequest(
         goal=Goal(type=GoalType(goal), weights={"cpu": w.get("cpu", 0.0), "memory": w.get("memory", 0.0)}, node=node),
@@ -389,6 +392,7 @@ def plan_request(
         headroom=headroom,
         cooldown_seconds=cooldown_seconds,
         sequential=sequential,
+        min_gain=min_gain,
     )
 
 

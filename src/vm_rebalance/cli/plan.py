@@ -10,7 +10,7 @@ from vm_rebalance.errors import ConfigError
 from vm_rebalance.model import plan_to_document
 from vm_rebalance.planner import PlanRequest
 from vm_rebalance.planner.alternatives import suggest_alternatives
-from vm_rebalance.render.plan import render_plan
+from vm_rebalance.render.plan import render_plan, render_tradeoff
 
 
 def parse_weights(text: str | None) -> dict[str, float]:
@@ -46,6 +46,7 @@ def build_request(
     headroom: float,
     cooldown_minutes: float,
     sequential: bool = False,
+    min_gain: float | None = None,
 ) -> PlanRequest:
     """A PlanRequest from command-line values (checks shared with the MCP server)."""
     return service.plan_request(
@@ -59,6 +60,7 @@ def build_request(
         headroom=headroom / 100,
         cooldown_seconds=cooldown_minutes * 60,
         sequential=sequential,
+        min_gain=min_gain,
     )
 
 
@@ -87,6 +89,18 @@ def plan(
         float, typer.Option("--cooldown", help="Minutes after a migration before a VM may move again (not for drain).")
     ] = 60.0,
     sequential: Annotated[bool, typer.Option("--sequential", help="Plan for one move at a time.")] = False,
+    min_gain: Annotated[
+        float | None,
+        typer.Option(
+            "--min-gain",
+            help="Make a move only when it buys at least this much balance (pp² of squared deviation; "
+            "default 25, about 2 points of load moved between nodes 8 points apart; 0: every improving move).",
+        ),
+    ] = None,
+    tradeoff: Annotated[
+        bool,
+        typer.Option("--tradeoff", help="Also show moves vs objective vs GiB moved vs cold downtime, with the knee."),
+    ] = False,
     output: Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")] = Output.table,
     save: Annotated[str | None, typer.Option("--save", help="Also write the plan (JSON) to FILE for `apply`.")] = None,
 ) -> None:
@@ -95,8 +109,10 @@ def plan(
     Goals: cpu / memory / balanced (weighted) minimise the spread (std dev) of node
     utilisation; count evens out VMs per node by capacity; drain empties --node (what cannot
     move is listed with its reason); performance first brings every node under the warning
-    thresholds (CPU 80 %, memory 85 %). Every hard constraint holds in every wave. Save the
-    plan with --save and carry it out with `vm-rebalance apply FILE`.
+    thresholds (CPU 80 %, memory 85 %). Every hard constraint holds in every wave. A move is
+    made only when it buys at least --min-gain; a cluster already balanced gets no plan, with
+    the reason. --tradeoff shows what fewer moves would buy. Save the plan with --save and
+    carry it out with `vm-rebalance apply FILE`.
     """
     c = ctx_obj(ctx)
     request = build_request(
@@ -110,6 +126,7 @@ def plan(
         headroom=headroom,
         cooldown_minutes=cooldown,
         sequential=sequential,
+        min_gain=min_gain,
     )
     state = service.read_state(c.target, progress=progress_printer(c))
     result = service.propose(state, request)
@@ -119,6 +136,8 @@ def plan(
     if output is Output.table:
         alternatives = suggest_alternatives(state, request, result)
         c.out.print(render_plan(result, limits=state.limits, alternatives=alternatives))
+        if tradeoff:
+            c.out.print(render_tradeoff(result))
         if save:
             c.err.print(f"plan saved to {save}; carry it out with: vm-rebalance apply {save}", highlight=False)
     else:

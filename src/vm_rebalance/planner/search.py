@@ -205,8 +205,8 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
         rank = _node_rank(terms, util, problem.obj_mask)
         busiest = busiest_nodes(problem, util, terms)
         cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
-        if not single:
-            # Large problems: only VMs on the more loaded half of the nodes are sources.
+        if not exact:
+            # Only VMs on the more loaded half of the nodes are sources.
             cut = float(np.median(rank[problem.obj_mask]))
             cand &= rank[problem.pos] >= cut
         best_net = np.full(n_vms, -np.inf)
