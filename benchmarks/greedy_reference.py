@@ -100,6 +100,14 @@ class Greedy:
         u = (self.load / self.den)[self.obj]
         return float(0.5 * np.std(u[:, 0]) + 0.5 * np.std(u[:, 1]))
 
+    def feasible_targets(self, i: int) -> np.ndarray:
+        """Per node: may VM ``i`` go there now (placement rules, free allocatable, anti-affinity)."""
+        ok = self.feasible[self.cls[i]] & (self.vm_req[i][None, :] <= self.alloc - self.requested).all(axis=1)
+        ok[self.pos[i]] = False
+        for j in self.conflicts.get(i, ()):
+            ok[self.pos[j]] = False
+        return np.asarray(ok)
+
     def move(self, i: int, t: int) -> None:
         s = int(self.pos[i])
         self.load[s] -= self.vm_load[i]
