@@ -184,88 +184,125 @@ def _affinity_ok(problem: Problem, i: int, t: int) -> bool:
     return not pod_affinity_violations(vm, node, node_labels=problem.node_labels, residents=problem.residents_for(vm))
 
 
-def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> list[Step]:
-    steps: list[Step] = []
-    n_vms = len(problem.vms)
-    moved = np.zeros(n_vms, dtype=bool)
-    banned: dict[int, set[int]] = {}
+@dataclass(slots=True)
+class _Round:
+    """One vectorised pass: each candidate VM's best net benefit and target, and the candidate
+    targets of each placement class (kept for the lazy acceptance that follows)."""
+
+    best_net: FloatArray
+    best_t: IntArray
+    class_targets: dict[int, IntArray]
+    class_min_req: dict[int, FloatArray]
+
+
+def _score_round(
+    problem: Problem,
+    ctx: SearchContext,
+    moved: BoolArray,
+    banned: dict[int, set[int]],
+    *,
+    exact: bool,
+    target_limit: int | None,
+) -> _Round | None:
+    """Score every candidate VM against the candidate targets of its class; None when balanced."""
     terms = ctx.terms
+    util = problem.utilisation()
+    sums = problem.sums(terms, util)
+    obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
+    if obj <= 1e-9:
+        return None
+    scale = 2.0 * sums.k * obj
+    rank = _node_rank(terms, util, problem.obj_mask)
+    busiest = busiest_nodes(problem, util, terms)
+    cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
+    if not exact:
+        # Only VMs on the more loaded half of the nodes are sources.
+        cut = float(np.median(rank[problem.obj_mask]))
+        cand &= rank[problem.pos] >= cut
+    n_vms = len(problem.vms)
+    result = _Round(np.full(n_vms, -np.inf), np.full(n_vms, -1, dtype=np.int64), {}, {})
+    free = problem.free
+    for c in np.unique(problem.vm_class[cand]).tolist():
+        vm_ids = np.flatnonzero(cand & (problem.vm_class == c))
+        min_req = problem.vm_req[vm_ids].min(axis=0)
+        result.class_min_req[c] = min_req
+        targets = _candidate_targets(problem, problem.class_feasible[c], rank, util, terms, min_req, target_limit)
+        if len(targets) == 0:
+            continue
+        result.class_targets[c] = targets
+        chunk = max(1, CHUNK_PAIRS // len(targets))
+        for start in range(0, len(vm_ids), chunk):
+            ids = vm_ids[start : start + chunk]
+            after = problem.move_deltas(terms, sums, ids, targets, util)
+            net = (obj - after) * scale - ctx.cost[ids][:, None]
+            ok = (problem.vm_req[ids][:, None, :] <= free[targets][None, :, :]).all(axis=2)
+            ok &= problem.pos[ids][:, None] != targets[None, :]
+            ok &= after < obj - 1e-12
+            ok &= _headroom_ok(problem, ids, targets, util, ctx.headroom_limit, drain=False)
+            ok &= ~busiest[targets][None, :]
+            if banned:
+                for row in np.flatnonzero(np.isin(ids, list(banned))):
+                    ok[row] &= ~np.isin(targets, list(banned[int(ids[row])]))
+            net = np.where(ok, net, -np.inf)
+            j = np.argmax(net, axis=1)
+            result.best_net[ids] = net[np.arange(len(ids)), j]
+            result.best_t[ids] = targets[j]
+    return result
+
+
+def _accept_best(
+    problem: Problem,
+    order: IntArray,
+    best_t: IntArray,
+    moved: BoolArray,
+    banned: dict[int, set[int]],
+    steps: list[Step],
+) -> tuple[int, bool]:
+    """Accept the best move of the round that the pod (anti-)affinity rules allow."""
+    new_bans = False
+    for i_ in order:
+        i, t = int(i_), int(best_t[i_])
+        if not _affinity_ok(problem, i, t):
+            banned.setdefault(i, set()).add(t)
+            new_bans = True
+            continue
+        problem.apply(i, t)
+        moved[i] = True
+        steps.append((i, t))
+        return 1, new_bans
+    return 0, new_bans
+
+
+def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> list[Step]:
+    """Best-improvement search: one move per round on small problems (exactly the classic
+    search), lazy acceptance of many moves per round on large ones (`_lazy_accept`)."""
+    steps: list[Step] = []
+    moved = np.zeros(len(problem.vms), dtype=bool)
+    banned: dict[int, set[int]] = {}
     obj_nodes = int(problem.obj_mask.sum())
-    if n_vms == 0 or obj_nodes < 2 or ctx.budget <= 0:
+    if len(problem.vms) == 0 or obj_nodes < 2 or ctx.budget <= 0:
         return steps
     single = exact or int(ctx.movable.sum()) * obj_nodes <= SINGLE_MOVE_PAIRS
     target_limit = None if single else CANDIDATE_TARGETS
     while len(steps) < ctx.budget:
-        util = problem.utilisation()
-        sums = problem.sums(terms, util)
-        obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
-        if obj <= 1e-9:
+        scored = _score_round(problem, ctx, moved, banned, exact=exact, target_limit=target_limit)
+        if scored is None:
             break
-        scale = 2.0 * sums.k * obj
-        rank = _node_rank(terms, util, problem.obj_mask)
-        busiest = busiest_nodes(problem, util, terms)
-        cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
-        if not exact:
-            # Only VMs on the more loaded half of the nodes are sources.
-            cut = float(np.median(rank[problem.obj_mask]))
-            cand &= rank[problem.pos] >= cut
-        best_net = np.full(n_vms, -np.inf)
-        best_t = np.full(n_vms, -1, dtype=np.int64)
-        class_targets: dict[int, IntArray] = {}
-        class_min_req: dict[int, FloatArray] = {}
-        for c in np.unique(problem.vm_class[cand]).tolist():
-            vm_ids = np.flatnonzero(cand & (problem.vm_class == c))
-            min_req = problem.vm_req[vm_ids].min(axis=0)
-            class_min_req[c] = min_req
-            targets = _candidate_targets(problem, problem.class_feasible[c], rank, util, terms, min_req, target_limit)
-            if len(targets) == 0:
-                continue
-            class_targets[c] = targets
-            chunk = max(1, CHUNK_PAIRS // len(targets))
-            free = problem.free
-            for start in range(0, len(vm_ids), chunk):
-                ids = vm_ids[start : start + chunk]
-                after = problem.move_deltas(terms, sums, ids, targets, util)
-                net = (obj - after) * scale - ctx.cost[ids][:, None]
-                ok = (problem.vm_req[ids][:, None, :] <= free[targets][None, :, :]).all(axis=2)
-                ok &= problem.pos[ids][:, None] != targets[None, :]
-                ok &= after < obj - 1e-12
-                ok &= _headroom_ok(problem, ids, targets, util, ctx.headroom_limit, drain=False)
-                ok &= ~busiest[targets][None, :]
-                if banned:
-                    for row in np.flatnonzero(np.isin(ids, list(banned))):
-                        ok[row] &= ~np.isin(targets, list(banned[int(ids[row])]))
-                net = np.where(ok, net, -np.inf)
-                j = np.argmax(net, axis=1)
-                best_net[ids] = net[np.arange(len(ids)), j]
-                best_t[ids] = targets[j]
-        order = np.flatnonzero(best_net > 0)
-        order = order[np.argsort(-best_net[order], kind="stable")]
-        accepted = 0
-        new_bans = False
+        order = np.flatnonzero(scored.best_net > 0)
+        order = order[np.argsort(-scored.best_net[order], kind="stable")]
         if single:
-            for i_ in order:
-                i, t = int(i_), int(best_t[i_])
-                if not _affinity_ok(problem, i, t):
-                    banned.setdefault(i, set()).add(t)
-                    new_bans = True
-                    continue
-                problem.apply(i, t)
-                moved[i] = True
-                steps.append((i, t))
-                accepted = 1
-                break
+            accepted, new_bans = _accept_best(problem, order, scored.best_t, moved, banned, steps)
         else:
             accepted, new_bans = _lazy_accept(
                 problem,
                 ctx,
                 order,
-                best_net,
-                class_targets,
+                scored.best_net,
+                scored.class_targets,
                 moved,
                 banned,
                 steps,
-                min_req=class_min_req,
+                min_req=scored.class_min_req,
                 target_limit=target_limit,
             )
         if accepted == 0 and not new_bans:
