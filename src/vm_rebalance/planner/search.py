@@ -285,7 +285,7 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
     single = exact or int(ctx.movable.sum()) * obj_nodes <= SINGLE_MOVE_PAIRS
     target_limit = None if single else CANDIDATE_TARGETS
     while len(steps) < ctx.budget:
-        scored = _score_round(problem, ctx, moved, banned, exact=exact, target_limit=target_limit)
+        scored = _score_round(problem, ctx, moved, banned, exact=single, target_limit=target_limit)
         if scored is None:
             break
         order = np.flatnonzero(scored.best_net > 0)
