@@ -31,6 +31,7 @@ from vm_rebalance.planner import (
     retarget_move,
     skip_move,
 )
+from vm_rebalance.planner.goals import automatic_goals
 from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS
 from vm_rebalance.sources.kubernetes import KubernetesSource
 from vm_rebalance.sources.snapshot_file import SnapshotFileSource, snapshot_document
@@ -358,7 +359,7 @@ def plan_request(
     Raises:
         ConfigError: inconsistent or out-of-range values (the message names the option).
     """
-    goals = [g.value for g in GoalType if g is not GoalType.MANUAL]
+    goals = [d.name for d in automatic_goals()]
     if goal not in goals:
         raise ConfigError(f"goal must be one of {', '.join(goals)}, not '{goal}'")
     if goal == "drain" and not node:

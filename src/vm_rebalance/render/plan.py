@@ -9,6 +9,7 @@ are above a threshold; the rest is counted, not listed.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -123,25 +124,29 @@ def _key_improvement(plan: Plan) -> str:
         if plan.stop_reason:
             return f"No migration needed: {plan.stop_reason}"
         return "No migration needed: nothing would improve enough for this goal"
-    if goal.type is GoalType.DRAIN:
-        moved = sum(1 for m in plan.moves if m.source == goal.node)
-        left = sum(1 for s in plan.stays if s.node == goal.node)
-        targets = len({m.target for m in plan.moves if m.source == goal.node})
-        text = f"{goal.node} drained: {moved} VM(s) to {targets} node(s)"
-        return text + (f"; {left} VM(s) cannot leave (see Notes)" if left else "")
-    if goal.type is GoalType.CPU:
-        return std("cpu_stddev", "CPU")
-    if goal.type is GoalType.MEMORY:
-        return std("memory_stddev", "Memory")
-    if goal.type is GoalType.COUNT:
-        return std("count_stddev", "VMs per node", unit="")
-    text = f"{std('cpu_stddev', 'CPU')}; {std('memory_stddev', 'memory')}"
-    if goal.type is GoalType.PERFORMANCE:
-        text += (
-            f"; hottest node CPU {b.get('cpu_max', 0):.0f} % → {a.get('cpu_max', 0):.0f} %, "
-            f"memory {b.get('memory_max', 0):.0f} % → {a.get('memory_max', 0):.0f} %"
-        )
-    return text
+    both = f"{std('cpu_stddev', 'CPU')}; {std('memory_stddev', 'memory')}"
+    match goal.type:
+        case GoalType.DRAIN:
+            moved = sum(1 for m in plan.moves if m.source == goal.node)
+            left = sum(1 for s in plan.stays if s.node == goal.node)
+            targets = len({m.target for m in plan.moves if m.source == goal.node})
+            text = f"{goal.node} drained: {moved} VM(s) to {targets} node(s)"
+            return text + (f"; {left} VM(s) cannot leave (see Notes)" if left else "")
+        case GoalType.CPU:
+            return std("cpu_stddev", "CPU")
+        case GoalType.MEMORY:
+            return std("memory_stddev", "Memory")
+        case GoalType.COUNT:
+            return std("count_stddev", "VMs per node", unit="")
+        case GoalType.PERFORMANCE:
+            return both + (
+                f"; hottest node CPU {b.get('cpu_max', 0):.0f} % → {a.get('cpu_max', 0):.0f} %, "
+                f"memory {b.get('memory_max', 0):.0f} % → {a.get('memory_max', 0):.0f} %"
+            )
+        case GoalType.BALANCED | GoalType.MANUAL:
+            return both
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _goal_line(plan: Plan) -> str:
