@@ -120,6 +120,8 @@ def lnu(g: Greedy, budget: int, per_node: int = 2, per_cycle: int = 5, cycles: i
             return moves
         evicted = 0
         for s in sorted(over.tolist(), key=lambda j: -util[j].sum()):
+            if evicted >= per_cycle or moves >= budget:
+                break
             count = 0
             for i in np.flatnonzero((g.pos == s) & g.movable).tolist():
                 if count >= per_node or evicted >= per_cycle or moves >= budget:
