@@ -240,3 +240,28 @@ def test_stays_carry_their_kind():
     state = make_state(nodes, vms)
     plan = propose_plan(state, PlanRequest(goal=Goal(type=GoalType.DRAIN, node="worker-1"), live_only=True))
     assert all(s.kind is not StayKind.OTHER for s in plan.stays)
+
+
+def _crowded_plan():
+    nodes = [make_node(f"worker-{i}") for i in range(1, 5)]
+    vms = [make_vm(f"vm-{k}", node="worker-1", vcpus=4, memory_gi=6, request_cpu=1.5) for k in range(12)]
+    state = make_state(nodes, vms)
+    return state, propose_plan(state, PlanRequest(goal=Goal(type=GoalType.BALANCED), min_gain=0.0))
+
+
+def test_an_edit_recomputes_the_derived_warnings_instead_of_keeping_stale_ones():
+    from vm_rebalance.planner import skip_move
+
+    state, plan = _crowded_plan()
+    assert len(plan.moves) > 5
+    batch = [w for w in plan.warnings if "migrations in one plan" in w]
+    assert len(batch) == 1 and plan.derived_warnings >= 1
+    edited = skip_move(state, plan, plan.moves[0].id)
+    batch_after = [w for w in edited.warnings if "migrations in one plan" in w]
+    assert len(batch_after) <= 1
+    assert all(f"{len(edited.moves)} migrations" in w for w in batch_after)
+    # A saved plan keeps the count; one written before the count existed is classified once on load.
+    doc = plan_to_document(plan)
+    assert plan_from_document(doc).derived_warnings == plan.derived_warnings
+    del doc["derived_warnings"]
+    assert plan_from_document(doc).derived_warnings == plan.derived_warnings
