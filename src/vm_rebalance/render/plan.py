@@ -412,15 +412,3 @@ def render_tradeoff(plan: Plan) -> RenderableType:
     if not rows:
         return Text("No tradeoff curve: the plan has no moves to weigh.")
     return Group(table, Text(_tradeoff_hint(plan)))
-
-
-def tradeoff_markdown(plan: Plan) -> str:
-    """The tradeoff curve as Markdown."""
-    rows = tradeoff_rows(plan)
-    if not rows:
-        return "No tradeoff curve: the plan has no moves to weigh.\n"
-    out = ["## 📈 Moves vs Balance (objective: lower is better)", ""]
-    out.append("| " + " | ".join(h or "Note" for h in _HEADERS_TRADEOFF) + " |")
-    out.append("|" + "|".join("---" for _ in _HEADERS_TRADEOFF) + "|")
-    out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join([*out, "", _tradeoff_hint(plan)]) + "\n"
