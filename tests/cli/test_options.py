@@ -54,6 +54,11 @@ CASES: dict[tuple[str, str], list[list[str]]] = {
         ["--from-file", "{snap}", "plan", "--cooldown", "-1"],
         ["--from-file", "{snap}", "plan", "--cooldown", "inf"],
     ],
+    ("plan", "--min-gain"): [
+        ["--from-file", "{snap}", "plan", "--min-gain", "-1"],
+        ["--from-file", "{snap}", "plan", "--min-gain", "nan"],
+        ["--from-file", "{snap}", "plan", "--min-gain", "lots"],
+    ],
     ("plan", "--output"): [["--from-file", "{snap}", "plan", "-o", "xml"]],
     ("plan", "--save"): [["--from-file", "{snap}", "plan", "--save", "{tmp}/no/such/dir/p.json"]],
     ("plan", "--html"): [["--from-file", "{snap}", "plan", "--html", "{tmp}/no/such/dir/p.html"]],

@@ -7,7 +7,7 @@ import typer
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
 from vm_rebalance.render.html import plan_html
-from vm_rebalance.render.plan import render_plan
+from vm_rebalance.render.plan import render_plan, render_tradeoff
 
 
 @app.command()
@@ -35,6 +35,18 @@ def plan(
         float, typer.Option("--cooldown", help="Minutes after a migration before a VM may move again (not for drain).")
     ] = 60.0,
     sequential: Annotated[bool, typer.Option("--sequential", help="Plan for one move at a time.")] = False,
+    min_gain: Annotated[
+        float | None,
+        typer.Option(
+            "--min-gain",
+            help="Make a move only when it buys at least this much balance (pp² of squared deviation; "
+            "default 25, about 2 points of load moved between nodes 8 points apart; 0: every improving move).",
+        ),
+    ] = None,
+    tradeoff: Annotated[
+        bool,
+        typer.Option("--tradeoff", help="Also show moves vs objective vs GiB moved vs cold downtime, with the knee."),
+    ] = False,
     output: Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")] = Output.table,
     save: Annotated[str | None, typer.Option("--save", help="Also write the plan (JSON) to FILE for `apply`.")] = None,
     html: Annotated[
@@ -46,8 +58,10 @@ def plan(
     Goals: cpu / memory / balanced (weighted) minimise the spread (std dev) of node
     utilisation; count evens out VMs per node by capacity; drain empties --node (what cannot
     move is listed with its reason); performance first brings every node under the warning
-    thresholds (CPU 80 %, memory 85 %). Every hard constraint holds in every wave. Save the
-    plan with --save and carry it out with `vm-rebalance apply FILE`.
+    thresholds (CPU 80 %, memory 85 %). Every hard constraint holds in every wave. A move is
+    made only when it buys at least --min-gain; a cluster already balanced gets no plan, with
+    the reason. --tradeoff shows what fewer moves would buy. Save the plan with --save and
+    carry it out with `vm-rebalance apply FILE`.
     """
     c = ctx_obj(ctx)
     spec = service.PlanSpec(
@@ -61,6 +75,7 @@ def plan(
         headroom=headroom / 100,
         cooldown_seconds=cooldown * 60,
         sequential=sequential,
+        min_gain=min_gain,
     )
     spec.to_request()  # bad values are refused before the cluster is read
     state = service.read_state(c.target, progress=progress_printer(c))
@@ -72,6 +87,8 @@ def plan(
         service.write_text(plan_html(view.plan, limits=view.limits, alternatives=view.alternatives), html)
     if output is Output.table:
         c.out.print(render_plan(view.plan, limits=view.limits, alternatives=view.alternatives))
+        if tradeoff:
+            c.out.print(render_tradeoff(view.plan))
         if save:
             c.err.print(f"plan saved to {save}; carry it out with: vm-rebalance apply {save}", highlight=False)
         if html:

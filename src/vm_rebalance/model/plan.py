@@ -52,6 +52,64 @@ class MigrationMethod(StrEnum):
     COLD = "cold"
 
 
+class ViolationKind(StrEnum):
+    """Why a VM cannot be placed on a node: one kind per placement rule (the text is for people)."""
+
+    NOT_READY = "not-ready"
+    CORDONED = "cordoned"
+    NOT_SCHEDULABLE = "not-schedulable"
+    NO_KVM = "no-kvm"
+    CONTROL_PLANE = "control-plane"
+    TAINT = "taint"
+    NODE_SELECTOR = "node-selector"
+    NODE_AFFINITY = "node-affinity"
+    ANTI_AFFINITY = "anti-affinity"
+    """The VM's own required anti-affinity selects a VM in the target's domain."""
+    RESIDENT_ANTI_AFFINITY = "resident-anti-affinity"
+    """A VM in the target's domain has required anti-affinity that selects this VM."""
+    POD_AFFINITY = "pod-affinity"
+    TOPOLOGY_SPREAD = "topology-spread"
+    CAPACITY = "capacity"
+    """Not enough free allocatable (requests) on the target."""
+    NO_NODE = "no-node"
+    """The target node does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken placement rule: its kind (for decisions) and a sentence (for people)."""
+
+    kind: ViolationKind
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StayKind(StrEnum):
+    """Why a VM stays where it is (decisions and renderings match on this, never on the text)."""
+
+    NAMESPACE = "namespace"
+    """Its namespace was not selected."""
+    DO_NOT_MOVE = "do-not-move"
+    MIGRATING = "migrating"
+    COOLDOWN = "cooldown"
+    LIVE_ONLY = "live-only"
+    """--live-only and it cannot move live."""
+    NO_TARGET = "no-target"
+    """No node can take it (placement rules or capacity)."""
+    NO_ROOM = "no-room"
+    """Drain: no room even after moving others."""
+    BUDGET = "budget"
+    """--max-migrations was reached."""
+    NOT_WORTH = "not-worth"
+    """A move would not gain enough to justify a migration."""
+    SKIPPED = "skipped"
+    """The user skipped its move."""
+    OTHER = "other"
+    """Not classified (plans written before stays carried a kind)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Goal:
     """The user's goal, with weights for ``balanced`` and the node for ``drain``."""
@@ -110,6 +168,7 @@ class Stay:
     namespace: str
     node: str | None
     reason: str
+    kind: StayKind = StayKind.OTHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +187,18 @@ class NodeChange:
     name: str
     before: NodeLoad
     after: NodeLoad
+
+
+@dataclass(frozen=True, slots=True)
+class TradeoffPoint:
+    """The plan cut after its first ``moves`` moves (in the order the search chose them)."""
+
+    moves: int
+    objective: float
+    gib_moved: float
+    """Guest memory that the live moves among them copy."""
+    cold_moves: int
+    """Cold moves of running VMs among them (~30-60 s of downtime each)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +221,17 @@ class Plan:
     """The soft headroom the plan was made for (warnings); kept so edits honour it."""
     keep_order: bool = False
     """The moves follow an explicit user order (waves never reorder them); kept across later edits."""
+    stop_reason: str = ""
+    """Why the plan ends where it does ("already balanced: …", the minimum gain, --max-migrations)."""
+    min_gain: float | None = None
+    """The minimum gain per move (pp²) the plan was made with; None for drain and manual plans."""
+    tradeoff: tuple[TradeoffPoint, ...] = ()
+    """Objective, GiB copied and cold moves after the first k moves, thinned (`plan --tradeoff`)."""
+    knee: int | None = None
+    """Moves at the knee of the tradeoff curve (where more moves start to buy little)."""
+    derived_warnings: int = 0
+    """How many of the last ``warnings`` follow from the moves themselves (batch size, cold moves,
+    nodes left hot, headroom): recomputed, not kept, when the plan is edited."""
 
     def __post_init__(self) -> None:
         ids = [m.id for m in self.moves]
@@ -159,6 +241,8 @@ class Plan:
             raise ValueError("max_parallel must be >= 1")
         if not 0.0 <= self.headroom < 1.0:
             raise ValueError("headroom must be in [0, 1)")
+        if not 0 <= self.derived_warnings <= len(self.warnings):
+            raise ValueError("derived_warnings must count some of the warnings")
 
     @property
     def waves(self) -> tuple[tuple[Move, ...], ...]:
@@ -183,6 +267,11 @@ class Plan:
                 self.max_parallel,
                 self.headroom,
                 self.keep_order,
+                self.stop_reason,
+                self.min_gain,
+                self.tradeoff,
+                self.knee,
+                self.derived_warnings,
             )
         )
 
@@ -220,7 +309,10 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
             }
             for m in plan.moves
         ],
-        "stays": [{"vm": s.vm, "namespace": s.namespace, "node": s.node, "reason": s.reason} for s in plan.stays],
+        "stays": [
+            {"vm": s.vm, "namespace": s.namespace, "node": s.node, "reason": s.reason, "kind": s.kind.value}
+            for s in plan.stays
+        ],
         "nodes": [
             {"name": n.name, "before": _load_to_document(n.before), "after": _load_to_document(n.after)}
             for n in plan.nodes
@@ -230,6 +322,78 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
             "after": {k: round(v, 4) for k, v in plan.metrics_after.items()},
         },
         "warnings": list(plan.warnings),
+        "derived_warnings": plan.derived_warnings,
+        **_economy_to_document(plan),
+    }
+
+
+def _economy_to_document(plan: Plan) -> dict[str, Any]:
+    """The optional move-economy keys: only present when the plan has them (older readers ignore them)."""
+    out: dict[str, Any] = {}
+    if plan.stop_reason:
+        out["stop_reason"] = plan.stop_reason
+    if plan.min_gain is not None:
+        out["min_gain"] = plan.min_gain
+    if plan.tradeoff:
+        out["tradeoff"] = {
+            "knee": plan.knee,
+            "points": [
+                {
+                    "moves": p.moves,
+                    "objective": round(p.objective, 4),
+                    "gib_moved": round(p.gib_moved, 2),
+                    "cold_moves": p.cold_moves,
+                }
+                for p in plan.tradeoff
+            ],
+        }
+    return out
+
+
+_LEGACY_DERIVED = (
+    "migrations in one plan",
+    "cold migration(s) of running VMs",
+    "stay above the warning thresholds",
+    "headroom of ",
+)
+"""Phrases of the derived warnings in plan files written before "derived_warnings" existed."""
+
+
+def _derived_from_document(doc: Mapping[str, Any], warnings: tuple[str, ...]) -> int:
+    """The count of trailing derived warnings; for older files, classified once here by their phrases."""
+    raw = doc.get("derived_warnings")
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= len(warnings):
+            raise PlanDocumentError(f"derived_warnings: expected 0 to {len(warnings)}, got {raw!r}")
+        return raw
+    count = 0
+    for w in reversed(warnings):
+        if not any(phrase in w for phrase in _LEGACY_DERIVED):
+            break
+        count += 1
+    return count
+
+
+def _economy_from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    raw = doc.get("tradeoff") or {}
+    if not isinstance(raw, Mapping):
+        raise PlanDocumentError("tradeoff: must be an object")
+    points = tuple(
+        TradeoffPoint(
+            int(_req(p, "moves", f"tradeoff.points[{i}]")),
+            float(_req(p, "objective", f"tradeoff.points[{i}]")),
+            float(p.get("gib_moved", 0.0)),
+            int(p.get("cold_moves", 0)),
+        )
+        for i, p in enumerate(raw.get("points") or ())
+    )
+    knee = raw.get("knee")
+    min_gain = doc.get("min_gain")
+    return {
+        "stop_reason": str(doc.get("stop_reason", "")),
+        "min_gain": None if min_gain is None else float(min_gain),
+        "tradeoff": points,
+        "knee": None if knee is None else int(knee),
     }
 
 
@@ -324,6 +488,7 @@ def plan_from_document(doc: Any) -> Plan:
                 namespace=str(_req(s, "namespace", f"stays[{i}]")),
                 node=s.get("node"),
                 reason=str(s.get("reason", "")),
+                kind=StayKind(s.get("kind", StayKind.OTHER.value)),
             )
             for i, s in enumerate(doc.get("stays") or [])
         )
@@ -337,6 +502,7 @@ def plan_from_document(doc: Any) -> Plan:
         )
         metrics = doc.get("metrics") or {}
         max_parallel, headroom, keep_order = _options_from_document(doc.get("options"))
+        warnings = tuple(str(w) for w in doc.get("warnings") or ())
         return Plan(
             goal=goal,
             basis=basis,
@@ -345,11 +511,13 @@ def plan_from_document(doc: Any) -> Plan:
             nodes=nodes,
             metrics_before=MappingProxyType({k: float(v) for k, v in (metrics.get("before") or {}).items()}),
             metrics_after=MappingProxyType({k: float(v) for k, v in (metrics.get("after") or {}).items()}),
-            warnings=tuple(str(w) for w in doc.get("warnings") or ()),
+            warnings=warnings,
+            derived_warnings=_derived_from_document(doc, warnings),
             sequential=bool(doc.get("sequential", False)),
             max_parallel=max_parallel,
             headroom=headroom,
             keep_order=keep_order,
+            **_economy_from_document(doc),
         )
     except PlanDocumentError:
         raise

@@ -2,7 +2,9 @@
 
 Public API: `propose_plan` (automatic goals), `plan_manual_moves` (user-named moves), the plan
 edits `skip_move` / `retarget_move` / `reorder_moves`, `PlanRequest`, and the strategy
-registry `STRATEGIES`. Placement rules live in `eligibility`.
+registry `STRATEGIES`. Placement rules live in `eligibility`; every goal's objective, minimum
+gain, balance band and words in the goal registry `goals`; the move-economy curve in
+`tradeoff`; who takes part in pod (anti-)affinity in `affinity`.
 """
 
 from vm_rebalance.planner.edits import (

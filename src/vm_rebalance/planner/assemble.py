@@ -26,6 +26,7 @@ from vm_rebalance.model import (
 from vm_rebalance.model.plan import COLD_DOWNTIME, LIVE_DOWNTIME, NO_DOWNTIME
 from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN, DEFAULT_HEADROOM
 from vm_rebalance.planner.eligibility import live_blocker
+from vm_rebalance.planner.goals import COLUMN_WORDS, WARNINGS, definition, objective_terms
 from vm_rebalance.planner.problem import (
     COUNT,
     COUNT_UNIT,
@@ -35,8 +36,6 @@ from vm_rebalance.planner.problem import (
     MEMORY_WARNING,
     FloatArray,
     Problem,
-    normalised_weights,
-    objective_terms,
 )
 from vm_rebalance.planner.waves import WaveMove, assign_waves
 
@@ -75,10 +74,13 @@ def _pct(x: float) -> str:
 
 
 def simulate(
-    state: ClusterState, goal: Goal, basis: Basis, moves: Sequence[DraftMove]
+    state: ClusterState, goal: Goal, basis: Basis, moves: Sequence[DraftMove], base: Problem | None = None
 ) -> tuple[Problem, FloatArray, FloatArray]:
-    """The problem after the moves, the utilisation before them and the VM counts before them."""
-    problem = Problem(state, goal=goal, basis=basis, feasibility=False)
+    """The problem after the moves, the utilisation before them and the VM counts before them.
+
+    ``base``: the untouched problem of ``state`` for this goal and basis, when the caller has one.
+    """
+    problem = base.fork() if base is not None else Problem(state, goal=goal, basis=basis, feasibility=False)
     before = problem.utilisation()
     counts = problem.node_load[:, COUNT] / COUNT_UNIT
     for m in moves:
@@ -107,55 +109,158 @@ def plan_metrics(problem: Problem, util: FloatArray, goal: Goal) -> dict[str, fl
     }
 
 
-def _reason(
+def _span(words: str, column: int, before: FloatArray, after: FloatArray) -> str:
+    if column == COUNT:
+        return f"{before[column]:.0f} → {after[column]:.0f} VMs"
+    return f"{words} {_pct(before[column])} → {_pct(after[column])}"
+
+
+def _shown(problem: Problem, node: int) -> FloatArray:
+    """What a note shows for a node now: CPU and memory in % of allocatable, VMs as a plain count."""
+    row = problem.node_load[node] / problem.den[node]
+    row[COUNT] = problem.node_load[node, COUNT] / COUNT_UNIT
+    return np.asarray(row)
+
+
+def _numbers(columns: Sequence[int], before: FloatArray, after: FloatArray) -> str:
+    return ", ".join(_span(COLUMN_WORDS[c], c, before, after) for c in columns)
+
+
+def move_note(
     m: DraftMove,
     goal: Goal,
-    problem: Problem,
-    before: FloatArray,
-    after: FloatArray,
-    counts: tuple[FloatArray, FloatArray],
-    most_room: set[str],
+    columns: Sequence[int],
+    source: tuple[FloatArray, FloatArray] | None,
+    target: tuple[FloatArray, FloatArray],
 ) -> str:
-    s = problem.node_index.get(m.source)
-    t = problem.node_index[m.target]
-    counts_b, counts_a = counts
-    if not m.vm.running:
-        text = f"stopped: pinned to {m.target}, where it will start (no downtime)"
-    elif goal.type is GoalType.COUNT and s is not None:
-        text = (
-            f"{m.source} hosts {counts_b[s]:.0f} VMs → {counts_a[s]:.0f}; "
-            f"{m.target} {counts_b[t]:.0f} → {counts_a[t]:.0f}"
-        )
+    """A move's note: the node it relieves and the node it fills, with their numbers just before
+    and just after this move (the plan's moves taken in execution order).
+
+    ``source`` / ``target`` are (before, after) rows of the two nodes (`_shown`); ``source`` is
+    None for a stopped VM (it holds no node).
+    """
+    fills = f"fills {m.target} ({_numbers(columns, *target)})"
+    if source is None:
+        text = f"stopped: pinned to {m.target}, where it will start (no downtime); {fills}"
     else:
-        if goal.type is GoalType.CPU:
-            col = CPU
-        elif goal.type is GoalType.MEMORY:
-            col = MEM
-        else:
-            wc, wm = normalised_weights(goal)
-            mean = before[problem.obj_mask].mean(axis=0) if problem.obj_mask.any() else before.mean(axis=0)
-            ref = s if s is not None else t
-            sign = 1.0 if s is not None else -1.0
-            cpu_excess = sign * wc * (before[ref, CPU] - mean[CPU])
-            col = CPU if cpu_excess >= sign * wm * (before[ref, MEM] - mean[MEM]) else MEM
-        dim = "CPU" if col == CPU else "memory"
-        room = "has the most headroom" if m.target in most_room else "has room"
-        target_text = f"{m.target} {room} ({dim} {_pct(before[t, col])} → {_pct(after[t, col])})"
+        hot = [
+            f"{COLUMN_WORDS[c]} above the warning threshold"
+            for c in columns
+            if c in WARNINGS and source[0][c] > WARNINGS[c]
+        ]
+        relieves = f"relieves {m.source} ({_numbers(columns, *source)}{'; ' if hot else ''}{', '.join(hot)})"
         if goal.type is GoalType.DRAIN and m.source == goal.node:
-            text = f"drains {m.source}; {target_text}"
-        elif goal.type is GoalType.DRAIN and s is not None:
-            text = f"makes room on {m.source} for a VM leaving {goal.node}; {target_text}"
+            text = f"drains {m.source}; {relieves}; {fills}"
+        elif goal.type is GoalType.DRAIN:
+            text = f"makes room on {m.source} for a VM leaving {goal.node}; {relieves}; {fills}"
         elif goal.type is GoalType.MANUAL:
-            text = f"requested; {target_text}"
-        elif s is not None:
-            threshold = CPU_WARNING if col == CPU else MEMORY_WARNING
-            hot = " (above the warning threshold)" if before[s, col] > threshold else ""
-            text = f"{m.source} {dim} {_pct(before[s, col])}{hot} → {_pct(after[s, col])}; {target_text}"
+            text = f"requested; {relieves}; {fills}"
         else:
-            text = target_text
+            text = f"{relieves}; {fills}"
     if m.vm.running and m.method is MigrationMethod.COLD:
         text += f"; cold because {live_blocker(m.vm) or 'live migration was not requested'}"
     return text
+
+
+def _order(moves: Sequence[DraftMove], wave_of: Sequence[int], keep_order: bool) -> list[tuple[int, DraftMove]]:
+    """The moves in execution order: by wave; within a wave live before cold, smallest first (the
+    seeds' ordering), or the given order when the user fixed it."""
+    indexed = list(enumerate(moves))
+    if keep_order:
+        indexed.sort(key=lambda p: (wave_of[p[0]], p[0]))
+    else:
+        indexed.sort(
+            key=lambda p: (
+                wave_of[p[0]],
+                p[1].method is MigrationMethod.COLD and p[1].vm.running,
+                p[1].vm.guest_memory_bytes,
+                p[0],
+            )
+        )
+    return indexed
+
+
+def _notes(problem: Problem, goal: Goal, ordered: Sequence[tuple[int, DraftMove]]) -> list[str]:
+    """Every move's note, replaying the moves in execution order on a working copy."""
+    columns = definition(goal.type).note_columns(goal)
+    replay = problem.fork()
+    notes = []
+    for _, m in ordered:
+        t = replay.node_index[m.target]
+        i = replay.vm_index.get(m.vm.ref)
+        s = None if i is None else int(replay.pos[i])
+        before_s = None if s is None else _shown(replay, s)
+        before_t = _shown(replay, t)
+        if i is None:
+            replay.add_started(m.vm, t)
+        else:
+            replay.apply(i, t)
+        source = None if s is None or before_s is None else (before_s, _shown(replay, s))
+        notes.append(move_note(m, goal, columns, source, (before_t, _shown(replay, t))))
+    return notes
+
+
+def _to_move(number: int, m: DraftMove, basis: Basis, wave: int, reason: str, renumber: bool) -> Move:
+    use_usage = basis is Basis.USAGE and m.vm.usage is not None
+    amount = m.vm.usage if use_usage and m.vm.usage is not None else m.vm.requests
+    if not m.vm.running:
+        downtime = NO_DOWNTIME
+    elif m.method is MigrationMethod.LIVE:
+        downtime = LIVE_DOWNTIME
+    else:
+        downtime = COLD_DOWNTIME
+    return Move(
+        id=number if renumber or m.id is None else m.id,
+        vm=m.vm.name,
+        namespace=m.vm.namespace,
+        source=m.source,
+        target=m.target,
+        method=m.method,
+        wave=wave,
+        cpu=amount.cpu_millicores / 1000.0,
+        memory_bytes=amount.memory_bytes,
+        downtime=downtime,
+        reason=reason,
+        instance_type=m.vm.instance_type,
+        running=m.vm.running,
+        guest_memory_bytes=m.vm.guest_memory_bytes,
+        storage=m.vm.storage_kind.value,
+    )
+
+
+def derived_warnings(problem: Problem, after: FloatArray, moves: Sequence[Move], headroom: float) -> list[str]:
+    """The warnings that follow from the moves themselves: batch size, cold moves, hot nodes, headroom."""
+    out = []
+    if len(moves) > BATCH_SPLIT:
+        out.append(
+            f"{len(moves)} migrations in one plan: strongly recommend splitting it into batches of at most "
+            f"{BATCH_SPLIT} (--max-migrations {BATCH_SPLIT})"
+        )
+    elif len(moves) > BATCH_WARN:
+        out.append(f"{len(moves)} migrations in one plan (more than {BATCH_WARN}): review the batch carefully")
+    cold = [f"{m.namespace}/{m.vm}" for m in moves if m.running and m.method is MigrationMethod.COLD]
+    if cold:
+        out.append(f"{len(cold)} cold migration(s) of running VMs, ~30-60s downtime each: {_names(cold)}")
+    hot = [
+        f"{name} (CPU {_pct(after[j, CPU])}, memory {_pct(after[j, MEM])})"
+        for j, name in enumerate(problem.node_names)
+        if problem.obj_mask[j] and (after[j, CPU] > CPU_WARNING or after[j, MEM] > MEMORY_WARNING)
+    ]
+    if hot:
+        out.append(
+            f"{len(hot)} node(s) stay above the warning thresholds (CPU {CPU_WARNING:.0f} % / memory "
+            f"{MEMORY_WARNING:.0f} %) after the plan: {_names(hot)}"
+        )
+    limit = 100.0 * (1.0 - headroom)
+    if headroom > 0:
+        short = [
+            name
+            for j, name in enumerate(problem.node_names)
+            if problem.obj_mask[j] and (after[j, CPU] > limit or after[j, MEM] > limit)
+        ]
+        if short:
+            out.append(f"headroom of {headroom:.0%} not achievable on {len(short)} node(s): {_names(short)}")
+    return out
 
 
 def assemble_plan(
@@ -168,6 +273,7 @@ def assemble_plan(
     warnings: Sequence[str] = (),
     options: PlanOptions = PlanOptions(),
     renumber: bool = True,
+    base: Problem | None = None,
 ) -> Plan:
     """The complete plan for ``moves`` (given in an order that is safe to run one at a time).
 
@@ -179,114 +285,39 @@ def assemble_plan(
         [WaveMove(m.vm, m.source, m.target) for m in moves],
         max_per_wave=1 if options.sequential else options.max_parallel,
         keep_order=options.keep_order,
+        affinity=base.affinity if base is not None else None,
     )
-    indexed = list(enumerate(moves))
-    if options.keep_order:
-        indexed.sort(key=lambda p: (wave_of[p[0]], p[0]))
-    else:
-        # Within a wave: live before cold, smallest first (the seeds' ordering).
-        indexed.sort(
-            key=lambda p: (
-                wave_of[p[0]],
-                p[1].method is MigrationMethod.COLD and p[1].vm.running,
-                p[1].vm.guest_memory_bytes,
-                p[0],
-            )
-        )
-    problem, before, count_before = simulate(state, goal, basis, moves)
+    ordered = _order(moves, wave_of, options.keep_order)
+    start = base.fork() if base is not None else Problem(state, goal=goal, basis=basis, feasibility=False)
+    notes = _notes(start, goal, ordered)
+    problem, before, count_before = simulate(state, goal, basis, moves, start)
     after = problem.utilisation()
     counts_b = np.rint(count_before).astype(int)
     counts_a = np.rint(problem.node_load[:, COUNT] / COUNT_UNIT).astype(int)
-    obj_after = after[problem.obj_mask]
-    most_room: set[str] = set()
-    if len(obj_after):
-        targets = {m.target for m in moves}
-        low_cpu = problem.node_names[int(np.flatnonzero(problem.obj_mask)[np.argmin(before[problem.obj_mask, CPU])])]
-        low_mem = problem.node_names[int(np.flatnonzero(problem.obj_mask)[np.argmin(before[problem.obj_mask, MEM])])]
-        most_room = {n for n in (low_cpu, low_mem) if n in targets}
-
-    out: list[Move] = []
-    for number, (k, m) in enumerate(indexed, start=1):
-        use_usage = basis is Basis.USAGE and m.vm.usage is not None
-        amount = m.vm.usage if use_usage and m.vm.usage is not None else m.vm.requests
-        if not m.vm.running:
-            downtime = NO_DOWNTIME
-        elif m.method is MigrationMethod.LIVE:
-            downtime = LIVE_DOWNTIME
-        else:
-            downtime = COLD_DOWNTIME
-        out.append(
-            Move(
-                id=number if renumber or m.id is None else m.id,
-                vm=m.vm.name,
-                namespace=m.vm.namespace,
-                source=m.source,
-                target=m.target,
-                method=m.method,
-                wave=wave_of[k],
-                cpu=amount.cpu_millicores / 1000.0,
-                memory_bytes=amount.memory_bytes,
-                downtime=downtime,
-                reason=_reason(m, goal, problem, before, after, (counts_b, counts_a), most_room),
-                instance_type=m.vm.instance_type,
-                running=m.vm.running,
-                guest_memory_bytes=m.vm.guest_memory_bytes,
-                storage=m.vm.storage_kind.value,
-            )
-        )
-
-    nodes = []
-    for j, name in enumerate(problem.node_names):
-        nodes.append(
-            NodeChange(
-                name,
-                NodeLoad(int(counts_b[j]), float(before[j, CPU]) / 100.0, float(before[j, MEM]) / 100.0),
-                NodeLoad(int(counts_a[j]), float(after[j, CPU]) / 100.0, float(after[j, MEM]) / 100.0),
-            )
-        )
-
-    all_warnings = list(warnings)
-    if len(out) > BATCH_SPLIT:
-        all_warnings.append(
-            f"{len(out)} migrations in one plan: strongly recommend splitting it into batches of at most "
-            f"{BATCH_SPLIT} (--max-migrations {BATCH_SPLIT})"
-        )
-    elif len(out) > BATCH_WARN:
-        all_warnings.append(f"{len(out)} migrations in one plan (more than {BATCH_WARN}): review the batch carefully")
-    cold = [f"{m.namespace}/{m.vm}" for m in out if m.running and m.method is MigrationMethod.COLD]
-    if cold:
-        all_warnings.append(f"{len(cold)} cold migration(s) of running VMs, ~30-60s downtime each: {_names(cold)}")
-    hot = [
-        f"{name} (CPU {_pct(after[j, CPU])}, memory {_pct(after[j, MEM])})"
-        for j, name in enumerate(problem.node_names)
-        if problem.obj_mask[j] and (after[j, CPU] > CPU_WARNING or after[j, MEM] > MEMORY_WARNING)
+    out = [
+        _to_move(number, m, basis, wave_of[k], note, renumber)
+        for number, ((k, m), note) in enumerate(zip(ordered, notes, strict=True), start=1)
     ]
-    if hot:
-        all_warnings.append(
-            f"{len(hot)} node(s) stay above the warning thresholds (CPU {CPU_WARNING:.0f} % / memory "
-            f"{MEMORY_WARNING:.0f} %) after the plan: {_names(hot)}"
+    nodes = tuple(
+        NodeChange(
+            name,
+            NodeLoad(int(counts_b[j]), float(before[j, CPU]) / 100.0, float(before[j, MEM]) / 100.0),
+            NodeLoad(int(counts_a[j]), float(after[j, CPU]) / 100.0, float(after[j, MEM]) / 100.0),
         )
-    limit = 100.0 * (1.0 - options.headroom)
-    if options.headroom > 0:
-        short = [
-            name
-            for j, name in enumerate(problem.node_names)
-            if problem.obj_mask[j] and (after[j, CPU] > limit or after[j, MEM] > limit)
-        ]
-        if short:
-            all_warnings.append(
-                f"headroom of {options.headroom:.0%} not achievable on {len(short)} node(s): {_names(short)}"
-            )
-
+        for j, name in enumerate(problem.node_names)
+    )
+    kept = list(dict.fromkeys(warnings))
+    derived = [w for w in dict.fromkeys(derived_warnings(problem, after, out, options.headroom)) if w not in kept]
     return Plan(
         goal=goal,
         basis=basis,
         moves=tuple(out),
         stays=tuple(stays),
-        nodes=tuple(nodes),
+        nodes=nodes,
         metrics_before=MappingProxyType(plan_metrics(problem, before, goal)),
         metrics_after=MappingProxyType(plan_metrics(problem, after, goal)),
-        warnings=tuple(dict.fromkeys(all_warnings)),
+        warnings=(*kept, *derived),
+        derived_warnings=len(derived),
         sequential=options.sequential,
         max_parallel=options.max_parallel,
         headroom=options.headroom,

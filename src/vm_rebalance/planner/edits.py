@@ -7,6 +7,7 @@ several edits can name moves by the ids the user saw first.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError
 from vm_rebalance.model import (
@@ -18,21 +19,15 @@ from vm_rebalance.model import (
     Plan,
     Resources,
     Stay,
+    StayKind,
+    ViolationKind,
     VirtualMachine,
     vm_ref,
 )
 from vm_rebalance.planner.assemble import DraftMove, PlanOptions, assemble_plan, drafts_from_plan
-from vm_rebalance.planner.eligibility import fit_reasons, live_blocker, move_method
+from vm_rebalance.planner.eligibility import BlockerKind, fit_reasons, fit_violations, live_blocker_detail, move_method
 from vm_rebalance.planner.propose import resolve_basis
 from vm_rebalance.planner.waves import WaveError
-
-_DERIVED = (
-    "migrations in one plan",
-    "cold migration(s) of running VMs",
-    "stay above the warning thresholds",
-    "headroom of ",
-)
-_CAPACITY = "insufficient allocatable"
 
 
 class PlanEditError(InfeasiblePlanError):
@@ -54,7 +49,8 @@ class ManualMoveRequest:
 
 
 def _kept_warnings(plan: Plan) -> list[str]:
-    return [w for w in plan.warnings if not any(d in w for d in _DERIVED)]
+    """The warnings that do not follow from the moves themselves (those are recomputed)."""
+    return list(plan.warnings[: len(plan.warnings) - plan.derived_warnings])
 
 
 def _drafts(state: ClusterState, plan: Plan) -> list[DraftMove]:
@@ -141,6 +137,7 @@ def skip_move(state: ClusterState, plan: Plan, move_id: int) -> Plan:
             namespace=skipped.namespace,
             node=skipped.source or None,
             reason=f"move {move_id} skipped by the user",
+            kind=StayKind.SKIPPED,
         ),
     ]
     return _rebuild(state, plan, drafts, stays, blame=_no_longer_fits(f"skipping move {move_id}"))
@@ -162,7 +159,7 @@ def retarget_move(state: ClusterState, plan: Plan, move_id: int, node: str) -> P
     d = drafts[index]
     if d.source == node:
         raise PlanEditError(f"move {move_id}: {d.vm.ref} is already on {node}; skip the move instead")
-    reasons = [r for r in fit_reasons(d.vm, target, state) if not r.startswith(_CAPACITY)]
+    reasons = [v.message for v in fit_violations(d.vm, target, state) if v.kind is not ViolationKind.CAPACITY]
     if reasons:
         raise PlanEditError(
             f"move {move_id}: {d.vm.ref} cannot go to {node}: {'; '.join(reasons)}",
@@ -203,17 +200,21 @@ def reorder_moves(state: ClusterState, plan: Plan, order: Sequence[int]) -> Plan
 
 
 def _live_refusal(vm: VirtualMachine) -> str | None:
-    blocker = live_blocker(vm)
+    blocker = live_blocker_detail(vm)
     if blocker is None:
         return None
-    if not vm.running:
-        return "Cannot perform live migration. VM is not running. Use cold migration or start VM first."
-    if "RWO" in blocker:
-        return (
-            "Cannot perform live migration. VM uses ReadWriteOnce (RWO) storage. "
-            "Use cold migration instead (brief downtime ~30-60s)."
-        )
-    return f"Cannot perform live migration: {blocker}."
+    match blocker.kind:
+        case BlockerKind.STOPPED:
+            return "Cannot perform live migration. VM is not running. Use cold migration or start VM first."
+        case BlockerKind.RWO:
+            return (
+                "Cannot perform live migration. VM uses ReadWriteOnce (RWO) storage. "
+                "Use cold migration instead (brief downtime ~30-60s)."
+            )
+        case BlockerKind.MIGRATING | BlockerKind.NOT_MIGRATABLE:
+            return f"Cannot perform live migration: {blocker.message}."
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _target_refusal(

@@ -17,6 +17,9 @@ from vm_rebalance.model import (
     PodAffinityTerm,
     Resources,
     StorageKind,
+    TopologySpreadConstraint,
+    Violation,
+    ViolationKind,
     VirtualMachine,
 )
 from vm_rebalance.model.cluster import HOSTNAME_LABEL, SCHEDULABLE_LABEL
@@ -40,6 +43,15 @@ NODE_FLAG_EXPLANATIONS: Mapping[NodeFlag, str] = {
     NodeFlag.NOT_SCHEDULABLE: f"node lacks the label {SCHEDULABLE_LABEL}=true",
     NodeFlag.NO_KVM: "node has no devices.kubevirt.io/kvm capacity",
     NodeFlag.CONTROL_PLANE: "node is a control-plane node",
+}
+
+
+FLAG_KINDS: Mapping[NodeFlag, ViolationKind] = {
+    NodeFlag.NOT_READY: ViolationKind.NOT_READY,
+    NodeFlag.CORDONED: ViolationKind.CORDONED,
+    NodeFlag.NOT_SCHEDULABLE: ViolationKind.NOT_SCHEDULABLE,
+    NodeFlag.NO_KVM: ViolationKind.NO_KVM,
+    NodeFlag.CONTROL_PLANE: ViolationKind.CONTROL_PLANE,
 }
 
 
@@ -76,23 +88,28 @@ def untolerated_taints(vm: VirtualMachine, node: Node) -> list[str]:
     ]
 
 
-def static_placement_violations(vm: VirtualMachine, node: Node) -> list[str]:
+def static_violations(vm: VirtualMachine, node: Node) -> list[Violation]:
     """Taints, nodeSelector and required node affinity: what depends only on the VM and the node."""
-    reasons = []
+    out = []
     bad_taints = untolerated_taints(vm, node)
     if bad_taints:
-        reasons.append(f"taint {', '.join(bad_taints)} not tolerated")
+        out.append(Violation(ViolationKind.TAINT, f"taint {', '.join(bad_taints)} not tolerated"))
     missing = [f"{k}={v}" for k, v in sorted(vm.placement.node_selector.items()) if node.labels.get(k) != v]
     if missing:
-        reasons.append(f"nodeSelector {', '.join(missing)} not matched")
+        out.append(Violation(ViolationKind.NODE_SELECTOR, f"nodeSelector {', '.join(missing)} not matched"))
     terms = vm.placement.required_node_terms
     if terms and not any(t.matches(node.name, node.labels) for t in terms):
-        reasons.append("required node affinity not satisfied")
-    return reasons
+        out.append(Violation(ViolationKind.NODE_AFFINITY, "required node affinity not satisfied"))
+    return out
 
 
-def capacity_violation(vm: VirtualMachine, node: Node, *, extra_requested: Resources = Resources()) -> str | None:
-    """Why the VM's launcher-pod requests do not fit the node's free allocatable, or None.
+def static_placement_violations(vm: VirtualMachine, node: Node) -> list[str]:
+    """`static_violations` as sentences."""
+    return [v.message for v in static_violations(vm, node)]
+
+
+def capacity_check(vm: VirtualMachine, node: Node, *, extra_requested: Resources = Resources()) -> Violation | None:
+    """The VM's launcher-pod requests against the node's free allocatable: a CAPACITY violation, or None.
 
     ``extra_requested`` is what else is already planned onto the node (e.g. other incoming VMs).
     """
@@ -102,7 +119,13 @@ def capacity_violation(vm: VirtualMachine, node: Node, *, extra_requested: Resou
         parts.append(f"CPU needs {vm.requests.cpu_millicores}m, {max(free.cpu_millicores, 0)}m free")
     if vm.requests.memory_bytes > free.memory_bytes:
         parts.append(f"memory needs {_gib(vm.requests.memory_bytes)}, {_gib(max(free.memory_bytes, 0))} free")
-    return "insufficient allocatable: " + "; ".join(parts) if parts else None
+    return Violation(ViolationKind.CAPACITY, "insufficient allocatable: " + "; ".join(parts)) if parts else None
+
+
+def capacity_violation(vm: VirtualMachine, node: Node, *, extra_requested: Resources = Resources()) -> str | None:
+    """`capacity_check` as a sentence, or None."""
+    found = capacity_check(vm, node, extra_requested=extra_requested)
+    return found.message if found else None
 
 
 def _gib(n: int) -> str:
@@ -166,7 +189,7 @@ def _symmetric_anti_affinity(
     target_labels: Mapping[str, str],
     node_labels: Mapping[str, Mapping[str, str]],
     residents: Iterable[tuple[str, VirtualMachine]],
-) -> list[str]:
+) -> list[Violation]:
     """Existing VMs whose required anti-affinity selects ``vm`` in the target's topology domain.
 
     The Kubernetes scheduler enforces required anti-affinity symmetrically: an incoming pod
@@ -182,9 +205,81 @@ def _symmetric_anti_affinity(
                 continue
             clashes.setdefault((term.topology_key, value), []).append(holder.name)
     return [
-        f"anti-affinity of {', '.join(sorted(set(names))[:3])} against it on {key}={value}"
+        Violation(
+            ViolationKind.RESIDENT_ANTI_AFFINITY,
+            f"anti-affinity of {', '.join(sorted(set(names))[:3])} against it on {key}={value}",
+        )
         for (key, value), names in sorted(clashes.items())
     ]
+
+
+def pod_affinity_checks(
+    vm: VirtualMachine,
+    node: Node,
+    *,
+    node_labels: Mapping[str, Mapping[str, str]],
+    residents: Sequence[tuple[str, VirtualMachine]],
+) -> list[Violation]:
+    """Required pod anti-affinity (both directions), pod affinity and hard topology spread of ``vm`` on ``node``.
+
+    Anti-affinity is symmetric, as in the Kubernetes scheduler: ``vm``'s own terms against the
+    residents, and every resident's terms against ``vm`` (only residents that declare
+    anti-affinity are looked at). ``residents`` are the (node, VM) pairs of running VMs where
+    they would be at that moment; ``node_labels`` maps every node name to its labels (topology
+    domains).
+    """
+    out: list[Violation] = []
+    labels = dict(node.labels)
+    labels.setdefault(HOSTNAME_LABEL, node.name)
+    for term in vm.placement.pod_anti_affinity:
+        clash = _matching_in_domain(vm, term, labels.get(term.topology_key), node_labels, residents)
+        if clash:
+            names = ", ".join(sorted(o.name for o in clash)[:3])
+            out.append(
+                Violation(
+                    ViolationKind.ANTI_AFFINITY,
+                    f"anti-affinity with {names} on {term.topology_key}={labels.get(term.topology_key)}",
+                )
+            )
+    out += _symmetric_anti_affinity(vm, labels, node_labels, residents)
+    for term in vm.placement.pod_affinity:
+        if not _matching_in_domain(vm, term, labels.get(term.topology_key), node_labels, residents):
+            out.append(
+                Violation(ViolationKind.POD_AFFINITY, f"required pod affinity ({term.topology_key}) not satisfied")
+            )
+    for tsc in vm.placement.topology_spread:
+        if tsc.when_unsatisfiable != "DoNotSchedule":
+            continue
+        found = _spread_violation(vm, tsc, labels, node_labels, residents)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def _spread_violation(
+    vm: VirtualMachine,
+    tsc: TopologySpreadConstraint,
+    labels: Mapping[str, str],
+    node_labels: Mapping[str, Mapping[str, str]],
+    residents: Sequence[tuple[str, VirtualMachine]],
+) -> Violation | None:
+    counts: Counter[str] = Counter()
+    domains = {d for name in node_labels if (d := _domain(node_labels, name, tsc.topology_key)) is not None}
+    for node_name, other in residents:
+        if other.ref == vm.ref or other.namespace != vm.namespace:
+            continue
+        value = _domain(node_labels, node_name, tsc.topology_key)
+        if value is not None and tsc.label_selector.matches(other.labels):
+            counts[value] += 1
+    target = labels.get(tsc.topology_key)
+    if target is None:
+        return Violation(ViolationKind.TOPOLOGY_SPREAD, f"node has no {tsc.topology_key} label (topology spread)")
+    minimum = min((counts.get(d, 0) for d in domains), default=0)
+    if counts.get(target, 0) + 1 - minimum > tsc.max_skew:
+        return Violation(
+            ViolationKind.TOPOLOGY_SPREAD, f"topology spread on {tsc.topology_key} would exceed maxSkew {tsc.max_skew}"
+        )
+    return None
 
 
 def pod_affinity_violations(
@@ -194,45 +289,35 @@ def pod_affinity_violations(
     node_labels: Mapping[str, Mapping[str, str]],
     residents: Sequence[tuple[str, VirtualMachine]],
 ) -> list[str]:
-    """Required pod anti-affinity (both directions), pod affinity and hard topology spread of ``vm`` on ``node``.
+    """`pod_affinity_checks` as sentences."""
+    return [v.message for v in pod_affinity_checks(vm, node, node_labels=node_labels, residents=residents)]
 
-    Anti-affinity is symmetric, as in the Kubernetes scheduler: ``vm``'s own terms against the
-    residents, and every resident's terms against ``vm`` (only residents that declare
-    anti-affinity are looked at). ``residents`` are the (node, VM) pairs of running VMs where
-    they would be at that moment; ``node_labels`` maps every node name to its labels (topology
-    domains).
+
+def fit_violations(
+    vm: VirtualMachine,
+    node: Node,
+    state: ClusterState,
+    *,
+    extra_requested: Resources = Resources(),
+    residents: Sequence[tuple[str, VirtualMachine]] | None = None,
+) -> list[Violation]:
+    """Every rule that keeps ``vm`` off ``node`` now (empty when it fits).
+
+    Covers node eligibility, taints, nodeSelector, required node affinity, required pod
+    (anti-)affinity and topology spread, and free allocatable by requests. ``residents``
+    defaults to where the running VMs are in ``state``.
     """
-    reasons = []
-    labels = dict(node.labels)
-    labels.setdefault(HOSTNAME_LABEL, node.name)
-    for term in vm.placement.pod_anti_affinity:
-        clash = _matching_in_domain(vm, term, labels.get(term.topology_key), node_labels, residents)
-        if clash:
-            names = ", ".join(sorted(o.name for o in clash)[:3])
-            reasons.append(f"anti-affinity with {names} on {term.topology_key}={labels.get(term.topology_key)}")
-    reasons += _symmetric_anti_affinity(vm, labels, node_labels, residents)
-    for term in vm.placement.pod_affinity:
-        if not _matching_in_domain(vm, term, labels.get(term.topology_key), node_labels, residents):
-            reasons.append(f"required pod affinity ({term.topology_key}) not satisfied")
-    for tsc in vm.placement.topology_spread:
-        if tsc.when_unsatisfiable != "DoNotSchedule":
-            continue
-        counts: Counter[str] = Counter()
-        domains = {d for name in node_labels if (d := _domain(node_labels, name, tsc.topology_key)) is not None}
-        for node_name, other in residents:
-            if other.ref == vm.ref or other.namespace != vm.namespace:
-                continue
-            value = _domain(node_labels, node_name, tsc.topology_key)
-            if value is not None and tsc.label_selector.matches(other.labels):
-                counts[value] += 1
-        target = labels.get(tsc.topology_key)
-        if target is None:
-            reasons.append(f"node has no {tsc.topology_key} label (topology spread)")
-            continue
-        minimum = min((counts.get(d, 0) for d in domains), default=0)
-        if counts.get(target, 0) + 1 - minimum > tsc.max_skew:
-            reasons.append(f"topology spread on {tsc.topology_key} would exceed maxSkew {tsc.max_skew}")
-    return reasons
+    out = [Violation(FLAG_KINDS[f], NODE_FLAG_EXPLANATIONS[f]) for f in node_flags(node)]
+    out += static_violations(vm, node)
+    if residents is None:
+        residents = [(v.node, v) for v in state.vms if v.running and v.node]
+    node_labels = {n.name: n.labels for n in state.nodes}
+    out += pod_affinity_checks(vm, node, node_labels=node_labels, residents=residents)
+    if vm.node != node.name:
+        capacity = capacity_check(vm, node, extra_requested=extra_requested)
+        if capacity:
+            out.append(capacity)
+    return out
 
 
 def fit_reasons(
@@ -243,42 +328,39 @@ def fit_reasons(
     extra_requested: Resources = Resources(),
     residents: Sequence[tuple[str, VirtualMachine]] | None = None,
 ) -> list[str]:
-    """Every reason ``vm`` cannot be placed on ``node`` now (empty when it fits).
+    """`fit_violations` as sentences (empty when it fits)."""
+    return [v.message for v in fit_violations(vm, node, state, extra_requested=extra_requested, residents=residents)]
 
-    Covers node eligibility, taints, nodeSelector, required node affinity, required pod
-    (anti-)affinity and topology spread, and free allocatable by requests. ``residents``
-    defaults to where the running VMs are in ``state``.
-    """
-    reasons = [NODE_FLAG_EXPLANATIONS[f] for f in node_flags(node)]
-    reasons += static_placement_violations(vm, node)
-    if residents is None:
-        residents = [(v.node, v) for v in state.vms if v.running and v.node]
-    node_labels = {n.name: n.labels for n in state.nodes}
-    reasons += pod_affinity_violations(vm, node, node_labels=node_labels, residents=residents)
-    if vm.node != node.name:
-        capacity = capacity_violation(vm, node, extra_requested=extra_requested)
-        if capacity:
-            reasons.append(capacity)
-    return reasons
+
+class BlockerKind(StrEnum):
+    """Why a VM cannot move live."""
+
+    STOPPED = "stopped"
+    MIGRATING = "migrating"
+    RWO = "rwo"
+    NOT_MIGRATABLE = "not-migratable"
 
 
 @dataclass(frozen=True, slots=True)
 class LiveBlocker:
-    """Why a VM cannot move live: a short code for tables and a full sentence."""
+    """Why a VM cannot move live: its kind (for decisions), a short code for tables and a full sentence."""
 
     code: str
     message: str
+    kind: BlockerKind = BlockerKind.NOT_MIGRATABLE
 
 
 def live_blocker_detail(vm: VirtualMachine) -> LiveBlocker | None:
     """Why ``vm`` cannot move live right now (code + message), or None when it can."""
     if not vm.running:
-        return LiveBlocker("stopped", "VM is not running")
+        return LiveBlocker("stopped", "VM is not running", BlockerKind.STOPPED)
     if vm.migrating:
-        return LiveBlocker("migrating", "a migration of this VM is already in flight")
+        return LiveBlocker("migrating", "a migration of this VM is already in flight", BlockerKind.MIGRATING)
     rwo = [v.claim_name for v in vm.volumes if v.storage_kind is StorageKind.RWO]
     if rwo:
-        return LiveBlocker("RWO", f"PVC {', '.join(str(c) for c in rwo)} is not ReadWriteMany (RWO storage)")
+        return LiveBlocker(
+            "RWO", f"PVC {', '.join(str(c) for c in rwo)} is not ReadWriteMany (RWO storage)", BlockerKind.RWO
+        )
     if vm.live_migratable is False:
         reason = vm.live_migratable_reason or "NotMigratable"
         message = f": {vm.live_migratable_message}" if vm.live_migratable_message else ""

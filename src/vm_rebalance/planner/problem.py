@@ -24,8 +24,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, LabelSelector, Node, VirtualMachine, thresholds
-from vm_rebalance.planner.eligibility import is_eligible_target, static_placement_violations
+from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Node, VirtualMachine, thresholds
+from vm_rebalance.planner.affinity import AffinityIndex
+from vm_rebalance.planner.eligibility import is_eligible_target, static_violations
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -58,35 +59,6 @@ def normalised_weights(goal: Goal) -> tuple[float, float]:
     mem = float(goal.weights.get("memory", 0.5))
     total = cpu + mem
     return (0.5, 0.5) if total <= 0 else (cpu / total, mem / total)
-
-
-def objective_terms(goal: Goal) -> tuple[Term, ...]:
-    """The terms of the goal's objective (drain and manual plans are scored as `balanced`)."""
-    wc, wm = normalised_weights(goal)
-    match goal.type:
-        case GoalType.CPU:
-            return (Term("std", CPU, 1.0),)
-        case GoalType.MEMORY:
-            return (Term("std", MEM, 1.0),)
-        case GoalType.COUNT:
-            return (Term("std", COUNT, 1.0),)
-        case GoalType.PERFORMANCE:
-            # Hot spots dominate (first bring every node under the warning thresholds), then the
-            # balance of both resources, then heavy VMs kept apart.
-            return (
-                Term("hot", CPU, 4.0, CPU_WARNING),
-                Term("hot", MEM, 4.0, MEMORY_WARNING),
-                Term("std", CPU, wc),
-                Term("std", MEM, wm),
-                Term("std", HEAVY, 0.25),
-            )
-        case _:
-            terms = []
-            if wc > 0:
-                terms.append(Term("std", CPU, wc))
-            if wm > 0:
-                terms.append(Term("std", MEM, wm))
-            return tuple(terms)
 
 
 def _hot(x: FloatArray | float, threshold: float) -> FloatArray:
@@ -125,19 +97,34 @@ class Problem:
         self.state = state
         self.goal = goal
         self.basis = basis
+        self._index_nodes(state, objective_nodes)
+        self._index_vms(state)
+        self._load_arrays()
+        self._denominators()
+        self._feasibility_classes(feasibility)
+        self._shared: dict[str, object] = {}
+        """Derived static data computed on first use and shared by every fork."""
+
+    def _index_nodes(self, state: ClusterState, objective_nodes: Sequence[str] | None) -> None:
         self.nodes: tuple[Node, ...] = tuple(sorted(state.nodes, key=lambda n: n.name))
         self.node_names = [n.name for n in self.nodes]
         self.node_index: dict[str, int] = {n: i for i, n in enumerate(self.node_names)}
         self.node_labels: Mapping[str, Mapping[str, str]] = {n.name: n.labels for n in self.nodes}
-        n_nodes = len(self.nodes)
-        self.eligible = np.array([is_eligible_target(n) for n in self.nodes], dtype=bool)
+        self.eligible = np.array([is_eligible_target(n) for n in self.nodes], dtype=bool).reshape(len(self.nodes))
         if objective_nodes is None:
-            drained = goal.node if goal.type is GoalType.DRAIN else None
+            drained = self.goal.node if self.goal.type is GoalType.DRAIN else None
             self.obj_mask = self.eligible & np.array([n.name != drained for n in self.nodes], dtype=bool)
         else:
             wanted = set(objective_nodes)
             self.obj_mask = np.array([n.name in wanted for n in self.nodes], dtype=bool)
+        self.alloc = np.array(
+            [[n.allocatable.cpu_millicores, n.allocatable.memory_bytes] for n in self.nodes], dtype=np.float64
+        ).reshape(len(self.nodes), 2)
+        self.requested = np.array(
+            [[n.requested.cpu_millicores, n.requested.memory_bytes] for n in self.nodes], dtype=np.float64
+        ).reshape(len(self.nodes), 2)
 
+    def _index_vms(self, state: ClusterState) -> None:
         # Placed, running VMs only: a stopped VM holds no node and loads none.
         self.vms: tuple[VirtualMachine, ...] = tuple(
             sorted(
@@ -146,21 +133,16 @@ class Problem:
             )
         )
         self.vm_index = {v.ref: i for i, v in enumerate(self.vms)}
-        n_vms = len(self.vms)
         self.pos: IntArray = np.array([self.node_index[str(v.node)] for v in self.vms], dtype=np.int64)
         self.home: IntArray = self.pos.copy()
-
-        self.alloc = np.array(
-            [[n.allocatable.cpu_millicores, n.allocatable.memory_bytes] for n in self.nodes], dtype=np.float64
-        ).reshape(n_nodes, 2)
-        self.requested = np.array(
-            [[n.requested.cpu_millicores, n.requested.memory_bytes] for n in self.nodes], dtype=np.float64
-        ).reshape(n_nodes, 2)
         self.vm_req = np.array(
             [[v.requests.cpu_millicores, v.requests.memory_bytes] for v in self.vms], dtype=np.float64
-        ).reshape(n_vms, 2)
+        ).reshape(len(self.vms), 2)
 
-        use_usage = basis is Basis.USAGE
+    def _load_arrays(self) -> None:
+        """What each VM and node weighs in every column, on the basis."""
+        use_usage = self.basis is Basis.USAGE
+        n_vms, n_nodes = len(self.vms), len(self.nodes)
         self.vms_without_usage = sum(1 for v in self.vms if use_usage and v.usage is None)
         self.nodes_without_usage = sum(1 for n in self.nodes if use_usage and n.usage is None)
         load = np.zeros((n_vms, COLUMNS), dtype=np.float64)
@@ -174,7 +156,6 @@ class Problem:
             cut = float(np.quantile(cpu_loads, HEAVY_QUANTILE))
             load[:, HEAVY] = np.where((cpu_loads >= cut) & (cpu_loads > 0), COUNT_UNIT, 0.0)
         self.load = load
-
         node_load = np.zeros((n_nodes, COLUMNS), dtype=np.float64)
         for j, n in enumerate(self.nodes):
             r = n.usage if use_usage and n.usage is not None else n.requested
@@ -184,6 +165,9 @@ class Problem:
         np.add.at(node_load[:, HEAVY], self.pos, load[:, HEAVY])
         self.node_load = node_load
 
+    def _denominators(self) -> None:
+        """Per node and column: what one unit is (1 % of allocatable; a capacity-weighted VM for counts)."""
+        n_nodes = len(self.nodes)
         den = np.full((n_nodes, COLUMNS), np.inf)
         den[:, CPU] = np.where(self.alloc[:, 0] > 0, self.alloc[:, 0] / 100.0, np.inf)
         den[:, MEM] = np.where(self.alloc[:, 1] > 0, self.alloc[:, 1] / 100.0, np.inf)
@@ -196,79 +180,46 @@ class Problem:
         den[:, HEAVY] = den[:, COUNT]
         self.den = den
 
-        # Static feasibility per distinct (nodeSelector, required node affinity, tolerations).
+    def _feasibility_classes(self, feasibility: bool) -> None:
+        """Static feasibility per distinct (nodeSelector, required node affinity, tolerations)."""
+        n_nodes = len(self.nodes)
         classes: dict[tuple[object, ...], int] = {}
-        vm_class = np.zeros(n_vms, dtype=np.int64)
+        vm_class = np.zeros(len(self.vms), dtype=np.int64)
         rows: list[BoolArray] = []
         for i, v in enumerate(self.vms):
-            key = _static_key(v)
+            key = _static_key(v) if feasibility else ()
             c = classes.get(key)
-            if c is None and not feasibility:
-                c = 0
-                classes[key] = c
-                if not rows:
-                    rows.append(self.eligible.copy())
             if c is None:
                 c = len(rows)
                 classes[key] = c
-                rows.append(
-                    np.array(
-                        [
-                            bool(self.eligible[j]) and not static_placement_violations(v, n)
-                            for j, n in enumerate(self.nodes)
-                        ],
-                        dtype=bool,
-                    ).reshape(n_nodes)
-                )
+                row = [
+                    bool(self.eligible[j]) and (not feasibility or not static_violations(v, n))
+                    for j, n in enumerate(self.nodes)
+                ]
+                rows.append(np.array(row, dtype=bool).reshape(n_nodes))
             vm_class[i] = c
         self.vm_class = vm_class
         self.class_feasible: BoolArray = np.vstack(rows) if rows else np.zeros((0, n_nodes), dtype=bool)
 
-        # VMs whose placement depends on where other VMs are (and the VMs such terms select).
-        self.dynamic = np.array(
-            [
-                bool(v.placement.pod_anti_affinity or v.placement.pod_affinity or v.placement.topology_spread)
-                for v in self.vms
-            ],
-            dtype=bool,
-        ).reshape(n_vms)
-        selectors = {
-            (term.label_selector, term.namespaces or (v.namespace,))
-            for v in self.vms
-            for term in (*v.placement.pod_anti_affinity, *v.placement.pod_affinity)
-        } | {(tsc.label_selector, (v.namespace,)) for v in self.vms for tsc in v.placement.topology_spread}
-        self.affinity_relevant = self.dynamic.copy()
-        if selectors:
-            for i, v in enumerate(self.vms):
-                if not self.affinity_relevant[i]:
-                    self.affinity_relevant[i] = any(
-                        v.namespace in ns and sel.matches(v.labels) for sel, ns in selectors
-                    )
-        self._relevant_by_ns: dict[str, list[int]] = {}
-        for k in np.flatnonzero(self.affinity_relevant).tolist():
-            self._relevant_by_ns.setdefault(self.vms[k].namespace, []).append(k)
-        # Symmetric anti-affinity: per VM, the VMs whose required anti-affinity selects it.
-        # Such a VM's placement depends on where those are, so it is dynamic too.
-        self._watchers: dict[int, list[int]] = {}
-        holders = [k for k, v in enumerate(self.vms) if v.placement.pod_anti_affinity]
-        if holders:
-            by_selector: dict[tuple[LabelSelector, tuple[str, ...]], list[int]] = {}
-            for k in holders:
-                h = self.vms[k]
-                for term in h.placement.pod_anti_affinity:
-                    key = (term.label_selector, term.namespaces or (h.namespace,))
-                    lst = by_selector.setdefault(key, [])
-                    if not lst or lst[-1] != k:
-                        lst.append(k)
-            for i, v in enumerate(self.vms):
-                found: set[int] = set()
-                for (sel, ns), ks in by_selector.items():
-                    if v.namespace in ns and sel.matches(v.labels):
-                        found.update(ks)
-                found.discard(i)
-                if found:
-                    self._watchers[i] = sorted(found)
-                    self.dynamic[i] = True
+    @property
+    def affinity(self) -> AffinityIndex:
+        """Who takes part in pod (anti-)affinity or spread, and who repels whom (built on first use)."""
+        index = self._shared.get("affinity")
+        if not isinstance(index, AffinityIndex):
+            index = AffinityIndex(self.vms)
+            self._shared["affinity"] = index
+        return index
+
+    @property
+    def dynamic(self) -> BoolArray:
+        """Per VM: its feasibility depends on where other VMs are (pod (anti-)affinity, spread —
+        including VMs that another VM's required anti-affinity selects, enforced symmetrically)."""
+        found = self._shared.get("dynamic")
+        if not isinstance(found, np.ndarray):
+            index = self.affinity
+            found = np.array([index.dynamic(i) for i in range(len(self.vms))], dtype=bool).reshape(len(self.vms))
+            self._shared["dynamic"] = found
+        return found
 
     # ----------------------------------------------------------------- state
 
@@ -310,16 +261,13 @@ class Problem:
         self.requested[target] += (vm.requests.cpu_millicores, vm.requests.memory_bytes)
 
     def residents_for(self, vm: VirtualMachine) -> list[tuple[str, VirtualMachine]]:
-        """(node, VM) of the affinity-relevant VMs ``vm``'s terms can see, where they are now."""
-        namespaces = {vm.namespace}
-        for term in (*vm.placement.pod_anti_affinity, *vm.placement.pod_affinity):
-            namespaces.update(term.namespaces)
-        seen = [j for ns in sorted(namespaces) for j in self._relevant_by_ns.get(ns, ())]
+        """(node, VM) of the VMs whose position can matter to ``vm``'s placement rules, where they are now."""
         i = self.vm_index.get(vm.ref)
-        watchers = self._watchers.get(i, ()) if i is not None else ()
-        if watchers:
-            known = set(seen)
-            seen += [j for j in watchers if j not in known]
+        if i is None:
+            index = AffinityIndex((*self.vms, vm))
+            seen = [j for j in index.seen_by(len(self.vms)) if j < len(self.vms)]
+        else:
+            seen = self.affinity.seen_by(i)
         return [(self.node_names[int(self.pos[j])], self.vms[j]) for j in seen]
 
     # ------------------------------------------------------------- objective

@@ -30,6 +30,8 @@ class PlanRequest:
     """At most this many moves per wave (None: as many as capacity allows)."""
     sequential: bool = False
     strategy: str = "greedy"
+    min_gain: float | None = None
+    """A move must buy at least this much (pp², see `goals`); None: the goal's default."""
 
     def __post_init__(self) -> None:
         if self.max_migrations is not None and self.max_migrations < 0:
@@ -40,3 +42,5 @@ class PlanRequest:
             raise ValueError("cooldown_seconds must be >= 0")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise ValueError("max_parallel must be >= 1")
+        if self.min_gain is not None and not 0.0 <= self.min_gain < float("inf"):
+            raise ValueError("min_gain must be a finite number >= 0")

@@ -1,40 +1,38 @@
 """Search strategies: which VMs move where, in what order. One interface, an explicit registry.
 
-Why best-improvement greedy on an exact objective (and not thresholds or a MIP):
+Why steepest descent on an exact objective (and not thresholds or a MIP):
 
 * The objective (population std dev of node utilisation, weighted for `balanced`, plus hot-spot
-  and heavy-VM terms for `performance`) changes on only two nodes per move, so the objective
-  after *every* (VM, target) pair comes from running sums in O(1) and numpy evaluates whole
-  blocks of pairs at once (`Problem.move_deltas`). Each step takes the move with the largest
-  net benefit, so every accepted move strictly improves the objective — the plan can never
-  make the cluster worse, and it is deterministic (stable sorts, sorted inputs, no randomness).
+  and heavy-VM terms for `performance`; see `goals`) changes on only two nodes per move, so the
+  objective after *every* (VM, target) pair comes from running sums in O(1) and numpy
+  evaluates whole blocks of pairs at once (`Problem.move_deltas`). Each step takes the move
+  with the largest net benefit, so every accepted move strictly improves the objective — the
+  plan can never make the cluster worse, and it is deterministic (stable sorts, sorted inputs,
+  no randomness).
 * Net benefit = objective gain expressed as the equivalent drop in the sum of squared
   deviations (``gain x 2 x K x objective``, which does not shrink as the cluster grows) minus
-  a per-move cost: a base cost, a little per GiB of guest memory (smaller VMs first), and a
-  large cost for a cold move of a running VM (downtime must buy a lot of balance). A move
-  whose benefit does not pay its cost is not made: this is the "negligible gain" stop rule
-  that keeps the plan from churning. Each VM moves at most once.
+  the move's cost: the minimum gain (the goal's, or ``--min-gain``), a GiB tie-break (smaller
+  VMs first when gains are equal) and a large cost for a cold move of a running VM (downtime
+  must buy a lot of balance). A move whose benefit does not pay its cost is not made: the
+  minimum-gain stop. Each VM moves at most once; the busiest node is never a target.
 * Hard constraints are filters, not penalties: static feasibility (eligibility, taints,
   nodeSelector, required node affinity) from the cached class x node matrix; free allocatable
   by requests given every earlier move; pod (anti-)affinity / topology spread checked with
-  `eligibility.pod_affinity_violations` for the VMs that declare such terms. Because each
+  `eligibility.pod_affinity_violations` for the VMs that take part in such terms. Because each
   move is feasible after all earlier ones, the move sequence itself is a capacity-safe
   execution order, which `waves.assign_waves` then compresses into parallel waves.
-* Scale: on small problems (``VMs x nodes`` up to a few hundred thousand pairs) `greedy` takes
-  one best move per round (exactly the classic best-improvement search). On large ones it
-  evaluates each VM against the most attractive feasible targets of its placement class in
-  one vectorised pass, then accepts moves lazily from a priority queue (`_lazy_accept`):
-  stale VMs are re-evaluated in numpy batches against the current sums and freshly re-picked
-  candidate targets, a per-node clock tells which fresh values an accepted move invalidated,
-  so an accepted move costs O(1) Python work plus a few O(nodes) numpy operations, never an
-  O(nodes) Python loop. 100,000 VMs on 5,000 nodes plan in well under a minute.
+* Scale: on small problems (``VMs x nodes`` up to ``SINGLE_MOVE_PAIRS``) `greedy` scores every
+  pair each round and takes the best (exactly the classic best-improvement search). On large
+  ones it scores each VM on the busier half of the nodes against the most attractive feasible
+  targets of its placement class in one vectorised pass, then accepts moves lazily from a
+  priority queue (`_lazy_accept`): stale VMs are re-scored in numpy batches; an accepted move
+  updates the utilisation and sums of its two nodes only, queues the VMs of the filled node
+  for re-scoring, and a candidate is checked against the nodes relieved since it was scored
+  before it is accepted. 100,000 VMs on 5,000 nodes plan in well under a minute.
 * Under a binding ``max_migrations`` (small problems), `refine_under_budget` chooses the moves
   jointly: a 1-exchange local search that swaps an accepted move for the best single move
   given the others (another VM, or the same VM re-targeted) while the plan's net value rises.
-  On the benchmark it gains well under 1 %: greedy best-improvement is already at a
-  1-exchange local optimum there, which is why no exact solver was added.
-* `exhaustive` is the same search with no pruning and one move per round: the reference the
-  benchmark compares against.
+* `exhaustive` is the same search with no pruning and one move per round.
 * Drain (`drain`) is first-fit decreasing onto the best-balancing feasible target; a VM that
   fits nowhere gets room made for it (`_make_room`): up to ``MAKE_ROOM_HELPERS`` ordinary moves
   of other VMs off one target, sequenced before it, chosen fewest-cold, fewest, smallest, then
@@ -50,6 +48,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vm_rebalance.model import StayKind
 from vm_rebalance.planner.eligibility import pod_affinity_violations
 from vm_rebalance.planner.problem import (
     CPU,
@@ -89,7 +88,7 @@ class SearchContext:
     helper_movable: BoolArray | None = None
     """Drain: VMs that may move to make room for the drained node's VMs (ordinary moves: no
     cooldown exemption); None means ``movable``."""
-    failures: dict[int, str] = field(default_factory=dict)
+    failures: dict[int, tuple[StayKind, str]] = field(default_factory=dict)
     """Drain: VMs that could not be placed, with a reason when one is known at search time."""
 
 
@@ -133,6 +132,20 @@ def _headroom_ok(
     return ok
 
 
+def busiest_nodes(problem: Problem, util: FloatArray, terms: tuple[Term, ...]) -> BoolArray:
+    """The busiest objective node — highest weighted utilisation over the columns the objective
+    spreads — is never a target: no churn onto the hottest node, even where different node sizes
+    would make the numbers allow it."""
+    out = np.zeros(len(problem.nodes), dtype=bool)
+    nodes = np.flatnonzero(problem.obj_mask)
+    spread = [t for t in terms if t.kind == "std" and t.weight > 0 and t.column in (CPU, MEM)]
+    if len(nodes) == 0 or not spread:
+        return out
+    load = sum(t.weight * util[nodes, t.column] for t in spread)
+    out[nodes[int(np.argmax(load))]] = True
+    return out
+
+
 def _candidate_targets(
     problem: Problem,
     feasible: BoolArray,
@@ -146,12 +159,19 @@ def _candidate_targets(
     nodes = np.flatnonzero(feasible & problem.obj_mask & (free >= min_req).all(axis=1))
     if limit is None or len(nodes) <= limit:
         return nodes
-    picked: list[IntArray] = [nodes[np.argsort(rank[nodes], kind="stable")[: limit // 2]]]
+    picked: list[IntArray] = [_lowest(nodes, rank[nodes], limit // 2)]
     columns = sorted({t.column for t in terms})
     per = max(2, (limit - limit // 2) // max(len(columns), 1))
     for c in columns:
-        picked.append(nodes[np.argsort(util[nodes, c], kind="stable")[:per]])
+        picked.append(_lowest(nodes, util[nodes, c], per))
     return np.unique(np.concatenate(picked))
+
+
+def _lowest(nodes: IntArray, values: FloatArray, k: int) -> IntArray:
+    """The ``k`` nodes with the lowest ``values`` (any order; O(n))."""
+    if len(nodes) <= k:
+        return nodes
+    return np.asarray(nodes[np.argpartition(values, k - 1)[:k]])
 
 
 def _affinity_ok(problem: Problem, i: int, t: int) -> bool:
@@ -162,86 +182,125 @@ def _affinity_ok(problem: Problem, i: int, t: int) -> bool:
     return not pod_affinity_violations(vm, node, node_labels=problem.node_labels, residents=problem.residents_for(vm))
 
 
-def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> list[Step]:
-    steps: list[Step] = []
-    n_vms = len(problem.vms)
-    moved = np.zeros(n_vms, dtype=bool)
-    banned: dict[int, set[int]] = {}
+@dataclass(slots=True)
+class _Round:
+    """One vectorised pass: each candidate VM's best net benefit and target, and the candidate
+    targets of each placement class (kept for the lazy acceptance that follows)."""
+
+    best_net: FloatArray
+    best_t: IntArray
+    class_targets: dict[int, IntArray]
+    class_min_req: dict[int, FloatArray]
+
+
+def _score_round(
+    problem: Problem,
+    ctx: SearchContext,
+    moved: BoolArray,
+    banned: dict[int, set[int]],
+    *,
+    exact: bool,
+    target_limit: int | None,
+) -> _Round | None:
+    """Score every candidate VM against the candidate targets of its class; None when balanced."""
     terms = ctx.terms
+    util = problem.utilisation()
+    sums = problem.sums(terms, util)
+    obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
+    if obj <= 1e-9:
+        return None
+    scale = 2.0 * sums.k * obj
+    rank = _node_rank(terms, util, problem.obj_mask)
+    busiest = busiest_nodes(problem, util, terms)
+    cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
+    if not exact:
+        # Only VMs on the more loaded half of the nodes are sources.
+        cut = float(np.median(rank[problem.obj_mask]))
+        cand &= rank[problem.pos] >= cut
+    n_vms = len(problem.vms)
+    result = _Round(np.full(n_vms, -np.inf), np.full(n_vms, -1, dtype=np.int64), {}, {})
+    free = problem.free
+    for c in np.unique(problem.vm_class[cand]).tolist():
+        vm_ids = np.flatnonzero(cand & (problem.vm_class == c))
+        min_req = problem.vm_req[vm_ids].min(axis=0)
+        result.class_min_req[c] = min_req
+        targets = _candidate_targets(problem, problem.class_feasible[c], rank, util, terms, min_req, target_limit)
+        if len(targets) == 0:
+            continue
+        result.class_targets[c] = targets
+        chunk = max(1, CHUNK_PAIRS // len(targets))
+        for start in range(0, len(vm_ids), chunk):
+            ids = vm_ids[start : start + chunk]
+            after = problem.move_deltas(terms, sums, ids, targets, util)
+            net = (obj - after) * scale - ctx.cost[ids][:, None]
+            ok = (problem.vm_req[ids][:, None, :] <= free[targets][None, :, :]).all(axis=2)
+            ok &= problem.pos[ids][:, None] != targets[None, :]
+            ok &= after < obj - 1e-12
+            ok &= _headroom_ok(problem, ids, targets, util, ctx.headroom_limit, drain=False)
+            ok &= ~busiest[targets][None, :]
+            if banned:
+                for row in np.flatnonzero(np.isin(ids, list(banned))):
+                    ok[row] &= ~np.isin(targets, list(banned[int(ids[row])]))
+            net = np.where(ok, net, -np.inf)
+            j = np.argmax(net, axis=1)
+            result.best_net[ids] = net[np.arange(len(ids)), j]
+            result.best_t[ids] = targets[j]
+    return result
+
+
+def _accept_best(
+    problem: Problem,
+    order: IntArray,
+    best_t: IntArray,
+    moved: BoolArray,
+    banned: dict[int, set[int]],
+    steps: list[Step],
+) -> tuple[int, bool]:
+    """Accept the best move of the round that the pod (anti-)affinity rules allow."""
+    new_bans = False
+    for i_ in order:
+        i, t = int(i_), int(best_t[i_])
+        if not _affinity_ok(problem, i, t):
+            banned.setdefault(i, set()).add(t)
+            new_bans = True
+            continue
+        problem.apply(i, t)
+        moved[i] = True
+        steps.append((i, t))
+        return 1, new_bans
+    return 0, new_bans
+
+
+def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> list[Step]:
+    """Best-improvement search: one move per round on small problems (exactly the classic
+    search), lazy acceptance of many moves per round on large ones (`_lazy_accept`)."""
+    steps: list[Step] = []
+    moved = np.zeros(len(problem.vms), dtype=bool)
+    banned: dict[int, set[int]] = {}
     obj_nodes = int(problem.obj_mask.sum())
-    if n_vms == 0 or obj_nodes < 2 or ctx.budget <= 0:
+    if len(problem.vms) == 0 or obj_nodes < 2 or ctx.budget <= 0:
         return steps
     single = exact or int(ctx.movable.sum()) * obj_nodes <= SINGLE_MOVE_PAIRS
     target_limit = None if single else CANDIDATE_TARGETS
     while len(steps) < ctx.budget:
-        util = problem.utilisation()
-        sums = problem.sums(terms, util)
-        obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
-        if obj <= 1e-9:
+        scored = _score_round(problem, ctx, moved, banned, exact=single, target_limit=target_limit)
+        if scored is None:
             break
-        scale = 2.0 * sums.k * obj
-        rank = _node_rank(terms, util, problem.obj_mask)
-        cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
-        if not single:
-            # Large problems: only VMs on the more loaded half of the nodes are sources.
-            cut = float(np.median(rank[problem.obj_mask]))
-            cand &= rank[problem.pos] >= cut
-        best_net = np.full(n_vms, -np.inf)
-        best_t = np.full(n_vms, -1, dtype=np.int64)
-        class_targets: dict[int, IntArray] = {}
-        class_min_req: dict[int, FloatArray] = {}
-        for c in np.unique(problem.vm_class[cand]).tolist():
-            vm_ids = np.flatnonzero(cand & (problem.vm_class == c))
-            min_req = problem.vm_req[vm_ids].min(axis=0)
-            class_min_req[c] = min_req
-            targets = _candidate_targets(problem, problem.class_feasible[c], rank, util, terms, min_req, target_limit)
-            if len(targets) == 0:
-                continue
-            class_targets[c] = targets
-            chunk = max(1, CHUNK_PAIRS // len(targets))
-            free = problem.free
-            for start in range(0, len(vm_ids), chunk):
-                ids = vm_ids[start : start + chunk]
-                after = problem.move_deltas(terms, sums, ids, targets, util)
-                net = (obj - after) * scale - ctx.cost[ids][:, None]
-                ok = (problem.vm_req[ids][:, None, :] <= free[targets][None, :, :]).all(axis=2)
-                ok &= problem.pos[ids][:, None] != targets[None, :]
-                ok &= after < obj - 1e-12
-                ok &= _headroom_ok(problem, ids, targets, util, ctx.headroom_limit, drain=False)
-                if banned:
-                    for row in np.flatnonzero(np.isin(ids, list(banned))):
-                        ok[row] &= ~np.isin(targets, list(banned[int(ids[row])]))
-                net = np.where(ok, net, -np.inf)
-                j = np.argmax(net, axis=1)
-                best_net[ids] = net[np.arange(len(ids)), j]
-                best_t[ids] = targets[j]
-        order = np.flatnonzero(best_net > 0)
-        order = order[np.argsort(-best_net[order], kind="stable")]
-        accepted = 0
-        new_bans = False
+        order = np.flatnonzero(scored.best_net > 0)
+        order = order[np.argsort(-scored.best_net[order], kind="stable")]
         if single:
-            for i_ in order:
-                i, t = int(i_), int(best_t[i_])
-                if not _affinity_ok(problem, i, t):
-                    banned.setdefault(i, set()).add(t)
-                    new_bans = True
-                    continue
-                problem.apply(i, t)
-                moved[i] = True
-                steps.append((i, t))
-                accepted = 1
-                break
+            accepted, new_bans = _accept_best(problem, order, scored.best_t, moved, banned, steps)
         else:
             accepted, new_bans = _lazy_accept(
                 problem,
                 ctx,
                 order,
-                best_net,
-                class_targets,
+                scored.best_net,
+                scored.class_targets,
                 moved,
                 banned,
                 steps,
-                min_req=class_min_req,
+                min_req=scored.class_min_req,
                 target_limit=target_limit,
             )
         if accepted == 0 and not new_bans:
@@ -249,12 +308,19 @@ def _best_improvement(problem: Problem, ctx: SearchContext, *, exact: bool) -> l
     return steps
 
 
+ROUND_SHARE = 10
+"""A lazy round accepts up to (objective nodes / ROUND_SHARE) moves before a fresh vectorised pass."""
 LAZY_BATCH = 32
 """Stale VMs re-evaluated together (one numpy call) in the lazy acceptance phase."""
 LAZY_EVALUATIONS = 20
 """A round's lazy phase ends after this many re-evaluations per allowed move (then a fresh
 vectorised pass is cheaper than chasing stale values: every VM tends to want the same few
 coolest targets, so each accepted move invalidates many fresh values)."""
+
+
+REPICK_EVERY = 8
+"""Lazy acceptance re-picks the candidate targets of every class after this many accepted moves
+(nodes relieved in between are checked for each accepted move anyway)."""
 
 
 def _lazy_accept(
@@ -273,100 +339,218 @@ def _lazy_accept(
     """Accept a round of moves by lazy re-evaluation (the classic lazy-greedy priority queue).
 
     The heap holds each candidate VM's benefit, stale (from the round's vectorised pass) or
-    fresh. Pop the best: if fresh (evaluated against the current state, and neither its source
-    nor its target changed since), accept it — it beats every other upper bound. If stale,
-    re-evaluate it together with the next stale VMs (``LAZY_BATCH`` at a time, one numpy
-    call) against the current sums and the current candidate targets of their class (the
-    targets are re-picked after every accepted move, so filling the coolest nodes does not
-    starve the round), and push them back with their fresh values. Up to a tenth of the
-    nodes' worth of moves per round; then the caller re-evaluates everything.
-
-    Bookkeeping is O(1) per accepted move: a per-node "last touched" clock replaces scanning
-    the fresh entries, and the sums are recomputed lazily, only when an evaluation needs them.
+    fresh. Pop the best: if fresh (evaluated against the current state, neither its source nor
+    its target changed since, and no node relieved since offers it more), accept it — it beats
+    every other upper bound. If stale, re-evaluate it together with the next stale VMs
+    (``LAZY_BATCH`` at a time, one numpy call) against the current sums and the current
+    candidate targets of their class (re-picked after every accepted move, so filling the
+    coolest nodes does not starve the round), and push them back with their fresh values.
+    After each accepted move the VMs on its target (whose benefit grew) are re-evaluated at
+    once. Up to a quarter of the nodes' worth of moves per round; then the caller re-evaluates
+    everything.
     """
-    terms = ctx.terms
-    limit = max(8, int(problem.obj_mask.sum()) // 10)
-    heap = list(zip((-best_net[order]).tolist(), order.tolist(), strict=True))
-    heapq.heapify(heap)
-    accepted = 0
-    new_bans = False
-    fresh: dict[int, tuple[int, int]] = {}
-    """VM -> (best target, clock at evaluation)."""
-    touched = np.zeros(len(problem.nodes), dtype=np.int64)
-    clock = 0
-    cache: tuple[FloatArray, Sums, float] | None = None
-    targets_clock = 0
-    evaluations = 0
-
-    def is_fresh(i: int) -> bool:
-        entry = fresh.get(i)
-        if entry is None:
-            return False
-        t, stamp = entry
-        return bool(touched[t] <= stamp and touched[problem.pos[i]] <= stamp)
-
-    while heap and accepted < limit and len(steps) < ctx.budget:
-        if not is_fresh(heap[0][1]):
-            batch: list[int] = []
-            while heap and len(batch) < LAZY_BATCH and not is_fresh(heap[0][1]):
-                batch.append(heapq.heappop(heap)[1])
-            evaluations += len(batch)
-            if accepted and evaluations > LAZY_EVALUATIONS * limit:
-                break  # most stale values are gone: a fresh vectorised round is cheaper
-            if cache is None:
-                util = problem.utilisation()
-                sums = problem.sums(terms, util)
-                cache = (util, sums, objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k))
-            util, sums, obj = cache
-            if targets_clock != clock:
-                rank = _node_rank(terms, util, problem.obj_mask)
-                for c in class_targets:
-                    class_targets[c] = _candidate_targets(
-                        problem, problem.class_feasible[c], rank, util, terms, min_req[c], target_limit
-                    )
-                targets_clock = clock
-            ids_all = np.array(batch, dtype=np.int64)
-            classes = problem.vm_class[ids_all]
-            for c in np.unique(classes).tolist():
-                ids = ids_all[classes == c]
-                targets = class_targets[c]
-                if len(targets) == 0:
-                    continue
-                after = problem.move_deltas(terms, sums, ids, targets, util)
-                ok = (problem.vm_req[ids][:, None, :] <= problem.free[targets][None, :, :]).all(axis=2)
-                ok &= targets[None, :] != problem.pos[ids][:, None]
-                ok &= after < obj - 1e-12
-                ok &= _headroom_ok(problem, ids, targets, util, ctx.headroom_limit, drain=False)
-                for row, i in enumerate(ids.tolist()):
-                    if i in banned:
-                        ok[row] &= ~np.isin(targets, list(banned[i]))
-                gain = (obj - after) * 2.0 * sums.k * obj
-                net = np.where(ok, gain - ctx.cost[ids][:, None], -np.inf)
-                j = np.argmax(net, axis=1)
-                best = net[np.arange(len(ids)), j]
-                for row, i in enumerate(ids.tolist()):
-                    if best[row] > 0:
-                        fresh[i] = (int(targets[j[row]]), clock)
-                        heapq.heappush(heap, (-float(best[row]), i))
+    lazy = _LazyRound(problem, ctx, class_targets, moved, banned, min_req=min_req, target_limit=target_limit)
+    lazy.push_all(order, best_net)
+    limit = max(8, int(problem.obj_mask.sum()) // ROUND_SHARE)
+    while lazy.heap and lazy.accepted < limit and len(steps) < ctx.budget:
+        if lazy.drop_outdated():
             continue
-        _, i = heapq.heappop(heap)
-        t = fresh.pop(i)[0]
+        top = lazy.heap[0][1]
+        if not lazy.is_fresh(top):
+            batch: list[int] = []
+            while lazy.heap and len(batch) < LAZY_BATCH and not lazy.is_fresh(lazy.heap[0][1]):
+                i = heapq.heappop(lazy.heap)[1]
+                if not lazy.moved[i] and i not in batch:
+                    batch.append(i)
+            lazy.evaluations += len(batch)
+            if lazy.accepted and lazy.evaluations > LAZY_EVALUATIONS * limit:
+                break  # most stale values are gone: a fresh vectorised round is cheaper
+            lazy.evaluate(np.array(batch, dtype=np.int64))
+            continue
+        if lazy.better_on_relieved(top):
+            continue
+        _, i = heapq.heappop(lazy.heap)
+        t = lazy.fresh.pop(i)[0]
         if not _affinity_ok(problem, i, t):
             banned.setdefault(i, set()).add(t)
-            new_bans = True
+            lazy.new_bans = True
             continue
-        source = int(problem.pos[i])
-        problem.apply(i, t)
-        moved[i] = True
+        lazy.accept(i, t)
         steps.append((i, t))
-        accepted += 1
-        cache = None
-        # Only evaluations involving the two changed nodes are stale (the mean moved a little,
-        # which shifts every benefit alike).
-        clock += 1
-        touched[source] = clock
-        touched[t] = clock
-    return accepted, new_bans
+    return lazy.accepted, lazy.new_bans
+
+
+class _LazyRound:
+    """The state of one lazy acceptance round (see `_lazy_accept`)."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        ctx: SearchContext,
+        class_targets: dict[int, IntArray],
+        moved: BoolArray,
+        banned: dict[int, set[int]],
+        *,
+        min_req: dict[int, FloatArray],
+        target_limit: int | None,
+    ) -> None:
+        self.problem = problem
+        self.ctx = ctx
+        self.class_targets = class_targets
+        self.moved = moved
+        self.banned = banned
+        self.min_req = min_req
+        self.target_limit = target_limit
+        self.heap: list[tuple[float, int]] = []
+        self.fresh: dict[int, tuple[int, int, float]] = {}
+        """VM -> (best target, clock at evaluation, net benefit): the heap entry that counts."""
+        self.touched = np.zeros(len(problem.nodes), dtype=np.int64)
+        self.relieved: list[tuple[int, int]] = []
+        """(clock, node) of every source relieved by an accepted move."""
+        self.clock = 0
+        self.targets_clock = 0
+        self.accepted = 0
+        self.evaluations = 0
+        self.new_bans = False
+        self._cache: tuple[FloatArray, Sums, float, BoolArray] | None = None
+
+    def push_all(self, order: IntArray, best_net: FloatArray) -> None:
+        self.heap = list(zip((-best_net[order]).tolist(), order.tolist(), strict=True))
+        heapq.heapify(self.heap)
+
+    def is_fresh(self, i: int) -> bool:
+        entry = self.fresh.get(i)
+        if entry is None:
+            return False
+        t, stamp, _ = entry
+        return bool(self.touched[t] <= stamp and self.touched[self.problem.pos[i]] <= stamp)
+
+    def drop_outdated(self) -> bool:
+        """Pop the top entry when it is a superseded duplicate (or its VM already moved)."""
+        value, i = self.heap[0]
+        entry = self.fresh.get(i)
+        if self.moved[i] or (entry is not None and -value != entry[2]):
+            heapq.heappop(self.heap)
+            return True
+        return False
+
+    def current(self) -> tuple[FloatArray, Sums, float, BoolArray]:
+        """Utilisation, sums, objective and busiest nodes now (kept up to date by `accept`)."""
+        if self._cache is None:
+            p, terms = self.problem, self.ctx.terms
+            util = p.utilisation()
+            sums = p.sums(terms, util)
+            obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
+            self._cache = (util, sums, obj, busiest_nodes(p, util, terms))
+        return self._cache
+
+    def _update(self, nodes: tuple[int, int]) -> None:
+        """Refresh the cached utilisation rows and running sums of the two nodes a move changed."""
+        if self._cache is None:
+            return
+        p, terms = self.problem, self.ctx.terms
+        util, sums, _, _ = self._cache
+        hot_terms = [(k, t) for k, t in enumerate(terms) if t.kind == "hot"]
+        for node in nodes:
+            if p.obj_mask[node]:
+                sums.s1 -= util[node]
+                sums.s2 -= util[node] * util[node]
+                for k, term in hot_terms:
+                    sums.hot[k] -= max(float(util[node, term.column]) - term.threshold, 0.0) ** 2
+            util[node] = p.node_load[node] / p.den[node]
+            if p.obj_mask[node]:
+                sums.s1 += util[node]
+                sums.s2 += util[node] * util[node]
+                for k, term in hot_terms:
+                    sums.hot[k] += max(float(util[node, term.column]) - term.threshold, 0.0) ** 2
+        obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
+        self._cache = (util, sums, obj, busiest_nodes(p, util, terms))
+
+    def _net(self, ids: IntArray, targets: IntArray) -> FloatArray:
+        """Net benefit (gain minus cost) of each VM of ``ids`` to each of ``targets``; -inf where not allowed."""
+        p, ctx = self.problem, self.ctx
+        util, sums, obj, busiest = self.current()
+        after = p.move_deltas(ctx.terms, sums, ids, targets, util)
+        ok = (p.vm_req[ids][:, None, :] <= p.free[targets][None, :, :]).all(axis=2)
+        ok &= targets[None, :] != p.pos[ids][:, None]
+        ok &= p.class_feasible[p.vm_class[ids]][:, targets]
+        ok &= after < obj - 1e-12
+        ok &= _headroom_ok(p, ids, targets, util, ctx.headroom_limit, drain=False)
+        ok &= ~busiest[targets][None, :]
+        for row, i in enumerate(ids.tolist()):
+            if i in self.banned:
+                ok[row] &= ~np.isin(targets, list(self.banned[i]))
+        gain = (obj - after) * 2.0 * sums.k * obj
+        return np.asarray(np.where(ok, gain - ctx.cost[ids][:, None], -np.inf))
+
+    def evaluate(self, ids_all: IntArray) -> None:
+        """Re-evaluate VMs against their class's current candidate targets; push the positive ones."""
+        p, ctx = self.problem, self.ctx
+        ids_all = ids_all[~self.moved[ids_all]]
+        if self.clock - self.targets_clock >= REPICK_EVERY:
+            util = self.current()[0]
+            rank = _node_rank(ctx.terms, util, p.obj_mask)
+            for c in self.class_targets:
+                self.class_targets[c] = _candidate_targets(
+                    p, p.class_feasible[c], rank, util, ctx.terms, self.min_req[c], self.target_limit
+                )
+            self.targets_clock = self.clock
+        classes = p.vm_class[ids_all]
+        for c in np.unique(classes).tolist():
+            ids = ids_all[classes == c]
+            targets = self.class_targets.get(c)
+            if targets is None or len(targets) == 0:
+                continue
+            net = self._net(ids, targets)
+            j = np.argmax(net, axis=1)
+            best = net[np.arange(len(ids)), j]
+            for row, i in enumerate(ids.tolist()):
+                if best[row] > 0:
+                    self.fresh[i] = (int(targets[j[row]]), self.clock, float(best[row]))
+                    heapq.heappush(self.heap, (-float(best[row]), i))
+                else:
+                    self.fresh.pop(i, None)
+
+    def better_on_relieved(self, i: int) -> bool:
+        """Whether a node relieved since VM ``i``'s evaluation offers it more (then re-queued)."""
+        t, stamp, _ = self.fresh[i]
+        nodes = []
+        for clock, node in reversed(self.relieved):
+            if clock <= stamp:
+                break
+            if node != t:
+                nodes.append(node)
+        if not nodes:
+            return False
+        targets = np.unique(np.array(nodes, dtype=np.int64))
+        ids = np.array([i], dtype=np.int64)
+        candidates = np.concatenate([np.array([t], dtype=np.int64), targets])
+        net = self._net(ids, candidates)[0]
+        k = int(np.argmax(net))
+        if k == 0 or net[k] <= net[0]:
+            return False
+        heapq.heappop(self.heap)
+        self.fresh[i] = (int(candidates[k]), self.clock, float(net[k]))
+        heapq.heappush(self.heap, (-float(net[k]), i))
+        return True
+
+    def accept(self, i: int, t: int) -> None:
+        """Apply the move; only evaluations involving its two nodes go stale (the mean moved a
+        little, which shifts every benefit alike). The target's own VMs gained: re-evaluate them."""
+        p = self.problem
+        source = int(p.pos[i])
+        p.apply(i, t)
+        self.moved[i] = True
+        self.accepted += 1
+        self._update((source, t))
+        self.clock += 1
+        self.touched[source] = self.clock
+        self.touched[t] = self.clock
+        self.relieved.append((self.clock, source))
+        # The target's own VMs gained: queue them first, to be re-evaluated with the next batch.
+        for k in np.flatnonzero((p.pos == t) & self.ctx.movable & ~self.moved).tolist():
+            self.fresh.pop(k, None)
+            heapq.heappush(self.heap, (-np.inf, k))
 
 
 def greedy(problem: Problem, ctx: SearchContext) -> list[Step]:
@@ -413,10 +597,10 @@ def drain(problem: Problem, ctx: SearchContext) -> list[Step]:
     on_node = [int(i) for i in np.flatnonzero((problem.pos == d) & ctx.movable)]
     largest = sorted(on_node, key=lambda i: (-problem.vm_req[i, 1], -problem.vm_req[i, 0], problem.vms[i].ref))
     smallest = sorted(on_node, key=lambda i: (problem.vm_req[i, 1], problem.vm_req[i, 0], problem.vms[i].ref))
-    best: tuple[tuple[int, int, float], list[Step], dict[int, str]] | None = None
+    best: tuple[tuple[int, int, float], list[Step], dict[int, tuple[StayKind, str]]] | None = None
     for order in (largest, smallest):
         trial = problem.fork()
-        failures: dict[int, str] = {}
+        failures: dict[int, tuple[StayKind, str]] = {}
         steps = _drain_in_order(trial, replace(ctx, failures=failures), order)
         left = sum(1 for i in on_node if trial.pos[i] == d)
         key = (left, len(steps), trial.objective(ctx.terms))
@@ -440,13 +624,13 @@ def _drain_in_order(problem: Problem, ctx: SearchContext, order: list[int]) -> l
         left: list[int] = []
         for i in pending:
             if len(steps) >= ctx.budget:
-                ctx.failures[i] = "max-migrations reached before this VM"
+                ctx.failures[i] = (StayKind.BUDGET, "max-migrations reached before this VM")
                 left.append(i)
                 continue
             if not _drain_directly(problem, ctx, i, steps, moved):
                 placed, reason = _make_room(problem, ctx, i, steps, moved)
                 if not placed:
-                    if reason:
+                    if reason is not None:
                         ctx.failures[i] = reason
                     else:
                         ctx.failures.pop(i, None)
@@ -565,7 +749,12 @@ def _amount(r: FloatArray) -> str:
     return f"{r[CPU]:.0f}m CPU / {r[MEM] / 1024**3:.1f}Gi"
 
 
-def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], moved: BoolArray) -> tuple[bool, str]:
+Failure = tuple[StayKind, str]
+
+
+def _make_room(
+    problem: Problem, ctx: SearchContext, i: int, steps: list[Step], moved: BoolArray
+) -> tuple[bool, Failure | None]:
     """Place VM ``i`` (on the drained node, fitting nowhere now) by first moving one to
     ``MAKE_ROOM_HELPERS`` other VMs off a target node.
 
@@ -575,42 +764,87 @@ def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], 
     moves, then the fewest moves, then the smallest VMs. The best few are simulated on a working
     copy — each helper to its preferred feasible node (every rule, capacity after the earlier
     moves), then ``i`` — and the one leaving the best balance net of the helpers' cost is applied.
-    Returns (placed, reason): an empty reason when no node lacks only capacity (the placement
-    rules keep the VM here: the caller explains those).
+    Returns (placed, why not): no reason when no node lacks only capacity (the placement rules
+    keep the VM here: the caller explains those).
     """
     assert ctx.drain_node is not None
-    d = ctx.drain_node
     need = problem.vm_req[i]
     static = problem.class_feasible[problem.vm_class[i]].copy()
-    static[d] = False
-    free = problem.free
-    short = np.maximum(need[None, :] - free, 0.0)
+    static[ctx.drain_node] = False
+    short = np.maximum(need[None, :] - problem.free, 0.0)
     lacking = static & (short > 0).any(axis=1)
     if not lacking.any():
-        return False, ""  # room exists: the placement rules keep it here, the caller explains them
+        return False, None  # room exists: the placement rules keep it here, the caller explains them
+    hopeless = _hopeless(problem, static, need)
+    if hopeless is not None:
+        return False, hopeless
+    big_enough = (problem.alloc >= need[None, :]).all(axis=1)
+    all_nodes = np.flatnonzero(lacking & big_enough)
+    rel = (short[all_nodes] / np.maximum(need, 1.0)[None, :]).max(axis=1)
+    nodes = all_nodes[np.lexsort((all_nodes, rel))][:MAKE_ROOM_TARGETS].tolist()
+    notes: dict[int, str] = {}
+    plans, over_budget = _room_plans(problem, ctx, nodes, short, steps, moved, notes)
+    best = _best_room_plan(problem, ctx, i, plans, notes)
+    if best is not None:
+        for h, u in best:
+            problem.apply(h, u)
+            moved[h] = True
+            steps.append((h, u))
+        return True, None
+    if over_budget is not None:
+        return False, (
+            StayKind.BUDGET,
+            f"max-migrations reached: it would need {over_budget} other move(s) first to make room",
+        )
+    shown = [f"{problem.node_names[t]} lacks {_shortfall(short[t])}: {notes[t]}" for t in nodes[:2] if t in notes]
+    text = f"{NO_ROOM}: " + "; ".join(shown)
+    if len(all_nodes) > len(shown):
+        text += f"; +{len(all_nodes) - len(shown)} more node(s) short of room"
+    too_small = int((static & ~big_enough).sum())
+    if too_small:
+        text += f"; {too_small} node(s) too small for it"
     refused = int((static & ~lacking).sum())
+    if refused:
+        text += f"; {refused} node(s) with room refuse it (pod affinity, anti-affinity or topology spread)"
+    return False, (StayKind.NO_ROOM, text)
+
+
+def _hopeless(problem: Problem, static: BoolArray, need: FloatArray) -> Failure | None:
+    """Why no amount of room-making can place a VM needing ``need`` on the ``static`` nodes, or None."""
     big_enough = (problem.alloc >= need[None, :]).all(axis=1)
     if not (static & big_enough).any():
         largest = problem.alloc[static].max(axis=0)
-        return False, (
+        return StayKind.NO_TARGET, (
             f"insufficient allocatable: it needs {_amount(need)}, more than any node it may run on allocates "
             f"(at most {_amount(largest)})"
         )
-    total_free = np.maximum(free[static], 0.0).sum(axis=0)
+    total_free = np.maximum(problem.free[static], 0.0).sum(axis=0)
     if (total_free < need).any():
-        return False, (
+        return StayKind.NO_ROOM, (
             f"{NO_ROOM}: the {int(static.sum())} node(s) it may run on have {_amount(total_free)} free in total, "
             f"it needs {_amount(need)}"
         )
-    lacking &= big_enough
-    all_nodes = np.flatnonzero(lacking)
-    rel = (short[all_nodes] / np.maximum(need, 1.0)[None, :]).max(axis=1)
-    nodes = all_nodes[np.lexsort((all_nodes, rel))][:MAKE_ROOM_TARGETS].tolist()
+    return None
+
+
+def _room_plans(
+    problem: Problem,
+    ctx: SearchContext,
+    nodes: list[int],
+    short: FloatArray,
+    steps: list[Step],
+    moved: BoolArray,
+    notes: dict[int, str],
+) -> tuple[list[tuple[CoverKey, int, list[int]]], int | None]:
+    """Per candidate target: the cheapest set of its residents whose departure makes the room
+    (sorted best first), and the fewest helpers a target would need beyond the budget (or None)."""
+    assert ctx.drain_node is not None
+    d = ctx.drain_node
+    free = problem.free
     spare = ctx.budget - len(steps) - 1
     helper_mask = ctx.movable if ctx.helper_movable is None else ctx.helper_movable
     helper_ok = helper_mask & ~moved & (problem.pos != d)
     plans: list[tuple[CoverKey, int, list[int]]] = []
-    notes: dict[int, str] = {}
     over_budget: int | None = None
     for t in nodes:
         residents = np.flatnonzero(helper_ok & (problem.pos == t))
@@ -634,7 +868,18 @@ def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], 
             continue
         plans.append((cover[0], t, cover[1]))
     plans.sort(key=lambda p: (p[0], p[1]))
+    return plans, over_budget
 
+
+def _best_room_plan(
+    problem: Problem,
+    ctx: SearchContext,
+    i: int,
+    plans: list[tuple[CoverKey, int, list[int]]],
+    notes: dict[int, str],
+) -> list[Step] | None:
+    """Simulate the best few room-making plans (fewest cold, fewest helpers first); the one
+    leaving the best balance net of the helpers' cost, as steps, or None."""
     obj0 = problem.objective(ctx.terms)
     scale = 2.0 * max(int(problem.obj_mask.sum()), 1) * obj0
     best: tuple[float, list[Step]] | None = None
@@ -655,24 +900,7 @@ def _make_room(problem: Problem, ctx: SearchContext, i: int, steps: list[Step], 
         successes += 1
         if successes >= MAKE_ROOM_TRIALS:
             break
-    if best is not None:
-        for h, u in best[1]:
-            problem.apply(h, u)
-            moved[h] = True
-            steps.append((h, u))
-        return True, ""
-    shown = [f"{problem.node_names[t]} lacks {_shortfall(short[t])}: {notes[t]}" for t in nodes[:2] if t in notes]
-    text = f"{NO_ROOM}: " + "; ".join(shown)
-    if len(all_nodes) > len(shown):
-        text += f"; +{len(all_nodes) - len(shown)} more node(s) short of room"
-    too_small = int((static & ~big_enough).sum())
-    if too_small:
-        text += f"; {too_small} node(s) too small for it"
-    if refused:
-        text += f"; {refused} node(s) with room refuse it (pod affinity, anti-affinity or topology spread)"
-    if over_budget is not None:
-        text = f"max-migrations reached: it would need {over_budget} other move(s) first to make room"
-    return False, text
+    return None if best is None else best[1]
 
 
 STRATEGIES: Mapping[str, Callable[[Problem, SearchContext], list[Step]]] = {
@@ -728,14 +956,7 @@ def refine_under_budget(pristine: Problem, steps: list[Step], ctx: SearchContext
                 continue
             busy = np.zeros(len(p.vms), dtype=bool)
             busy[[i for i, _ in rest]] = True
-            sub = SearchContext(
-                terms=terms,
-                movable=ctx.movable & ~busy,
-                cost=ctx.cost,
-                is_cold=ctx.is_cold,
-                budget=1,
-                headroom_limit=ctx.headroom_limit,
-            )
+            sub = replace(ctx, movable=ctx.movable & ~busy, budget=1, failures={})
             added = _best_improvement(p, sub, exact=False)
             if not added:
                 continue

@@ -14,13 +14,12 @@ wave: anti-affinity and spread see the moving VMs at both their source and their
 required pod affinity only counts VMs that are not moving in that wave.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from vm_rebalance.model import ClusterState, VirtualMachine
-from vm_rebalance.planner.eligibility import pod_affinity_violations
-
-_AFFINITY_PREFIX = "required pod affinity"
+from vm_rebalance.model import ClusterState, Node, Violation, ViolationKind, VirtualMachine
+from vm_rebalance.planner.affinity import AffinityIndex
+from vm_rebalance.planner.eligibility import pod_affinity_checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,24 +34,32 @@ class WaveMove:
 class WaveError(ValueError):
     """A move cannot be scheduled even after every earlier move (it does not fit at all)."""
 
-    def __init__(self, index: int, reasons: Sequence[str]) -> None:
-        super().__init__("; ".join(reasons))
+    def __init__(self, index: int, violations: Sequence[Violation]) -> None:
+        super().__init__("; ".join(v.message for v in violations))
         self.index = index
-        self.reasons = tuple(reasons)
+        self.violations = tuple(violations)
+        self.reasons = tuple(v.message for v in violations)
 
 
-def _relevant(state: ClusterState) -> set[str]:
-    selectors = {
-        (term.label_selector, term.namespaces or (v.namespace,))
-        for v in state.vms
-        for term in (*v.placement.pod_anti_affinity, *v.placement.pod_affinity)
-    } | {(tsc.label_selector, (v.namespace,)) for v in state.vms for tsc in v.placement.topology_spread}
-    out: set[str] = set()
-    for v in state.vms:
-        p = v.placement
-        own = bool(p.pod_anti_affinity or p.pod_affinity or p.topology_spread)
-        if own or (selectors and any(v.namespace in ns and sel.matches(v.labels) for sel, ns in selectors)):
-            out.add(v.ref)
+def _affinity_violations(
+    vm: VirtualMachine,
+    node: Node,
+    node_labels: dict[str, Mapping[str, str]],
+    union: Sequence[tuple[str, VirtualMachine]],
+    stable: Sequence[tuple[str, VirtualMachine]],
+) -> list[Violation]:
+    """The rules broken on ``node`` in a wave: anti-affinity and spread see the VMs moving in the
+    wave at both ends (``union``); required pod affinity counts only VMs that stay put (``stable``)."""
+    out = [
+        v
+        for v in pod_affinity_checks(vm, node, node_labels=node_labels, residents=union)
+        if v.kind is not ViolationKind.POD_AFFINITY
+    ]
+    out += [
+        v
+        for v in pod_affinity_checks(vm, node, node_labels=node_labels, residents=stable)
+        if v.kind is ViolationKind.POD_AFFINITY
+    ]
     return out
 
 
@@ -62,44 +69,96 @@ def assign_waves(
     *,
     max_per_wave: int | None = None,
     keep_order: bool = False,
+    affinity: AffinityIndex | None = None,
 ) -> list[int]:
     """The wave (from 1) of each move.
 
     ``keep_order`` makes waves non-decreasing in the given order (a user's explicit order).
+    ``affinity``: an index of the state's running VMs already built (the search's), used when
+    every moving VM is in it.
 
     Raises:
         WaveError: a move does not fit even after all earlier moves finished.
     """
-    alloc = {n.name: (n.allocatable.cpu_millicores, n.allocatable.memory_bytes) for n in state.nodes}
-    # Per node: peak occupancy (requests) during waves 1..len(list); later waves see ``settled``.
-    peaks: dict[str, list[list[int]]] = {}
-    settled = {n.name: [n.requested.cpu_millicores, n.requested.memory_bytes] for n in state.nodes}
-    per_wave: dict[int, int] = {}
+    if affinity is not None:
+        indexed = {v.ref for v in affinity.vms}
+        if any(m.vm.ref not in indexed for m in moves):
+            affinity = None
+    if affinity is None:
+        affinity = AffinityIndex(state.vms)
+    scheduler = _Scheduler(state, affinity)
     waves: list[int] = []
-    relevant = _relevant(state)
-    node_labels = {n.name: n.labels for n in state.nodes}
     last_relevant_wave = 1
     last_wave = 1
-    start_pos = {v.ref: v.node for v in state.vms if v.running and v.node}
-    relevant_vms = [v for v in state.vms if v.ref in relevant and v.running and v.node]
-    assigned: list[tuple[int, WaveMove]] = []
+    for number, m in enumerate(moves):
+        horizon = max(waves, default=0) + 1
+        lower = last_wave if keep_order else 1
+        relevant = scheduler.relevant(m)
+        if relevant:
+            lower = max(lower, last_relevant_wave)
+        first = scheduler.earliest_fit(m, horizon)
+        if first is None:
+            raise WaveError(number, [scheduler.no_fit(m)])
+        chosen = None
+        w = max(lower, first)
+        while chosen is None:
+            if max_per_wave is not None and scheduler.per_wave.get(w, 0) >= max_per_wave:
+                w += 1
+                continue
+            if relevant:
+                reasons = scheduler.affinity(m, w)
+                if reasons:
+                    if w >= horizon:
+                        raise WaveError(number, reasons)
+                    w += 1
+                    continue
+            chosen = w
+        waves.append(chosen)
+        scheduler.record(m, chosen)
+        if keep_order:
+            last_wave = max(last_wave, chosen)
+        if relevant:
+            last_relevant_wave = max(last_relevant_wave, chosen)
+    return waves
 
-    def extend(node: str, length: int) -> list[list[int]]:
-        lst = peaks.setdefault(node, [])
+
+class _Scheduler:
+    """Per node, the peak occupancy (requests) in each wave so far; per VM, where it is in each wave."""
+
+    def __init__(self, state: ClusterState, index: AffinityIndex) -> None:
+        self.state = state
+        self.index = index
+        self.position = {v.ref: k for k, v in enumerate(index.vms)}
+        self.alloc = {n.name: (n.allocatable.cpu_millicores, n.allocatable.memory_bytes) for n in state.nodes}
+        # Per node: peak occupancy during waves 1..len(list); later waves see ``settled``.
+        self.peaks: dict[str, list[list[int]]] = {}
+        self.settled = {n.name: [n.requested.cpu_millicores, n.requested.memory_bytes] for n in state.nodes}
+        self.per_wave: dict[int, int] = {}
+        self.node_labels = {n.name: n.labels for n in state.nodes}
+        self.start_pos = {v.ref: v.node for v in state.vms if v.running and v.node}
+        self.moved_in: dict[str, tuple[int, str]] = {}
+        """Per VM: (wave, target) of its move once assigned."""
+
+    def relevant(self, m: WaveMove) -> bool:
+        k = self.position.get(m.vm.ref)
+        return k is not None and self.index.relevant[k]
+
+    def _extend(self, node: str, length: int) -> list[list[int]]:
+        lst = self.peaks.setdefault(node, [])
         while len(lst) < length:
-            lst.append(list(settled[node]))
+            lst.append(list(self.settled[node]))
         return lst
 
-    def earliest_fit(m: WaveMove, horizon: int) -> int | None:
+    def earliest_fit(self, m: WaveMove, horizon: int) -> int | None:
         """The earliest wave from which the target holds the VM in every later wave."""
-        cap = alloc.get(m.target)
+        cap = self.alloc.get(m.target)
         if cap is None:
             return None
         req = (m.vm.requests.cpu_millicores, m.vm.requests.memory_bytes)
-        tail = settled[m.target]
+        tail = self.settled[m.target]
         if tail[0] + req[0] > cap[0] or tail[1] + req[1] > cap[1]:
             return None
-        lst = peaks.get(m.target, [])
+        lst = self.peaks.get(m.target, [])
         earliest = len(lst) + 1
         for w in range(len(lst), 0, -1):
             cpu, mem = lst[w - 1]
@@ -108,91 +167,54 @@ def assign_waves(
             earliest = w
         return min(earliest, horizon)
 
-    def record(m: WaveMove, wave: int) -> None:
+    def no_fit(self, m: WaveMove) -> Violation:
+        cap = self.alloc.get(m.target)
+        if cap is None:
+            return Violation(ViolationKind.NO_NODE, f"node {m.target} does not exist")
+        free_cpu, free_mem = cap[0] - self.settled[m.target][0], cap[1] - self.settled[m.target][1]
+        return Violation(
+            ViolationKind.CAPACITY,
+            f"insufficient allocatable on {m.target}: needs {m.vm.requests.cpu_millicores}m CPU / "
+            f"{m.vm.requests.memory_bytes / 1024**3:.1f}Gi memory, "
+            f"{max(free_cpu, 0)}m / {max(free_mem, 0) / 1024**3:.1f}Gi free",
+        )
+
+    def record(self, m: WaveMove, wave: int) -> None:
+        self.per_wave[wave] = self.per_wave.get(wave, 0) + 1
         req = (m.vm.requests.cpu_millicores, m.vm.requests.memory_bytes)
-        if m.target in settled:
-            lst = extend(m.target, wave)
+        if m.target in self.settled:
+            lst = self._extend(m.target, wave)
             for w in range(wave, len(lst) + 1):
                 lst[w - 1][0] += req[0]
                 lst[w - 1][1] += req[1]
-            settled[m.target][0] += req[0]
-            settled[m.target][1] += req[1]
-        if m.source in settled:
-            lst = extend(m.source, wave)
+            self.settled[m.target][0] += req[0]
+            self.settled[m.target][1] += req[1]
+        if m.source in self.settled:
+            lst = self._extend(m.source, wave)
             for w in range(wave + 1, len(lst) + 1):
                 lst[w - 1][0] -= req[0]
                 lst[w - 1][1] -= req[1]
-            settled[m.source][0] -= req[0]
-            settled[m.source][1] -= req[1]
+            self.settled[m.source][0] -= req[0]
+            self.settled[m.source][1] -= req[1]
+        self.moved_in[m.vm.ref] = (wave, m.target)
 
-    def affinity(m: WaveMove, wave: int) -> list[str]:
-        moving_now = {a.vm.ref: a for w, a in assigned if w == wave}
-        done = {a.vm.ref: a.target for w, a in assigned if w < wave}
+    def affinity(self, m: WaveMove, wave: int) -> list[Violation]:
         union: list[tuple[str, VirtualMachine]] = []
         stable: list[tuple[str, VirtualMachine]] = []
-        for v in relevant_vms:
-            here = done.get(v.ref, start_pos.get(v.ref))
+        k = self.position.get(m.vm.ref)
+        for j in self.index.seen_by(k) if k is not None else ():
+            v = self.index.vms[j]
+            here = self.start_pos.get(v.ref)
+            move = self.moved_in.get(v.ref)
+            if move is not None and move[0] < wave:
+                here = move[1]
             if here is None:
                 continue
             union.append((here, v))
-            if v.ref in moving_now:
-                union.append((moving_now[v.ref].target, v))
+            if move is not None and move[0] == wave:
+                union.append((move[1], v))
             else:
                 stable.append((here, v))
-        node = state.node(m.target)
+        node = self.state.node(m.target)
         assert node is not None
-        reasons = [
-            r
-            for r in pod_affinity_violations(m.vm, node, node_labels=node_labels, residents=union)
-            if not r.startswith(_AFFINITY_PREFIX)
-        ]
-        reasons += [
-            r
-            for r in pod_affinity_violations(m.vm, node, node_labels=node_labels, residents=stable)
-            if r.startswith(_AFFINITY_PREFIX)
-        ]
-        return reasons
-
-    for index, m in enumerate(moves):
-        horizon = max(waves, default=0) + 1
-        lower = last_wave if keep_order else 1
-        is_relevant = m.vm.ref in relevant
-        if is_relevant:
-            lower = max(lower, last_relevant_wave)
-        first = earliest_fit(m, horizon)
-        if first is None:
-            cap = alloc.get(m.target)
-            if cap is None:
-                raise WaveError(index, [f"node {m.target} does not exist"])
-            free_cpu, free_mem = cap[0] - settled[m.target][0], cap[1] - settled[m.target][1]
-            raise WaveError(
-                index,
-                [
-                    f"insufficient allocatable on {m.target}: needs {m.vm.requests.cpu_millicores}m CPU / "
-                    f"{m.vm.requests.memory_bytes / 1024**3:.1f}Gi memory, "
-                    f"{max(free_cpu, 0)}m / {max(free_mem, 0) / 1024**3:.1f}Gi free"
-                ],
-            )
-        chosen = None
-        w = max(lower, first)
-        while chosen is None:
-            if max_per_wave is not None and per_wave.get(w, 0) >= max_per_wave:
-                w += 1
-                continue
-            if is_relevant:
-                reasons = affinity(m, w)
-                if reasons:
-                    if w >= horizon:
-                        raise WaveError(index, reasons)
-                    w += 1
-                    continue
-            chosen = w
-        waves.append(chosen)
-        per_wave[chosen] = per_wave.get(chosen, 0) + 1
-        record(m, chosen)
-        assigned.append((chosen, m))
-        if keep_order:
-            last_wave = max(last_wave, chosen)
-        if is_relevant:
-            last_relevant_wave = max(last_relevant_wave, chosen)
-    return waves
+        return _affinity_violations(m.vm, node, self.node_labels, union, stable)

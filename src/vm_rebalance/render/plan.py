@@ -9,6 +9,7 @@ are above a threshold; the rest is counted, not listed.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -16,6 +17,7 @@ from rich.text import Text
 
 from vm_rebalance.model import GIB, GoalType, MigrationLimits, MigrationMethod, Move, Plan
 from vm_rebalance.model.thresholds import CPU_WARNING, MEMORY_WARNING
+from vm_rebalance.planner.goals import definition
 
 LIVE_SETUP_SECONDS = 10.0
 LIVE_BYTES_PER_SECOND = float(GIB)
@@ -119,48 +121,36 @@ def _key_improvement(plan: Plan) -> str:
         return f"{label} std dev {x:.1f}{unit} → {y:.1f}{unit}{_better(x, y)}"
 
     if not plan.moves:
+        if plan.stop_reason:
+            return f"No migration needed: {plan.stop_reason}"
         return "No migration needed: nothing would improve enough for this goal"
-    if goal.type is GoalType.DRAIN:
-        moved = sum(1 for m in plan.moves if m.source == goal.node)
-        left = sum(1 for s in plan.stays if s.node == goal.node)
-        targets = len({m.target for m in plan.moves if m.source == goal.node})
-        text = f"{goal.node} drained: {moved} VM(s) to {targets} node(s)"
-        return text + (f"; {left} VM(s) cannot leave (see Notes)" if left else "")
-    if goal.type is GoalType.CPU:
-        return std("cpu_stddev", "CPU")
-    if goal.type is GoalType.MEMORY:
-        return std("memory_stddev", "Memory")
-    if goal.type is GoalType.COUNT:
-        return std("count_stddev", "VMs per node", unit="")
-    text = f"{std('cpu_stddev', 'CPU')}; {std('memory_stddev', 'memory')}"
-    if goal.type is GoalType.PERFORMANCE:
-        text += (
-            f"; hottest node CPU {b.get('cpu_max', 0):.0f} % → {a.get('cpu_max', 0):.0f} %, "
-            f"memory {b.get('memory_max', 0):.0f} % → {a.get('memory_max', 0):.0f} %"
-        )
-    return text
+    both = f"{std('cpu_stddev', 'CPU')}; {std('memory_stddev', 'memory')}"
+    match goal.type:
+        case GoalType.DRAIN:
+            moved = sum(1 for m in plan.moves if m.source == goal.node)
+            left = sum(1 for s in plan.stays if s.node == goal.node)
+            targets = len({m.target for m in plan.moves if m.source == goal.node})
+            text = f"{goal.node} drained: {moved} VM(s) to {targets} node(s)"
+            return text + (f"; {left} VM(s) cannot leave (see Notes)" if left else "")
+        case GoalType.CPU:
+            return std("cpu_stddev", "CPU")
+        case GoalType.MEMORY:
+            return std("memory_stddev", "Memory")
+        case GoalType.COUNT:
+            return std("count_stddev", "VMs per node", unit="")
+        case GoalType.PERFORMANCE:
+            return both + (
+                f"; hottest node CPU {b.get('cpu_max', 0):.0f} % → {a.get('cpu_max', 0):.0f} %, "
+                f"memory {b.get('memory_max', 0):.0f} % → {a.get('memory_max', 0):.0f} %"
+            )
+        case GoalType.BALANCED | GoalType.MANUAL:
+            return both
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _goal_line(plan: Plan) -> str:
-    g = plan.goal
-    basis = f"on {plan.basis.value}"
-    match g.type:
-        case GoalType.CPU:
-            return f"Balance CPU load across nodes ({basis})"
-        case GoalType.MEMORY:
-            return f"Balance memory load across nodes ({basis})"
-        case GoalType.BALANCED:
-            w = {k: round(v, 2) for k, v in g.weights.items()}
-            default = w == {"cpu": 0.5, "memory": 0.5}
-            return "Balance CPU and memory" + ("" if default else f" (weights {w})") + f" ({basis})"
-        case GoalType.COUNT:
-            return "Even number of VMs per node, weighted by node capacity"
-        case GoalType.DRAIN:
-            return f"Drain {g.node} (move every VM off it)"
-        case GoalType.PERFORMANCE:
-            return f"Remove hot spots (CPU > 80 %, memory > 85 %), then spread heavy VMs ({basis})"
-        case _:
-            return "Move the VMs you named"
+    return definition(plan.goal.type).headline(plan.goal, plan.basis.value)
 
 
 def _node_change(before_vms: int, after_vms: int, cpu: float, mem: float, drained: bool) -> str:
@@ -254,6 +244,8 @@ def plan_view(
     else:
         summary.append(("Total Downtime", "none"))
     summary.append(("Estimated Duration", _duration_text(estimate_seconds(plan, limits), not plan.sequential)))
+    if plan.moves and plan.stop_reason:
+        summary.append(("Stops Here Because", plan.stop_reason))
 
     waves = len(plan.waves)
     if plan.sequential:
@@ -373,3 +365,50 @@ def plan_markdown(
     if view.alternatives:
         out += ["", "💡 **Alternatives:**"] + [f"- {a}" for a in view.alternatives]
     return "\n".join(out) + "\n"
+
+
+def tradeoff_rows(plan: Plan) -> list[tuple[str, ...]]:
+    """The move-economy curve as rows: moves, objective, share of the improvement, GiB to copy,
+    cold downtime, and a mark on the knee and on the plan itself (`plan --tradeoff`)."""
+    if not plan.tradeoff:
+        return []
+    start, end = plan.tradeoff[0].objective, plan.tradeoff[-1].objective
+    gained = start - end
+    rows: list[tuple[str, ...]] = []
+    for p in plan.tradeoff:
+        share = (start - p.objective) / gained * 100 if gained > 1e-12 else 0.0
+        cold = f"~{30 * p.cold_moves}-{60 * p.cold_moves}s ({p.cold_moves} cold)" if p.cold_moves else "none"
+        marks = []
+        if plan.knee is not None and p.moves == plan.knee and p.moves:
+            marks.append("◀ knee")
+        if p.moves == len(plan.moves) and p.moves:
+            marks.append("this plan")
+        rows.append(
+            (str(p.moves), f"{p.objective:.2f}", f"{share:.0f} %", f"{p.gib_moved:.0f}", cold, ", ".join(marks))
+        )
+    return rows
+
+
+_HEADERS_TRADEOFF = ("Moves", "Objective", "Improvement", "GiB to copy", "Cold downtime", "")
+
+
+def _tradeoff_hint(plan: Plan) -> str:
+    if plan.knee:
+        return (
+            f"The knee: {plan.knee} of {len(plan.moves)} moves. Take the first k with `--max-migrations k` "
+            "(it returns the best k-move plan, at least as good as the curve shows)."
+        )
+    return "Take the first k with `--max-migrations k`."
+
+
+def render_tradeoff(plan: Plan) -> RenderableType:
+    """The tradeoff curve for a terminal."""
+    table = Table(title="📈 Moves vs Balance (objective: lower is better)", title_justify="left")
+    for h in _HEADERS_TRADEOFF:
+        table.add_column(h, no_wrap=True)
+    rows = tradeoff_rows(plan)
+    for row in rows:
+        table.add_row(*row)
+    if not rows:
+        return Text("No tradeoff curve: the plan has no moves to weigh.")
+    return Group(table, Text(_tradeoff_hint(plan)))

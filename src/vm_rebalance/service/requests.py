@@ -17,10 +17,11 @@ from vm_rebalance.errors import ConfigError
 from vm_rebalance.model import Basis, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
 from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest
+from vm_rebalance.planner.goals import automatic_goals
 from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS
 
-GOALS: tuple[str, ...] = tuple(g.value for g in GoalType if g is not GoalType.MANUAL)
-"""The goals a user can ask the automatic planner for."""
+GOALS: tuple[str, ...] = tuple(d.name for d in automatic_goals())
+"""The goals a user can ask the automatic planner for (from the planner's goal registry)."""
 
 METHODS: tuple[str, ...] = ("auto", "live", "cold")
 """How a named VM may move: auto (live when its storage allows it), live, or cold."""
@@ -51,6 +52,8 @@ class PlanSpec:
     """A fraction of every node to keep free where possible (0.2 = 20 %)."""
     cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS
     sequential: bool = False
+    min_gain: float | None = None
+    """Make a move only when it buys at least this much balance (None: the goal's default)."""
 
     def to_request(self) -> PlanRequest:
         """The planner's request.
@@ -74,6 +77,8 @@ class PlanSpec:
             raise ConfigError("headroom must be from 0 to 99 %")
         if not math.isfinite(self.cooldown_seconds) or self.cooldown_seconds < 0:
             raise ConfigError("the cooldown must be 0 or more")
+        if self.min_gain is not None and (not math.isfinite(self.min_gain) or self.min_gain < 0):
+            raise ConfigError("the minimum gain must be a number, 0 or more")
         return PlanRequest(
             goal=Goal(type=GoalType(goal), weights=weights, node=self.node),
             basis=Basis(self.basis) if self.basis else None,
@@ -83,6 +88,7 @@ class PlanSpec:
             headroom=self.headroom,
             cooldown_seconds=self.cooldown_seconds,
             sequential=self.sequential,
+            min_gain=self.min_gain,
         )
 
 
