@@ -375,3 +375,11 @@ def test_ctrl_c_cancels_the_migration_in_flight_and_exits_130(sim: Sim, tmp_path
         time.sleep(0.1)
     assert sim.cluster.recorder.migrations_left_non_final() == []
     assert sim.node_of("db") == "w1" and sim.running("db")
+
+
+def test_a_vm_already_on_its_target_is_simply_nothing_to_do(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = cli(sim, "move", "db", "--to", "w1", "--yes", capsys=capsys)
+    assert code == 0, text
+    assert "VM 'db' is already on 'w1'. No migration needed." in text and "nothing to do" in text
+    assert "failed validation" not in text and "Proceeding with remaining migrations" not in text
+    sim.assert_clean()

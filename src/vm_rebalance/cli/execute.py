@@ -338,8 +338,11 @@ def move(
     requests = service.move_requests(vms, to, namespace, method)
     with service.Session.open(c.target, progress=progress_printer(c)) as session:
         service.require_namespaces(session, [r.namespace for r in requests])
-        plan = service.plan_moves(session.state, requests, sequential=sequential).plan
-        if not plan.moves:
+        view = service.plan_moves(session.state, requests, sequential=sequential)
+        plan = view.plan
+        if not plan.moves:  # every VM is already where it was asked to go
+            for rejection in view.rejections:
+                c.err.print(escape(rejection.message), highlight=False)
             _print_warnings(c, plan.warnings)
             c.err.print("nothing to do", highlight=False)
             return

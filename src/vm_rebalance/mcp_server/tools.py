@@ -208,7 +208,11 @@ class Tools:
         view = await self._thread(lambda: service.plan_moves(state, requests, sequential=sequential))
         await self._require(service.plan_permissions(view.plan), "this move")
         entry = self.store.add(PlanKind.REBALANCE, view.to_document(), plan=view.plan)
-        summary = manual_plan_markdown(view.plan, state) if view.plan.moves else None
+        summary = (
+            manual_plan_markdown(view.plan, state)
+            if view.plan.moves
+            else "".join(f"{md(r.message)}\n\n" for r in view.rejections) + "Nothing to do.\n"
+        )
         if summary is not None and view.plan.warnings:
             summary += "\n**Warnings:**\n" + "".join(f"- ⚠ {md(w)}\n" for w in view.plan.warnings)
         return self._plan_output(entry, view.plan, view.limits, summary=summary)

@@ -9,7 +9,11 @@ gain, balance band and words in the goal registry `goals`; the move-economy curv
 
 from vm_rebalance.planner.edits import (
     ManualMoveRequest,
+    ManualPlan,
     PlanEditError,
+    Rejection,
+    RejectionKind,
+    check_manual_moves,
     plan_manual_moves,
     reorder_moves,
     retarget_move,
@@ -22,8 +26,12 @@ from vm_rebalance.planner.search import STRATEGIES
 __all__ = [
     "STRATEGIES",
     "ManualMoveRequest",
+    "ManualPlan",
     "PlanEditError",
     "PlanRequest",
+    "Rejection",
+    "RejectionKind",
+    "check_manual_moves",
     "plan_manual_moves",
     "propose_plan",
     "reorder_moves",

@@ -5,8 +5,10 @@ every wave), after-state, metrics and warnings. Move ids stay stable across edit
 several edits can name moves by the ids the user saw first.
 """
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import assert_never
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError
@@ -199,36 +201,110 @@ def reorder_moves(state: ClusterState, plan: Plan, order: Sequence[int]) -> Plan
     return _rebuild(state, plan, new, plan.stays, blame=_no_longer_fits("the new order"), keep_order=True)
 
 
-def _live_refusal(vm: VirtualMachine) -> str | None:
+class RejectionKind(StrEnum):
+    """Why a named move failed validation (what the service decides on; the message is for people)."""
+
+    VM_NOT_FOUND = "vm-not-found"
+    DUPLICATE = "duplicate"
+    ALREADY_ON_TARGET = "already-on-target"
+    ALREADY_MIGRATING = "already-migrating"
+    NOT_LIVE_MIGRATABLE = "not-live-migratable"
+    TARGET_NOT_FOUND = "target-not-found"
+    TARGET_NOT_READY = "target-not-ready"
+    TARGET_CORDONED = "target-cordoned"
+    DOES_NOT_FIT = "does-not-fit"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejection:
+    """A named move left out at validation: which request (numbered from 1), why, in words."""
+
+    number: int
+    namespace: str
+    vm: str
+    target: str
+    kind: RejectionKind
+    message: str
+
+    def sentence(self, move_id: int | None = None) -> str:
+        """The seeds' wording: "Migration #N (vm) failed validation: … Proceeding with remaining migrations."."""
+        number = self.number if move_id is None else move_id
+        return (
+            f"Migration #{number} ({self.vm}) failed validation: {self.message} Proceeding with remaining migrations."
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManualPlan:
+    """Named moves validated: the plan of those that pass (its warnings without the rejections), and why the
+    others were left out."""
+
+    plan: Plan
+    rejections: tuple[Rejection, ...] = ()
+
+
+def _live_refusal(vm: VirtualMachine) -> tuple[RejectionKind, str] | None:
     blocker = live_blocker_detail(vm)
     if blocker is None:
         return None
     match blocker.kind:
         case BlockerKind.STOPPED:
-            return "Cannot perform live migration. VM is not running. Use cold migration or start VM first."
+            message = "Cannot perform live migration. VM is not running. Use cold migration or start VM first."
         case BlockerKind.RWO:
-            return (
+            message = (
                 "Cannot perform live migration. VM uses ReadWriteOnce (RWO) storage. "
                 "Use cold migration instead (brief downtime ~30-60s)."
             )
         case BlockerKind.MIGRATING | BlockerKind.NOT_MIGRATABLE:
-            return f"Cannot perform live migration: {blocker.message}."
+            message = f"Cannot perform live migration: {blocker.message}."
         case unreachable:
             assert_never(unreachable)
+    return RejectionKind.NOT_LIVE_MIGRATABLE, message
 
 
 def _target_refusal(
     vm: VirtualMachine, name: str, state: ClusterState, extra: Resources, residents: list[tuple[str, VirtualMachine]]
-) -> str | None:
+) -> tuple[RejectionKind, str] | None:
     node = state.node(name)
     if node is None:
-        return f"Target node '{name}' does not exist."
+        return RejectionKind.TARGET_NOT_FOUND, f"Target node '{name}' does not exist."
     if not node.ready:
-        return f"Target node '{name}' is not Ready. Choose different target."
+        return RejectionKind.TARGET_NOT_READY, f"Target node '{name}' is not Ready. Choose different target."
     if node.unschedulable:
-        return f"Target node '{name}' is cordoned (SchedulingDisabled). Choose different target or uncordon node."
+        return (
+            RejectionKind.TARGET_CORDONED,
+            f"Target node '{name}' is cordoned (SchedulingDisabled). Choose different target or uncordon node.",
+        )
     reasons = fit_reasons(vm, node, state, extra_requested=extra, residents=residents)
-    return f"cannot run on {name}: {'; '.join(reasons)}" if reasons else None
+    return (RejectionKind.DOES_NOT_FIT, f"cannot run on {name}: {'; '.join(reasons)}") if reasons else None
+
+
+def _request_refusal(
+    vm: VirtualMachine | None,
+    req: ManualMoveRequest,
+    seen: set[str],
+    state: ClusterState,
+    extra: Resources,
+    residents: list[tuple[str, VirtualMachine]],
+) -> tuple[RejectionKind, str] | None:
+    """The seeds' validations of one named move, in their order (None: it passes)."""
+    if vm is None:
+        return (
+            RejectionKind.VM_NOT_FOUND,
+            f"VM '{req.vm}' does not exist in namespace '{req.namespace}'. "
+            "Use `vm-rebalance inventory` to see available VMs.",
+        )
+    if vm.ref in seen:
+        return RejectionKind.DUPLICATE, f"VM '{req.vm}' is already in this plan."
+    if vm.running and vm.node == req.target:
+        return RejectionKind.ALREADY_ON_TARGET, f"VM '{req.vm}' is already on '{req.target}'. No migration needed."
+    if vm.migrating:
+        return RejectionKind.ALREADY_MIGRATING, f"VM '{req.vm}' is already migrating."
+    if req.method == "live":
+        refusal = _live_refusal(vm)
+        if refusal is not None:
+            return refusal
+    return _target_refusal(vm, req.target, state, extra, residents)
 
 
 def plan_manual_moves(
@@ -238,53 +314,56 @@ def plan_manual_moves(
     basis: Basis | None = None,
     sequential: bool = False,
 ) -> Plan:
-    """A plan of user-named moves (goal ``manual``), validated as the seeds require.
+    """A plan of user-named moves (goal ``manual``), validated as the seeds require; the moves that fail
+    are left out and explained in the plan's warnings ("Migration #2 (db-01) failed validation: …").
+    ``check_manual_moves`` gives the same with the rejections typed."""
+    checked = check_manual_moves(state, requests, basis=basis, sequential=sequential)
+    texts = tuple(r.sentence() for r in checked.rejections)
+    return dataclasses.replace(checked.plan, warnings=texts + checked.plan.warnings)
+
+
+def check_manual_moves(
+    state: ClusterState,
+    requests: Sequence[ManualMoveRequest | tuple[str, str, str, str]],
+    *,
+    basis: Basis | None = None,
+    sequential: bool = False,
+) -> ManualPlan:
+    """Named moves validated as the seeds require: the plan of those that pass, and the rejections.
 
     Each request is checked in turn (VM exists, not already on the target, storage allows the
     method, target exists / Ready / not cordoned, then every `fit_reasons` rule given the
-    requests accepted before it). A failed request is left out and explained in the plan's
-    warnings ("Migration #2 (db-01) failed validation: …"); the caller decides whether an empty
-    or shortened plan is fatal.
+    requests accepted before it); the caller decides whether an empty or shortened plan is fatal.
     """
     warnings: list[str] = []
     chosen_basis = resolve_basis(state, basis, warnings)
     drafts: list[DraftMove] = []
+    rejections: list[Rejection] = []
     extra: dict[str, Resources] = {}
     residents = {v.ref: (str(v.node), v) for v in state.vms if v.running and v.node}
     seen: set[str] = set()
     for number, raw in enumerate(requests, start=1):
         req = raw if isinstance(raw, ManualMoveRequest) else ManualMoveRequest(*raw)
-        label = f"Migration #{number} ({req.vm})"
         vm = state.vm(req.namespace, req.vm)
-        problem: str | None = None
-        method = MigrationMethod.COLD
-        if vm is None:
-            problem = (
-                f"VM '{req.vm}' does not exist in namespace '{req.namespace}'. "
-                "Use `vm-rebalance inventory` to see available VMs."
-            )
-        elif vm.ref in seen:
-            problem = f"VM '{req.vm}' is already in this plan."
-        elif vm.running and vm.node == req.target:
-            problem = f"VM '{req.vm}' is already on '{req.target}'. No migration needed."
-        elif vm.migrating:
-            problem = f"VM '{req.vm}' is already migrating."
-        else:
-            if req.method == "live":
-                problem = _live_refusal(vm)
-                method = MigrationMethod.LIVE
-            elif req.method == "auto":
-                method = move_method(vm)
-            if problem is None:
-                problem = _target_refusal(
-                    vm, req.target, state, extra.get(req.target, Resources()), list(residents.values())
+        refusal = _request_refusal(vm, req, seen, state, extra.get(req.target, Resources()), list(residents.values()))
+        if refusal is not None or vm is None:
+            kind, message = refusal or (RejectionKind.VM_NOT_FOUND, f"VM '{req.vm}' does not exist.")
+            rejections.append(
+                Rejection(
+                    number=number, namespace=req.namespace, vm=req.vm, target=req.target, kind=kind, message=message
                 )
-        if problem is not None or vm is None:
-            warnings.append(f"{label} failed validation: {problem} Proceeding with remaining migrations.")
+            )
             continue
         seen.add(vm.ref)
         if vm.do_not_move:
             warnings.append(f"{vm.ref} is annotated do-not-move; it is in the plan because it was named explicitly")
+        method = (
+            MigrationMethod.LIVE
+            if req.method == "live"
+            else move_method(vm)
+            if req.method == "auto"
+            else MigrationMethod.COLD
+        )
         source = vm.node if vm.running and vm.node else ""
         drafts.append(DraftMove(vm=vm, source=source, target=req.target, method=method))
         extra[req.target] = extra.get(req.target, Resources()) + vm.requests
@@ -292,7 +371,7 @@ def plan_manual_moves(
             extra[source] = extra.get(source, Resources()) - vm.requests
         residents[vm_ref(vm.namespace, vm.name)] = (req.target, vm)
     try:
-        return assemble_plan(
+        plan = assemble_plan(
             state,
             goal=Goal(type=GoalType.MANUAL),
             basis=chosen_basis,
@@ -303,3 +382,4 @@ def plan_manual_moves(
     except WaveError as exc:
         d = drafts[exc.index]
         raise InfeasiblePlanError(f"{d.vm.ref} → {d.target}: {exc}") from exc
+    return ManualPlan(plan=plan, rejections=tuple(rejections))

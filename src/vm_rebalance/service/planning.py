@@ -12,7 +12,14 @@ from typing import Any
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError, RebalanceError
 from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationLimits, Plan, plan_to_document
-from vm_rebalance.planner import ManualMoveRequest, PlanRequest, plan_manual_moves, propose_plan
+from vm_rebalance.planner import (
+    ManualMoveRequest,
+    PlanRequest,
+    Rejection,
+    RejectionKind,
+    check_manual_moves,
+    propose_plan,
+)
 from vm_rebalance.planner.alternatives import suggest_alternatives
 from vm_rebalance.planner.explain import explain_move
 from vm_rebalance.service.names import missing_node, require_vms
@@ -26,6 +33,8 @@ class PlanView:
     plan: Plan
     limits: MigrationLimits
     alternatives: tuple[str, ...] = ()
+    rejections: tuple[Rejection, ...] = ()
+    """Named moves (``plan_moves``) left out at validation, with their kind."""
 
     def to_document(self) -> dict[str, Any]:
         """The plan document of design.md §3 (what `plan -o json` prints and `apply` reads)."""
@@ -72,31 +81,31 @@ def plan_drain(state: ClusterState, node: str, *, live_only: bool = False, seque
 
 
 def plan_moves(state: ClusterState, requests: Sequence[ManualMoveRequest], *, sequential: bool = False) -> PlanView:
-    """A validated plan of user-named moves; failed validations are in the plan's warnings.
+    """A validated plan of user-named moves; the moves that fail validation are in ``rejections`` and,
+    when others remain, in the plan's warnings ("Migration #2 (db) failed validation: … Proceeding with
+    remaining migrations.").
 
-    An empty plan is returned when every VM is already on its target (nothing to do).
+    An empty plan is returned when every VM is already on its target (nothing to do; the rejections say so).
 
     Raises:
-        ConfigError: the target node does not exist, or none of the named VMs can be found.
+        ConfigError: the target node or a named VM does not exist (and nothing else is left to do).
         InfeasiblePlanError: no requested move passes validation (``blocking`` lists why).
     """
     for target in sorted({r.target for r in requests}):
         if state.node(target) is None:
             raise missing_node(state, target, role="target")
-    missing = [(r.namespace, r.vm) for r in requests if state.vm(r.namespace, r.vm) is None]
-    if missing and len(missing) == len(requests):
-        require_vms(state, missing)
-    result = plan_manual_moves(state, requests, sequential=sequential)
-    view = PlanView(plan=result, limits=state.limits)
-    if result.moves or not requests:
-        return view
-    # Only the per-request validation warnings say why nothing is left (others describe the after-state).
-    failed = [w for w in result.warnings if "failed validation" in w] or list(result.warnings)
-    if all("does not exist" in w for w in failed):
-        raise ConfigError("none of the named VMs can be found", hint="list VMs with: vm-rebalance inventory")
-    if all("already on" in w for w in failed):
-        return view
-    raise InfeasiblePlanError("no requested move passes validation", blocking=failed)
+    checked = check_manual_moves(state, requests, sequential=sequential)
+    rejections = checked.rejections
+    if checked.plan.moves:
+        texts = tuple(r.sentence() for r in rejections)
+        plan = dataclasses.replace(checked.plan, warnings=texts + checked.plan.warnings)
+        return PlanView(plan=plan, limits=state.limits, rejections=rejections)
+    kinds = {r.kind for r in rejections}
+    if kinds == {RejectionKind.VM_NOT_FOUND}:
+        require_vms(state, [(r.namespace, r.vm) for r in rejections])
+    if not rejections or kinds == {RejectionKind.ALREADY_ON_TARGET}:
+        return PlanView(plan=checked.plan, limits=state.limits, rejections=rejections)
+    raise InfeasiblePlanError("no requested move passes validation", blocking=[r.message for r in rejections])
 
 
 def explain(state: ClusterState, plan: Plan, move_id: int) -> tuple[str, ...]:
@@ -154,21 +163,13 @@ def revalidate(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ())
     skip = set(skip_ids)
     kept = [m for m in plan.moves if m.id not in skip]
     requests = [ManualMoveRequest(m.namespace, m.vm, m.target, m.method.value) for m in kept]
-    checked = plan_manual_moves(state, requests, basis=plan.basis, sequential=plan.sequential)
+    checked = check_manual_moves(state, requests, basis=plan.basis, sequential=plan.sequential)
     ids = {(m.namespace, m.vm): m.id for m in kept}
-    by_number = {i + 1: m for i, m in enumerate(kept)}
-    warnings = []
-    for w in checked.warnings:
-        # plan_manual_moves numbers requests from 1; speak of the plan's own move ids.
-        for number, move in by_number.items():
-            prefix = f"Migration #{number} ({move.vm})"
-            if w.startswith(prefix):
-                w = f"Migration #{move.id} ({move.vm})" + w[len(prefix) :]
-                break
-        warnings.append(w)
-    moves = tuple(dataclasses.replace(m, id=ids[(m.namespace, m.vm)]) for m in checked.moves)
+    # Requests are numbered from 1 in the order given: speak of the plan's own move ids.
+    warnings = [r.sentence(kept[r.number - 1].id) for r in checked.rejections] + list(checked.plan.warnings)
+    moves = tuple(dataclasses.replace(m, id=ids[(m.namespace, m.vm)]) for m in checked.plan.moves)
     validated = dataclasses.replace(
-        checked,
+        checked.plan,
         goal=plan.goal,
         moves=moves,
         stays=plan.stays,
