@@ -40,3 +40,28 @@ def test_markup_in_an_edit_error_is_shown_verbatim() -> None:
     answers = _answers("modify", "skip 999", "done", "cancel")
     assert approve_plan(console, state, plan, yes=False, ask=lambda _prompt: next(answers), show=False) is None
     assert "cannot do that:" in out.getvalue()
+
+
+def test_an_offered_alternative_is_accepted_at_the_prompt() -> None:
+    from vm_rebalance import service
+
+    console, out, state, _ = _setup()
+    view = service.plan(state, service.PlanSpec(goal="balanced"))
+    live = view.alternative_plans.get("live-only")
+    answers = _answers("live only", "sequential", "approve")
+    approved = approve_plan(
+        console,
+        state,
+        view.plan,
+        yes=False,
+        ask=lambda _p: next(answers),
+        show=False,
+        alternatives=view.alternative_plans,
+    )
+    assert approved is not None and approved.sequential
+    if live is not None:
+        assert "Using the live-only alternative" in out.getvalue()
+        assert all(m.method.value == "live" or not m.running for m in approved.moves)
+    else:
+        assert "offers no 'live-only' alternative" in out.getvalue()
+    assert "Execution is now sequential" in out.getvalue()

@@ -82,3 +82,16 @@ def test_an_edit_that_breaks_a_rule_is_refused_with_the_reason() -> None:
         edit_plan(state, plan, [Retarget(plan.moves[0].id, "nope")])
     with pytest.raises(InfeasiblePlanError, match="w9"):
         edit_plan(state, plan, [Retarget(plan.moves[0].id, "w9")])
+
+
+def test_alternatives_are_edits() -> None:
+    from vm_rebalance.service import UseAlternative
+
+    assert parse_edit("live only") == UseAlternative("live-only")
+    assert parse_edit("use live-only") == UseAlternative("live-only")
+    state, plan = _cluster()
+    other = edit_plan(state, plan, [SetSequential(True)]).plan
+    result = edit_plan(state, plan, [UseAlternative("live-only")], alternatives={"live-only": other})
+    assert result.plan is other and result.changes[0].startswith("Using the live-only alternative")
+    with pytest.raises(ConfigError, match="offers no 'live-only' alternative"):
+        edit_plan(state, plan, [UseAlternative("live-only")])

@@ -8,7 +8,7 @@ Without a terminal the caller must pass --yes.
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from rich.console import Console
 from rich.markup import escape
@@ -64,8 +64,13 @@ def approve_plan(
     yes: bool,
     ask: Ask | None = None,
     show: bool = True,
+    alternatives: Mapping[str, Plan] | None = None,
 ) -> Plan | None:
-    """The approved (possibly modified) plan, or None when the user cancels."""
+    """The approved (possibly modified) plan, or None when the user cancels.
+
+    Besides approve / modify / explain N / cancel, an edit typed at the prompt is applied at once
+    (e.g. accepting an offered alternative: ``live only``, ``sequential``) and the plan shown again.
+    """
     if yes:
         return plan
     ask = ask or ask_with(console)
@@ -88,13 +93,23 @@ def approve_plan(
                 console.print(f"there is no move #{m.group(1)}", highlight=False)
             continue
         if answer in ("modify", "m"):
-            plan = modify_plan(console, state, plan, ask)
+            plan = modify_plan(console, state, plan, ask, alternatives=alternatives)
             console.print(render_plan(plan, limits=state.limits))
             continue
-        console.print("answer approve, modify, explain N or cancel")
+        try:
+            edit = service.parse_edit(answer)
+        except RebalanceError:
+            console.print("answer approve, modify, explain N or cancel (or an edit: " + service.EDIT_HELP + ")")
+            continue
+        edited = _apply(console, state, plan, edit, alternatives)
+        if edited is not None:
+            plan = edited
+            console.print(render_plan(plan, limits=state.limits))
 
 
-def modify_plan(console: Console, state: ClusterState, plan: Plan, ask: Ask) -> Plan:
+def modify_plan(
+    console: Console, state: ClusterState, plan: Plan, ask: Ask, *, alternatives: Mapping[str, Plan] | None = None
+) -> Plan:
     """The modify sub-loop; returns the edited plan when the user says done."""
     console.print(f"Edit the plan: {escape(service.EDIT_HELP)}", highlight=False)
     while True:
@@ -102,10 +117,22 @@ def modify_plan(console: Console, state: ClusterState, plan: Plan, ask: Ask) -> 
         if answer.lower() in ("done", "d", ""):
             return plan
         try:
-            result = service.edit_plan(state, plan, [service.parse_edit(answer)])
+            edit = service.parse_edit(answer)
         except RebalanceError as exc:
             console.print(f"[red]cannot do that:[/red] {escape(str(exc))}", highlight=False)
             continue
-        plan = result.plan
-        for change in result.changes:
-            console.print(escape(change), highlight=False)
+        plan = _apply(console, state, plan, edit, alternatives) or plan
+
+
+def _apply(
+    console: Console, state: ClusterState, plan: Plan, edit: service.Edit, alternatives: Mapping[str, Plan] | None
+) -> Plan | None:
+    """The edited plan (its changes said), or None when the edit is refused (the reason said)."""
+    try:
+        result = service.edit_plan(state, plan, [edit], alternatives=alternatives)
+    except RebalanceError as exc:
+        console.print(f"[red]cannot do that:[/red] {escape(str(exc))}", highlight=False)
+        return None
+    for change in result.changes:
+        console.print(escape(change), highlight=False)
+    return result.plan

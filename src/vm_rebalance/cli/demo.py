@@ -93,7 +93,8 @@ def _run(c: Context, *, yes: bool, spec: service.PlanSpec) -> None:
         c.out.print(Rule("1. Inventory"))
         c.out.print(inventory_view(service.inventory_of(session.state).document))
         c.out.print(Rule(f"2. Plan (goal: {spec.goal})"))
-        plan = service.plan(session.state, spec).plan
+        view = service.plan(session.state, spec)
+        plan = view.plan
         carry_out(
             c,
             session,
@@ -103,6 +104,7 @@ def _run(c: Context, *, yes: bool, spec: service.PlanSpec) -> None:
             output=Output.table,
             what="the demo plan",
             options=service.ExecutionOptions(poll_interval_seconds=0.5),
+            offered=view,
             resume_hint="the simulated cluster injected a realistic failure; run the demo again, or try "
             "`vm-rebalance simulator serve` and the commands yourself",
         )

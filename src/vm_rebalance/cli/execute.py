@@ -125,11 +125,13 @@ def carry_out(
     journal_id: str | None = None,
     fresh_journal: bool = True,
     manual: bool = False,
+    offered: service.PlanView | None = None,
 ) -> service.ExecutionReport | None:
     """Show, approve, execute, handle failures and report: the common path of apply/move/drain.
 
     ``manual`` (the `move` command): the plan is shown as seed 002's manual-mode summary and a single
-    move's result as its per-move report. Returns the final report, or None when nothing was executed
+    move's result as its per-move report. ``offered``: the plan's view, whose alternatives are shown
+    and can be accepted at the approval prompt. Returns the final report, or None when nothing was executed
     (nothing to do, a dry run, or cancelled).
     """
     _print_warnings(c, warnings)
@@ -138,7 +140,8 @@ def carry_out(
         if manual:
             where.print(Markdown(manual_plan_markdown(plan, session.state)))
         else:
-            where.print(render_plan(plan, limits=session.state.limits))
+            shown = offered.alternatives if offered is not None else ()
+            where.print(render_plan(plan, limits=session.state.limits, alternatives=shown))
 
     if not plan.moves:
         show(c.out)
@@ -158,7 +161,14 @@ def carry_out(
     # The plan is data in table mode (stdout); with -o json stdout is reserved for the report,
     # so the plan and every question go to stderr.
     show(c.out if output is Output.table else c.err)
-    approved = approve_plan(c.err, session.state, plan, yes=yes, show=False)
+    approved = approve_plan(
+        c.err,
+        session.state,
+        plan,
+        yes=yes,
+        show=False,
+        alternatives=offered.alternative_plans if offered is not None else None,
+    )
     if approved is None:
         c.err.print("cancelled: nothing was changed", highlight=False)
         return None
@@ -376,7 +386,8 @@ def drain(
     """
     c = ctx_obj(ctx)
     with service.Session.open(c.target, progress=progress_printer(c)) as session:
-        plan = service.plan_drain(session.state, node, live_only=live_only, sequential=sequential).plan
+        view = service.plan_drain(session.state, node, live_only=live_only, sequential=sequential)
+        plan = view.plan
         stuck = [s for s in plan.stays if s.node == node]
         for s in stuck:
             c.err.print(
@@ -410,6 +421,7 @@ def drain(
                 options=_options(sequential, False, False, None),
                 before_execute=cordon,
                 cordon=None if no_cordon else node,
+                offered=view,
             )
         # The node stays non-empty (after the drain ran, or because nothing could move): exit 4.
         # A dry run, or a drain the user cancelled, exits 0.

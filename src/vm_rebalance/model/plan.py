@@ -169,6 +169,7 @@ class Stay:
     node: str | None
     reason: str
     kind: StayKind = StayKind.OTHER
+    instance_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +311,14 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
             for m in plan.moves
         ],
         "stays": [
-            {"vm": s.vm, "namespace": s.namespace, "node": s.node, "reason": s.reason, "kind": s.kind.value}
+            {
+                "vm": s.vm,
+                "namespace": s.namespace,
+                "node": s.node,
+                "reason": s.reason,
+                "kind": s.kind.value,
+                "instance_type": s.instance_type,
+            }
             for s in plan.stays
         ],
         "nodes": [
@@ -489,6 +497,7 @@ def plan_from_document(doc: Any) -> Plan:
                 node=s.get("node"),
                 reason=str(s.get("reason", "")),
                 kind=StayKind(s.get("kind", StayKind.OTHER.value)),
+                instance_type=s.get("instance_type"),
             )
             for i, s in enumerate(doc.get("stays") or [])
         )

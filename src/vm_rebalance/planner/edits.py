@@ -140,6 +140,7 @@ def skip_move(state: ClusterState, plan: Plan, move_id: int) -> Plan:
             node=skipped.source or None,
             reason=f"move {move_id} skipped by the user",
             kind=StayKind.SKIPPED,
+            instance_type=skipped.instance_type,
         ),
     ]
     return _rebuild(state, plan, drafts, stays, blame=_no_longer_fits(f"skipping move {move_id}"))

@@ -326,7 +326,16 @@ def _stays(
         else:
             found = _balance_stay(pristine, kept, state, request, i, blockers[i], (bool(above[j]), bool(hot[j])), moved)
         if found is not None:
-            stays.append(Stay(vm=vm.name, namespace=vm.namespace, node=node, reason=found[1], kind=found[0]))
+            stays.append(
+                Stay(
+                    vm=vm.name,
+                    namespace=vm.namespace,
+                    node=node,
+                    reason=found[1],
+                    kind=found[0],
+                    instance_type=vm.instance_type,
+                )
+            )
     return stays
 
 

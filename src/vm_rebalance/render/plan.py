@@ -193,7 +193,7 @@ def plan_view(
             )
         )
     for s in plan.stays[:max_stays]:
-        rows.append(("", s.vm, "-", s.node or "(stopped)", "-", "*stays*", "-", "-", s.reason))
+        rows.append(("", s.vm, s.instance_type or "-", s.node or "(stopped)", "-", "*stays*", "-", "-", s.reason))
     hidden_stays = max(0, len(plan.stays) - max_stays)
 
     changed = [

@@ -45,6 +45,7 @@ from vm_rebalance.service.edits import (
     Retarget,
     SetSequential,
     Skip,
+    UseAlternative,
     edit_plan,
     parse_edit,
 )
@@ -147,6 +148,7 @@ __all__ = [
     "StoredPlan",
     "Target",
     "UnfinishedExecution",
+    "UseAlternative",
     "check_namespaces",
     "cordon",
     "edit_plan",

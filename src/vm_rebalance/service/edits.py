@@ -8,7 +8,7 @@ improvements recomputed, and says what changed.
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -46,9 +46,16 @@ class SetSequential:
     sequential: bool
 
 
-Edit = Skip | Retarget | Reorder | SetSequential
+@dataclass(frozen=True, slots=True)
+class UseAlternative:
+    """Accept one of the alternatives offered next to the plan ("live-only")."""
 
-EDIT_HELP = "skip N, change target N to NODE, reorder 3,1,2, sequential, parallel, done"
+    key: str
+
+
+Edit = Skip | Retarget | Reorder | SetSequential | UseAlternative
+
+EDIT_HELP = "skip N, change target N to NODE, reorder 3,1,2, sequential, parallel, live only, done"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,11 +86,15 @@ def parse_edit(text: str) -> Edit:
         return SetSequential(True)
     if low in ("parallel", "run in parallel"):
         return SetSequential(False)
+    if low in ("live only", "live-only", "--live-only", "use live only", "use live-only"):
+        return UseAlternative("live-only")
     raise ConfigError(f"unknown edit {words!r}; use {EDIT_HELP}")
 
 
-def edit_plan(state: ClusterState, plan: Plan, edits: Sequence[Edit]) -> EditResult:
-    """Apply ``edits`` in order.
+def edit_plan(
+    state: ClusterState, plan: Plan, edits: Sequence[Edit], *, alternatives: Mapping[str, Plan] | None = None
+) -> EditResult:
+    """Apply ``edits`` in order (``alternatives``: the plans the offered alternatives would become).
 
     Raises:
         ConfigError: an edit names an unknown move. InfeasiblePlanError (PlanEditError): an edit
@@ -91,12 +102,12 @@ def edit_plan(state: ClusterState, plan: Plan, edits: Sequence[Edit]) -> EditRes
     """
     changes: list[str] = []
     for edit in edits:
-        plan, change = _apply(state, plan, edit)
+        plan, change = _apply(state, plan, edit, alternatives or {})
         changes.append(change)
     return EditResult(plan=plan, changes=tuple(changes))
 
 
-def _apply(state: ClusterState, plan: Plan, edit: Edit) -> tuple[Plan, str]:
+def _apply(state: ClusterState, plan: Plan, edit: Edit, alternatives: Mapping[str, Plan]) -> tuple[Plan, str]:
     try:
         match edit:
             case Skip(move_id):
@@ -115,6 +126,12 @@ def _apply(state: ClusterState, plan: Plan, edit: Edit) -> tuple[Plan, str]:
                 return edited, "Execution is now " + (
                     "sequential (one move at a time)." if sequential else "parallel (within the cluster's limits)."
                 )
+            case UseAlternative(key):
+                if key not in alternatives:
+                    offered = ", ".join(alternatives) or "none"
+                    raise ConfigError(f"this plan offers no '{key}' alternative (offered: {offered})")
+                chosen = alternatives[key]
+                return chosen, f"Using the {key} alternative: {len(chosen.moves)} move(s)."
     except RebalanceError:
         raise
     except ValueError as exc:

@@ -6,8 +6,8 @@ worth offering) and the same validation policy (``revalidate``).
 """
 
 import dataclasses
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError, RebalanceError
@@ -20,7 +20,7 @@ from vm_rebalance.planner import (
     check_manual_moves,
     propose_plan,
 )
-from vm_rebalance.planner.alternatives import suggest_alternatives
+from vm_rebalance.planner.alternatives import alternatives
 from vm_rebalance.planner.explain import explain_move
 from vm_rebalance.service.names import missing_node, require_vms
 from vm_rebalance.service.requests import PlanSpec
@@ -33,6 +33,9 @@ class PlanView:
     plan: Plan
     limits: MigrationLimits
     alternatives: tuple[str, ...] = ()
+    """The sentences offering the alternatives (the plan table shows them)."""
+    alternative_plans: Mapping[str, Plan] = field(default_factory=dict)
+    """What accepting each alternative turns the plan into, by its key ("live-only", "sequential")."""
     rejections: tuple[Rejection, ...] = ()
     """Named moves (``plan_moves``) left out at validation, with their kind."""
 
@@ -59,9 +62,18 @@ def propose(state: ClusterState, spec: PlanSpec | PlanRequest) -> Plan:
 
 def plan(state: ClusterState, spec: PlanSpec) -> PlanView:
     """The automatic plan for ``spec`` with the alternatives worth offering next to it."""
-    request = spec.to_request()
+    return _with_alternatives(state, spec.to_request())
+
+
+def _with_alternatives(state: ClusterState, request: PlanRequest) -> PlanView:
     result = propose(state, request)
-    return PlanView(plan=result, limits=state.limits, alternatives=suggest_alternatives(state, request, result))
+    offered = alternatives(state, request, result)
+    return PlanView(
+        plan=result,
+        limits=state.limits,
+        alternatives=tuple(a.text for a in offered),
+        alternative_plans={a.key: a.plan for a in offered},
+    )
 
 
 def _require_node(state: ClusterState, request: PlanRequest) -> None:
@@ -77,7 +89,7 @@ def plan_drain(state: ClusterState, node: str, *, live_only: bool = False, seque
         ConfigError: the node does not exist.
     """
     request = PlanRequest(goal=Goal(type=GoalType.DRAIN, node=node), live_only=live_only, sequential=sequential)
-    return PlanView(plan=propose(state, request), limits=state.limits)
+    return _with_alternatives(state, request)
 
 
 def plan_moves(state: ClusterState, requests: Sequence[ManualMoveRequest], *, sequential: bool = False) -> PlanView:
