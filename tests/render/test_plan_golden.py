@@ -67,3 +67,12 @@ def test_manual() -> None:
         state, service.move_requests(["prod/app-00=worker-03", "prod/db-01=worker-04"], None, "default")
     )
     assert_golden("plan_manual.md", plan_markdown(view.plan, limits=view.limits))
+
+
+def test_a_move_into_a_hot_node_runs_after_the_moves_out_of_it() -> None:
+    state = _cluster()
+    plan = service.plan(state, service.PlanSpec(goal="balanced")).plan
+    hot_source_waves = [m.wave for m in plan.moves if m.source == "worker-01"]
+    into_hot = [m for m in plan.moves if m.target == "worker-01"]
+    assert hot_source_waves and into_hot
+    assert all(m.wave > max(hot_source_waves) for m in into_hot)

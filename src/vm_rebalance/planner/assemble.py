@@ -162,6 +162,13 @@ def move_note(
     return text
 
 
+def _hot_nodes(problem: Problem) -> frozenset[str]:
+    """Nodes above a warning threshold before the plan: a move into one waits for the moves out of it."""
+    util = problem.utilisation()
+    hot = (util[:, CPU] > CPU_WARNING) | (util[:, MEM] > MEMORY_WARNING)
+    return frozenset(problem.node_names[int(j)] for j in np.flatnonzero(hot))
+
+
 def _order(moves: Sequence[DraftMove], wave_of: Sequence[int], keep_order: bool) -> list[tuple[int, DraftMove]]:
     """The moves in execution order: by wave; within a wave live before cold, smallest first (the
     seeds' ordering), or the given order when the user fixed it."""
@@ -280,15 +287,16 @@ def assemble_plan(
     Raises:
         WaveError: a move does not fit even after every earlier one (the caller explains it).
     """
+    start = base.fork() if base is not None else Problem(state, goal=goal, basis=basis, feasibility=False)
     wave_of = assign_waves(
         state,
         [WaveMove(m.vm, m.source, m.target) for m in moves],
         max_per_wave=1 if options.sequential else options.max_parallel,
         keep_order=options.keep_order,
         affinity=base.affinity if base is not None else None,
+        relieve_first=_hot_nodes(start),
     )
     ordered = _order(moves, wave_of, options.keep_order)
-    start = base.fork() if base is not None else Problem(state, goal=goal, basis=basis, feasibility=False)
     notes = _notes(start, goal, ordered)
     problem, before, count_before = simulate(state, goal, basis, moves, start)
     after = problem.utilisation()

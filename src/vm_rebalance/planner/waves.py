@@ -70,10 +70,13 @@ def assign_waves(
     max_per_wave: int | None = None,
     keep_order: bool = False,
     affinity: AffinityIndex | None = None,
+    relieve_first: frozenset[str] = frozenset(),
 ) -> list[int]:
     """The wave (from 1) of each move.
 
     ``keep_order`` makes waves non-decreasing in the given order (a user's explicit order).
+    ``relieve_first``: hot nodes; a move into one runs in a wave after every earlier move out of it
+    (the search chose it once the node was relieved, so it never lands on the node while it is hot).
     ``affinity``: an index of the state's running VMs already built (the search's), used when
     every moving VM is in it.
 
@@ -90,9 +93,13 @@ def assign_waves(
     waves: list[int] = []
     last_relevant_wave = 1
     last_wave = 1
+    relieved: dict[str, int] = {}
+    """Hot node → the last wave of a move out of it so far."""
     for number, m in enumerate(moves):
         horizon = max(waves, default=0) + 1
         lower = last_wave if keep_order else 1
+        if m.target in relieved:
+            lower = max(lower, relieved[m.target] + 1)
         relevant = scheduler.relevant(m)
         if relevant:
             lower = max(lower, last_relevant_wave)
@@ -115,6 +122,8 @@ def assign_waves(
             chosen = w
         waves.append(chosen)
         scheduler.record(m, chosen)
+        if m.source in relieve_first:
+            relieved[m.source] = max(relieved.get(m.source, 0), chosen)
         if keep_order:
             last_wave = max(last_wave, chosen)
         if relevant:
