@@ -229,7 +229,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator
         yield srv, path
 
 
-@pytest.mark.integration
 @pytest.mark.e2e
 def test_lightkube_reads_and_writes_through_the_real_api(server: tuple[SimulatorServer, Path]) -> None:
     from lightkube import Client, KubeConfig
