@@ -136,3 +136,62 @@ def test_raw_list_with_preload_content_false(api: client.ApiClient) -> None:
     raw = custom.list_cluster_custom_object(*KV, "virtualmachines", _preload_content=False)
     body = json.loads(raw.data)
     assert body["metadata"]["resourceVersion"]
+
+
+@pytest.mark.slow
+def test_deployment_kinds_rbac_and_a_service_account_token(
+    server: tuple[SimulatorServer, Path], api: client.ApiClient
+) -> None:
+    """The typed APIs of what a deployment applies decode (the models refuse missing required fields), and a
+    TokenRequest token authenticates as its ServiceAccount."""
+    core, apps, rbac = client.CoreV1Api(api), client.AppsV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="oc")))
+    core.create_namespaced_service_account("oc", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="bot")))
+    labels = {"app": "oc"}
+    apps.create_namespaced_deployment(
+        "oc",
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="oc"),
+            spec=client.V1DeploymentSpec(
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="quay.io/x/y:2")]),
+                ),
+            ),
+        ),
+    )
+    service = core.create_namespaced_service(
+        "oc",
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="oc"), spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=9090)])
+        ),
+    )
+    assert service.spec.cluster_ip and service.spec.ports[0].target_port == 9090
+    core.create_namespaced_config_map("oc", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"), data={"k": "v"}))
+    assert core.read_namespaced_config_map("c", "oc").data == {"k": "v"}
+    roles = {r.metadata.name: r for r in rbac.list_cluster_role().items}
+    assert roles["system:basic-user"].rules[0].resources == ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]
+    bindings = {b.metadata.name: b for b in rbac.list_cluster_role_binding().items}
+    assert bindings["cluster-admin"].subjects[0].name == "system:masters"
+    deadline = time.monotonic() + 20
+    while not (apps.read_namespaced_deployment_status("oc", "oc").status.available_replicas or 0):
+        assert time.monotonic() < deadline, "the Deployment never became available"
+        time.sleep(0.05)
+    request = core.create_namespaced_service_account_token(
+        "bot",
+        "oc",
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=900)),
+    )
+    assert request.status.token and request.spec.expiration_seconds == 900
+    as_bot_config = server[0].kubeconfig()
+    as_bot_config["users"][0]["user"]["token"] = request.status.token
+    cfg = client.Configuration()
+    config.load_kube_config_from_dict(as_bot_config, client_configuration=cfg)
+    with client.ApiClient(cfg) as as_bot:
+        review = client.AuthenticationV1Api(as_bot).create_self_subject_review(client.V1SelfSubjectReview())
+        assert review.status.user_info.username == "system:serviceaccount:oc:bot"
+    core.delete_namespaced_service_account("bot", "oc")
+    with client.ApiClient(cfg) as as_bot, pytest.raises(ApiException) as err:
+        client.CoreV1Api(as_bot).list_namespace()
+    assert err.value.status == 401

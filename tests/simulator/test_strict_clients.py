@@ -151,7 +151,47 @@ async def _extra_objects(api: httpx.AsyncClient) -> None:
         "metadata": {"name": "disk"},
         "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
     }
+    labels = {"app": "web"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": "web",
+                    "containers": [{"name": "web", "image": "quay.io/x/web:1", "ports": [{"containerPort": 80}]}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": labels, "ports": [{"port": 80, "targetPort": 80}]},
+    }
+    role_rules = [{"apiGroups": [""], "resources": ["pods"], "resourceNames": ["p"], "verbs": ["get"]}]
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"}
+    subjects = [{"kind": "ServiceAccount", "name": "web", "namespace": "default"}, {"kind": "User", "name": "u"}]
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
     for path, body in (
+        ("/api/v1/namespaces", {"metadata": {"name": "team"}}),
+        ("/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": "web"}}),
+        ("/api/v1/namespaces/default/configmaps", {"metadata": {"name": "cfg"}, "data": {"a": "b"}}),
+        ("/api/v1/namespaces/default/secrets", {"metadata": {"name": "s"}, "stringData": {"k": "v"}}),
+        ("/api/v1/namespaces/default/services", service),
+        ("/apis/apps/v1/namespaces/default/deployments", deployment),
+        (f"{rbac}/clusterroles", {"metadata": {"name": "reader"}, "rules": role_rules}),
+        (f"{rbac}/namespaces/default/roles", {"metadata": {"name": "reader"}, "rules": role_rules}),
+        (f"{rbac}/clusterrolebindings", {"metadata": {"name": "reader"}, "roleRef": ref, "subjects": subjects}),
+        (
+            f"{rbac}/namespaces/default/rolebindings",
+            {"metadata": {"name": "reader"}, "roleRef": ref, "subjects": subjects},
+        ),
         ("/api/v1/namespaces/default/persistentvolumeclaims", pvc),
         ("/apis/coordination.k8s.io/v1/namespaces/default/leases", lease),
         ("/apis/policy/v1/namespaces/default/poddisruptionbudgets", pdb),
@@ -163,8 +203,12 @@ async def _extra_objects(api: httpx.AsyncClient) -> None:
         assert r.status_code == 201, r.text
 
 
-async def test_every_served_kubernetes_kind_matches_the_openapi_schema(api: httpx.AsyncClient) -> None:
+@pytest.mark.slow  # ~3 s: a schema per served kind to compile and check
+async def test_every_served_kubernetes_kind_matches_the_openapi_schema(
+    api: httpx.AsyncClient, busy_cluster: SimCluster
+) -> None:
     await _extra_objects(api)
+    busy_cluster.step(3.5)  # the Deployment's status becomes available, the new namespace gets its ServiceAccount
     found: list[str] = []
     checked: dict[str, int] = {}
     found += problems((await api.get("/api")).json() | {"apiVersion": "v1"}, "apiversions-meta-v1.json")
@@ -191,8 +235,23 @@ async def test_every_served_kubernetes_kind_matches_the_openapi_schema(api: http
             checked[f"{api_version} {res['kind']}"] = len(body["items"])
     for kind in ("v1 Pod", "v1 Node", "v1 Event", "events.k8s.io/v1 Event", "v1 Namespace", "v1 PersistentVolumeClaim"):
         assert checked.get(kind, 0) > 0, (kind, checked)
-    for kind in ("coordination.k8s.io/v1 Lease", "apiextensions.k8s.io/v1 CustomResourceDefinition"):
+    for kind in (
+        "coordination.k8s.io/v1 Lease",
+        "apiextensions.k8s.io/v1 CustomResourceDefinition",
+        "v1 ServiceAccount",
+        "v1 ConfigMap",
+        "v1 Secret",
+        "v1 Service",
+        "apps/v1 Deployment",
+        "rbac.authorization.k8s.io/v1 ClusterRole",
+        "rbac.authorization.k8s.io/v1 ClusterRoleBinding",
+        "rbac.authorization.k8s.io/v1 Role",
+        "rbac.authorization.k8s.io/v1 RoleBinding",
+        "policy/v1 PodDisruptionBudget",
+    ):
         assert checked.get(kind, 0) > 0, (kind, checked)
+    deployments = (await api.get("/apis/apps/v1/deployments")).json()["items"]
+    assert deployments[0]["status"]["availableReplicas"] == 2  # a status was checked, not an empty one
     r = await api.get("/api/v1/namespaces/default/pods/missing")
     found += problems(r.json(), "status-meta-v1.json")
     r = await api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json={"metadata": {"name": "x"}})
@@ -214,6 +273,30 @@ async def test_every_served_kubernetes_kind_matches_the_openapi_schema(api: http
     }
     r = await api.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=review)
     found += problems(r.json(), "selfsubjectaccessreview-authorization-v1.json")
+    for plural, spec, filename in (
+        ("selfsubjectrulesreviews", {"namespace": "default"}, "selfsubjectrulesreview-authorization-v1.json"),
+        (
+            "subjectaccessreviews",
+            {"user": "u", "groups": ["g"], "resourceAttributes": {"verb": "get", "resource": "pods"}},
+            "subjectaccessreview-authorization-v1.json",
+        ),
+    ):
+        r = await api.post(f"/apis/authorization.k8s.io/v1/{plural}", json={"spec": spec})
+        assert r.status_code == 201, r.text
+        found += problems(r.json(), filename)
+    r = await api.post("/apis/authentication.k8s.io/v1/selfsubjectreviews", json={})
+    found += problems(r.json(), "selfsubjectreview-authentication-v1.json")
+    r = await api.post(
+        "/api/v1/namespaces/default/serviceaccounts/web/token", json={"spec": {"expirationSeconds": 3600}}
+    )
+    assert r.status_code == 201, r.text
+    found += problems(r.json(), "tokenrequest-authentication-v1.json")
+    r = await api.delete("/api/v1/namespaces/team")
+    found += problems(r.json(), "namespace-v1.json")
+    async with api.stream("GET", "/apis/apps/v1/deployments?watch=true&timeoutSeconds=1") as stream:
+        async for line in stream.aiter_lines():
+            if line:
+                found += problems(json.loads(line)["object"], "deployment-apps-v1.json")
     assert found == []
 
 
@@ -229,7 +312,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator
         yield srv, path
 
 
-@pytest.mark.e2e
 @pytest.mark.e2e
 def test_lightkube_reads_and_writes_through_the_real_api(server: tuple[SimulatorServer, Path]) -> None:
     from lightkube import Client, KubeConfig
@@ -288,3 +370,103 @@ def test_lightkube_reads_and_writes_through_the_real_api(server: tuple[Simulator
             break
     assert set(seen.values()) == {"ADDED"}
     client.close()
+
+
+@pytest.mark.e2e
+def test_lightkube_decodes_the_deployment_kinds_and_rbac(server: tuple[SimulatorServer, Path]) -> None:
+    """lightkube's typed models for what a deployment applies, created and read back (strict decoding),
+    a ServiceAccount token through the TokenRequest subresource, and that token's identity in RBAC mode."""
+    from lightkube import Client, KubeConfig
+    from lightkube.core.exceptions import ApiError
+    from lightkube.models.apps_v1 import DeploymentSpec
+    from lightkube.models.authentication_v1 import TokenRequestSpec
+    from lightkube.models.core_v1 import Container, ContainerPort, PodSpec, PodTemplateSpec, ServicePort, ServiceSpec
+    from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+    from lightkube.models.rbac_v1 import PolicyRule, RoleRef, Subject
+    from lightkube.resources.apps_v1 import Deployment
+    from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
+    from lightkube.resources.core_v1 import ConfigMap, Namespace, Secret, Service, ServiceAccount
+    from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding, Role, RoleBinding
+
+    srv, path = server
+    client = Client(KubeConfig.from_file(str(path)))
+    client.create(Namespace(metadata=ObjectMeta(name="lk")))
+    client.create(ServiceAccount(metadata=ObjectMeta(name="lk-sa", namespace="lk")))
+    client.create(ConfigMap(metadata=ObjectMeta(name="cfg", namespace="lk"), data={"a": "b"}))
+    client.create(Secret(metadata=ObjectMeta(name="sec", namespace="lk"), stringData={"k": "v"}))
+    labels = {"app": "lk"}
+    client.create(
+        Deployment(
+            metadata=ObjectMeta(name="lk", namespace="lk"),
+            spec=DeploymentSpec(
+                selector=LabelSelector(matchLabels=labels),
+                template=PodTemplateSpec(
+                    metadata=ObjectMeta(labels=labels),
+                    spec=PodSpec(
+                        serviceAccountName="lk-sa",
+                        containers=[
+                            Container(name="c", image="quay.io/x/y:1", ports=[ContainerPort(containerPort=80)])
+                        ],
+                    ),
+                ),
+            ),
+        )
+    )
+    svc = client.create(
+        Service(
+            metadata=ObjectMeta(name="lk", namespace="lk"),
+            spec=ServiceSpec(selector=labels, ports=[ServicePort(port=80)]),
+        )
+    )
+    assert svc.spec.clusterIP and svc.spec.ports[0].protocol == "TCP"
+    assert client.get(Secret, "sec", namespace="lk").data == {"k": "dg=="}
+    assert [s.metadata.name for s in client.list(ServiceAccount, namespace="lk")] == ["default", "lk-sa"]
+    rule = PolicyRule(apiGroups=["apps"], resources=["deployments"], verbs=["get", "list"])
+    client.create(ClusterRole(metadata=ObjectMeta(name="lk-deploy-reader"), rules=[rule]))
+    client.create(
+        ClusterRoleBinding(
+            metadata=ObjectMeta(name="lk-deploy-reader"),
+            roleRef=RoleRef(apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name="lk-deploy-reader"),
+            subjects=[Subject(kind="ServiceAccount", name="lk-sa", namespace="lk")],
+        )
+    )
+    client.create(Role(metadata=ObjectMeta(name="r", namespace="lk"), rules=[rule]))
+    client.create(
+        RoleBinding(
+            metadata=ObjectMeta(name="r", namespace="lk"),
+            roleRef=RoleRef(apiGroup="rbac.authorization.k8s.io", kind="Role", name="r"),
+            subjects=[Subject(kind="User", name="someone", apiGroup="rbac.authorization.k8s.io")],
+        )
+    )
+    assert {r.metadata.name for r in client.list(ClusterRole)} >= {"cluster-admin", "lk-deploy-reader"}
+    assert [b.roleRef.name for b in client.list(RoleBinding, namespace="lk")] == ["r"]
+    deadline = 200
+    while deadline and not (client.get(Deployment, "lk", namespace="lk").status.availableReplicas or 0):
+        threading.Event().wait(0.05)
+        deadline -= 1
+    assert client.get(Deployment, "lk", namespace="lk").status.availableReplicas == 1
+    token = client.create(
+        ServiceAccount.Token(metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=1200)),
+        "lk-sa",
+        namespace="lk",
+    )
+    assert token.status.token and token.status.expirationTimestamp
+    client.close()
+
+    def client_with(bearer: str) -> Client:
+        config = srv.kubeconfig()
+        config["users"][0]["user"]["token"] = bearer
+        return Client(KubeConfig.from_dict(config))
+
+    # this server authorizes everyone; the review sees the token's identity
+    review = SelfSubjectAccessReview.from_dict(
+        {"spec": {"resourceAttributes": {"verb": "get", "resource": "deployments", "group": "apps"}}}
+    )
+    as_sa = client_with(token.status.token)
+    assert as_sa.create(review).status.allowed is True
+    assert [d.metadata.name for d in as_sa.list(Deployment, namespace="lk")] == ["lk"]
+    as_sa.close()
+    with pytest.raises(ApiError) as err:
+        list(client_with("not-a-token").list(Namespace))
+    assert err.value.status.code == 401
+    assert srv.cluster.store.try_get(("", "serviceaccounts"), "lk", "lk-sa") is not None

@@ -25,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from . import crds, crdschema, events, openapi, patching, protowire, resources, status, tables
-from .auth import ADMIN_USER, Policy, bearer_user
+from . import builtins, crds, crdschema, events, openapi, patching, protowire, rbac, resources, reviews, status, tables
+from .auth import ADMIN_USER, SUPERUSER_GROUP, Attributes, Policy, UserInfo, bearer_user
 from .resources import ResourceType
+from .satokens import DEFAULT_AUDIENCES, TokenIssuer
 from .selection import field_equals, parse_field_selector, parse_label_selector
 from .status import ApiError
 from .store import AlreadyExistsError, ConflictError, GoneError, NotFoundError, WatchEvent, copy_obj
@@ -54,6 +55,14 @@ _CR_PATCH_TYPES = [
 ]
 _BUILTIN_PATCH_TYPES = [*_CR_PATCH_TYPES, "application/strategic-merge-patch+json"]
 _WATCH_TIMEOUT_DEFAULT = 1800.0
+_SELF_REVIEWS = frozenset(
+    {
+        ("authorization.k8s.io", "selfsubjectaccessreviews"),
+        ("authorization.k8s.io", "selfsubjectrulesreviews"),
+        ("authentication.k8s.io", "selfsubjectreviews"),
+    }
+)
+DEFAULT_TOKEN_SECONDS = 3600
 _PATCH_RETRIES = 8
 _HANG_SECONDS = 3600.0
 
@@ -107,13 +116,14 @@ def field_manager_from_user_agent(user_agent: str) -> str:
 
 
 class _Ctx:
-    """Per-request facts the handlers need."""
+    """Per-request facts the handlers need (``user`` is the identity's name, ``identity`` all of it)."""
 
-    __slots__ = ("dry_run", "manager", "params", "request", "user", "warnings")
+    __slots__ = ("dry_run", "identity", "manager", "params", "request", "user", "warnings")
 
-    def __init__(self, request: Request, user: str) -> None:
+    def __init__(self, request: Request, identity: UserInfo) -> None:
         self.request = request
-        self.user = user
+        self.identity = identity
+        self.user = identity.name
         self.params = request.query_params
         self.dry_run = "All" in self.params.getlist("dryRun")
         self.warnings: list[str] = []
@@ -147,6 +157,12 @@ class KubeApi:
         self.registry: resources.Registry = getattr(cluster, "registry", None) or resources.STATIC
         self._static: dict[str, bytes] = {}
         self._static_generation = -1
+        self.token_issuer = TokenIssuer()
+        """Signs the ServiceAccount tokens of the TokenRequest API and verifies them on the way in."""
+        self.rbac = rbac.RbacAuthorizer(self.store)
+        self.builtin_writes = builtins.BuiltinWrites(self.store)
+        """Defaults, validation and allocated values of the built-in kinds (Services, Deployments, RBAC…)."""
+        """Decides requests from the cluster's RBAC objects when the policy says ``rbac: cluster``."""
 
     def _discovery(self, path: str) -> bytes | None:
         """The discovery or OpenAPI document at ``path`` (rebuilt when a CRD changes what is served)."""
@@ -230,8 +246,10 @@ class KubeApi:
         if request.method == "GET":
             doc = self._discovery(path)
             if doc is not None:
+                self._authorize_path(user, "get", request.url.path)
                 return Response(doc, media_type=JSON)
         if path == "/openapi/v2" or path.startswith("/openapi/"):
+            self._authorize_path(user, request.method.lower(), request.url.path)
             raise status.not_found_path(path)
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0] == "api":
@@ -348,13 +366,124 @@ class KubeApi:
             "platform": "linux/amd64",
         }
 
-    def _authenticate(self, request: Request) -> str:
+    # -- authentication and authorization ----------------------------------------------------------------
+
+    def user_info(self, name: str) -> UserInfo:
+        """The identity of a static-token user (the admin is in ``system:masters``)."""
+        if self.policy is not None:
+            return self.policy.user_info(name)
+        return Policy().user_info(name)
+
+    def _authenticate(self, request: Request) -> UserInfo:
+        """The request's identity: a static token's user or a ServiceAccount token's account, then
+        impersonation (``Impersonate-User`` / ``-Group`` / ``-Uid`` headers) if asked for and allowed."""
         if self.tokens is None:
-            return ADMIN_USER
-        user = bearer_user(request.headers.get("authorization"), self.tokens)
+            identity = self.user_info(ADMIN_USER)
+        else:
+            header = request.headers.get("authorization")
+            name = bearer_user(header, self.tokens)
+            if name is not None:
+                identity = self.user_info(name)
+            else:
+                found = self._service_account_identity(header)
+                if found is None:
+                    raise status.unauthorized()
+                identity = found
+        return self._impersonate(request, identity)
+
+    def _service_account_identity(self, header: str | None) -> UserInfo | None:
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        claims = self.token_issuer.verify(token.strip())
+        if claims is None or not set(claims.audiences) & set(DEFAULT_AUDIENCES):
+            return None
+        account = self.store.try_get(("", "serviceaccounts"), claims.namespace, claims.name, copy=False)
+        if account is None or account["metadata"].get("uid") != claims.uid:
+            return None  # the account was deleted (or deleted and made again) since the token was issued
+        if account["metadata"].get("deletionTimestamp"):
+            return None
+        return UserInfo(
+            rbac.service_account_username(claims.namespace, claims.name),
+            rbac.service_account_groups(claims.namespace),
+            uid=claims.uid,
+        )
+
+    def _impersonate(self, request: Request, identity: UserInfo) -> UserInfo:
+        headers = request.headers
+        user = headers.get("impersonate-user")
+        groups = headers.getlist("impersonate-group")
+        uid = headers.get("impersonate-uid")
+        extra_keys = [k for k in headers if k.lower().startswith("impersonate-extra-")]
         if user is None:
-            raise status.unauthorized()
-        return user
+            if groups or uid or extra_keys:
+                raise status.bad_request("requested impersonation of groups, uid or extra without impersonating a user")
+            return identity
+        checks: list[Attributes] = []
+        account = rbac.split_service_account(user)
+        if account is not None:
+            checks.append(
+                Attributes(identity, "impersonate", resource="serviceaccounts", namespace=account[0], name=account[1])
+            )
+        else:
+            checks.append(Attributes(identity, "impersonate", resource="users", name=user))
+        checks += [Attributes(identity, "impersonate", resource="groups", name=g) for g in groups]
+        if uid:
+            checks.append(Attributes(identity, "impersonate", group="authentication.k8s.io", resource="uids", name=uid))
+        extra: list[tuple[str, tuple[str, ...]]] = []
+        for key in extra_keys:
+            extra_name = key[len("impersonate-extra-") :].lower()
+            values = tuple(headers.getlist(key))
+            extra.append((extra_name, values))
+            checks += [
+                Attributes(
+                    identity,
+                    "impersonate",
+                    group="authentication.k8s.io",
+                    resource="userextras",
+                    subresource=extra_name,
+                    name=v,
+                )
+                for v in values
+            ]
+        for attrs in checks:
+            allowed, reason = self._decide(attrs)
+            if not allowed:
+                raise status.forbidden_attributes(attrs, reason)
+        if groups:
+            new_groups = list(groups)
+        elif account is not None:
+            new_groups = list(rbac.service_account_groups(account[0]))
+        else:
+            new_groups = []
+        if user != "system:anonymous" and not {rbac.ALL_AUTHENTICATED, rbac.ALL_UNAUTHENTICATED} & set(new_groups):
+            new_groups.append(rbac.ALL_AUTHENTICATED)
+        return UserInfo(user, tuple(new_groups), uid=uid or "", extra=tuple(extra))
+
+    def _decide(self, attrs: Attributes) -> tuple[bool, str]:
+        """(allowed, reason) for a request's attributes in the configured mode."""
+        policy = self.policy
+        if policy is None:
+            return True, ""
+        if policy.rbac:
+            if SUPERUSER_GROUP in attrs.user.groups:
+                return True, ""
+            decision = self.rbac.authorize(attrs)
+            return decision.allowed, decision.reason
+        if not attrs.resource_request:
+            return True, ""  # the rules mode does not restrict discovery
+        allowed = policy.allows(
+            attrs.user.name, attrs.verb, attrs.group, attrs.resource, attrs.subresource, attrs.namespace or None
+        )
+        return allowed, ""
+
+    def _authorize_path(self, identity: UserInfo, verb: str, path: str) -> None:
+        attrs = Attributes(identity, verb, resource_request=False, path=path)
+        allowed, reason = self._decide(attrs)
+        if not allowed:
+            raise status.forbidden_attributes(attrs, reason)
 
     def _authorize(
         self,
@@ -368,8 +497,22 @@ class KubeApi:
     ) -> None:
         if self.policy is None:
             return
-        if not self.policy.allows(ctx.user, verb, group, resource, subresource, ns):
-            raise status.forbidden_rbac(ctx.user, verb, group, resource, subresource, ns, name)
+        if group == "" and resource == "namespaces" and name:
+            ns = name  # kube-apiserver's RequestInfo: a namespace's own namespace is itself
+        if not name and verb in ("list", "watch"):
+            name = field_equals(ctx.params.get("fieldSelector"), "metadata.name")
+        attrs = Attributes(
+            ctx.identity,
+            verb,
+            group=group,
+            resource=resource,
+            subresource=subresource,
+            namespace=ns or "",
+            name=name or "",
+        )
+        allowed, reason = self._decide(attrs)
+        if not allowed:
+            raise status.forbidden_attributes(attrs, reason)
 
     async def _apply_fault(
         self, verb: str, key: tuple[str, str], ns: str | None, name: str | None, sub: str = ""
@@ -423,10 +566,18 @@ class KubeApi:
         if sub and not ((sub == "status" and rtype.status_subresource) or sub in rtype.subresources):
             raise status.not_found_path(ctx.request.url.path)
         method = ctx.request.method
-        if rtype.key == ("authorization.k8s.io", "selfsubjectaccessreviews"):
+        if rtype.key in resources.REVIEWS:
             if method != "POST" or name is not None:
                 raise status.method_not_allowed(method, group, plural)
-            return await self._ssar(ctx)
+            if not (self.policy is not None and not self.policy.rbac and rtype.key in _SELF_REVIEWS):
+                # the rules mode lets everyone review themselves (kube-apiserver's system:basic-user)
+                self._authorize(ctx, "create", group, plural, "", None, None)
+            return await self._review(ctx, rtype)
+        if sub == "token":
+            if method != "POST":
+                raise status.method_not_allowed(method, group, "serviceaccounts/token")
+            self._authorize(ctx, "create", group, plural, sub, ns, name)
+            return await self._token_request(ctx, ns or "", name or "")
         if sub == "eviction":
             if method != "POST":
                 raise status.method_not_allowed(method, group, "pods/eviction")
@@ -574,6 +725,12 @@ class KubeApi:
         """apiextensions-apiserver's part of a write: CRD validation and status; for custom resources the
         spec/status split, defaulting, pruning (``fieldValidation``) and structural-schema validation."""
         name = (obj.get("metadata") or {}).get("name") or ""
+        if not sub:
+            causes = builtins.metadata_problems(obj)
+            if causes:
+                raise status.invalid(rtype.kind, rtype.group, name, causes)
+        if self.builtin_writes.handles(rtype.key):
+            return self.builtin_writes.prepare(rtype.key, rtype.kind, rtype.group, obj, old, sub)
         if rtype.key == crds.CRDS:
             if sub:
                 return obj
@@ -622,6 +779,34 @@ class KubeApi:
         if causes:
             raise status.invalid(rtype.kind, rtype.group, name, causes)
         return effective
+
+    def _namespace_lifecycle(self, rtype: ResourceType, meta: Obj) -> None:
+        """kube-apiserver's NamespaceLifecycle admission: no new objects in a missing or terminating namespace."""
+        ns = str(meta.get("namespace") or "")
+        namespace = self.store.try_get(("", "namespaces"), None, ns, copy=False)
+        if namespace is None:
+            raise status.not_found("", "namespaces", ns)
+        if namespace["metadata"].get("deletionTimestamp"):
+            name = meta.get("name") or meta.get("generateName") or ""
+            subject = status.qualified(rtype.group, rtype.plural) + (f' "{name}"' if name else "")
+            details: Obj = {"name": name} if name else {}
+            if rtype.group:
+                details["group"] = rtype.group
+            details["kind"] = rtype.plural
+            details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {ns} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"{subject} is forbidden: unable to create new content in namespace {ns} because it is being "
+                "terminated",
+                details,
+            )
 
     def _not_found(self, rtype: ResourceType, name: str) -> ApiError:
         return status.not_found(rtype.group, rtype.plural, name)
@@ -932,6 +1117,8 @@ class KubeApi:
     async def _do_create(self, ctx: _Ctx, rtype: ResourceType, obj: Obj, *, applied: bool = False) -> Response:
         meta = obj["metadata"]
         name_for_errors = meta.get("name") or "Unknown"
+        if rtype.namespaced:
+            self._namespace_lifecycle(rtype, meta)
         admitted = self._admit("create", rtype, obj, None, ctx.user)
         if admitted is not None:
             obj = admitted
@@ -1167,6 +1354,10 @@ class KubeApi:
             return self._respond_object(ctx, rtype, old)
         try:
             last = self.store.delete(rtype.key, ns, name)
+            if rtype.key == ("", "namespaces") and last["metadata"].get("deletionTimestamp"):
+                last = self.store.mutate(
+                    rtype.key, None, name, lambda o: o.setdefault("status", {}).update(phase="Terminating")
+                )
         except NotFoundError:
             raise self._not_found(rtype, name) from None
         return self._respond_object(ctx, rtype, last)
@@ -1197,41 +1388,114 @@ class KubeApi:
 
     # -- special endpoints -------------------------------------------------------------------------------
 
-    async def _ssar(self, ctx: _Ctx) -> Response:
+    async def _review_body(self, ctx: _Ctx, rtype: ResourceType) -> Obj:
+        body = await self._body_of_kind(ctx, rtype.kind)
+        if not isinstance(body, dict):
+            raise status.bad_request(f"the body of the request must be a {rtype.kind}")
+        return body
+
+    async def _body_of_kind(self, ctx: _Ctx, kind: str) -> Any:
+        """The body, also from protobuf for the review and TokenRequest kinds client-go sends that way."""
         if "protobuf" in ctx.request.headers.get("content-type", ""):
             try:
-                body: Any = protowire.decode_ssar(await ctx.request.body())
+                return protowire.decode(kind, await ctx.request.body())
             except protowire.ProtobufError as err:
                 raise status.bad_request(f"the body of the request could not be decoded: {err}") from None
-        else:
-            body = await self._body(ctx)
-        if not isinstance(body, dict):
-            raise status.bad_request("the body of the request must be a SelfSubjectAccessReview")
+        return await self._body(ctx)
+
+    async def _review(self, ctx: _Ctx, rtype: ResourceType) -> Response:
+        """The review APIs: answered from the authenticator and the configured authorizer, never stored."""
+        body = await self._review_body(ctx, rtype)
         spec = body.get("spec") or {}
-        attrs = spec.get("resourceAttributes")
-        allowed = True
-        if self.policy is not None:
-            if isinstance(attrs, dict):
-                allowed = self.policy.allows(
-                    ctx.user,
-                    str(attrs.get("verb", "")),
-                    str(attrs.get("group", "")),
-                    str(attrs.get("resource", "")),
-                    str(attrs.get("subresource", "")),
-                    attrs.get("namespace") or None,
-                )
-            else:
-                allowed = ctx.user == ADMIN_USER or ctx.user not in self.policy.rules
-        review: Obj = {
-            "kind": "SelfSubjectAccessReview",
-            "apiVersion": "authorization.k8s.io/v1",
-            "metadata": {"creationTimestamp": None},
-            "spec": spec,
-            "status": {"allowed": allowed},
-        }
-        if allowed:
-            review["status"]["reason"] = "allowed by the simulator's policy" if self.policy else "no policy"
-        return _json_response(review, 201)
+        if not isinstance(spec, dict):
+            raise status.bad_request("spec must be an object")
+        if rtype.kind == "SelfSubjectReview":
+            return _json_response(reviews.self_subject_review(ctx.identity), 201)
+        if rtype.kind == "SelfSubjectRulesReview":
+            return _json_response(self._rules_review(ctx.identity, spec), 201)
+        subject = ctx.identity if rtype.kind == "SelfSubjectAccessReview" else reviews.subject_of(spec)
+        attrs = reviews.attributes_of(spec, subject)
+        policy = self.policy
+        if policy is None:
+            allowed, reason = True, "no policy"
+        elif policy.rbac:
+            allowed, reason = self._decide(attrs) if attrs is not None else (False, "")
+        elif attrs is not None:
+            allowed, _ = self._decide(attrs)
+            reason = "allowed by the simulator's policy" if allowed else ""
+        else:
+            allowed = subject.name == ADMIN_USER or subject.name not in policy.rules
+            reason = "allowed by the simulator's policy" if allowed else ""
+        return _json_response(reviews.access_review(rtype.kind, spec, allowed, reason), 201)
+
+    def _rules_review(self, identity: UserInfo, spec: Obj) -> Obj:
+        namespace = str(spec.get("namespace") or "")
+        policy = self.policy
+        if policy is None or (SUPERUSER_GROUP in identity.groups and (policy.rbac or identity.name == ADMIN_USER)):
+            return reviews.rules_review(spec, reviews.ALL_RULES, [])
+        if policy.rbac:
+            rules, errors = self.rbac.rules_for(identity, namespace)
+            return reviews.rules_review(spec, rules, errors)
+        own = policy.rules.get(identity.name)
+        if own is None:
+            return reviews.rules_review(spec, reviews.ALL_RULES if identity.name == ADMIN_USER else [], [])
+        converted = [
+            {"verbs": sorted(r.verbs), "apiGroups": sorted(r.api_groups), "resources": sorted(r.resources)}
+            for r in own
+            if r.namespaces is None or "*" in r.namespaces or namespace in r.namespaces
+        ]
+        return reviews.rules_review(spec, converted, [])
+
+    async def _token_request(self, ctx: _Ctx, ns: str, name: str) -> Response:
+        """POST serviceaccounts/{name}/token: a signed token for the account (``kubectl create token``)."""
+        body = await self._body_of_kind(ctx, "TokenRequest")
+        if body is not None and not isinstance(body, dict):
+            raise status.bad_request("the body of the request must be a TokenRequest")
+        account = self.store.try_get(("", "serviceaccounts"), ns, name, copy=False)
+        if account is None:
+            raise status.not_found("", "serviceaccounts", name)
+        spec = dict((body or {}).get("spec") or {})
+        try:
+            seconds = int(spec.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
+        except (TypeError, ValueError):
+            raise status.bad_request("spec.expirationSeconds must be an integer") from None
+        if seconds < 600:
+            raise status.invalid(
+                "TokenRequest",
+                "authentication.k8s.io",
+                name,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": f"Invalid value: {seconds}: may not specify a duration less than 10 minutes",
+                        "field": "spec.expirationSeconds",
+                    }
+                ],
+            )
+        audiences = [str(a) for a in spec.get("audiences") or []] or list(DEFAULT_AUDIENCES)
+        spec.update(
+            {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef")}
+        )
+        token, expires = self.token_issuer.issue(
+            ns, name, str(account["metadata"].get("uid") or ""), audiences=tuple(audiences), expiration_seconds=seconds
+        )
+        expires_iso = datetime.datetime.fromtimestamp(expires, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created_iso = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _json_response(reviews.token_request(ns, name, spec, token, expires_iso, created_iso), 201)
+
+    def issue_service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600) -> str:
+        """A token for an existing ServiceAccount, as the TokenRequest API would hand out (for tests).
+
+        Raises:
+            LookupError: no such ServiceAccount.
+        """
+        account = self.store.try_get(("", "serviceaccounts"), namespace, name, copy=False)
+        if account is None:
+            raise LookupError(f"serviceaccount {namespace}/{name} does not exist")
+        token, _ = self.token_issuer.issue(
+            namespace, name, str(account["metadata"].get("uid") or ""), expiration_seconds=expiration_seconds
+        )
+        return token
 
     async def _evict(self, ctx: _Ctx, rtype: ResourceType, ns: str, name: str) -> Response:
         """POST pods/{name}/eviction: KubeVirt's interceptor for virt-launcher pods, else delete (§6)."""

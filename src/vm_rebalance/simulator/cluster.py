@@ -21,10 +21,12 @@ from typing import Any
 from .clock import SimClock
 from .crds import CrdController
 from .faults import Fault, FaultInjector, TimedAction
+from .kubecontrollers import KubeControllers, default_service_account, kubernetes_service
 from .kubevirt import KUBEVIRT_VERSION, MIGRATION_FINALIZER, RUN_STRATEGIES, placement_of, run_strategy
 from .lifecycle import FINAL_VMI_PHASES, NODES, PODS, VMIS, VMS, LifecycleController, _set_condition
 from .metrics import MetricsController
 from .migration import FINAL, VMIMS, MigrationController
+from .rbac import bootstrap_objects
 from .recorder import Recorder
 from .resources import Registry
 from .scheduler import NodeAccounting, Scheduler
@@ -36,6 +38,8 @@ __all__ = ["AdmissionError", "Fault", "SimCluster", "SubresourceError"]
 Obj = dict[str, Any]
 EVENTS = ("", "events")
 NAMESPACES = ("", "namespaces")
+SERVICE_ACCOUNTS = ("", "serviceaccounts")
+SERVICES = ("", "services")
 KUBEVIRTS = ("kubevirt.io", "kubevirts")
 CONTROLLER_USER = "system:serviceaccount:kubevirt:kubevirt-controller"
 MAX_EVENTS = 5000
@@ -119,6 +123,8 @@ class SimCluster:
         self.signals = Signals(self)
         """Load over time and the monitoring signals derived from it (module ``signals``)."""
         self.metrics = MetricsController(self)
+        self.kube_controllers = KubeControllers(self)
+        """kube-controller-manager's namespace, serviceaccount and deployment controllers."""
         for ns in ("default", "kubevirt", "kube-system"):
             self.store.create(
                 NAMESPACES,
@@ -130,6 +136,10 @@ class SimCluster:
                     "status": {"phase": "Active"},
                 },
             )
+            self.store.create(SERVICE_ACCOUNTS, default_service_account(ns))
+        self.store.create(SERVICES, kubernetes_service())
+        for key, obj in bootstrap_objects():
+            self.store.create(key, obj)
 
     # -- construction --------------------------------------------------------------------------------------------
 
@@ -189,6 +199,7 @@ class SimCluster:
             if self._dirty_nodes:
                 self._sync_cordon_taints()
             self.crds.tick(now)
+            self.kube_controllers.tick(now)
             self.lifecycle.tick(now)
             self.migrations.tick(now)
             self.lifecycle.tick(now)

@@ -15,7 +15,6 @@ Obj = dict[str, Any]
 
 _JSON_PATCH = "application/json-patch+json"
 _MERGE_PATCH = "application/merge-patch+json"
-_SMP = "application/strategic-merge-patch+json"
 _APPLY = "application/apply-patch+yaml"
 
 
@@ -63,7 +62,10 @@ def gv_document(group: str, version: str, registry: Registry = STATIC) -> Obj | 
         base = f"{prefix}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{prefix}/{r.plural}"
         scope_params = [_param("namespace", "path", True)] if r.namespaced else []
         response = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
-        patch_types = [_JSON_PATCH, _MERGE_PATCH, _APPLY] + ([_SMP] if r.builtin else [])
+        # Strategic merge patch is accepted for built-in kinds but not advertised: kubectl computes an
+        # advertised kind's patch from the schema's x-kubernetes-patch-merge-key, and these permissive
+        # schemas have none; unadvertised, it uses its compiled-in types, which know them.
+        patch_types = [_JSON_PATCH, _MERGE_PATCH, _APPLY]
         item: Obj = {
             "parameters": [_param("name", "path", True), *scope_params],
             "get": {

@@ -466,7 +466,7 @@ def server_side_apply(
                 if not _covers(owned, path):
                     continue
                 live_value = _live_value(base, path)
-                if live_value is _MISSING or live_value != value:
+                if live_value is _MISSING or not _same_but_defaults(live_value, value):
                     conflicts.append((e, owned))
                     break
     if conflicts and not force:
@@ -497,6 +497,21 @@ def server_side_apply(
     entries = _set_entry(entries, identity, set(applied_leaves), now)
     meta["managedFields"] = entries
     return result
+
+
+def _same_but_defaults(live: Any, applied: Any) -> bool:
+    """Whether ``live`` is ``applied`` plus fields the server defaulted (e.g. a Service port's ``protocol``).
+
+    Lists are atomic leaves here, so a list the server defaulted into differs from the applied one; real
+    server-side apply merges such lists by key and sees no conflict. Equal-length lists whose live items
+    only add fields count as the same value, so re-applying a manifest another manager applied first is
+    not a conflict.
+    """
+    if isinstance(applied, dict) and isinstance(live, dict):
+        return all(k in live and _same_but_defaults(live[k], v) for k, v in applied.items())
+    if isinstance(applied, list) and isinstance(live, list):
+        return len(applied) == len(live) and all(_same_but_defaults(a, b) for a, b in zip(live, applied, strict=True))
+    return bool(live == applied)
 
 
 def _live_value(obj: Obj, path: Path) -> Any:

@@ -1,8 +1,10 @@
-"""Just enough Kubernetes protobuf decoding to read a SelfSubjectAccessReview request.
+"""Just enough Kubernetes protobuf decoding to read the review and TokenRequest bodies.
 
-client-go's typed clients (e.g. kubernetes-mcp-server's access check) POST SSARs as
-``application/vnd.kubernetes.protobuf`` while accepting JSON back. The envelope is the 4-byte magic
-``k8s\\0`` followed by a ``runtime.Unknown`` message whose field 2 holds the object's own bytes.
+client-go's typed clients (kubernetes-mcp-server's access check, ``kubectl auth can-i [--list]``,
+``kubectl auth whoami``, ``kubectl create token``) POST them as ``application/vnd.kubernetes.protobuf``
+while accepting JSON back. The envelope is the 4-byte magic ``k8s\\0`` followed by a ``runtime.Unknown``
+message whose field 2 holds the object's own bytes. Field numbers are those of k8s.io/api's
+``generated.proto`` (authorization/v1, authentication/v1).
 """
 
 from typing import Any
@@ -95,3 +97,62 @@ def decode_ssar(body: bytes) -> dict[str, Any]:
             elif sub_number == 2:
                 spec["nonResourceAttributes"] = _strings(sub_value, _NON_RESOURCE_FIELDS)
     return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": spec}
+
+
+def _raw(body: bytes) -> bytes:
+    if not body.startswith(MAGIC):
+        raise ProtobufError("missing the k8s protobuf magic prefix")
+    return next((v for n, v in fields(body[len(MAGIC) :]) if n == 2 and isinstance(v, bytes)), b"")
+
+
+def _message(data: bytes, number: int) -> bytes:
+    return next((v for n, v in fields(data) if n == number and isinstance(v, bytes)), b"")
+
+
+def _repeated_strings(data: bytes, number: int) -> list[str]:
+    return [v.decode("utf-8", "replace") for n, v in fields(data) if n == number and isinstance(v, bytes)]
+
+
+def decode(kind: str, body: bytes) -> dict[str, Any]:
+    """A review or TokenRequest body (JSON-shaped) from its protobuf encoding; ``kind`` says which.
+
+    Raises:
+        ProtobufError: not a Kubernetes protobuf envelope, malformed, or a kind not decoded here.
+    """
+    if kind == "SelfSubjectAccessReview":
+        return decode_ssar(body)
+    raw = _raw(body)
+    if kind == "SelfSubjectReview":
+        return {"apiVersion": "authentication.k8s.io/v1", "kind": kind}
+    spec_bytes = _message(raw, 2)
+    spec: dict[str, Any] = {}
+    if kind == "SelfSubjectRulesReview":
+        spec.update(_strings(spec_bytes, {1: "namespace"}))
+        return {"apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec}
+    if kind == "SubjectAccessReview":
+        for number, value in fields(spec_bytes):
+            if not isinstance(value, bytes):
+                continue
+            if number == 1:
+                spec["resourceAttributes"] = _strings(value, _RESOURCE_ATTRIBUTE_FIELDS)
+            elif number == 2:
+                spec["nonResourceAttributes"] = _strings(value, _NON_RESOURCE_FIELDS)
+            elif number == 3:
+                spec["user"] = value.decode("utf-8", "replace")
+            elif number == 6:
+                spec["uid"] = value.decode("utf-8", "replace")
+        groups = _repeated_strings(spec_bytes, 4)
+        if groups:
+            spec["groups"] = groups
+        return {"apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec}
+    if kind == "TokenRequest":
+        audiences = _repeated_strings(spec_bytes, 1)
+        if audiences:
+            spec["audiences"] = audiences
+        for number, value in fields(spec_bytes):
+            if number == 4 and isinstance(value, int):
+                spec["expirationSeconds"] = value
+            elif number == 3 and isinstance(value, bytes):
+                spec["boundObjectRef"] = _strings(value, {1: "kind", 2: "apiVersion", 3: "name", 4: "uid"})
+        return {"apiVersion": "authentication.k8s.io/v1", "kind": kind, "spec": spec}
+    raise ProtobufError(f"protobuf bodies of {kind} are not decoded")

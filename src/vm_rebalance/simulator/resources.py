@@ -156,6 +156,59 @@ RESOURCES: tuple[ResourceType, ...] = (
         builtin=True,
         field_selectors=_EVENT_FIELDS,
     ),
+    ResourceType(
+        "",
+        "v1",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        True,
+        short_names=("sa",),
+        builtin=True,
+        subresources=("token",),
+        subresource_verbs={"token": ("create",)},
+    ),
+    ResourceType("", "v1", "configmaps", "configmap", "ConfigMap", True, short_names=("cm",), builtin=True),
+    ResourceType("", "v1", "secrets", "secret", "Secret", True, builtin=True),
+    ResourceType(
+        "",
+        "v1",
+        "services",
+        "service",
+        "Service",
+        True,
+        short_names=("svc",),
+        categories=("all",),
+        status_subresource=True,
+        builtin=True,
+        verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+    ),
+    # apps/v1: Deployments are stored, defaulted, validated and given a status (no ReplicaSets, no pods)
+    ResourceType(
+        "apps",
+        "v1",
+        "deployments",
+        "deployment",
+        "Deployment",
+        True,
+        short_names=("deploy",),
+        categories=("all",),
+        status_subresource=True,
+        builtin=True,
+    ),
+    # rbac.authorization.k8s.io/v1: the cluster's own authorization when the RBAC mode is on (module rbac)
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", False, builtin=True),
+    ResourceType(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        False,
+        builtin=True,
+    ),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", True, builtin=True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", True, builtin=True),
     # events.k8s.io/v1: the same objects as core/v1 Events, converted on the way in and out
     ResourceType(
         "events.k8s.io",
@@ -313,7 +366,7 @@ RESOURCES: tuple[ResourceType, ...] = (
         short_names=("sc",),
         builtin=True,
     ),
-    # authorization.k8s.io/v1
+    # authorization.k8s.io/v1 and authentication.k8s.io/v1: reviews answered, never stored
     ResourceType(
         "authorization.k8s.io",
         "v1",
@@ -325,6 +378,49 @@ RESOURCES: tuple[ResourceType, ...] = (
         builtin=True,
         stored=False,
     ),
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        False,
+        verbs=("create",),
+        builtin=True,
+        stored=False,
+    ),
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        False,
+        verbs=("create",),
+        builtin=True,
+        stored=False,
+    ),
+    ResourceType(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        False,
+        verbs=("create",),
+        builtin=True,
+        stored=False,
+    ),
+)
+
+#: The virtual review kinds (POST only, answered from the authenticator and authorizer).
+REVIEWS = frozenset(
+    {
+        ("authorization.k8s.io", "selfsubjectaccessreviews"),
+        ("authorization.k8s.io", "selfsubjectrulesreviews"),
+        ("authorization.k8s.io", "subjectaccessreviews"),
+        ("authentication.k8s.io", "selfsubjectreviews"),
+    }
 )
 
 #: Lifecycle subresources served by virt-api's aggregated group (kubevirt-api.md §5).
@@ -437,6 +533,17 @@ class Registry:
                     if sub == "eviction":
                         resources.append(
                             _sub_entry("pods/eviction", True, "Eviction", ("create",), group="policy", version="v1")
+                        )
+                    elif sub == "token":
+                        resources.append(
+                            _sub_entry(
+                                "serviceaccounts/token",
+                                True,
+                                "TokenRequest",
+                                ("create",),
+                                group="authentication.k8s.io",
+                                version="v1",
+                            )
                         )
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
 

@@ -1,8 +1,9 @@
 """Run the simulated API server: uvicorn in a background thread (tests, demo) or blocking (the CLI).
 
 HTTPS by default with a CA generated at start; the kubeconfig embeds that CA and a random bearer
-token for ``admin`` (or for the policy's ``kubeconfigUser``). Plain HTTP turns authentication off
-unless a policy is given, since clients should not send bearer tokens in clear text.
+token for ``admin`` (or for the policy's ``kubeconfigUser``), or a ServiceAccount token
+(``kubeconfig(service_account="ns/name")``). Plain HTTP turns authentication off unless a policy is
+given (or ``rbac=True``), since clients should not send bearer tokens in clear text.
 """
 
 import base64
@@ -46,12 +47,25 @@ class SimulatorServer:
         policy: Policy | None = None,
         manage_cluster: bool = True,
         bookmark_interval: float = 30.0,
+        rbac: bool = False,
     ) -> None:
+        """``rbac=True`` authorizes every request by the cluster's own Roles, ClusterRoles and bindings
+        (like ``rbac: cluster`` in a policy file); ``admin`` stays in ``system:masters``.
+
+        Raises:
+            ValueError: ``rbac=True`` with a policy that has per-user rules.
+        """
         self.cluster = cluster
         self.host = host
         self.port = port
         self.tls = tls
         self.policy = policy if policy is not None else (Policy.load(policy_file) if policy_file else None)
+        if rbac:
+            if self.policy is None:
+                self.policy = Policy()
+            if any(self.policy.rules.values()):
+                raise ValueError("rbac=True takes permissions from the cluster's RBAC objects, not from policy rules")
+            self.policy.rbac = True
         self.manage_cluster = manage_cluster
         self.bookmark_interval = bookmark_interval
         users = [ADMIN_USER] + (self.policy.users() if self.policy else [])
@@ -169,17 +183,45 @@ class SimulatorServer:
         """
         return self._user_tokens[user]
 
-    def kubeconfig(self, user: str | None = None) -> dict[str, Any]:
-        """A kubeconfig for this server (context ``simulator``) authenticating as ``user``."""
+    def service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600) -> str:
+        """A token for an existing ServiceAccount, as ``kubectl create token`` would get from the TokenRequest
+        API; valid while the account exists (same uid) and for ``expiration_seconds`` of wall time.
+
+        Raises:
+            RuntimeError: the server is not started. LookupError: no such ServiceAccount.
+        """
+        if self._api is None:
+            raise RuntimeError("start the server before asking for a ServiceAccount token")
+        token: str = self._api.issue_service_account_token(namespace, name, expiration_seconds)
+        return token
+
+    def kubeconfig(
+        self, user: str | None = None, *, service_account: str | None = None, expiration_seconds: int = 3600
+    ) -> dict[str, Any]:
+        """A kubeconfig for this server (context ``simulator``) authenticating as ``user``, or as the
+        ServiceAccount ``service_account`` (``"namespace/name"``, which must exist) with a fresh token.
+
+        Raises:
+            RuntimeError: the server is not started. LookupError: no such ServiceAccount.
+            ValueError: ``service_account`` is not ``namespace/name``.
+        """
         if not self.url:
             raise RuntimeError("start the server before asking for its kubeconfig")
-        user = user or (self.policy.kubeconfig_user if self.policy else ADMIN_USER)
         cluster: dict[str, Any] = {"server": self.url}
         if self._tls is not None:
             cluster["certificate-authority-data"] = base64.b64encode(self._tls.ca_pem).decode()
         user_entry: dict[str, Any] = {}
-        if self.auth_enabled:
-            user_entry["token"] = self.token_for(user)
+        namespace = "default"
+        if service_account is not None:
+            namespace, sep, account = service_account.partition("/")
+            if not sep or not namespace or not account or "/" in account:
+                raise ValueError("service_account must be 'namespace/name'")
+            user = f"system:serviceaccount:{namespace}:{account}"
+            user_entry["token"] = self.service_account_token(namespace, account, expiration_seconds)
+        else:
+            user = user or (self.policy.kubeconfig_user if self.policy else ADMIN_USER)
+            if self.auth_enabled:
+                user_entry["token"] = self.token_for(user)
         return {
             "apiVersion": "v1",
             "kind": "Config",
@@ -188,16 +230,18 @@ class SimulatorServer:
             "contexts": [
                 {
                     "name": "simulator",
-                    "context": {"cluster": "simulator", "user": user, "namespace": "default"},
+                    "context": {"cluster": "simulator", "user": user, "namespace": namespace},
                 }
             ],
             "current-context": "simulator",
             "preferences": {},
         }
 
-    def write_kubeconfig(self, path: str | Path, user: str | None = None) -> None:
+    def write_kubeconfig(
+        self, path: str | Path, user: str | None = None, *, service_account: str | None = None
+    ) -> None:
         """Write :meth:`kubeconfig` to ``path`` with mode 0600."""
-        data = yaml.safe_dump(self.kubeconfig(user), sort_keys=False).encode()
+        data = yaml.safe_dump(self.kubeconfig(user, service_account=service_account), sort_keys=False).encode()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -132,15 +132,45 @@ def method_not_allowed(verb: str, group: str, resource: str) -> ApiError:
 
 
 def forbidden_rbac(
-    user: str, verb: str, group: str, resource: str, subresource: str, namespace: str | None, name: str | None
+    user: str,
+    verb: str,
+    group: str,
+    resource: str,
+    subresource: str,
+    namespace: str | None,
+    name: str | None,
+    reason: str = "",
 ) -> ApiError:
-    """The RBAC 403 of kube-apiserver's ``forbiddenMessage`` (kubevirt-api.md §8.2)."""
+    """The authorization 403 of kube-apiserver's ``responsewriters.Forbidden`` (kubevirt-api.md §8.2): the
+    subject is the resource without its subresource, the message names verb, resource/subresource, group,
+    scope and user, followed by the authorizer's reason when it gave one."""
     full = f"{resource}/{subresource}" if subresource else resource
-    subject = qualified(group, full)
+    subject = qualified(group, resource)
     subject = f'{subject} "{name}"' if name else subject
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
     message = f'{subject} is forbidden: User "{user}" cannot {verb} resource "{full}" in API group "{group}" {scope}'
+    if reason:
+        message = f"{message}: {reason}"
     return ApiError(403, "Forbidden", message, _details(group, resource, name))
+
+
+def forbidden_attributes(attrs: Any, reason: str = "") -> ApiError:
+    """:func:`forbidden_rbac` for an ``auth.Attributes``; a non-resource request names its path."""
+    if not attrs.resource_request:
+        message = f'forbidden: User "{attrs.user.name}" cannot {attrs.verb} path "{attrs.path}"'
+        if reason:
+            message = f"{message}: {reason}"
+        return ApiError(403, "Forbidden", message, {})
+    return forbidden_rbac(
+        attrs.user.name,
+        attrs.verb,
+        attrs.group,
+        attrs.resource,
+        attrs.subresource,
+        attrs.namespace or None,
+        attrs.name or None,
+        reason,
+    )
 
 
 def unauthorized() -> ApiError:

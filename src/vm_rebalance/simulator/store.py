@@ -33,6 +33,9 @@ STATUS_SUBRESOURCE_KINDS: frozenset[Key] = frozenset(
         ("kubevirt.io", "kubevirts"),
         ("cdi.kubevirt.io", "datavolumes"),
         ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("", "services"),
+        ("apps", "deployments"),
+        ("policy", "poddisruptionbudgets"),
     }
 )
 
@@ -156,6 +159,8 @@ class Store:
         self._subscribers: _SubscriberList = []
         self.status_kinds: set[Key] = set(STATUS_SUBRESOURCE_KINDS)
         """Kinds whose status only the ``/status`` subresource writes (CRDs add theirs)."""
+        self.spec_finalizer_kinds: set[Key] = {("", "namespaces")}
+        """Kinds whose ``spec.finalizers`` also hold a deletion back (Namespaces: ``kubernetes``)."""
         self.custom_kinds: set[Key] = set()
         """Kinds served for a CustomResourceDefinition: generation counts every change but metadata and status."""
         self.subscriber_errors = 0
@@ -351,7 +356,7 @@ class Store:
             old = bucket.get((ns, name))
             if old is None:
                 raise NotFoundError(key, namespace, name)
-            if old["metadata"].get("finalizers"):
+            if old["metadata"].get("finalizers") or self._spec_finalizers(key, old):
                 if old["metadata"].get("deletionTimestamp"):
                     return _copy_dict(old)
                 new = dict(old)
@@ -386,13 +391,19 @@ class Store:
         name = old_meta["name"]
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not self._spec_finalizers(key, new):
             self._objects[key][(ns, name)] = new
             self._rv -= 1  # the removal below takes the RV
             return _copy_dict(self._remove(key, ns, name))
         self._objects[key][(ns, name)] = new
         self._emit("MODIFIED", key, new)
         return _copy_dict(new) if copy_result else new
+
+    def _spec_finalizers(self, key: Key, obj: Obj) -> bool:
+        if key not in self.spec_finalizer_kinds:
+            return False
+        spec = obj.get("spec")
+        return isinstance(spec, dict) and bool(spec.get("finalizers"))
 
     def _spec_changed(self, key: Key, old: Obj, new: Obj) -> bool:
         if key not in self.custom_kinds:

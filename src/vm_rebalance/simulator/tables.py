@@ -185,6 +185,89 @@ def _event_last_seen(obj: Obj, now: datetime.datetime) -> str:
     return human_duration((now - ts).total_seconds()) if ts else "<unknown>"
 
 
+def _count(*fields: str) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, _: datetime.datetime) -> int:
+        return sum(len(obj.get(f) or ()) for f in fields)
+
+    return cell
+
+
+def _service_external_ip(obj: Obj, _: datetime.datetime) -> str:
+    spec = obj.get("spec") or {}
+    stype = spec.get("type") or "ClusterIP"
+    external = list(spec.get("externalIPs") or [])
+    if stype == "ExternalName":
+        return str(spec.get("externalName") or "<none>")
+    if stype == "LoadBalancer":
+        ingress = _get(obj, "status", "loadBalancer", "ingress") or []
+        found = [i.get("ip") or i.get("hostname") for i in ingress if isinstance(i, dict)]
+        external += [f for f in found if f]
+        return ",".join(external) if external else "<pending>"
+    return ",".join(external) if external else "<none>"
+
+
+def _service_ports(obj: Obj, _: datetime.datetime) -> str:
+    parts = []
+    for port in _get(obj, "spec", "ports") or []:
+        if not isinstance(port, dict):
+            continue
+        node_port = f":{port['nodePort']}" if port.get("nodePort") else ""
+        parts.append(f"{port.get('port')}{node_port}/{port.get('protocol') or 'TCP'}")
+    return ",".join(parts) if parts else "<none>"
+
+
+def _label_map(*path: str) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, _: datetime.datetime) -> str:
+        labels = _get(obj, *path) or {}
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) if labels else "<none>"
+
+    return cell
+
+
+def _deployment_ready(obj: Obj, _: datetime.datetime) -> str:
+    return f"{_get(obj, 'status', 'readyReplicas') or 0}/{_get(obj, 'spec', 'replicas') or 0}"
+
+
+def _containers(field: str) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, _: datetime.datetime) -> str:
+        containers = _get(obj, "spec", "template", "spec", "containers") or []
+        return ",".join(str(c.get(field) or "") for c in containers if isinstance(c, dict))
+
+    return cell
+
+
+def _role_ref(obj: Obj, _: datetime.datetime) -> str:
+    ref = obj.get("roleRef") or {}
+    return f"{ref.get('kind', '')}/{ref.get('name', '')}"
+
+
+def _subjects(kind: str) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, _: datetime.datetime) -> str:
+        names = []
+        for s in obj.get("subjects") or []:
+            if not isinstance(s, dict) or s.get("kind") != kind:
+                continue
+            if kind == "ServiceAccount":
+                names.append(f"{s.get('namespace') or _get(obj, 'metadata', 'namespace') or ''}/{s.get('name')}")
+            else:
+                names.append(str(s.get("name")))
+        return ", ".join(names)
+
+    return cell
+
+
+def _created_at(obj: Obj, _: datetime.datetime) -> Cell:
+    return _get(obj, "metadata", "creationTimestamp")
+
+
+def _pdb_value(field: str) -> Callable[[Obj, datetime.datetime], Cell]:
+    def cell(obj: Obj, _: datetime.datetime) -> str:
+        value = _get(obj, "spec", field)
+        return "N/A" if value is None else str(value)
+
+    return cell
+
+
 _NAME: Column = ("Name", "string", "name", 0, _name)
 _AGE: Column = ("Age", "string", "", 0, _age)
 _CRD_AGE: Column = ("Age", "date", "", 0, _age)
@@ -245,6 +328,58 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Message", "string", "", 0, _field("note")),
     ],
     ("coordination.k8s.io", "leases"): [_NAME, ("Holder", "string", "", 0, _field("spec", "holderIdentity")), _AGE],
+    ("", "serviceaccounts"): [_NAME, ("Secrets", "string", "", 0, _count("secrets")), _AGE],
+    ("", "configmaps"): [_NAME, ("Data", "string", "", 0, _count("data", "binaryData")), _AGE],
+    ("", "secrets"): [
+        _NAME,
+        ("Type", "string", "", 0, _field("type")),
+        ("Data", "string", "", 0, _count("data")),
+        _AGE,
+    ],
+    ("", "services"): [
+        _NAME,
+        ("Type", "string", "", 0, _field("spec", "type")),
+        ("Cluster-IP", "string", "", 0, _none_if_empty(_field("spec", "clusterIP"))),
+        ("External-IP", "string", "", 0, _service_external_ip),
+        ("Port(s)", "string", "", 0, _service_ports),
+        _AGE,
+        ("Selector", "string", "", 1, _label_map("spec", "selector")),
+    ],
+    ("apps", "deployments"): [
+        _NAME,
+        ("Ready", "string", "", 0, _deployment_ready),
+        ("Up-to-date", "string", "", 0, lambda o, _: _get(o, "status", "updatedReplicas") or 0),
+        ("Available", "string", "", 0, lambda o, _: _get(o, "status", "availableReplicas") or 0),
+        _AGE,
+        ("Containers", "string", "", 1, _containers("name")),
+        ("Images", "string", "", 1, _containers("image")),
+        ("Selector", "string", "", 1, _label_map("spec", "selector", "matchLabels")),
+    ],
+    ("rbac.authorization.k8s.io", "clusterroles"): [_NAME, ("Created At", "date", "", 0, _created_at)],
+    ("rbac.authorization.k8s.io", "roles"): [_NAME, ("Created At", "date", "", 0, _created_at)],
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): [
+        _NAME,
+        ("Role", "string", "", 0, _role_ref),
+        _AGE,
+        ("Users", "string", "", 1, _subjects("User")),
+        ("Groups", "string", "", 1, _subjects("Group")),
+        ("ServiceAccounts", "string", "", 1, _subjects("ServiceAccount")),
+    ],
+    ("rbac.authorization.k8s.io", "rolebindings"): [
+        _NAME,
+        ("Role", "string", "", 0, _role_ref),
+        _AGE,
+        ("Users", "string", "", 1, _subjects("User")),
+        ("Groups", "string", "", 1, _subjects("Group")),
+        ("ServiceAccounts", "string", "", 1, _subjects("ServiceAccount")),
+    ],
+    ("policy", "poddisruptionbudgets"): [
+        _NAME,
+        ("Min Available", "string", "", 0, _pdb_value("minAvailable")),
+        ("Max Unavailable", "string", "", 0, _pdb_value("maxUnavailable")),
+        ("Allowed Disruptions", "integer", "", 0, lambda o, _: _get(o, "status", "disruptionsAllowed") or 0),
+        _AGE,
+    ],
     ("apiextensions.k8s.io", "customresourcedefinitions"): [
         _NAME,
         ("Created At", "date", "", 0, lambda o, _: _get(o, "metadata", "creationTimestamp")),
