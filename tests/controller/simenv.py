@@ -24,11 +24,11 @@ POLICIES = (GROUP, "rebalancepolicies")
 NAMESPACE = "vm-rebalance"
 
 
-def imbalanced(*, cold: bool = False, vms: int = 6) -> list[Obj]:
-    """Three workers; ``vms`` live-migratable 8 GiB VMs on w1 (and with ``cold`` one RWO VM on w1 too)."""
+def imbalanced(*, cold: bool = False, vms: int = 6, memory: str = "8Gi") -> list[Obj]:
+    """Three workers; ``vms`` live-migratable VMs on w1 (and with ``cold`` one 8 GiB RWO VM on w1 too)."""
     objs = cluster_objects(3)
     for i in range(vms):
-        add_vm(objs, f"vm-{i}", "w1", memory="8Gi")
+        add_vm(objs, f"vm-{i}", "w1", memory=memory)
     if cold:
         add_vm(objs, "db", "w1", memory="8Gi", storage="rwo")
     return objs
@@ -180,6 +180,7 @@ class Env:
 
 @contextlib.contextmanager
 def environment(tmp_path: Path, objs: list[Obj], *, time_scale: float = 20.0) -> Iterator[Env]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     with simulator(tmp_path, objs, time_scale=time_scale) as sim:
         install_crds(sim)
         env = Env(sim, tmp_path)
