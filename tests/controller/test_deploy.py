@@ -128,7 +128,7 @@ def test_apply_k_applies_both_overlays(deployed: tuple[Env, Path, Path]) -> None
 
 
 def test_the_controller_runs_with_only_its_cluster_role(deployed: tuple[Env, Path, Path]) -> None:
-    env, tmp, admin = deployed
+    env, tmp, _ = deployed
     sa_config = tmp / "sa"
     env.sim.server.write_kubeconfig(sa_config, service_account=SA)
     # the ServiceAccount cannot do more than the role says
