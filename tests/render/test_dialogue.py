@@ -132,3 +132,24 @@ def test_cluster_text_stays_data(crafted: str) -> None:
     body = error_line.removeprefix("**Error**: ")
     for char in "[]<>|`*":
         assert body.count(char) == body.count("\\" + char), (char, body)  # every one escaped: inert
+
+
+def test_final_report_improvements_and_next_steps() -> None:
+    from vm_rebalance.render.dialogue import improvements_markdown
+
+    doc = {
+        "complete": True,
+        "nodes": [
+            {"name": "worker-01", "before": {"cpu": 0.85, "memory": 0.72}, "after": {"cpu": 0.68, "memory": 0.59}},
+            {"name": "worker-02", "before": {"cpu": 0.38, "memory": 0.51}, "after": {"cpu": 0.55, "memory": 0.63}},
+        ],
+        "metrics": {
+            "before": {"cpu_stddev": 22.1, "memory_stddev": 11.8},
+            "after": {"cpu_stddev": 4.2, "memory_stddev": 7.3},
+        },
+        "pinned": ["prod/app-vm"],
+    }
+    assert_golden("final_report_complete.md", improvements_markdown(doc, elapsed_seconds=156, resume_hint=None))
+    partial = {**doc, "complete": False, "metrics": {"before": doc["metrics"]["before"], "after": None}}
+    text = improvements_markdown(partial, elapsed_seconds=None, resume_hint="run `vm-rebalance resume abc`")
+    assert "could not be read back" in text and "Fix the cause shown above, then run `vm-rebalance resume abc`" in text

@@ -96,3 +96,18 @@ def test_errors_name_the_vm_the_namespace_and_what_was_meant() -> None:
     with pytest.raises(ConfigError, match="VM 'web-01' does not exist in namespace 'default'") as info:
         plan_moves(state, move_requests(["web-01"], "worker-05", "default"))
     assert info.value.hint == "it exists in namespace 'prod': use -n prod or prod/web-01"
+
+
+def test_a_vm_that_moved_since_planning_is_flagged() -> None:
+    state = _state()
+    view = plan_moves(state, move_requests(["vm-0", "vm-1"], "w3", "default"))
+    moved = [dataclasses.replace(v, node="w2") if v.name == "vm-0" else v for v in state.vms]
+    later = make_state(list(state.nodes), moved)
+    checked = revalidate(later, view.plan)
+    assert checked.changed and checked.moved_ids == (1,) and checked.dropped_ids == ()
+    (flag,) = [w for w in checked.warnings if "moved since the plan was made" in w]
+    assert flag == (
+        "Migration #1 (vm-0): the VM moved since the plan was made (planned from w1, now on w2); it would move from w2"
+    )
+    move = checked.plan.move(1)
+    assert move is not None and move.source == "w2" and move.target == "w3"

@@ -107,6 +107,10 @@ async def test_namespace_create_and_delete_with_its_contents(api: httpx.AsyncCli
     assert r.status_code == 200, r.text
     cluster.step(1)
     assert (await api.get("/api/v1/namespaces/team")).status_code == 404
+    r = await api.delete("/api/v1/namespaces/default")
+    assert r.status_code == 403 and r.json()["message"] == (
+        'namespaces "default" is forbidden: this namespace may not be deleted'
+    )
     # and no new content in a namespace that does not exist
     r = await api.post("/api/v1/namespaces/team/configmaps", json={"metadata": {"name": "x"}})
     assert r.status_code == 404 and r.json()["message"] == 'namespaces "team" not found'

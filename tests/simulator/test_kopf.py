@@ -1,7 +1,9 @@
 """kopf (PyPI) as a real client: a tiny operator (operators/widget_operator.py) runs as `kopf run` against a
 SimulatorServer over HTTPS, watches a CRD registered in the simulator, patches status, posts events, adds
-and removes its finalizer, and takes part in kopf's peering (a KopfPeering custom resource)."""
+and removes its finalizer, and takes part in kopf's peering (a KopfPeering custom resource); and the same
+operator as a ServiceAccount with only its ClusterRole while the simulator enforces RBAC."""
 
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +169,105 @@ def test_kopf_operator_handles_a_custom_resource(
     output = (tmp_path / "kopf.log").read_text()
     assert "Traceback" not in output, output[-3000:]
     assert srv.cluster.controller_errors == []
+
+
+#: What the widget operator needs, and nothing more: kopf's own runtime observation of CRDs and namespaces
+#: (kopf's documented RBAC; without them it retries 403s and never starts), its resources, their status,
+#: its peering object and events.
+OPERATOR_RULES = [
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["patch"]},
+    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+def test_kopf_runs_as_a_service_account_with_only_its_cluster_role(tmp_path: Path) -> None:
+    """RBAC on: the operator runs with a ServiceAccount token bound to OPERATOR_RULES only, and works;
+    what it may not do (delete a widget) is refused with kube-apiserver's 403."""
+    with SimulatorServer(small_cluster(seed=10), rbac=True) as srv:
+        srv.write_kubeconfig(tmp_path / "admin")
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(tmp_path / "admin"), client_configuration=cfg)
+        with client.ApiClient(cfg) as api:
+            ext = client.ApiextensionsV1Api(api)
+            ext.create_custom_resource_definition(crd(GROUP, PLURAL, "Widget", WIDGET_SCHEMA, status=True))
+            ext.create_custom_resource_definition(
+                crd("kopf.dev", "kopfpeerings", "KopfPeering", PEERING_SCHEMA, status=False)
+            )
+            custom = client.CustomObjectsApi(api)
+            custom.create_namespaced_custom_object(
+                "kopf.dev",
+                "v1",
+                "default",
+                "kopfpeerings",
+                {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "example"}},
+            )
+            core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+            core.create_namespaced_service_account("default", {"metadata": {"name": "widget-operator"}})
+            rbac.create_cluster_role({"metadata": {"name": "widget-operator"}, "rules": OPERATOR_RULES})
+            rbac.create_cluster_role_binding(
+                {
+                    "metadata": {"name": "widget-operator"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": "widget-operator",
+                    },
+                    "subjects": [{"kind": "ServiceAccount", "name": "widget-operator", "namespace": "default"}],
+                }
+            )
+            srv.write_kubeconfig(tmp_path / "operator", service_account="default/widget-operator")
+            environ = {
+                **os.environ,
+                "HOME": str(tmp_path),
+                "KUBECONFIG": str(tmp_path / "operator"),
+                "PYTHONUNBUFFERED": "1",
+            }
+            log = (tmp_path / "kopf.log").open("w")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kopf", "run", "--namespace", "default", "--peering", "example", str(OPERATOR)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
+            )
+            try:
+                custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    "default",
+                    PLURAL,
+                    {"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 2}},
+                )
+                status = wait_for(
+                    "the operator's status",
+                    lambda: custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "w1").get("status"),
+                )
+                assert status.get("phase") == "Handled", status
+                sized = wait_for(
+                    "the Sized event",
+                    lambda: [e for e in core.list_namespaced_event("default").items if e.reason == "Sized"],
+                )
+                assert sized[0].involved_object.name == "w1"
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                log.close()
+        output = (tmp_path / "kopf.log").read_text()
+        assert "Traceback" not in output and "Forbidden" not in output, output[-3000:]
+        # the same identity may not delete widgets
+        as_operator = client.Configuration()
+        config.load_kube_config(config_file=str(tmp_path / "operator"), client_configuration=as_operator)
+        with client.ApiClient(as_operator) as api, pytest.raises(client.ApiException) as err:
+            client.CustomObjectsApi(api).delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "w1")
+        assert err.value.status == 403
+        assert json.loads(err.value.body)["message"] == (
+            'widgets.example.dev "w1" is forbidden: User "system:serviceaccount:default:widget-operator" cannot '
+            'delete resource "widgets" in API group "example.dev" in the namespace "default"'
+        )

@@ -38,7 +38,8 @@ class Kubectl:
         assert KUBECTL is not None
         r = subprocess.run([KUBECTL, *args], capture_output=True, text=True, timeout=60, env=self.env)
         if ok:
-            assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
+            shown = " ".join("--token=…" if a.startswith("--token=") else a for a in args)  # never print a token
+            assert r.returncode == 0, f"kubectl {shown}: {r.stderr}"
         return r
 
 

@@ -2,6 +2,7 @@
 impersonation and the review APIs, through the API layer (ASGI, no network)."""
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from vm_rebalance.simulator.app import create_app
 from vm_rebalance.simulator.auth import Attributes, Policy, UserInfo
 from vm_rebalance.simulator.cluster import SimCluster
 from vm_rebalance.simulator.rbac import rule_allows
+from vm_rebalance.simulator.server import SimulatorServer
 
 TOKENS = {"admin-token": "admin", "alice-token": "alice", "bob-token": "bob"}
 RBAC = "rbac.authorization.k8s.io"
@@ -423,3 +425,17 @@ async def test_rules_mode_and_no_policy_still_answer_the_new_reviews(cluster: Si
             )
             r = await review(api, "selfsubjectreviews", {}, alice)
             assert r.json()["status"]["userInfo"]["username"] == "alice"
+
+
+def test_server_rbac_switch_and_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("rbac: cluster\nusers:\n  - name: alice\n    groups: [ops]\n")
+    server = SimulatorServer(SimCluster(seed=0, manual_clock=True), policy_file=path, tls=False)
+    assert server.policy is not None and server.policy.rbac and server.auth_enabled  # tokens even over HTTP
+    server = SimulatorServer(SimCluster(seed=0, manual_clock=True), rbac=True, tls=False)
+    assert server.policy is not None and server.policy.rbac and server.auth_enabled
+    rules = Policy.from_dict({"users": [{"name": "a", "rules": [{"verbs": ["get"], "resources": ["pods"]}]}]})
+    with pytest.raises(ValueError, match="not from policy rules"):
+        SimulatorServer(SimCluster(seed=0, manual_clock=True), rbac=True, policy=rules)
+    with pytest.raises(RuntimeError, match="start the server"):
+        server.kubeconfig(service_account="default/default")

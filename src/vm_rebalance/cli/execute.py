@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 from typing import Annotated
 
 import typer
@@ -27,6 +28,7 @@ from vm_rebalance.model import Plan
 from vm_rebalance.render.dialogue import (
     affinity_kept_markdown,
     affinity_question_markdown,
+    improvements_markdown,
     lifecycle_confirmation_markdown,
     lifecycle_result_markdown,
     manual_plan_markdown,
@@ -164,6 +166,7 @@ def carry_out(
         before_execute()
     run = service.Run(session, approved, options=options, journal_id=journal_id, fresh=fresh_journal, warnings=warnings)
     interactive = not yes and sys.stdin.isatty()
+    started = time.monotonic()
     while True:
         report = _execute_with_progress(c, run)
         if not report.failed or report.interrupted or not interactive:
@@ -179,6 +182,11 @@ def carry_out(
         c.out.print(report_view(doc))
         for outcome in report.failed if manual else ():
             c.out.print(Markdown(move_failure_markdown(outcome)))
+        if not report.interrupted:
+            hint = resume_hint or f"continue with `vm-rebalance apply <plan file> --resume` (journal {run.journal_id})"
+            c.out.print(
+                Markdown(improvements_markdown(doc, elapsed_seconds=time.monotonic() - started, resume_hint=hint))
+            )
     if report.interrupted:
         raise KeyboardInterrupt
     if not doc["complete"]:

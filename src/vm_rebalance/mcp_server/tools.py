@@ -35,6 +35,7 @@ from vm_rebalance.mcp_server.views import (
 )
 from vm_rebalance.model import Plan, plan_to_document
 from vm_rebalance.render.dialogue import (
+    improvements_markdown,
     lifecycle_confirmation_markdown,
     lifecycle_result_markdown,
     manual_plan_markdown,
@@ -368,6 +369,10 @@ class Tools:
                 "decision; to continue, make a new plan (plan_move / plan_rebalance) and get it approved."
             )
         markdown = report_markdown(report) if report else "## Execution finished\n"
+        if report:
+            elapsed = (execution.finished_at or time.time()) - execution.started_at
+            hint = "make a new plan (plan_move / plan_rebalance) for what is left and get it approved"
+            markdown += "\n" + improvements_markdown(report, elapsed_seconds=elapsed, resume_hint=hint)
         return ExecutionOutput(
             plan_id=execution.plan_id,
             state="finished",

@@ -362,11 +362,6 @@ def _res(r: Resources) -> dict[str, int]:
 
 def capacity_report_to_document(report: CapacityReport) -> dict[str, Any]:
     """The versioned document (``-o json|yaml``): ``apiVersion: vm-rebalance/v1``, ``kind: CapacityReport``."""
-    c = report.cluster
-    h = report.headroom
-    n1 = report.n_plus_one
-    slots = report.slots
-    plan = report.plan
     return {
         "apiVersion": REPORT_API_VERSION,
         "kind": REPORT_KIND,
@@ -378,113 +373,144 @@ def capacity_report_to_document(report: CapacityReport) -> dict[str, Any]:
             "bands": {b.value: BAND_MEANINGS[b] for b in Band},
             "headroom": {"minimum": HEADROOM_MINIMUM, "production": list(HEADROOM_PRODUCTION)},
         },
-        "cluster": {
-            "nodes": c.nodes,
-            "eligible_nodes": c.eligible_nodes,
-            "vms": c.vms,
-            "running_vms": c.running_vms,
-            "allocatable": _res(c.allocatable),
-            "utilisation": _util(c.utilisation),
-            "requests": _util(c.requests),
-            "usage": _util(c.usage),
-            "band": c.band.value,
-            "action": CLUSTER_ACTIONS[c.band],
-        },
-        "headroom": {
-            "cpu": _r(h.cpu),
-            "memory": _r(h.memory),
-            "status": h.status.value,
-            "meaning": HEADROOM_MEANINGS[h.status],
-            "requests": {"cpu": _r(h.requests_cpu), "memory": _r(h.requests_memory), "status": h.requests_status.value},
-        },
+        "cluster": _cluster_document(report),
+        "headroom": _headroom_document(report),
+        "nodes": [_node_document(n) for n in report.nodes],
+        "n_plus_one": _n_plus_one_document(report),
+        "right_sizing": [_advice_document(a) for a in report.right_sizing],
+        "workload_classes": _workloads_document(report),
+        "migration_slots": _slots_document(report),
+        "plan": _plan_document(report),
+        "sections": {s.name: {"available": s.available, "reason": s.reason} for s in report.sections},
+        "warnings": list(report.warnings),
+    }
+
+
+def _cluster_document(report: CapacityReport) -> dict[str, Any]:
+    c = report.cluster
+    return {
+        "nodes": c.nodes,
+        "eligible_nodes": c.eligible_nodes,
+        "vms": c.vms,
+        "running_vms": c.running_vms,
+        "allocatable": _res(c.allocatable),
+        "utilisation": _util(c.utilisation),
+        "requests": _util(c.requests),
+        "usage": _util(c.usage),
+        "band": c.band.value,
+        "action": CLUSTER_ACTIONS[c.band],
+    }
+
+
+def _headroom_document(report: CapacityReport) -> dict[str, Any]:
+    h = report.headroom
+    return {
+        "cpu": _r(h.cpu),
+        "memory": _r(h.memory),
+        "status": h.status.value,
+        "meaning": HEADROOM_MEANINGS[h.status],
+        "requests": {"cpu": _r(h.requests_cpu), "memory": _r(h.requests_memory), "status": h.requests_status.value},
+    }
+
+
+def _node_document(n: NodeCapacity) -> dict[str, Any]:
+    return {
+        "name": n.name,
+        "eligible": n.eligible,
+        "flags": list(n.flags),
+        "vms": n.vms,
+        "allocatable": _res(n.allocatable),
+        "utilisation": _util(n.utilisation),
+        "requests": _util(n.requests),
+        "usage": _util(n.usage),
+        "band": n.band.value,
+        "action": NODE_ACTIONS[n.band] if n.band is not Band.HEALTHY else None,
+    }
+
+
+def _n_plus_one_document(report: CapacityReport) -> dict[str, Any] | None:
+    n1 = report.n_plus_one
+    if n1 is None:
+        return None
+    return {
+        "node": n1.node,
+        "why": n1.why,
+        "vms": n1.vms,
+        "placed": n1.placed,
+        "fits": n1.fits,
+        "cold": n1.cold,
+        "make_room_moves": n1.make_room_moves,
+        "unplaced": [{"namespace": u.namespace, "vm": u.vm, "reason": u.reason} for u in n1.unplaced],
+        "after": _util(n1.after),
+        "after_band": None if n1.after_band is None else n1.after_band.value,
+        "hottest_after": None
+        if n1.hottest_after is None
+        else {"node": n1.hottest_after, "utilisation": _util(n1.hottest_after_utilisation)},
+    }
+
+
+def _advice_document(a: SizingAdvice) -> dict[str, Any]:
+    return {
+        "namespace": a.namespace,
+        "vm": a.vm,
+        "node": a.node,
+        "resource": a.resource,
+        "direction": a.direction.value,
+        "guest": a.guest,
+        "suggested": a.suggested,
+        "used": a.used,
+        "requested": a.requested,
+        "utilisation": _r(a.utilisation),
+    }
+
+
+def _workloads_document(report: CapacityReport) -> dict[str, Any]:
+    return {
+        "counts": {k.value: sum(1 for w in report.workloads if k in w.classes) for k in WorkloadClass},
+        "vms": [
+            {
+                "namespace": w.namespace,
+                "vm": w.vm,
+                "node": w.node,
+                "classes": [k.value for k in w.classes],
+                "workload_type": w.workload_type,
+                "evidence": list(w.evidence),
+                "considerations": list(w.considerations),
+            }
+            for w in report.workloads
+        ],
+    }
+
+
+def _slots_document(report: CapacityReport) -> dict[str, Any] | None:
+    slots = report.slots
+    if slots is None:
+        return None
+    return {
+        "in_flight": slots.in_flight,
+        "cluster_limit": slots.cluster_limit,
+        "per_node_limit": slots.per_node_limit,
+        "usage": _r(slots.usage),
+        "status": slots.status,
+        "outbound": dict(sorted(slots.outbound.items())),
+        "nodes_at_limit": list(slots.nodes_at_limit),
+    }
+
+
+def _plan_document(report: CapacityReport) -> dict[str, Any] | None:
+    plan = report.plan
+    if plan is None:
+        return None
+    return {
+        "goal": plan.goal.type.value,
+        "basis": plan.basis.value,
+        "moves": len(plan.moves),
         "nodes": [
             {
                 "name": n.name,
-                "eligible": n.eligible,
-                "flags": list(n.flags),
-                "vms": n.vms,
-                "allocatable": _res(n.allocatable),
-                "utilisation": _util(n.utilisation),
-                "requests": _util(n.requests),
-                "usage": _util(n.usage),
-                "band": n.band.value,
-                "action": NODE_ACTIONS[n.band] if n.band is not Band.HEALTHY else None,
+                "before": {"vms": n.before.vms, "cpu": _r(n.before.cpu), "memory": _r(n.before.memory)},
+                "after": {"vms": n.after.vms, "cpu": _r(n.after.cpu), "memory": _r(n.after.memory)},
             }
-            for n in report.nodes
+            for n in plan.nodes
         ],
-        "n_plus_one": None
-        if n1 is None
-        else {
-            "node": n1.node,
-            "why": n1.why,
-            "vms": n1.vms,
-            "placed": n1.placed,
-            "fits": n1.fits,
-            "cold": n1.cold,
-            "make_room_moves": n1.make_room_moves,
-            "unplaced": [{"namespace": u.namespace, "vm": u.vm, "reason": u.reason} for u in n1.unplaced],
-            "after": _util(n1.after),
-            "after_band": None if n1.after_band is None else n1.after_band.value,
-            "hottest_after": None
-            if n1.hottest_after is None
-            else {"node": n1.hottest_after, "utilisation": _util(n1.hottest_after_utilisation)},
-        },
-        "right_sizing": [
-            {
-                "namespace": a.namespace,
-                "vm": a.vm,
-                "node": a.node,
-                "resource": a.resource,
-                "direction": a.direction.value,
-                "guest": a.guest,
-                "suggested": a.suggested,
-                "used": a.used,
-                "requested": a.requested,
-                "utilisation": _r(a.utilisation),
-            }
-            for a in report.right_sizing
-        ],
-        "workload_classes": {
-            "counts": {k.value: sum(1 for w in report.workloads if k in w.classes) for k in WorkloadClass},
-            "vms": [
-                {
-                    "namespace": w.namespace,
-                    "vm": w.vm,
-                    "node": w.node,
-                    "classes": [k.value for k in w.classes],
-                    "workload_type": w.workload_type,
-                    "evidence": list(w.evidence),
-                    "considerations": list(w.considerations),
-                }
-                for w in report.workloads
-            ],
-        },
-        "migration_slots": None
-        if slots is None
-        else {
-            "in_flight": slots.in_flight,
-            "cluster_limit": slots.cluster_limit,
-            "per_node_limit": slots.per_node_limit,
-            "usage": _r(slots.usage),
-            "status": slots.status,
-            "outbound": dict(sorted(slots.outbound.items())),
-            "nodes_at_limit": list(slots.nodes_at_limit),
-        },
-        "plan": None
-        if plan is None
-        else {
-            "goal": plan.goal.type.value,
-            "basis": plan.basis.value,
-            "moves": len(plan.moves),
-            "nodes": [
-                {
-                    "name": n.name,
-                    "before": {"vms": n.before.vms, "cpu": _r(n.before.cpu), "memory": _r(n.before.memory)},
-                    "after": {"vms": n.after.vms, "cpu": _r(n.after.cpu), "memory": _r(n.after.memory)},
-                }
-                for n in plan.nodes
-            ],
-        },
-        "sections": {s.name: {"available": s.available, "reason": s.reason} for s in report.sections},
-        "warnings": list(report.warnings),
     }

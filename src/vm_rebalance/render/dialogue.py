@@ -6,7 +6,8 @@ Everything that comes from the cluster (names, statuses, failure reasons) goes t
 after execution, the outcomes in; Markdown out.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from vm_rebalance.model import GIB, ClusterState, MigrationMethod, Move, Plan, StorageKind
 from vm_rebalance.model.execution import Action, LifecycleResult, LifecycleStatus, MoveStatus, Outcome
@@ -422,4 +423,83 @@ def lifecycle_result_markdown(result: LifecycleResult) -> str:
         f"3. View the VM's status and events: `kubectl describe vm {result.name} -n {result.namespace}`",
         "4. For a start: check the nodes' capacity (`vm-rebalance inventory`)",
     ]
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------ the final report (seed 001 step 6)
+
+
+def _peak(nodes: Sequence[Mapping[str, Any]], when: str) -> tuple[str, float] | None:
+    best: tuple[str, float] | None = None
+    for node in nodes:
+        load = node.get(when)
+        if not isinstance(load, dict):
+            continue
+        values = [v for v in (load.get("cpu"), load.get("memory")) if isinstance(v, int | float)]
+        if values and (best is None or max(values) > best[1]):
+            best = (str(node["name"]), float(max(values)))
+    return best
+
+
+def _average_headroom(nodes: Sequence[Mapping[str, Any]], when: str) -> float | None:
+    rooms = []
+    for node in nodes:
+        load = node.get(when)
+        if not isinstance(load, dict):
+            continue
+        values = [v for v in (load.get("cpu"), load.get("memory")) if isinstance(v, int | float)]
+        if values:
+            rooms.append(1.0 - max(values))
+    return sum(rooms) / len(rooms) if rooms else None
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    if not minutes:
+        return f"{secs} seconds"
+    return f"{minutes} minute{'s' if minutes != 1 else ''} {secs} seconds"
+
+
+def improvements_markdown(doc: Mapping[str, Any], *, elapsed_seconds: float | None, resume_hint: str | None) -> str:
+    """Seed 001 step 6's "Improvements Achieved" and "Next Steps", from a RebalanceReport document whose
+    "after" figures were read back from the cluster. Nothing is claimed that the document does not hold."""
+    nodes = [n for n in doc.get("nodes") or [] if isinstance(n, dict)]
+    metrics = doc.get("metrics") or {}
+    before = metrics.get("before") or {}
+    after = metrics.get("after") or {}
+    out = ["**Improvements Achieved:**"]
+    if not after:
+        out.append("- the cluster could not be read back after execution: check it with `vm-rebalance inventory`")
+    for key, label in (("cpu_stddev", "CPU"), ("memory_stddev", "Memory")):
+        b, a = before.get(key), after.get(key)
+        if isinstance(b, int | float) and isinstance(a, int | float):
+            mark = "✓" if a <= b else "⚠️"
+            out.append(f"- {mark} **{label} balance**: std dev {a:.1f} % (was {b:.1f} %)")
+    peak_before, peak_after = _peak(nodes, "before"), _peak(nodes, "after")
+    if peak_after is not None:
+        was = f" (was {peak_before[1] * 100:.0f} % max, {md(peak_before[0])})" if peak_before else ""
+        if peak_after[1] < 0.70:
+            out.append(f"- ✓ **No node exceeding 70 % utilization**{was}")
+        else:
+            out.append(f"- ⚠️ **Highest node**: {md(peak_after[0])} at {peak_after[1] * 100:.0f} %{was}")
+    # With the same total load the average headroom barely moves; what a move buys is room on the
+    # tightest node, so that is what is reported.
+    room_after = _average_headroom(nodes, "after")
+    if peak_after is not None and room_after is not None:
+        was = f" (was {(1 - peak_before[1]) * 100:.0f} %)" if peak_before else ""
+        out.append(
+            f"- ✓ **Cluster capacity headroom**: at least {(1 - peak_after[1]) * 100:.0f} % free on every node{was}, "
+            f"{room_after * 100:.0f} % on average"
+        )
+    if elapsed_seconds is not None:
+        out.append(f"- ✓ **Total execution time**: {_duration(elapsed_seconds)}")
+    out += ["", "**Next Steps:**"]
+    if doc.get("complete"):
+        out.append("- Monitor the cluster for 24-48 hours to make sure the improvement holds")
+    elif resume_hint:
+        out.append(f"- Fix the cause shown above, then {resume_hint}")
+    pinned = [str(p) for p in doc.get("pinned") or []]
+    for ref in pinned:
+        out.append(f"- {md(ref)} is pinned to its new node: `vm-rebalance unpin {ref}` for long-term flexibility")
+    out.append("- `vm-rebalance inventory` to verify that every VM is healthy")
     return "\n".join(out) + "\n"

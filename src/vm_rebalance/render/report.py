@@ -189,75 +189,95 @@ def headroom_line(report: CapacityReport) -> str:
 
 def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_rows: int = MAX_ROWS) -> RenderableType:
     """The report for a terminal: ``console.print(render_capacity(report))``."""
+    parts = _summary_parts(report)
+    parts += _node_parts(report, max_nodes)
+    parts += _n_plus_one_parts(report, max_rows)
+    parts += _sizing_parts(report, max_rows)
+    parts += _workload_parts(report, max_rows)
+    parts += _slot_and_plan_parts(report, max_nodes)
+    parts += _closing_parts(report)
+    return Group(*parts)
+
+
+def _summary_parts(report: CapacityReport) -> list[RenderableType]:
     c = report.cluster
-    parts: list[RenderableType] = []
     head = Text()
     head.append("Capacity report", style="bold")
     head.append(f" — basis: {report.basis} ({report.observation})", style="dim")
-    parts.append(head)
     band = Text()
     band.append("Cluster band: ", style="bold")
     band.append(f"{c.band.value} ({BAND_MEANINGS[c.band]})", style=BAND_STYLES[c.band])
     band.append(f" — {CLUSTER_ACTIONS[c.band]}")
-    parts.append(band)
-    parts.append(
-        Text(
-            f"{c.eligible_nodes} of {c.nodes} nodes can host VMs; {c.running_vms} of {c.vms} VMs running; "
-            f"utilisation {_util_text(c.utilisation)}; requests {_util_text(c.requests)}"
-        )
+    counts = Text(
+        f"{c.eligible_nodes} of {c.nodes} nodes can host VMs; {c.running_vms} of {c.vms} VMs running; "
+        f"utilisation {_util_text(c.utilisation)}; requests {_util_text(c.requests)}"
     )
-    parts.append(Text(headroom_line(report)))
+    return [head, band, counts, Text(headroom_line(report))]
 
+
+def _node_parts(report: CapacityReport, max_nodes: int) -> list[RenderableType]:
     shown, hidden = shown_nodes(report, max_nodes)
     nodes = Table(title="Nodes", title_justify="left", header_style="bold")
     for h in NODE_HEADERS:
         nodes.add_column(h, justify="right" if h in ("VMs", "CPU", "Memory", "CPU req", "Mem req") else "left")
     for n, row in zip(shown, node_rows(shown), strict=True):
         nodes.add_row(*row[:6], Text(row[6], style=BAND_STYLES[n.band]), row[7])
-    parts += [Text(""), nodes]
+    parts: list[RenderableType] = [Text(""), nodes]
     if hidden:
         parts.append(Text(f"{hidden} other node(s) not listed (healthier); all are in -o json", style="dim"))
+    return parts
 
-    if report.n_plus_one is not None:
-        parts += [Text(""), Text("N+1: losing the largest node", style="bold")]
-        for k, line in enumerate(n_plus_one_lines(report)):
-            style = ("green" if report.n_plus_one.fits else "bold red") if k == 0 else ""
-            parts.append(Text(line, style=style))
-        for u in report.n_plus_one.unplaced[:max_rows]:
-            parts.append(Text(f"  - {u.namespace}/{u.vm}: {u.reason}"))
 
-    if report.section("right_sizing").available:
-        parts += [Text("")]
-        if report.right_sizing:
-            sizing = Table(title="Right-sizing", title_justify="left", header_style="bold")
-            for h in SIZING_HEADERS:
-                sizing.add_column(h)
-            for row in sizing_rows(report.right_sizing[:max_rows]):
-                sizing.add_row(*row)
-            parts.append(sizing)
-            if len(report.right_sizing) > max_rows:
-                parts.append(Text(f"… and {len(report.right_sizing) - max_rows} more (see -o json)", style="dim"))
-        else:
-            parts.append(Text("Right-sizing: every measured VM is within its sizing targets.", style="green"))
+def _n_plus_one_parts(report: CapacityReport, max_rows: int) -> list[RenderableType]:
+    n1 = report.n_plus_one
+    if n1 is None:
+        return []
+    parts: list[RenderableType] = [Text(""), Text("N+1: losing the largest node", style="bold")]
+    for k, line in enumerate(n_plus_one_lines(report)):
+        style = ("green" if n1.fits else "bold red") if k == 0 else ""
+        parts.append(Text(line, style=style))
+    parts += [Text(f"  - {u.namespace}/{u.vm}: {u.reason}") for u in n1.unplaced[:max_rows]]
+    return parts
 
-    parts += [Text(""), Text(f"Workload classes: {class_counts(report)}", style="bold")]
-    if report.workloads:
-        work = Table(header_style="bold")
-        for h in WORKLOAD_HEADERS:
-            work.add_column(h)
-        for row in workload_rows(report)[:max_rows]:
-            work.add_row(*row)
-        parts.append(work)
-        if len(report.workloads) > max_rows:
-            parts.append(Text(f"… and {len(report.workloads) - max_rows} more (see -o json)", style="dim"))
-    else:
+
+def _sizing_parts(report: CapacityReport, max_rows: int) -> list[RenderableType]:
+    if not report.section("right_sizing").available:
+        return []
+    if not report.right_sizing:
+        return [Text(""), Text("Right-sizing: every measured VM is within its sizing targets.", style="green")]
+    sizing = Table(title="Right-sizing", title_justify="left", header_style="bold")
+    for h in SIZING_HEADERS:
+        sizing.add_column(h)
+    for row in sizing_rows(report.right_sizing[:max_rows]):
+        sizing.add_row(*row)
+    parts: list[RenderableType] = [Text(""), sizing]
+    if len(report.right_sizing) > max_rows:
+        parts.append(Text(f"… and {len(report.right_sizing) - max_rows} more (see -o json)", style="dim"))
+    return parts
+
+
+def _workload_parts(report: CapacityReport, max_rows: int) -> list[RenderableType]:
+    parts: list[RenderableType] = [Text(""), Text(f"Workload classes: {class_counts(report)}", style="bold")]
+    if not report.workloads:
         parts.append(Text("No VM shows a class (all general purpose by metrics and annotations).", style="dim"))
+        return parts
+    work = Table(header_style="bold")
+    for h in WORKLOAD_HEADERS:
+        work.add_column(h)
+    for row in workload_rows(report)[:max_rows]:
+        work.add_row(*row)
+    parts.append(work)
+    if len(report.workloads) > max_rows:
+        parts.append(Text(f"… and {len(report.workloads) - max_rows} more (see -o json)", style="dim"))
+    return parts
 
+
+def _slot_and_plan_parts(report: CapacityReport, max_nodes: int) -> list[RenderableType]:
+    parts: list[RenderableType] = []
     if report.slots is not None:
         slot = Text("Migration slots: ", style="bold")
         slot.append(slots_line(report), style=SLOT_STYLES.get(report.slots.status, ""))
         parts += [Text(""), slot]
-
     if report.plan is not None:
         rows, _ = plan_rows(report.plan.nodes, limit=max_nodes)
         plan = Table(title=f"Plan ({report.plan.goal.type.value}): nodes before → after", title_justify="left")
@@ -266,7 +286,11 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
         for r in rows:
             plan.add_row(r.label, pct(r.cpu_before), pct(r.cpu), pct(r.memory_before), pct(r.memory))
         parts += [Text(""), plan]
+    return parts
 
+
+def _closing_parts(report: CapacityReport) -> list[RenderableType]:
+    parts: list[RenderableType] = []
     absent = absent_lines(report)
     if absent:
         parts += [Text(""), Text("Not in this report:", style="bold")]
@@ -274,7 +298,7 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
     if report.warnings:
         parts.append(Text(""))
         parts += [Text(f"⚠ {w}", style="yellow") for w in report.warnings]
-    return Group(*parts)
+    return parts
 
 
 # ------------------------------------------------------------------------------ markdown
@@ -377,8 +401,17 @@ def _slots_svg(report: CapacityReport) -> str:
 
 def capacity_html(report: CapacityReport) -> str:
     """The report as a self-contained HTML page (`report --html FILE`)."""
-    c = report.cluster
-    h = report.headroom
+    body = _html_overview(report)
+    body += _html_bands(report)
+    body += _html_plan(report)
+    body += _html_n_plus_one(report)
+    body += _html_slots_and_sizing(report)
+    body += _html_workloads_and_notes(report)
+    return page("Capacity report", body)
+
+
+def _html_overview(report: CapacityReport) -> list[str]:
+    c, h = report.cluster, report.headroom
     body = [
         "<h1>Capacity report</h1>",
         f'<p class="meta">Source: {esc(report.source)} · basis: {esc(report.basis)} — {esc(report.observation)}'
@@ -401,9 +434,12 @@ def capacity_html(report: CapacityReport) -> str:
         body.append(_card("N+1", verdict, f"<div>losing {esc(n1.node)}</div>"))
     body.append("</div>")
     body.append(f"<p>{esc(headroom_line(report))}.</p>")
+    return body
 
-    # Cluster and nodes.
-    body.append(f"<h2>Utilisation and action bands ({esc(report.basis)})</h2>")
+
+def _html_bands(report: CapacityReport) -> list[str]:
+    c = report.cluster
+    body = [f"<h2>Utilisation and action bands ({esc(report.basis)})</h2>"]
     relevant = [n for n in report.nodes if n.eligible or n.vms]
     drawn = sorted(relevant, key=lambda n: (-n.utilisation.peak, n.name))[:MAX_CHART_ROWS]
     rows = [BarRow("cluster", c.utilisation.cpu, c.utilisation.memory)] + [
@@ -422,76 +458,77 @@ def capacity_html(report: CapacityReport) -> str:
         + table(NODE_HEADERS, [[esc(x) for x in r] for r in all_rows], numeric=(1, 2, 3, 4, 5))
         + "</details>"
     )
+    return body
 
-    if report.plan is not None:
-        plan = report.plan
-        rows_p, left_out = plan_rows(plan.nodes)
-        body.append(f"<h2>Plan ({esc(plan.goal.type.value)}, {len(plan.moves)} move(s)): nodes before → after</h2>")
-        if plan.moves and rows_p:
-            body.append(
-                utilisation_chart(rows_p, chart_id="plan-before-after", title="Nodes before and after the plan")
-            )
-            if left_out:
-                body.append(f'<p class="absent">{left_out} more node(s) not drawn (unchanged, less busy)</p>')
-        else:
-            body.append('<p class="absent">The plan moves nothing: no before → after chart.</p>')
 
-    if report.n_plus_one is not None:
-        n1 = report.n_plus_one
-        body.append("<h2>N+1: losing the largest node</h2>")
-        body += [f"<p>{esc(line)}</p>" for line in n_plus_one_lines(report)]
-        if n1.after is not None:
-            body.append(
-                utilisation_chart(
-                    [
-                        BarRow(
-                            "cluster",
-                            n1.after.cpu,
-                            n1.after.memory,
-                            cpu_before=c.utilisation.cpu,
-                            memory_before=c.utilisation.memory,
-                        )
-                    ],
-                    chart_id="n-plus-one",
-                    title=f"Cluster utilisation now and after losing {n1.node}",
-                )
-            )
-        if n1.unplaced:
-            body.append(
-                table(
-                    ("VM", "Why it finds no place"),
-                    [[esc(f"{u.namespace}/{u.vm}"), esc(u.reason)] for u in n1.unplaced],
-                )
-            )
+def _html_plan(report: CapacityReport) -> list[str]:
+    plan = report.plan
+    if plan is None:
+        return []
+    rows_p, left_out = plan_rows(plan.nodes)
+    body = [f"<h2>Plan ({esc(plan.goal.type.value)}, {len(plan.moves)} move(s)): nodes before → after</h2>"]
+    if plan.moves and rows_p:
+        body.append(utilisation_chart(rows_p, chart_id="plan-before-after", title="Nodes before and after the plan"))
+        if left_out:
+            body.append(f'<p class="absent">{left_out} more node(s) not drawn (unchanged, less busy)</p>')
+    else:
+        body.append('<p class="absent">The plan moves nothing: no before → after chart.</p>')
+    return body
 
+
+def _html_n_plus_one(report: CapacityReport) -> list[str]:
+    n1, c = report.n_plus_one, report.cluster
+    if n1 is None:
+        return []
+    body = ["<h2>N+1: losing the largest node</h2>"]
+    body += [f"<p>{esc(line)}</p>" for line in n_plus_one_lines(report)]
+    if n1.after is not None:
+        now_after = BarRow(
+            "cluster", n1.after.cpu, n1.after.memory, cpu_before=c.utilisation.cpu, memory_before=c.utilisation.memory
+        )
+        body.append(
+            utilisation_chart(
+                [now_after], chart_id="n-plus-one", title=f"Cluster utilisation now and after losing {n1.node}"
+            )
+        )
+    if n1.unplaced:
+        body.append(
+            table(
+                ("VM", "Why it finds no place"),
+                [[esc(f"{u.namespace}/{u.vm}"), esc(u.reason)] for u in n1.unplaced],
+            )
+        )
+    return body
+
+
+def _html_slots_and_sizing(report: CapacityReport) -> list[str]:
+    body: list[str] = []
     if report.slots is not None:
         body.append("<h2>Migration slots</h2>")
         body.append(_slots_svg(report))
         body.append(f'<p class="{esc(report.slots.status)}">{esc(slots_line(report))}</p>')
+    if not report.section("right_sizing").available:
+        return body
+    body.append("<h2>Right-sizing</h2>")
+    if not report.right_sizing:
+        body.append('<p class="ok">Every measured VM is within its sizing targets.</p>')
+        return body
+    body.append(
+        "<p>Targets (seed 003): CPU 60–70 % of the vCPUs, memory 70–80 % of the guest. Evidence: "
+        f"{esc(report.observation)}.</p>"
+    )
+    body.append(
+        table(SIZING_HEADERS, [[esc(x) for x in r] for r in sizing_rows(report.right_sizing)], numeric=(4, 5, 6, 7))
+    )
+    return body
 
-    if report.section("right_sizing").available:
-        body.append("<h2>Right-sizing</h2>")
-        if report.right_sizing:
-            body.append(
-                "<p>Targets (seed 003): CPU 60–70 % of the vCPUs, memory 70–80 % of the guest. Evidence: "
-                f"{esc(report.observation)}.</p>"
-            )
-            body.append(
-                table(
-                    SIZING_HEADERS,
-                    [[esc(x) for x in r] for r in sizing_rows(report.right_sizing)],
-                    numeric=(4, 5, 6, 7),
-                )
-            )
-        else:
-            body.append('<p class="ok">Every measured VM is within its sizing targets.</p>')
 
-    body.append(f"<h2>Workload classes</h2><p>{esc(class_counts(report))}</p>")
+def _html_workloads_and_notes(report: CapacityReport) -> list[str]:
+    body = [f"<h2>Workload classes</h2><p>{esc(class_counts(report))}</p>"]
     if report.workloads:
         body.append(table(WORKLOAD_HEADERS, [[esc(x) for x in r] for r in workload_rows(report)]))
     else:
         body.append('<p class="absent">No VM shows a class (all general purpose by metrics and annotations).</p>')
-
     absent = absent_lines(report)
     if absent:
         body.append('<h2>Not in this report</h2><ul class="absent">')
@@ -500,7 +537,7 @@ def capacity_html(report: CapacityReport) -> str:
     if report.warnings:
         body.append('<h2>Warnings</h2><ul class="warn">' + "".join(f"<li>⚠ {esc(w)}</li>" for w in report.warnings))
         body.append("</ul>")
-    return page("Capacity report", body)
+    return body
 
 
 __all__ = [

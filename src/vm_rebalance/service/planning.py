@@ -120,21 +120,24 @@ class Revalidation:
     """A plan checked against the cluster as it is now.
 
     The policy, the same for every front-end: moves that no longer validate are dropped, each
-    with a warning saying why (``dropped``); what remains is ``plan``. When anything was dropped,
-    the remaining plan is a different plan and needs its own approval: the CLI shows it and asks
-    again (``--yes`` approves whatever still validates), the MCP server refuses to execute and
-    returns it as a new plan with a new hash for the human to approve.
+    with a warning saying why (``dropped_ids``); a VM that moved since the plan was made is
+    flagged (``moved_ids``) and its move now starts where the VM is; what remains is ``plan``.
+    When anything changed, the remaining plan is a different plan and needs its own approval: the
+    CLI shows it with the flags and asks again (``--yes`` approves whatever still validates), the
+    MCP server refuses to execute and returns it as a new plan with a new hash for the human.
     """
 
     plan: Plan
     """The moves that still validate (ids as in the original plan); its warnings say why others went."""
     dropped_ids: tuple[int, ...] = ()
     """The ids of the moves that no longer validate."""
+    moved_ids: tuple[int, ...] = ()
+    """The ids of moves whose VM is no longer on the node the plan moves it from."""
 
     @property
     def changed(self) -> bool:
-        """Whether the cluster changed under the plan (some move was dropped)."""
-        return bool(self.dropped_ids)
+        """Whether the cluster changed under the plan (a move dropped, or a VM moved meanwhile)."""
+        return bool(self.dropped_ids or self.moved_ids)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -176,4 +179,15 @@ def revalidate(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ())
     )
     remaining = {m.id for m in moves}
     dropped = tuple(m.id for m in kept if m.id not in remaining)
-    return Revalidation(plan=dataclasses.replace(validated, warnings=tuple(warnings)), dropped_ids=dropped)
+    planned_from = {m.id: m.source for m in kept if m.running}
+    moved = [m for m in moves if m.running and m.id in planned_from and planned_from[m.id] != m.source]
+    warnings += [
+        f"Migration #{m.id} ({m.vm}): the VM moved since the plan was made (planned from "
+        f"{planned_from[m.id]}, now on {m.source}); it would move from {m.source}"
+        for m in moved
+    ]
+    return Revalidation(
+        plan=dataclasses.replace(validated, warnings=tuple(warnings)),
+        dropped_ids=dropped,
+        moved_ids=tuple(m.id for m in moved),
+    )

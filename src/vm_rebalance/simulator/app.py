@@ -63,6 +63,8 @@ _SELF_REVIEWS = frozenset(
     }
 )
 DEFAULT_TOKEN_SECONDS = 3600
+#: kube-apiserver's NamespaceLifecycle refuses to delete these.
+_IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 _PATCH_RETRIES = 8
 _HANG_SECONDS = 3600.0
 
@@ -1324,6 +1326,13 @@ class KubeApi:
         return result
 
     async def _delete(self, ctx: _Ctx, rtype: ResourceType, ns: str | None, name: str) -> Response:
+        if rtype.key == ("", "namespaces") and name in _IMMORTAL_NAMESPACES:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                {"name": name, "kind": "namespaces"},
+            )
         options = await self._body(ctx)
         old = self.store.try_get(rtype.key, ns, name)
         if old is None:
