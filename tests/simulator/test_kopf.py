@@ -18,7 +18,7 @@ from kubernetes import client, config
 from simulator.clientcluster import small_cluster
 from vm_rebalance.simulator.server import SimulatorServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e, pytest.mark.slow]
 
 OPERATOR = Path(__file__).parent / "operators" / "widget_operator.py"
 GROUP, VERSION, PLURAL = "example.dev", "v1", "widgets"

@@ -29,7 +29,7 @@ from vm_rebalance.simulator.server import SimulatorServer
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e, pytest.mark.slow]
 if PROMETHEUS is None or PROMTOOL is None:
     pytestmark.append(
         pytest.mark.skip(

@@ -313,6 +313,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
 def test_lightkube_reads_and_writes_through_the_real_api(server: tuple[SimulatorServer, Path]) -> None:
     from lightkube import Client, KubeConfig
     from lightkube.core.exceptions import ApiError
