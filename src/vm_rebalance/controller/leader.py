@@ -117,6 +117,11 @@ class LeaderElector:
 
     # ------------------------------------------------------------------ the loop
 
+    @property
+    def alive(self) -> bool:
+        """Whether the election loop runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Campaign in a daemon thread."""
         self._thread = threading.Thread(target=self._loop, name="leader-election", daemon=True)

@@ -175,8 +175,7 @@ class Probes:
 
     def healthy(self) -> tuple[bool, str]:
         """Alive: the election loop runs (a wedged process fails this and is restarted)."""
-        t = self.elector._thread
-        alive = t is not None and t.is_alive()
+        alive = self.elector.alive
         return alive, "ok" if alive else "the leader-election loop is not running"
 
     def ready(self) -> tuple[bool, str]:
@@ -304,7 +303,9 @@ def run(target: service.Target, options: Options) -> int:
         controller.draining.set()
         for runner in kopf_runner:
             runner.stop()
-        if not lost.is_set() and not controller.executions.wait(0):
+        if lost.is_set():
+            controller.executions.wait(60)  # the cancelled execution finishes its safe path first
+        elif not controller.executions.wait(0):
             log.info("holding the execution: running migrations finish (up to %.0fs)", options.shutdown_grace_seconds)
             controller.executions.hold(CancelReason.SHUTDOWN)
             if not controller.executions.wait(options.shutdown_grace_seconds):

@@ -138,6 +138,8 @@ class Controller:
         self.draining = threading.Event()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        """Held from "nothing runs" to "started": two plans reconciled at once never both start."""
 
     @property
     def acting(self) -> bool:
@@ -449,6 +451,10 @@ class Controller:
 
     def _maybe_start(self, obj: dict[str, Any]) -> None:
         """Start (or resume) an approved plan if this replica leads, nothing else runs and a window is open."""
+        with self._start_lock:
+            self._start(obj)
+
+    def _start(self, obj: dict[str, Any]) -> None:
         name, status = _name(obj), _status(obj)
         if not self.acting:
             return
