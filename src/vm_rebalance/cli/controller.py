@@ -4,6 +4,7 @@ kopf and prometheus-client (the `controller` extra) are imported only when `cont
 """
 
 import logging
+import re
 import sys
 from typing import Annotated
 
@@ -13,10 +14,13 @@ from rich.markup import escape
 from vm_rebalance import service
 from vm_rebalance.cli.approval import confirm, require_terminal
 from vm_rebalance.cli.main import app, ctx_obj
+from vm_rebalance.cli.options import local_address, positive_number
 from vm_rebalance.cli.options import port as cli_port
-from vm_rebalance.cli.options import positive_number
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.service import incluster
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_HASH = re.compile(r"(sha256:)?[0-9a-f]{64}")
 
 
 @app.command()
@@ -32,7 +36,9 @@ def controller(
     identity: Annotated[
         str | None, typer.Option("--identity", help="This replica's name in the Lease (default: pod name + random).")
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address of the metrics and probe server.")] = "0.0.0.0",
+    host: Annotated[
+        str, typer.Option("--host", help="Address of the metrics and probe server.", callback=local_address)
+    ] = "0.0.0.0",
     port: Annotated[
         int, typer.Option("--port", help="Port of /metrics, /healthz and /readyz.", callback=cli_port)
     ] = 8080,
@@ -79,7 +85,15 @@ def controller(
     c = ctx_obj(ctx)
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int) or log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise typer.BadParameter("must be debug, info, warning or error", param_hint="'--log-level'")
+        raise typer.BadParameter(
+            f"must be debug, info, warning or error, not {log_level!r}", param_hint="'--log-level'"
+        )
+    if namespace is not None:
+        service.check_namespaces([namespace])
+    if not _DNS_SUBDOMAIN.fullmatch(lease) or len(lease) > 253:
+        raise typer.BadParameter(f"{lease!r} is not a Lease name (a DNS subdomain)", param_hint="'--lease'")
+    if identity is not None and not identity.strip():
+        raise typer.BadParameter("must not be empty", param_hint="'--identity'")
     try:
         from vm_rebalance.controller import leader, operator
     except ModuleNotFoundError as exc:
@@ -130,6 +144,8 @@ def approve(
     The controller executes it only if the hash still matches the plan's status.
     """
     c = ctx_obj(ctx)
+    if hash_ is not None and not _HASH.fullmatch(hash_.strip().lower()):
+        raise typer.BadParameter("must be the plan's sha256 hash (64 hex digits)", param_hint="'--hash'")
     require_terminal(yes or hash_ is not None, f"approving plan {plan}")
     with incluster.InCluster.open(c.target) as cluster:
         current = incluster.read_approval(cluster, plan)
