@@ -60,7 +60,9 @@ def one_round(tmp: Path) -> dict[str, float]:
         a = env.start("ctl-a")
         env.policy("term", automation="Automatic", liveOnly=True, goal="memory", maxMigrations=8)
         name = wait_for("plan", lambda: [p["metadata"]["name"] for p in env.plans() if p.get("status")])[0]
-        wait_for("running", lambda: ((env.plan(name)["status"].get("progress") or {}).get("running") or 0) >= 1, every=0.02)
+        wait_for(
+            "running", lambda: ((env.plan(name)["status"].get("progress") or {}).get("running") or 0) >= 1, every=0.02
+        )
         t0 = time.monotonic()
         a.proc.send_signal(signal.SIGTERM)
         a.proc.wait(timeout=120)

@@ -126,7 +126,8 @@ def test_approve_policy_plans_on_schedule_and_approval_by_hash_executes(tmp_path
         for move in status["plan"]["moves"]:
             assert env.sim.node_of(move["vm"]) == move["to"]
         env.sim.assert_clean()
-        # Events tell the story: on the plan, in order, and on each VM
+        # Events tell the story: on the plan, in order, and on each VM (the last one follows the status)
+        wait_for("the last Event", lambda: env.events("ExecutionSucceeded", name=name))
         story = [e["reason"] for e in env.events(name=name)]
         assert story[:4] == ["PlanProposed", "PlanApproved", "ExecutionStarted", "ExecutionSucceeded"], story
         for move in status["plan"]["moves"]:
