@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "vm_rebalance"
 
 # Optional extras and the part of the package that may use them (imported lazily elsewhere).
-EXTRA_SCOPES = {"mcp": ("mcp_server/",)}
+EXTRA_SCOPES = {"mcp": ("mcp_server/",), "controller": ("controller/",)}
 
 
 def _norm(name: str) -> str:

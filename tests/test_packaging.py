@@ -58,6 +58,8 @@ def test_the_wheel_has_the_data_scripts_and_dependencies(dist: Path) -> None:
     assert any(r.startswith("orjson") for r in requires)
     assert any(r.startswith("mcp") and 'extra == "mcp"' in r for r in requires)
     assert "mcp" in (metadata.get_all("Provides-Extra") or [])
+    assert any(r.startswith("kopf") and 'extra == "controller"' in r for r in requires)
+    assert "controller" in (metadata.get_all("Provides-Extra") or [])
     assert "vm-rebalance = vm_rebalance.cli.main:run" in entry_points
     assert "kubectl-vm_rebalance = vm_rebalance.cli.main:run" in entry_points
 

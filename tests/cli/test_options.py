@@ -127,6 +127,20 @@ CASES: dict[tuple[str, str], list[list[str]]] = {
     ("mcp", "--transport"): [["mcp", "--transport", "pigeon"]],
     ("mcp", "--host"): [["mcp", "--transport", "http", "--host", "no such host!", "--port", "1"]],
     ("mcp", "--port"): [["mcp", "--port", "0"], ["mcp", "--port", "65536"]],
+    ("controller", "--namespace"): [["controller", "--namespace", "Bad_NS"]],
+    ("controller", "--lease"): [["controller", "--lease", "Not A Name"]],
+    ("controller", "--identity"): [["controller", "--identity", " "]],
+    ("controller", "--host"): [["controller", "--host", "no such host!"]],
+    ("controller", "--port"): [["controller", "--port", "0"], ["controller", "--port", "65536"]],
+    ("controller", "--resync"): [["controller", "--resync", "0"], ["controller", "--resync", "nan"]],
+    ("controller", "--lease-duration"): [["controller", "--lease-duration", "-1"]],
+    ("controller", "--renew-deadline"): [["controller", "--renew-deadline", "20"]],
+    ("controller", "--retry-period"): [["controller", "--retry-period", "inf"]],
+    ("controller", "--shutdown-grace"): [["controller", "--shutdown-grace", "0"]],
+    ("controller", "--poll-interval"): [["controller", "--poll-interval", "nan"]],
+    ("controller", "--log-level"): [["controller", "--log-level", "loud"]],
+    ("approve", "plan"): [["--kubeconfig", "{kc}", "approve", "ghost", "--yes"]],
+    ("approve", "--hash"): [["--kubeconfig", "{kc}", "approve", "ghost", "--hash", "abc"]],
 }
 
 # Options whose every value is acceptable (a name to look for, a path to write), with why.

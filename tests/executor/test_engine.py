@@ -396,3 +396,31 @@ def test_a_forbidden_list_of_migrations_fails_at_once_naming_rbac(tmp_path: Path
     outcomes = ex.run(plan)
     assert api.created == [] and outcomes[0].failure is FailureKind.FORBIDDEN
     assert "cannot list virtualmachineinstancemigrations.kubevirt.io" in (outcomes[0].error or "")
+
+
+def test_a_hold_lets_running_moves_finish_and_starts_no_new_one(tmp_path: Path) -> None:
+    """A controller's graceful shutdown: no migration is cancelled; the rest is not attempted, resumable."""
+    from vm_rebalance.model.cancel import CancelReason, CancelToken
+
+    api = FakeKubeVirt(polls_to_finish=4)
+    plan = make_plan(spread(8, ["a", "b", "c", "d"], api))
+    ex, clock = executor(api, plan, tmp_path)
+    ex.hold = CancelToken()
+    ticks = {"n": 0}
+
+    def sleep(seconds: float) -> None:
+        ticks["n"] += 1
+        if ticks["n"] == 2:
+            ex.hold.cancel(CancelReason.SHUTDOWN)
+        clock.sleep(seconds)
+
+    ex.sleep = sleep
+    outcomes = ex.run(plan)  # returns normally: nothing was interrupted
+    assert len(api.created) == 5 and api.deleted == []
+    succeeded = [o for o in outcomes if o.status is MoveStatus.SUCCEEDED]
+    held = [o for o in outcomes if o.status is MoveStatus.NOT_ATTEMPTED]
+    assert len(succeeded) == 5 and len(held) == 3
+    assert all("held: shutting down" in (o.error or "") for o in held)
+    assert not ex.journal.finished  # a later run resumes the rest
+    again, _ = executor(api, plan, tmp_path)
+    assert all(o.ok for o in again.run(plan)) and len(api.created) == 8

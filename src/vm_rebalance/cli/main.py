@@ -137,6 +137,7 @@ def _register() -> None:
     from vm_rebalance.cli import report  # noqa: F401
     from vm_rebalance.cli import execute  # noqa: F401
     from vm_rebalance.cli import demo, mcp, simulator  # noqa: F401
+    from vm_rebalance.cli import controller  # noqa: F401
 
 
 def fail(err: Console, error: RebalanceError) -> NoReturn:

@@ -126,8 +126,14 @@ class Executor:
         sleep: Sleep | None = None,
         waker: Waker | None = None,
         cancel: CancelToken | None = None,
+        hold: CancelToken | None = None,
     ) -> None:
-        """``sleep`` None waits on the cancel token (a cancel ends the wait); tests pass a fake."""
+        """``sleep`` None waits on the cancel token (a cancel ends the wait); tests pass a fake.
+
+        ``hold``, when set, stops admitting moves while letting the running ones finish; `run` then
+        returns with the rest not attempted and the journal unfinished, so a later run resumes it
+        (a controller's graceful shutdown, the end of a maintenance window).
+        """
         self.api = api
         self.limits = limits
         self.kubevirt_version = kubevirt_version
@@ -142,6 +148,7 @@ class Executor:
         self.sleep = sleep
         self.waker = waker
         self.cancel = cancel if cancel is not None else CancelToken()
+        self.hold = hold if hold is not None else CancelToken()
         self.counter = InFlightCounter(api)
 
     # ----------------------------------------------------------------------------------- run
@@ -160,6 +167,7 @@ class Executor:
         if self.waker is not None:
             self.waker.start()
             self.cancel.on_cancel(self.waker.wake)
+            self.hold.on_cancel(self.waker.wake)
         try:
             self._run_waves(plan, run, report)
         except KeyboardInterrupt:
@@ -169,7 +177,7 @@ class Executor:
                 self.waker.stop()
         if self.cancel.cancelled:
             raise self._interrupted(plan, run) from None
-        result = self._complete(plan, run.outcomes)
+        result = self._complete(plan, run.outcomes, held=self.hold.reason if self.hold.cancelled else None)
         if all(o.ok or o.status is MoveStatus.SKIPPED for o in result):
             self.journal.finished = True
             self.journal.save()
@@ -180,7 +188,7 @@ class Executor:
             queue = self._resume_wave(wave, run)
             while (queue or run.active) and not self.cancel.cancelled:
                 self._tick(queue, run, report)
-            if run.failed or self.cancel.cancelled:
+            if run.failed or self.cancel.cancelled or self.hold.cancelled:
                 return
 
     def _resume_wave(self, wave: tuple[Move, ...], run: _Run) -> list[Move]:
@@ -210,7 +218,7 @@ class Executor:
         """Observe the cluster once, advance the running moves, admit queued ones, then wait."""
         census = self._census(queue, run)
         self._advance(run, census)
-        if run.failed:
+        if run.failed or self.hold.cancelled:
             queue.clear()  # stop starting new moves; let the running ones finish
         if queue:
             self._admit(queue, run, census, report)
@@ -384,12 +392,13 @@ class Executor:
         return ExecutionInterruptedError(self._complete(plan, run.outcomes), states, reason)
 
     @staticmethod
-    def _complete(plan: Plan, outcomes: dict[int, Outcome]) -> list[Outcome]:
-        return [
-            outcomes.get(m.id)
-            or Outcome(move=m, status=MoveStatus.NOT_ATTEMPTED, error="not attempted (an earlier move failed)")
-            for m in plan.moves
-        ]
+    def _complete(plan: Plan, outcomes: dict[int, Outcome], held: CancelReason | None = None) -> list[Outcome]:
+        why = (
+            f"not attempted (held: {held.value}; a later run continues)"
+            if held
+            else "not attempted (an earlier move failed)"
+        )
+        return [outcomes.get(m.id) or Outcome(move=m, status=MoveStatus.NOT_ATTEMPTED, error=why) for m in plan.moves]
 
     def mark_skipped(self, move: Move, reason: str = "skipped by the user") -> None:
         """Record that the user chose to skip a move (after a failure)."""

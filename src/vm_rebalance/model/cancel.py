@@ -24,6 +24,8 @@ class CancelReason(StrEnum):
     """The process is terminating (SIGTERM, a controller shutting down)."""
     LEASE_LOST = "the execution lock was lost"
     """Another process took the single-writer lease."""
+    WINDOW_CLOSED = "the maintenance window closed"
+    """The controller's maintenance window ended (used to hold an execution: running moves finish)."""
 
 
 class CancelToken:

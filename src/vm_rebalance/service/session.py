@@ -116,6 +116,7 @@ class Session:
         fresh: bool = True,
         journal_store: JournalStore | None = None,
         cancel: CancelToken | None = None,
+        hold: CancelToken | None = None,
     ) -> Executor:
         """An executor for ``plan`` with its journal.
 
@@ -123,7 +124,8 @@ class Session:
         `--resume` finds it (default: the plan's own id). ``fresh`` (everything but `--resume`)
         archives an earlier journal of the same id instead of continuing it. ``journal_store``
         defaults to the files under ``journal_dir`` (the state directory); ``cancel`` is the token
-        that Ctrl-C, an MCP cancel or a shutdown trigger (default: a token only Ctrl-C sets).
+        that Ctrl-C, an MCP cancel or a shutdown trigger (default: a token only Ctrl-C sets); ``hold``
+        stops admitting moves and lets the running ones finish (the run can be resumed later).
         """
         journal = Journal.open(journal_id or plan_id(plan), directory=journal_dir, fresh=fresh, store=journal_store)
         return Executor(
@@ -134,6 +136,7 @@ class Session:
             options=options,
             waker=MigrationWatcher(self.client),
             cancel=cancel,
+            hold=hold,
         )
 
 
