@@ -81,6 +81,11 @@ def test_policy_maps_to_the_services_plan_spec() -> None:
     assert defaults.automation is Automation.APPROVE and defaults.plan.max_migrations == 5
 
 
+def test_min_gain_maps_to_the_planners_minimum_gain() -> None:
+    assert parse_policy(policy(minGain=5)).plan.min_gain == 5
+    assert parse_policy(policy()).plan.min_gain is None
+
+
 @pytest.mark.parametrize(
     ("spec", "words"),
     [
@@ -90,7 +95,7 @@ def test_policy_maps_to_the_services_plan_spec() -> None:
         ({"namespaces": ["Not_A_Name"]}, "namespace"),
         ({"maxMigrations": 0}, "maxMigrations"),
         ({"schedule": {"interval": "2s"}}, "schedule.interval"),
-        ({"minGain": 5}, "minGain is not supported"),
+        ({"minGain": -5}, "minGain"),
     ],
 )
 def test_bad_policies_are_refused_naming_the_field(spec: dict[str, object], words: str) -> None:

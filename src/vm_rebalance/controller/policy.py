@@ -1,12 +1,10 @@
 """A RebalancePolicy's spec read into typed values: the service's `PlanSpec`, the automation level,
 the schedule, maintenance windows and the scope.
 
-Every field maps to something that works; a field this build cannot honour is refused with a
-message naming it (``minGain``: the planner's minimum gain, mapped to ``PlanSpec.min_gain`` as
-soon as the service's PlanSpec has it).
+Every field maps to something that works (``minGain`` is the planner's minimum gain per move,
+``PlanSpec.min_gain``); a bad value is refused with a message naming the field.
 """
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,11 +98,6 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
         "cooldown_seconds": _number(spec, "cooldownMinutes", 60, low=0) * 60,
     }
     if spec.get("minGain") is not None:
-        if "min_gain" not in {f.name for f in dataclasses.fields(service.PlanSpec)}:
-            raise ConfigError(
-                "minGain is not supported by this version's planner (its PlanSpec has no minimum gain yet); "
-                "remove it, or use minImprovement"
-            )
         fields["min_gain"] = _number(spec, "minGain", 0, low=0)
     try:
         plan = service.PlanSpec(**fields)
