@@ -35,6 +35,7 @@ from vm_rebalance.model.cancel import CancelReason
 from vm_rebalance.service.incluster import (
     InCluster,
     ObjectRef,
+    parse_time,
     plan_of,
     plan_ref,
     prepare_resume,
@@ -51,15 +52,6 @@ ACTIVE = ("Approved", "Executing")
 def utcnow() -> datetime:
     """The wall clock (schedules and windows are wall-clock things)."""
     return datetime.now(UTC)
-
-
-def _time(text: object) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _iso(when: datetime) -> str:
@@ -207,7 +199,7 @@ class Controller:
                 )
             return
         changed = status.get("observedGeneration") != generation
-        due = _time(status.get("nextScheduleTime"))
+        due = parse_time(status.get("nextScheduleTime"))
         if changed or due is None or status.get("phase") != "Active":
             due = policy.schedule.next_after(None, now) if changed or due is None else due
             if now < due:

@@ -321,51 +321,69 @@ def right_sizing(vms: Iterable[VirtualMachine]) -> tuple[SizingAdvice, ...]:
             used = vm.usage.cpu_millicores
             util = used / (vm.vcpus * 1000)
             want = max(1, math.ceil(used / 1000 / CPU_TARGET))
-            direction = None
-            if util > CPU_GROW and want > vm.vcpus:
-                direction = SizingDirection.GROW
-            elif util < CPU_SHRINK and vm.vcpus >= 2 and want < vm.vcpus:
-                direction = SizingDirection.SHRINK
+            direction = _direction(util, CPU_GROW, CPU_SHRINK, want, vm.vcpus, shrinkable=vm.vcpus >= 2)
             if direction is not None:
-                out.append(
-                    SizingAdvice(
-                        namespace=vm.namespace,
-                        vm=vm.name,
-                        node=vm.node,
-                        resource="cpu",
-                        direction=direction,
-                        guest=vm.vcpus,
-                        suggested=want,
-                        used=used,
-                        requested=vm.requests.cpu_millicores,
-                        utilisation=util,
-                    )
-                )
+                out.append(_advice(vm, "cpu", direction, vm.vcpus, want, used, vm.requests.cpu_millicores, util))
         mem_used = guest_memory_used(vm)
         if vm.guest_memory_bytes > 0 and mem_used is not None:
             util = mem_used / vm.guest_memory_bytes
             want_bytes = _ceil_gib(mem_used / MEMORY_TARGET)
-            direction = None
-            if util > MEMORY_GROW and want_bytes > vm.guest_memory_bytes:
-                direction = SizingDirection.GROW
-            elif util < MEMORY_SHRINK and vm.guest_memory_bytes >= 2 * GIB and want_bytes < vm.guest_memory_bytes:
-                direction = SizingDirection.SHRINK
+            direction = _direction(
+                util,
+                MEMORY_GROW,
+                MEMORY_SHRINK,
+                want_bytes,
+                vm.guest_memory_bytes,
+                shrinkable=vm.guest_memory_bytes >= 2 * GIB,
+            )
             if direction is not None:
                 out.append(
-                    SizingAdvice(
-                        namespace=vm.namespace,
-                        vm=vm.name,
-                        node=vm.node,
-                        resource="memory",
-                        direction=direction,
-                        guest=vm.guest_memory_bytes,
-                        suggested=want_bytes,
-                        used=mem_used,
-                        requested=vm.requests.memory_bytes,
-                        utilisation=util,
+                    _advice(
+                        vm,
+                        "memory",
+                        direction,
+                        vm.guest_memory_bytes,
+                        want_bytes,
+                        mem_used,
+                        vm.requests.memory_bytes,
+                        util,
                     )
                 )
     return tuple(out)
+
+
+def _direction(
+    util: float, grow: float, shrink: float, want: int, have: int, *, shrinkable: bool
+) -> SizingDirection | None:
+    if util > grow and want > have:
+        return SizingDirection.GROW
+    if util < shrink and shrinkable and want < have:
+        return SizingDirection.SHRINK
+    return None
+
+
+def _advice(
+    vm: VirtualMachine,
+    resource: str,
+    direction: SizingDirection,
+    guest: int,
+    suggested: int,
+    used: int,
+    requested: int,
+    util: float,
+) -> SizingAdvice:
+    return SizingAdvice(
+        namespace=vm.namespace,
+        vm=vm.name,
+        node=vm.node,
+        resource=resource,
+        direction=direction,
+        guest=guest,
+        suggested=suggested,
+        used=used,
+        requested=requested,
+        utilisation=util,
+    )
 
 
 # ------------------------------------------------------------------------------ workload classes

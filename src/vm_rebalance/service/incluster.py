@@ -26,6 +26,7 @@ from vm_rebalance.kube.incluster import (
     LeaseRecord,
     ObjectRef,
     now_rfc3339,
+    parse_time,
 )
 from vm_rebalance.model import ClusterState, Plan, plan_from_document
 from vm_rebalance.model.plan import PlanDocumentError
@@ -53,6 +54,7 @@ __all__ = [
     "Resumption",
     "approve_plan",
     "connection",
+    "parse_time",
     "plan_hash",
     "plan_of",
     "prepare_resume",
