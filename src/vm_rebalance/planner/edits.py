@@ -5,7 +5,7 @@ every wave), after-state, metrics and warnings. Move ids stay stable across edit
 several edits can name moves by the ids the user saw first.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError
@@ -217,7 +217,12 @@ def _live_refusal(vm: VirtualMachine) -> str | None:
 
 
 def _target_refusal(
-    vm: VirtualMachine, name: str, state: ClusterState, extra: Resources, residents: list[tuple[str, VirtualMachine]]
+    vm: VirtualMachine,
+    name: str,
+    state: ClusterState,
+    extra: Resources,
+    residents: list[tuple[str, VirtualMachine]],
+    node_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str | None:
     node = state.node(name)
     if node is None:
@@ -226,7 +231,7 @@ def _target_refusal(
         return f"Target node '{name}' is not Ready. Choose different target."
     if node.unschedulable:
         return f"Target node '{name}' is cordoned (SchedulingDisabled). Choose different target or uncordon node."
-    reasons = fit_reasons(vm, node, state, extra_requested=extra, residents=residents)
+    reasons = fit_reasons(vm, node, state, extra_requested=extra, residents=residents, node_labels=node_labels)
     return f"cannot run on {name}: {'; '.join(reasons)}" if reasons else None
 
 
@@ -250,6 +255,10 @@ def plan_manual_moves(
     drafts: list[DraftMove] = []
     extra: dict[str, Resources] = {}
     residents = {v.ref: (str(v.node), v) for v in state.vms if v.running and v.node}
+    # A VM without pod (anti-)affinity or topology spread of its own is only checked against the
+    # residents whose anti-affinity could repel it: passing just those keeps N moves linear.
+    holders = {ref: pair for ref, pair in residents.items() if pair[1].placement.pod_anti_affinity}
+    node_labels = {n.name: n.labels for n in state.nodes}
     seen: set[str] = set()
     for number, raw in enumerate(requests, start=1):
         req = raw if isinstance(raw, ManualMoveRequest) else ManualMoveRequest(*raw)
@@ -275,8 +284,15 @@ def plan_manual_moves(
             elif req.method == "auto":
                 method = move_method(vm)
             if problem is None:
+                placement = vm.placement
+                own_terms = placement.pod_anti_affinity or placement.pod_affinity or placement.topology_spread
                 problem = _target_refusal(
-                    vm, req.target, state, extra.get(req.target, Resources()), list(residents.values())
+                    vm,
+                    req.target,
+                    state,
+                    extra.get(req.target, Resources()),
+                    list((residents if own_terms else holders).values()),
+                    node_labels,
                 )
         if problem is not None or vm is None:
             warnings.append(f"{label} failed validation: {problem} Proceeding with remaining migrations.")
@@ -290,6 +306,8 @@ def plan_manual_moves(
         if source:
             extra[source] = extra.get(source, Resources()) - vm.requests
         residents[vm_ref(vm.namespace, vm.name)] = (req.target, vm)
+        if vm.placement.pod_anti_affinity:
+            holders[vm_ref(vm.namespace, vm.name)] = (req.target, vm)
     try:
         return assemble_plan(
             state,

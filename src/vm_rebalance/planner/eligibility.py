@@ -242,18 +242,21 @@ def fit_reasons(
     *,
     extra_requested: Resources = Resources(),
     residents: Sequence[tuple[str, VirtualMachine]] | None = None,
+    node_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Every reason ``vm`` cannot be placed on ``node`` now (empty when it fits).
 
     Covers node eligibility, taints, nodeSelector, required node affinity, required pod
     (anti-)affinity and topology spread, and free allocatable by requests. ``residents``
-    defaults to where the running VMs are in ``state``.
+    defaults to where the running VMs are in ``state``; ``node_labels`` (every node's labels)
+    to those of ``state`` (callers checking many moves pass them once).
     """
     reasons = [NODE_FLAG_EXPLANATIONS[f] for f in node_flags(node)]
     reasons += static_placement_violations(vm, node)
     if residents is None:
         residents = [(v.node, v) for v in state.vms if v.running and v.node]
-    node_labels = {n.name: n.labels for n in state.nodes}
+    if node_labels is None:
+        node_labels = {n.name: n.labels for n in state.nodes}
     reasons += pod_affinity_violations(vm, node, node_labels=node_labels, residents=residents)
     if vm.node != node.name:
         capacity = capacity_violation(vm, node, extra_requested=extra_requested)

@@ -6,6 +6,7 @@ worth offering) and the same validation policy (``revalidate``).
 """
 
 import dataclasses
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from vm_rebalance.planner.alternatives import suggest_alternatives
 from vm_rebalance.planner.explain import explain_move
 from vm_rebalance.service.names import missing_node, require_vms
 from vm_rebalance.service.requests import PlanSpec
+
+_REQUEST_NUMBER = re.compile(r"Migration #(\d+) \(")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,12 +159,13 @@ def revalidate(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ())
     by_number = {i + 1: m for i, m in enumerate(kept)}
     warnings = []
     for w in checked.warnings:
-        # plan_manual_moves numbers requests from 1; speak of the plan's own move ids.
-        for number, move in by_number.items():
-            prefix = f"Migration #{number} ({move.vm})"
-            if w.startswith(prefix):
-                w = f"Migration #{move.id} ({move.vm})" + w[len(prefix) :]
-                break
+        # plan_manual_moves numbers requests from 1; speak of the plan's own move ids (one lookup
+        # per warning: a plan from another cluster has a warning for every move).
+        numbered = _REQUEST_NUMBER.match(w)
+        move = by_number.get(int(numbered.group(1))) if numbered else None
+        prefix = f"Migration #{numbered.group(1)} ({move.vm})" if numbered and move else None
+        if move is not None and prefix is not None and w.startswith(prefix):
+            w = f"Migration #{move.id} ({move.vm})" + w[len(prefix) :]
         warnings.append(w)
     moves = tuple(dataclasses.replace(m, id=ids[(m.namespace, m.vm)]) for m in checked.moves)
     validated = dataclasses.replace(
