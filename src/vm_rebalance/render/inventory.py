@@ -21,6 +21,7 @@ from vm_rebalance.model.thresholds import (
     MEMORY_WARNING,
 )
 from vm_rebalance.planner.eligibility import live_blocker, live_blocker_detail, move_method, node_flags
+from vm_rebalance.render.text import md
 
 INVENTORY_API_VERSION = "vm-rebalance/v1"
 
@@ -277,7 +278,7 @@ def inventory_view(doc: dict[str, Any]) -> RenderableType:
 
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return md(text)  # cluster text is data: escaped, one line, capped (render/text.py)
 
 
 def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
@@ -290,7 +291,7 @@ def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
         "",
         f"**Cluster:** {t['nodes']} nodes ({t['eligible_nodes']} can host migrated VMs), {t['vms']} VMs "
         f"({t['running_vms']} running, {t['live_movable_vms']} can move live); basis: {doc['basis']}"
-        + (f"; KubeVirt {doc['kubevirt_version']}" if doc["kubevirt_version"] else ""),
+        + (f"; KubeVirt {_md(doc['kubevirt_version'])}" if doc["kubevirt_version"] else ""),
         f"**Headroom ({doc['basis']}):** {_pct_plain(head['cpu'])} CPU, {_pct_plain(head['memory'])} memory "
         f"(target ≥ {head['target'] * 100:.0f}%); requested {_pct_plain(t['cpu_requests'])} CPU / "
         f"{_pct_plain(t['memory_requests'])} memory",
@@ -335,7 +336,7 @@ def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
                 f"{_md(m['to'] or '-')} |"
             )
     for note in doc["notes"]:
-        out += ["", f"Note: {note}"]
+        out += ["", f"Note: {_md(note)}"]
     return "\n".join(out) + "\n"
 
 

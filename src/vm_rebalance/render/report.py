@@ -36,6 +36,7 @@ from vm_rebalance.render.html import (
     table,
     utilisation_chart,
 )
+from vm_rebalance.render.text import md
 
 MAX_NODES = 30
 MAX_ROWS = 25
@@ -281,7 +282,7 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
 
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return md(text)  # cluster text is data: escaped, one line, capped (render/text.py)
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
