@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError, RebalanceError
-from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationLimits, Plan, plan_to_document
+from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationLimits, Move, Plan, plan_to_document
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest, plan_manual_moves, propose_plan
 from vm_rebalance.planner.alternatives import suggest_alternatives
 from vm_rebalance.planner.explain import explain_move
@@ -152,12 +152,13 @@ def revalidate(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ())
     (already done in an earlier run) and are not re-validated.
     """
     skip = set(skip_ids)
-    kept = [m for m in plan.moves if m.id not in skip]
+    moved = {m.id: why for m in plan.moves if m.id not in skip and (why := _moved_since(state, m)) is not None}
+    kept = [m for m in plan.moves if m.id not in skip and m.id not in moved]
     requests = [ManualMoveRequest(m.namespace, m.vm, m.target, m.method.value) for m in kept]
     checked = plan_manual_moves(state, requests, basis=plan.basis, sequential=plan.sequential)
     ids = {(m.namespace, m.vm): m.id for m in kept}
     by_number = {i + 1: m for i, m in enumerate(kept)}
-    warnings = []
+    warnings = list(moved.values())
     for w in checked.warnings:
         # plan_manual_moves numbers requests from 1; speak of the plan's own move ids (one lookup
         # per warning: a plan from another cluster has a warning for every move).
@@ -179,5 +180,26 @@ def revalidate(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ())
         keep_order=plan.keep_order,
     )
     remaining = {m.id for m in moves}
-    dropped = tuple(m.id for m in kept if m.id not in remaining)
+    dropped = tuple(sorted([*moved, *(m.id for m in kept if m.id not in remaining)]))
     return Revalidation(plan=dataclasses.replace(validated, warnings=tuple(warnings)), dropped_ids=dropped)
+
+
+def _moved_since(state: ClusterState, move: Move) -> str | None:
+    """Why ``move`` no longer starts where it was planned (its VM runs elsewhere, stopped or started), or None.
+
+    A VM that is gone is left to the validation ("does not exist"); one that moved is stale even when
+    it could still reach the target: the human approved moving it *from* its planned source.
+    """
+    vm = state.vm(move.namespace, move.vm)
+    if vm is None:
+        return None
+    label = f"Migration #{move.id} ({move.vm})"
+    now_on = vm.node if vm.running and vm.node else None
+    if move.running and move.source:
+        if now_on is None:
+            return f"{label} is stale: it was planned from {move.source}, but the VM is no longer running."
+        if now_on != move.source:
+            return f"{label} is stale: it was planned from {move.source}, but the VM now runs on {now_on}."
+    elif now_on is not None:
+        return f"{label} is stale: the VM was stopped when planned, but it now runs on {now_on}."
+    return None

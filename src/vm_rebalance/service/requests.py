@@ -18,6 +18,7 @@ from vm_rebalance.model import Basis, Goal, GoalType, Plan, PlanDocumentError, p
 from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest
 from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS
+from vm_rebalance.render.text import plain
 
 GOALS: tuple[str, ...] = tuple(g.value for g in GoalType if g is not GoalType.MANUAL)
 """The goals a user can ask the automatic planner for."""
@@ -28,6 +29,25 @@ METHODS: tuple[str, ...] = ("auto", "live", "cold")
 DEFAULT_WEIGHTS: Mapping[str, float] = {"cpu": 0.5, "memory": 0.5}
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _shown(value: str) -> str:
+    """A value from the user or an agent as an error message quotes it: one line, at most 80 characters."""
+    return plain(value, limit=80)
+
+
+def check_name(value: str, what: str) -> str:
+    """A VM or node name as Kubernetes allows it (an RFC 1123 subdomain, at most 253 characters).
+
+    Raises:
+        ConfigError: a name no VM or node can have (the message quotes it on one line).
+    """
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ConfigError(
+            f"'{_shown(value)}' is not a {what} name (lower-case letters, digits, '-' and '.', at most 253 characters)"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,14 +80,14 @@ class PlanSpec:
         """
         goal = self.goal
         if goal not in GOALS:
-            raise ConfigError(f"goal must be one of {', '.join(GOALS)}, not '{goal}'")
+            raise ConfigError(f"goal must be one of {', '.join(GOALS)}, not '{_shown(goal)}'")
         if goal == "drain" and not self.node:
             raise ConfigError("goal 'drain' needs node: the node to empty (--node)")
         if self.node and goal != "drain":
             raise ConfigError("node only goes with goal 'drain'")
         weights = _checked_weights(self.weights, goal)
         if self.basis not in (None, "usage", "requests"):
-            raise ConfigError(f"basis must be usage or requests, not '{self.basis}'")
+            raise ConfigError(f"basis must be usage or requests, not '{_shown(str(self.basis))}'")
         if self.max_migrations is not None and self.max_migrations < 0:
             raise ConfigError("max migrations must be 0 or more")
         if not math.isfinite(self.headroom) or not 0 <= self.headroom < 1:
@@ -131,7 +151,7 @@ def check_namespaces(namespaces: Sequence[str]) -> tuple[str, ...]:
     for ns in namespaces:
         if len(ns) > 63 or not _DNS_LABEL.fullmatch(ns):
             raise ConfigError(
-                f"{ns!r} is not a namespace name (lower-case letters, digits and '-', at most 63 characters)"
+                f"'{_shown(ns)}' is not a namespace name (lower-case letters, digits and '-', at most 63 characters)"
             )
     return tuple(namespaces)
 
@@ -146,8 +166,8 @@ def vm_refs(vms: Sequence[str], namespace: str) -> list[tuple[str, str]]:
     for ref in vms:
         ns, _, name = ref.strip().rpartition("/")
         if not name:
-            raise ConfigError(f"'{ref}' is not a VM name (NAME or NAMESPACE/NAME)")
-        refs.append((check_namespaces([ns or namespace])[0], name))
+            raise ConfigError(f"'{_shown(ref)}' is not a VM name (NAME or NAMESPACE/NAME)")
+        refs.append((check_namespaces([ns or namespace])[0], check_name(name, "VM")))
     if not refs:
         raise ConfigError("name at least one VM")
     return refs
@@ -165,18 +185,19 @@ def move_requests(
         ConfigError: a malformed VM reference, a VM without a target, or an unknown method.
     """
     if method not in METHODS:
-        raise ConfigError(f"--method must be {', '.join(METHODS[:-1])} or {METHODS[-1]}, not '{method}'")
+        raise ConfigError(f"--method must be {', '.join(METHODS[:-1])} or {METHODS[-1]}, not '{_shown(method)}'")
     default = (target or "").strip()
     requests = []
     for item in vms:
         ref, sep, node = item.partition("=")
         node = node.strip() if sep else default
         if sep and not node:
-            raise ConfigError(f"'{item}' names no node after '='; write VM=NODE")
+            raise ConfigError(f"'{_shown(item)}' names no node after '='; write VM=NODE")
         if not node:
-            raise ConfigError(f"no target node for '{ref.strip()}': give --to NODE, or write {ref.strip()}=NODE")
+            shown = _shown(ref.strip())
+            raise ConfigError(f"no target node for '{shown}': give --to NODE, or write {shown}=NODE")
         ((ns, name),) = vm_refs([ref], namespace)
-        requests.append(ManualMoveRequest(ns, name, node, method))
+        requests.append(ManualMoveRequest(ns, name, check_name(node, "node"), method))
     if not requests:
         raise ConfigError("name at least one VM")
     return requests
