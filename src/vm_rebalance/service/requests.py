@@ -5,13 +5,11 @@ MCP tool arguments, a custom resource — and the service checks it here, so the
 server and the controller refuse the same values with the same messages.
 """
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.model import Basis, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
@@ -19,6 +17,7 @@ from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest
 from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS
 from vm_rebalance.render.text import plain
+from vm_rebalance.service.planfile import MAX_PLAN_BYTES, check_plan_document, parse_plan_text
 
 GOALS: tuple[str, ...] = tuple(g.value for g in GoalType if g is not GoalType.MANUAL)
 """The goals a user can ask the automatic planner for."""
@@ -206,38 +205,27 @@ def move_requests(
 def load_plan(path: str | Path) -> Plan:
     """Read a plan file (JSON or YAML) written by `plan --save` / `-o json`.
 
+    The file is parsed with bounds (size, nesting, number of values) and checked against the
+    plan-file JSON Schema (``data/plan.schema.json``) before it becomes a `Plan`.
+
     Raises:
-        ConfigError: unreadable or malformed file, naming the field at fault.
+        ConfigError: unreadable, oversized, malformed or schema-violating file, naming the field at fault.
     """
     p = Path(path)
+    where = f"plan file '{plain(p.name, limit=120)}'"
     try:
+        if p.stat().st_size > MAX_PLAN_BYTES:
+            raise ConfigError(f"{where} is larger than {MAX_PLAN_BYTES // 2**20} MiB: not a plan file")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError(f"plan file '{p.name}' does not exist") from exc
+        raise ConfigError(f"{where} does not exist") from exc
     except IsADirectoryError as exc:
-        raise ConfigError(f"plan file '{p.name}' is a directory") from exc
+        raise ConfigError(f"{where} is a directory") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"plan file '{p.name}' cannot be read: {type(exc).__name__}") from exc
-    doc: Any
-    try:
-        if text.lstrip().startswith("{"):
-            doc = json.loads(text)
-        else:
-            import yaml
-
-            doc = yaml.safe_load(text)
-    except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"plan file '{p.name}' is not valid JSON/YAML: {_first_line(exc)}") from exc
-    except Exception as exc:  # yaml.YAMLError has no common base with ValueError
-        raise ConfigError(f"plan file '{p.name}' is not valid JSON/YAML: {_first_line(exc)}") from exc
+        raise ConfigError(f"{where} cannot be read: {type(exc).__name__}") from exc
+    doc = parse_plan_text(text, where)
+    check_plan_document(doc, where)
     try:
         return plan_from_document(doc)
     except PlanDocumentError as exc:
-        raise ConfigError(f"plan file '{p.name}': {exc}") from exc
-    except RecursionError as exc:
-        raise ConfigError(f"plan file '{p.name}' is nested too deeply to be a plan") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise ConfigError(f"{where}: {plain(exc, limit=300)}") from exc
