@@ -7,12 +7,12 @@ server and the controller refuse the same values with the same messages.
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vm_rebalance.errors import ConfigError
-from vm_rebalance.model import Basis, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
+from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
 from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest
 from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS
@@ -229,3 +229,47 @@ def load_plan(path: str | Path) -> Plan:
         return plan_from_document(doc)
     except PlanDocumentError as exc:
         raise ConfigError(f"{where}: {plain(exc, limit=300)}") from exc
+
+
+MAX_NAMED = 8
+"""How many missing names an error lists before counting the rest."""
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(plain(n, limit=80) for n in names[:MAX_NAMED])
+    return shown + (f" (and {len(names) - MAX_NAMED} more)" if len(names) > MAX_NAMED else "")
+
+
+def require_plan_names(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ()) -> None:
+    """Refuse a plan that names VMs or nodes this cluster does not have (design.md §3: bad input, exit 2).
+
+    A plan made for another cluster names none of this one's VMs; one naming a VM that does not
+    exist (any more) would otherwise run its other moves and report them complete. Moves in
+    ``skip_ids`` (done in an earlier run, or left out with --skip) are not looked at.
+
+    Raises:
+        ConfigError: naming the missing VMs and nodes and the moves that name them.
+    """
+    skip = set(skip_ids)
+    moves = [m for m in plan.moves if m.id not in skip]
+    vms = [m for m in moves if state.vm(m.namespace, m.vm) is None]
+    nodes = sorted(
+        {m.target for m in moves if state.node(m.target) is None}
+        | {m.source for m in moves if m.source and state.node(m.source) is None}
+    )
+    if not vms and not nodes:
+        return
+    parts = []
+    if vms:
+        parts.append(f"{len(vms)} VM(s) this cluster does not have: {_listed([f'{m.namespace}/{m.vm}' for m in vms])}")
+    if nodes:
+        parts.append(f"{len(nodes)} node(s) this cluster does not have: {_listed(nodes)}")
+    ids = sorted({m.id for m in vms} | {m.id for m in moves if m.target in nodes or m.source in nodes})
+    other = " (was it made for another cluster?)" if len(ids) == len(moves) else ""
+    raise ConfigError(
+        f"the plan names {' and '.join(parts)}{other}",
+        hint=(
+            "re-plan against this cluster (vm-rebalance plan --save FILE)"
+            + ("" if other else ", or leave those moves out: " + " ".join(f"--skip {i}" for i in ids[:MAX_NAMED]))
+        ),
+    )
