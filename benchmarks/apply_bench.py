@@ -1,7 +1,8 @@
 """How long `apply PLAN --dry-run` takes for large plans, without the cluster read.
 
 For each size N it writes a snapshot of N running VMs (benchmarks/read_bench.py's generator,
-N/20 nodes) and a plan file moving every VM to the next node, then times in a fresh process
+N/8 nodes, so that most targets have room) and a plan file moving every VM to another node,
+then times in a fresh process
 what `apply --dry-run` does after reading the cluster: load and check the plan file
 (`service.load_plan`), re-validate every move against the cluster state (`service.revalidate`)
 and render the plan for the terminal. A "ghost" row does the same for a plan whose VMs the
@@ -109,7 +110,7 @@ def main() -> None:
         for n, ghost in runs:
             snapshot, plan = Path(tmp) / f"snap-{n}.json", Path(tmp) / f"plan-{n}-{ghost}.json"
             if not snapshot.exists():
-                generate(max(4, n // 20), n, snapshot)
+                generate(max(4, n // 8), n, snapshot)
             moves = write_plan(snapshot, plan, ghost=ghost)
             out = subprocess.run(
                 [sys.executable, "-c", MEASURE, str(snapshot), str(plan)], capture_output=True, text=True, check=True

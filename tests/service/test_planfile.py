@@ -113,7 +113,7 @@ def test_invalid_values_are_refused_naming_the_field(tmp_path: Path, path: str, 
         pytest.param('{"apiVersion": "vm-rebalance/v1", "cpu": NaN}', "not valid JSON", id="json-nan"),
         pytest.param('{"apiVersion": "vm-rebalance/v1", "cpu": Infinity}', "not valid JSON", id="json-infinity"),
         pytest.param("[" * 5000 + "]" * 5000, "not valid JSON", id="json-deep"),
-        pytest.param("[" * 40 + "]" * 40, "nested more than", id="json-deeper-than-a-plan"),
+        pytest.param("a: " + "[" * 40 + "]" * 40, "nested more than", id="yaml-deeper-than-a-plan"),
         pytest.param("a: " + "[" * 5000 + "]" * 5000, "not valid JSON/YAML|nested", id="yaml-deep"),
         pytest.param("a: 2024-01-01\n", "date values are not JSON data", id="yaml-date"),
         pytest.param(

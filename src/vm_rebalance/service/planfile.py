@@ -6,9 +6,11 @@ is checked against it before it becomes a `Plan`, so a wrong type (``"sequential
 ``"moves": {}``), a non-finite number (NaN, Infinity), a name no Kubernetes object can have or an
 unknown goal is refused with the field's path — exit 2, never a silent default.
 
-The parser is bounded: at most `MAX_PLAN_BYTES` of file, `MAX_DEPTH` levels of nesting and one
-value per byte of text (a YAML alias bomb expands to more), checked without recursion, so a
-hostile file is a clear error rather than a RecursionError or a hang. Validation uses
+The parser is bounded, so a hostile file is a clear error rather than a RecursionError or a hang:
+at most `MAX_PLAN_BYTES` of file; JSON is parsed by orjson (no NaN or Infinity, at most 1,024
+levels, no recursion in Python); YAML is checked after parsing, without recursion, for
+`MAX_DEPTH` levels, JSON types only and at most one value per byte of text (an alias bomb
+expands to more). Validation uses
 `jsonschema_rs` (a compiled validator: 200,000 moves in well under a second).
 """
 
@@ -26,7 +28,7 @@ from vm_rebalance.render.text import plain
 MAX_PLAN_BYTES = 256 * 2**20
 """A plan file larger than this is refused (200,000 moves take about 70 MiB)."""
 MAX_DEPTH = 16
-"""A plan document nests 4 levels deep; anything deeper is not a plan."""
+"""A plan document nests 4 levels deep; a YAML file nested deeper is not a plan."""
 SCHEMA_RESOURCE = "data/plan.schema.json"
 MAX_ERRORS = 5
 """How many schema violations one error message lists."""
@@ -59,6 +61,7 @@ def parse_plan_text(text: str, where: str) -> Any:
             doc = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise ConfigError(f"{where} is not valid JSON/YAML: {plain(exc, limit=120)}") from None
+        return doc
     else:
         import yaml
 
