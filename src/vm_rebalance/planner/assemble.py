@@ -115,6 +115,7 @@ def _reason(
     after: FloatArray,
     counts: tuple[FloatArray, FloatArray],
     most_room: set[str],
+    mean: FloatArray,
 ) -> str:
     s = problem.node_index.get(m.source)
     t = problem.node_index[m.target]
@@ -133,7 +134,6 @@ def _reason(
             col = MEM
         else:
             wc, wm = normalised_weights(goal)
-            mean = before[problem.obj_mask].mean(axis=0) if problem.obj_mask.any() else before.mean(axis=0)
             ref = s if s is not None else t
             sign = 1.0 if s is not None else -1.0
             cpu_excess = sign * wc * (before[ref, CPU] - mean[CPU])
@@ -205,6 +205,8 @@ def assemble_plan(
         low_mem = problem.node_names[int(np.flatnonzero(problem.obj_mask)[np.argmin(before[problem.obj_mask, MEM])])]
         most_room = {n for n in (low_cpu, low_mem) if n in targets}
 
+    # The nodes' mean utilisation before the plan, once (per move it made N moves quadratic).
+    mean = before[problem.obj_mask].mean(axis=0) if problem.obj_mask.any() else before.mean(axis=0)
     out: list[Move] = []
     for number, (k, m) in enumerate(indexed, start=1):
         use_usage = basis is Basis.USAGE and m.vm.usage is not None
@@ -227,7 +229,7 @@ def assemble_plan(
                 cpu=amount.cpu_millicores / 1000.0,
                 memory_bytes=amount.memory_bytes,
                 downtime=downtime,
-                reason=_reason(m, goal, problem, before, after, (counts_b, counts_a), most_room),
+                reason=_reason(m, goal, problem, before, after, (counts_b, counts_a), most_room, mean),
                 instance_type=m.vm.instance_type,
                 running=m.vm.running,
                 guest_memory_bytes=m.vm.guest_memory_bytes,

@@ -153,8 +153,9 @@ def assign_waves(
         ]
         return reasons
 
+    top = 0  # max(waves), kept as the moves are assigned (recomputing it per move made N moves quadratic)
     for index, m in enumerate(moves):
-        horizon = max(waves, default=0) + 1
+        horizon = top + 1
         lower = last_wave if keep_order else 1
         is_relevant = m.vm.ref in relevant
         if is_relevant:
@@ -188,6 +189,7 @@ def assign_waves(
                     continue
             chosen = w
         waves.append(chosen)
+        top = max(top, chosen)
         per_wave[chosen] = per_wave.get(chosen, 0) + 1
         record(m, chosen)
         assigned.append((chosen, m))

@@ -21,7 +21,7 @@ from vm_rebalance.model.thresholds import (
     MEMORY_WARNING,
 )
 from vm_rebalance.planner.eligibility import live_blocker, live_blocker_detail, move_method, node_flags
-from vm_rebalance.render.text import md
+from vm_rebalance.render.text import markup, md, plain
 
 INVENTORY_API_VERSION = "vm-rebalance/v1"
 
@@ -190,7 +190,7 @@ def node_table(doc: dict[str, Any]) -> Table:
         health_style = {"critical": "bold red", "warning": "yellow", "ok": "green"}[n["health"]]
         flags = ", ".join(n["flags"]) or "-"
         table.add_row(
-            n["name"],
+            markup(n["name"]),
             str(n["vms"]),
             _pct(n["cpu_usage"], warn=CPU_WARNING, crit=CPU_CRITICAL),
             _pct(n["cpu_requests"], warn=CPU_WARNING, crit=CPU_CRITICAL),
@@ -198,7 +198,7 @@ def node_table(doc: dict[str, Any]) -> Table:
             _pct(n["memory_requests"], warn=MEMORY_WARNING, crit=MEMORY_CRITICAL),
             f"{_cores(n['allocatable']['cpu_millicores'])} / {_gib(n['allocatable']['memory_bytes'])}",
             Text(n["health"], style=health_style),
-            Text(flags, style="dim" if flags == "-" else "magenta"),
+            Text(plain(flags), style="dim" if flags == "-" else "magenta"),
         )
     return table
 
@@ -211,14 +211,14 @@ def vm_table(doc: dict[str, Any]) -> Table:
     for v in doc["vms"]:
         move = Text(v["move_method"], style="green" if v["move_method"] == "live" else "yellow")
         if v["move_method"] == "cold":
-            move.append(f" ({v['move_blocker']})", style="dim")
+            move.append(f" ({plain(v['move_blocker'])})", style="dim")
         storage = {StorageKind.CONTAINER_DISK.value: "containerdisk"}.get(v["storage"], v["storage"])
-        table.add_row(
-            v["namespace"],
-            v["name"],
-            v["node"] or "-",
-            v["status"],
-            v["instance_type"] or "-",
+        table.add_row(  # names and statuses are data: never rich markup
+            markup(v["namespace"]),
+            markup(v["name"]),
+            markup(v["node"] or "-"),
+            markup(v["status"]),
+            markup(v["instance_type"] or "-"),
             str(v["vcpus"]),
             _gib(v["memory_bytes"]),
             storage,
@@ -269,7 +269,9 @@ def inventory_view(doc: dict[str, Any]) -> RenderableType:
         for col in ("Namespace", "Migration", "VM", "Phase", "From", "To"):
             flight.add_column(col)
         for m in doc["migrations_in_flight"]:
-            flight.add_row(m["namespace"], m["name"], m["vm"], m["phase"], m["from"] or "-", m["to"] or "-")
+            flight.add_row(
+                *(markup(x) for x in (m["namespace"], m["name"], m["vm"], m["phase"], m["from"] or "-", m["to"] or "-"))
+            )
         parts.insert(2, flight)
     return Group(*parts)
 

@@ -36,7 +36,7 @@ from vm_rebalance.render.html import (
     table,
     utilisation_chart,
 )
-from vm_rebalance.render.text import md
+from vm_rebalance.render.text import markup, md, plain
 
 MAX_NODES = 30
 MAX_ROWS = 25
@@ -214,7 +214,7 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
     for h in NODE_HEADERS:
         nodes.add_column(h, justify="right" if h in ("VMs", "CPU", "Memory", "CPU req", "Mem req") else "left")
     for n, row in zip(shown, node_rows(shown), strict=True):
-        nodes.add_row(*row[:6], Text(row[6], style=BAND_STYLES[n.band]), row[7])
+        nodes.add_row(*(markup(c) for c in row[:6]), Text(plain(row[6]), style=BAND_STYLES[n.band]), markup(row[7]))
     parts += [Text(""), nodes]
     if hidden:
         parts.append(Text(f"{hidden} other node(s) not listed (healthier); all are in -o json", style="dim"))
@@ -225,7 +225,7 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
             style = ("green" if report.n_plus_one.fits else "bold red") if k == 0 else ""
             parts.append(Text(line, style=style))
         for u in report.n_plus_one.unplaced[:max_rows]:
-            parts.append(Text(f"  - {u.namespace}/{u.vm}: {u.reason}"))
+            parts.append(Text(f"  - {plain(u.namespace)}/{plain(u.vm)}: {plain(u.reason, limit=1000)}"))
 
     if report.section("right_sizing").available:
         parts += [Text("")]
@@ -234,7 +234,7 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
             for h in SIZING_HEADERS:
                 sizing.add_column(h)
             for row in sizing_rows(report.right_sizing[:max_rows]):
-                sizing.add_row(*row)
+                sizing.add_row(*(markup(c) for c in row))
             parts.append(sizing)
             if len(report.right_sizing) > max_rows:
                 parts.append(Text(f"… and {len(report.right_sizing) - max_rows} more (see -o json)", style="dim"))
@@ -247,7 +247,7 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
         for h in WORKLOAD_HEADERS:
             work.add_column(h)
         for row in workload_rows(report)[:max_rows]:
-            work.add_row(*row)
+            work.add_row(*(markup(c) for c in row))  # annotations are data, not rich markup
         parts.append(work)
         if len(report.workloads) > max_rows:
             parts.append(Text(f"… and {len(report.workloads) - max_rows} more (see -o json)", style="dim"))
@@ -265,7 +265,7 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
         for h in ("Node", "CPU now", "CPU after", "Memory now", "Memory after"):
             plan.add_column(h, justify="left" if h == "Node" else "right")
         for r in rows:
-            plan.add_row(r.label, pct(r.cpu_before), pct(r.cpu), pct(r.memory_before), pct(r.memory))
+            plan.add_row(markup(r.label), pct(r.cpu_before), pct(r.cpu), pct(r.memory_before), pct(r.memory))
         parts += [Text(""), plan]
 
     absent = absent_lines(report)
