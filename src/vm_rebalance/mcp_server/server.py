@@ -116,7 +116,7 @@ class RebalanceServer:
         try:
             output, markdown = await call
         except RebalanceError as error:
-            log.info("tool %s refused: %s", tool, self._scrub(str(error)))
+            log.info("tool %s refused: %s", tool, self._scrub(plain(error, limit=MAX_ERROR)))  # one log line
             return self._error(error)
         except Exception as exc:  # a bug: say so without details (they may hold paths or tokens)
             log.error("internal error in tool %s: %s", tool, type(exc).__name__)
