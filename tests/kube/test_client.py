@@ -206,3 +206,36 @@ def test_transient_errors_are_retried_for_reads_but_not_for_writes(monkeypatch):
     with pytest.raises(ClusterError):
         client.request("GET", "/x", verb="get", resource="x")
     assert len(calls) == 4  # bounded
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        pytest.param(
+            "exec: process returned 7. exec failed, token=abc",
+            "the kubeconfig's credential plugin (exec) failed with exit code 7; what it printed is not shown",
+            id="exec-exit",
+        ),
+        pytest.param(
+            "cmd-path: process returned 1\nCmd: gcloud\nStderr: token=abc",
+            "the kubeconfig's auth-provider command (cmd-path) failed with exit code 1; what it printed is not shown",
+            id="cmd-path",
+        ),
+        pytest.param(
+            "exec: failed to decode process output: token=abc",
+            "the kubeconfig's credential plugin gave an unusable answer; what it printed is not shown",
+            id="exec-output",
+        ),
+        pytest.param(
+            "Invalid kube-config file. Expected key server in kube-config/clusters[name=x]/cluster\nmore",
+            "the kubeconfig cannot be used: Invalid kube-config file. Expected key server in kube-config<path>",
+            id="first-line-only",
+        ),
+    ],
+)
+def test_client_config_errors_never_carry_what_a_plugin_printed(text: str, shown: str) -> None:
+    from kubernetes.config.config_exception import ConfigException
+
+    from vm_rebalance.kube.client import _config_problem
+
+    assert _config_problem(ConfigException(text), []) == shown

@@ -325,3 +325,25 @@ def test_a_long_webhook_denial_is_classified_on_the_whole_message_and_shown_cut(
     error = error_for_status(400, _status(400, message, "Forbidden"), verb="create", resource="m")
     assert isinstance(error, ApiRejectedError) and error.kind is Rejection.MIGRATION_IN_FLIGHT
     assert len(error.detail) <= MAX_MESSAGE and len(str(error)) < 400
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        pytest.param("https://admin:S3cretPassw0rd@127.0.0.1:1", "https://127.0.0.1:1", id="user-info"),
+        pytest.param("https://token@api.example.com:6443/", "https://api.example.com:6443", id="user-only"),
+        pytest.param(
+            "https://api.example.com/k8s/clusters/c-1?token=abc#x",
+            "https://api.example.com/k8s/clusters/c-1",
+            id="query",
+        ),
+        pytest.param("https://u:p@[::1]:6443", "https://[::1]:6443", id="ipv6"),
+        pytest.param("not a url", "<the kubeconfig's server>", id="garbage"),
+        pytest.param("https://u:p@host:99999", "<the kubeconfig's server>", id="bad-port"),
+    ],
+)
+def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
+    from vm_rebalance.kube.errors import redact_url
+
+    assert redact_url(url) == shown
+    assert "S3cret" not in str(error_for_transport(ConnectionRefusedError(), server=url))

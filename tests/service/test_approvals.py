@@ -3,7 +3,7 @@
 import pytest
 
 from vm_rebalance.errors import ConfigError
-from vm_rebalance.service.approvals import PlanKind, PlanStore, document_hash, document_id
+from vm_rebalance.service.approvals import PlanKind, PlanStore, document_hash
 
 
 class FakeClock:
@@ -23,17 +23,41 @@ def test_hash_is_sha256_of_canonical_json_and_ignores_key_order():
     b = {"a": [1, 2], "b": 1}
     assert document_hash(a) == document_hash(b)
     assert len(document_hash(a)) == 64
-    assert document_id(a) != document_hash(a)[:12]
     assert document_hash(doc(1)) != document_hash(doc(2))
 
 
-def test_same_content_gets_the_same_id_and_a_fresh_entry():
+def test_the_same_content_proposed_again_is_a_new_proposal_with_the_same_hash():
     store = PlanStore()
     first = store.add(PlanKind.REBALANCE, doc())
     store.mark_executed(first.plan_id)
     again = store.add(PlanKind.REBALANCE, doc())
-    assert again.plan_id == first.plan_id
+    assert again.plan_id != first.plan_id and again.plan_hash == first.plan_hash
     assert store.approved(again.plan_id, again.plan_hash, PlanKind.REBALANCE) is again
+    with pytest.raises(ConfigError, match="already executed"):
+        store.approved(first.plan_id, first.plan_hash, PlanKind.REBALANCE)
+
+
+def test_a_replaced_plan_stays_refused_when_its_content_is_proposed_again():
+    """modify_plan replaced X; planning the same request again must not bring X back to life."""
+    store = PlanStore()
+    x = store.add(PlanKind.REBALANCE, doc(2))
+    y = store.add(PlanKind.REBALANCE, doc(1))
+    store.mark_replaced(x.plan_id, y.plan_id)
+    z = store.add(PlanKind.REBALANCE, doc(2))
+    assert z.plan_id not in (x.plan_id, y.plan_id) and z.plan_hash == x.plan_hash
+    with pytest.raises(ConfigError, match="was modified"):
+        store.approved(x.plan_id, x.plan_hash, PlanKind.REBALANCE)
+    assert store.approved(z.plan_id, z.plan_hash, PlanKind.REBALANCE) is z
+
+
+def test_ids_are_never_issued_twice_not_even_after_eviction(monkeypatch: pytest.MonkeyPatch):
+    store = PlanStore(capacity=2)
+    tokens = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc", "aaaaaaaaaaaa", "dddddddddddd"])
+    monkeypatch.setattr("vm_rebalance.service.approvals.secrets.token_hex", lambda n: next(tokens))
+    ids = [store.add(PlanKind.REBALANCE, doc(1)).plan_id for _ in range(4)]
+    assert ids == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc", "dddddddddddd"]
+    with pytest.raises(ConfigError, match="unknown plan id"):
+        store.get("aaaaaaaaaaaa")
 
 
 def test_store_keeps_only_the_newest_plans():

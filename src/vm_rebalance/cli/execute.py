@@ -11,7 +11,7 @@ import json
 import math
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,8 +23,9 @@ from vm_rebalance import service
 from vm_rebalance.cli.approval import approve_plan, ask_with, confirm, require_terminal
 from vm_rebalance.cli.main import Context, Output, app, ctx_obj, emit_document, progress_printer
 from vm_rebalance.cli.options import positive_number
-from vm_rebalance.errors import ConfigError, ExecutionIncompleteError, InfeasiblePlanError
+from vm_rebalance.errors import ClusterForbiddenError, ConfigError, ExecutionIncompleteError, InfeasiblePlanError
 from vm_rebalance.model import Plan
+from vm_rebalance.model.execution import FailureKind
 from vm_rebalance.render.dialogue import (
     affinity_kept_markdown,
     affinity_question_markdown,
@@ -200,6 +201,16 @@ def carry_out(
     if report.interrupted:
         raise KeyboardInterrupt
     if not doc["complete"]:
+        forbidden = [m for m in doc["moves"] if m.get("failure") == FailureKind.FORBIDDEN.value]
+        if forbidden:
+            # The cluster refused a write: that is exit 3 (design.md §3), whatever else the report says.
+            raise ClusterForbiddenError(
+                f"execution stopped: the cluster refused a write for {len(forbidden)} move(s) "
+                f"({_move_names(forbidden)}); {doc['counts']['succeeded']} succeeded, "
+                f"{doc['counts']['not attempted']} not attempted",
+                hint="grant the missing permissions (see the RBAC section of the README), then continue with: "
+                f"vm-rebalance apply <plan file> --resume (journal {run.journal_id})",
+            )
         raise ExecutionIncompleteError(
             f"execution stopped: {doc['counts']['succeeded']} succeeded, {doc['counts']['failed']} failed, "
             f"{doc['counts']['not attempted']} not attempted, {doc['counts']['skipped']} skipped",
@@ -207,6 +218,12 @@ def carry_out(
             or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume (journal {run.journal_id})",
         )
     return report
+
+
+def _move_names(moves: list[dict[str, Any]]) -> str:
+    """``ns/vm, ns/vm`` of report moves (at most five), as one plain line."""
+    names = [f"{m['namespace']}/{m['vm']}" for m in moves]
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _manual_result(

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -61,6 +62,69 @@ def _sanitize(text: str, paths: list[str]) -> str:
     return _PATHISH.sub("<path>", text)[:256]
 
 
+# ------------------------------------------------------------------ credential plugins
+
+_KUBE_CONFIG_DIR = os.path.normcase(os.path.dirname(os.path.abspath(kube_config.kube_config.__file__)))
+_PLUGIN_FAILED = (
+    "the kubeconfig's credential plugin (exec) failed or gave no credentials; what it printed is not shown "
+    "(it can hold credentials)"
+)
+_PLUGIN_HINT = "run the plugin yourself to see why (log in again?), then retry"
+
+
+class _CredentialLogGuard(logging.Filter):
+    """Keeps the kubernetes package's kubeconfig loader quiet, and notes credential plugin failures.
+
+    That loader reports a failing exec credential plugin on the *root* logger, with the plugin's
+    stderr in the message (which can hold a token), and then carries on without credentials, so
+    the failure would surface later as a 401. Installed once on the root logger, this filter drops
+    every record logged from ``kubernetes/config`` and counts, per thread, those of the exec plugin
+    loader: `load_configuration` and `KubeClient` (a token refresh runs the plugin again, in the
+    requesting thread) turn a new count into a `ClusterConfigError` that says so.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("vm-rebalance credential guard")
+        self._local = threading.local()
+
+    def failures(self) -> int:
+        """How many credential plugin failures this thread has seen."""
+        return int(getattr(self._local, "count", 0))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if os.path.normcase(os.path.dirname(os.path.abspath(record.pathname))) != _KUBE_CONFIG_DIR:
+            return True
+        if record.funcName == "_load_from_exec_plugin":
+            self._local.count = self.failures() + 1
+        return False
+
+
+def _credential_guard() -> _CredentialLogGuard:
+    root = logging.getLogger()
+    for existing in root.filters:
+        if isinstance(existing, _CredentialLogGuard):
+            return existing
+    guard = _CredentialLogGuard()
+    root.addFilter(guard)
+    return guard
+
+
+_GUARD = _credential_guard()
+
+
+def _config_problem(exc: BaseException, paths: list[str]) -> str:
+    """What is wrong with the kubeconfig, from the client's ConfigException, without what a plugin printed."""
+    text = str(exc).strip()
+    plugin = re.match(r"(exec|cmd-path): process returned (-?\d+)", text)
+    if plugin:
+        kind = "credential plugin (exec)" if plugin.group(1) == "exec" else "auth-provider command (cmd-path)"
+        return f"the kubeconfig's {kind} failed with exit code {plugin.group(2)}; what it printed is not shown"
+    if text.startswith(("exec:", "cmd-path:")):
+        return "the kubeconfig's credential plugin gave an unusable answer; what it printed is not shown"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"the kubeconfig cannot be used: {_sanitize(first, paths)}"
+
+
 def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> Configuration:
     """A client Configuration from --kubeconfig, KUBECONFIG, ~/.kube/config or the in-cluster service account.
 
@@ -84,13 +148,14 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
                 # kubernetes ships py.typed but leaves its config loaders unannotated.
                 kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             except ConfigException as exc:
-                raise ClusterConfigError(f"in-cluster configuration is incomplete: {_sanitize(str(exc), [])}") from exc
+                raise ClusterConfigError(f"in-cluster configuration is incomplete: {_sanitize(str(exc), [])}") from None
             return configuration
         raise ClusterConfigError(
             "no kubeconfig found (KUBECONFIG is unset or points nowhere, and there is no ~/.kube/config)",
             hint="pass --kubeconfig, set KUBECONFIG, run inside a pod, or try the simulator: vm-rebalance demo",
         )
     config_file = kubeconfig or os.pathsep.join(existing)
+    failures = _GUARD.failures()
     try:
         if context:
             _require_context(config_file, context)
@@ -103,16 +168,18 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
             persist_config=False,
         )
     except ConfigException as exc:
-        raise ClusterConfigError(f"the kubeconfig cannot be used: {_sanitize(str(exc), existing)}") from exc
+        raise ClusterConfigError(_config_problem(exc, existing)) from None
     except yaml.YAMLError as exc:
         # The parser's message names the file; keep only the position.
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ClusterConfigError(f"the kubeconfig is not valid YAML{at}") from exc
+        raise ClusterConfigError(f"the kubeconfig is not valid YAML{at}") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ClusterConfigError(
             f"the kubeconfig cannot be used: {type(exc).__name__}: {_sanitize(str(exc), existing)}"
-        ) from exc
+        ) from None
+    if _GUARD.failures() != failures:
+        raise ClusterConfigError(_PLUGIN_FAILED, hint=_PLUGIN_HINT)
     configuration.debug = False
     return configuration
 
@@ -232,13 +299,17 @@ class KubeClient:
         if body is not None:
             headers["Content-Type"] = content_type
             data = _dumps(body)
+        failures = _GUARD.failures()
         try:
+            # Serialising adds the credentials, refreshing an expired exec token first.
             method_, url, headers_, _, _ = self._api.param_serialize(
                 method=method,
                 resource_path=url_path,
                 header_params=headers,
                 auth_settings=["BearerToken"],
             )
+            if _GUARD.failures() != failures:
+                raise ClusterConfigError(_PLUGIN_FAILED, hint=_PLUGIN_HINT)
             response = self._api.rest_client.pool_manager.request(
                 method_,
                 url,
@@ -287,6 +358,7 @@ class KubeClient:
             "resourceVersion": resource_version,
         }
         url_path = resource.path() + "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        failures = _GUARD.failures()
         try:
             method_, url, headers_, _, _ = self._api.param_serialize(
                 method="GET",
@@ -294,6 +366,8 @@ class KubeClient:
                 header_params={"Accept": "application/json", "User-Agent": USER_AGENT},
                 auth_settings=["BearerToken"],
             )
+            if _GUARD.failures() != failures:
+                raise ClusterConfigError(_PLUGIN_FAILED, hint=_PLUGIN_HINT)
             response = self._api.rest_client.pool_manager.request(
                 method_,
                 url,

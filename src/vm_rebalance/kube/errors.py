@@ -19,6 +19,7 @@ import socket
 import ssl
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 
@@ -243,9 +244,29 @@ def _transport_reason(exc: BaseException) -> str:
 _UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET})
 
 
+def redact_url(url: str) -> str:
+    """``url`` as it may be printed: scheme, host and port (and path), never user-info, query or fragment.
+
+    A kubeconfig's server URL can carry a password (``https://admin:secret@host``) or a token in
+    its query; neither is ever shown.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<the kubeconfig's server>"
+    if not parts.scheme or not host:
+        return "<the kubeconfig's server>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
 def error_for_transport(exc: BaseException, *, server: str) -> ClusterError:
     """A ClusterUnreachableError for a connection / TLS / timeout failure, without client internals."""
     return ClusterUnreachableError(
-        f"cannot reach the Kubernetes API server at {server}: {_transport_reason(exc)}",
+        f"cannot reach the Kubernetes API server at {redact_url(server)}: {_transport_reason(exc)}",
         hint="check the cluster is up, the context is right (--context) and your network/VPN",
     )

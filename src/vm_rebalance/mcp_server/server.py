@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from vm_rebalance import __version__, service
 from vm_rebalance.errors import InfeasiblePlanError, RebalanceError
@@ -34,12 +34,16 @@ from vm_rebalance.mcp_server.views import (
     UnpinOutput,
     Weights,
 )
+from vm_rebalance.render.text import md, plain
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 SKILL_URI = "vm-rebalance://skill"
+MAX_ERROR = 2000
+"""An error line is cut here: a message quoting a huge argument cannot flood the agent's context."""
+MAX_BLOCKING = 50
 CHANGING_TOOLS = ("execute_plan", "vm_lifecycle", "unpin_vm")
 INSTRUCTIONS = (
     "vm-rebalance plans and executes the rebalancing of KubeVirt VMs across nodes. Read the skill "
@@ -57,7 +61,8 @@ def skill_text() -> str:
 
 def _with_progress(ctx: Context) -> Progress:
     async def progress(value: float, total: float | None, message: str) -> None:
-        await ctx.report_progress(value, total, message)
+        # Progress messages carry cluster text (phases, failure reasons): one line, capped.
+        await ctx.report_progress(value, total, plain(message))
 
     return progress
 
@@ -97,18 +102,21 @@ class RebalanceServer:
         return text
 
     def _error(self, error: RebalanceError) -> CallToolResult:
-        lines = [f"error: {error}"]
+        # Messages quote the agent's input and the cluster's words: data, never Markdown structure.
+        lines = [f"error: {md(error, limit=MAX_ERROR)}"]
         if isinstance(error, InfeasiblePlanError) and error.blocking and len(error.blocking) > 1:
-            lines += [f"- {b}" for b in error.blocking]
+            lines += [f"- {md(b, limit=MAX_ERROR)}" for b in error.blocking[:MAX_BLOCKING]]
+            if len(error.blocking) > MAX_BLOCKING:
+                lines.append(f"- … and {len(error.blocking) - MAX_BLOCKING} more")
         if error.hint:
-            lines.append(f"hint: {error.hint}")
+            lines.append(f"hint: {md(error.hint, limit=MAX_ERROR)}")
         return CallToolResult(content=[TextContent(type="text", text=self._scrub("\n".join(lines)))], is_error=True)
 
     async def _result(self, tool: str, call: Awaitable[tuple[BaseModel, str]]) -> CallToolResult:
         try:
             output, markdown = await call
         except RebalanceError as error:
-            log.info("tool %s refused: %s", tool, self._scrub(str(error)))
+            log.info("tool %s refused: %s", tool, self._scrub(plain(error, limit=MAX_ERROR)))  # one log line
             return self._error(error)
         except Exception as exc:  # a bug: say so without details (they may hold paths or tokens)
             log.error("internal error in tool %s: %s", tool, type(exc).__name__)
@@ -153,7 +161,7 @@ class RebalanceServer:
                 list[str] | None, Field(description="Only list VMs of these namespaces (nodes are always all listed).")
             ] = None,
             max_vms: Annotated[
-                int, Field(ge=1, le=5000, description="At most this many VM rows in the Markdown.")
+                StrictInt, Field(ge=1, le=5000, description="At most this many VM rows in the Markdown.")
             ] = 200,
         ) -> Annotated[CallToolResult, InventoryOutput]:
             """Show the cluster: nodes (CPU/memory by usage and requests, health, flags such as cordoned or
@@ -169,12 +177,12 @@ class RebalanceServer:
                 Field(description="Utilisation from measured usage (default when metrics exist) or from requests."),
             ] = None,
             n_plus_one: Annotated[
-                bool, Field(description="Simulate losing the largest node (a drain plan of its VMs).")
+                StrictBool, Field(description="Simulate losing the largest node (a drain plan of its VMs).")
             ] = True,
             plan_id: Annotated[
                 str | None, Field(description="A plan made on this server: show its nodes before → after.")
             ] = None,
-            max_rows: Annotated[int, Field(ge=1, le=1000, description="At most this many rows per table.")] = 25,
+            max_rows: Annotated[StrictInt, Field(ge=1, le=1000, description="At most this many rows per table.")] = 25,
         ) -> Annotated[CallToolResult, CapacityReportOutput]:
             """Capacity and right-sizing report. Read-only. Per node and for the cluster: the action band
             (< 70 % healthy, 70-80 % plan for expansion, > 80 % add nodes urgently, > 90 % emergency), headroom
@@ -199,9 +207,9 @@ class RebalanceServer:
             ] = "balanced",
             weights: Annotated[Weights | None, Field(description="Goal balanced only: CPU vs memory weights.")] = None,
             node: Annotated[str | None, Field(description="Goal drain only: the node to empty.")] = None,
-            max_migrations: Annotated[int | None, Field(ge=0, description="At most this many moves.")] = None,
+            max_migrations: Annotated[StrictInt | None, Field(ge=0, description="At most this many moves.")] = None,
             live_only: Annotated[
-                bool,
+                StrictBool,
                 Field(description=("Never plan cold moves of running VMs (no downtime; VMs on RWO storage stay).")),
             ] = False,
             namespaces: Annotated[
@@ -211,7 +219,7 @@ class RebalanceServer:
                 Literal["usage", "requests"] | None,
                 Field(description="Utilisation from measured usage (default when metrics exist) or from requests."),
             ] = None,
-            sequential: Annotated[bool, Field(description="Plan for one move at a time.")] = False,
+            sequential: Annotated[StrictBool, Field(description="Plan for one move at a time.")] = False,
         ) -> Annotated[CallToolResult, PlanOutput]:
             """Compute the best rebalance plan for a goal. Changes nothing in the cluster; the plan is kept in
             this server's memory under a plan_id with a plan_hash (sha256 of the plan document).
@@ -248,7 +256,7 @@ class RebalanceServer:
                     )
                 ),
             ] = "auto",
-            sequential: Annotated[bool, Field(description="One move at a time.")] = False,
+            sequential: Annotated[StrictBool, Field(description="One move at a time.")] = False,
         ) -> Annotated[CallToolResult, PlanOutput]:
             """Plan moving named VMs to a node, validated like the seeds: the VM exists and is not already
             there, its storage allows the method, the target exists, is Ready and not cordoned (plus taints,
@@ -260,12 +268,15 @@ class RebalanceServer:
         @tool("Modify a plan", planning)
         async def modify_plan(
             plan_id: Annotated[str, Field(description="The plan to modify.")],
-            skip: Annotated[list[int] | None, Field(description="Move ids (#) to leave out.")] = None,
+            skip: Annotated[list[StrictInt] | None, Field(description="Move ids (#) to leave out.")] = None,
             retarget: Annotated[list[Retarget] | None, Field(description="Moves to send to another node.")] = None,
             order: Annotated[
-                list[int] | None, Field(description="Move ids to run first, in this order (the rest keep their order).")
+                list[StrictInt] | None,
+                Field(description="Move ids to run first, in this order (the rest keep their order)."),
             ] = None,
-            sequential: Annotated[bool | None, Field(description="Switch sequential execution on or off.")] = None,
+            sequential: Annotated[
+                StrictBool | None, Field(description="Switch sequential execution on or off.")
+            ] = None,
         ) -> Annotated[CallToolResult, PlanOutput]:
             """Change a plan as the human asked: skip moves, change their target node, reorder them, or run
             sequentially. Returns a NEW plan (new plan_id and plan_hash) with waves, node states and
@@ -280,7 +291,7 @@ class RebalanceServer:
         @tool("Explain a move", reading)
         async def explain_move(
             plan_id: Annotated[str, Field(description="The plan.")],
-            move_id: Annotated[int, Field(description="The move's # in the plan.")],
+            move_id: Annotated[StrictInt, Field(description="The move's # in the plan.")],
         ) -> Annotated[CallToolResult, ExplainOutput]:
             """Explain one move of a plan: why this VM, why this target node (checked against the cluster now),
             why live or cold and what downtime that means. Read-only. Use it when the human asks
@@ -294,7 +305,7 @@ class RebalanceServer:
                 str | None, Field(description="The executed plan (default: the newest execution).")
             ] = None,
             wait_seconds: Annotated[
-                float,
+                StrictFloat,
                 Field(
                     ge=0,
                     le=3600,
@@ -328,10 +339,11 @@ class RebalanceServer:
                 ),
             ] = None,
             confirm: Annotated[
-                bool, Field(description=("Required: true, and only after the human explicitly approved the plan."))
+                StrictBool,
+                Field(description=("Required: true, and only after the human explicitly approved the plan.")),
             ] = False,
             wait_seconds: Annotated[
-                float,
+                StrictFloat,
                 Field(
                     ge=0,
                     le=3600,
@@ -365,7 +377,7 @@ class RebalanceServer:
             namespace: Annotated[str, Field(description="Namespace of VMs given without one.")] = "default",
             plan_id: Annotated[str | None, Field(description="Step 2: the approved lifecycle plan.")] = None,
             plan_hash: Annotated[str | None, Field(description="Step 2: the plan_hash returned in step 1.")] = None,
-            confirm: Annotated[bool, Field(description="Step 2: true, after the human approved.")] = False,
+            confirm: Annotated[StrictBool, Field(description="Step 2: true, after the human approved.")] = False,
         ) -> Annotated[CallToolResult, LifecycleOutput]:
             """Start, stop or restart VMs in two steps. Step 1 (action + vms, no plan_id) changes nothing: it
             returns a lifecycle plan (each VM's current status and the impact: stop = services down, restart
@@ -383,7 +395,7 @@ class RebalanceServer:
             namespace: Annotated[str, Field(description="Namespace of a VM given without one.")] = "default",
             plan_id: Annotated[str | None, Field(description="Step 2: the approved unpin plan.")] = None,
             plan_hash: Annotated[str | None, Field(description="Step 2: the plan_hash returned in step 1.")] = None,
-            confirm: Annotated[bool, Field(description="Step 2: true, after the human approved.")] = False,
+            confirm: Annotated[StrictBool, Field(description="Step 2: true, after the human approved.")] = False,
         ) -> Annotated[CallToolResult, UnpinOutput]:
             """Remove the node pin (required node affinity kubernetes.io/hostname) that a cold migration added,
             so the VM can reschedule anywhere on its next restart; it keeps running where it is. Two steps

@@ -262,7 +262,7 @@ class Tools:
             raise ConfigError(f"plan {entry.plan_id} has no move {move_id}", hint=f"move ids: {ids}")
         state = await self._state()
         lines = list(service.explain(state, entry.plan, move_id))
-        markdown = f"### Why move #{move_id}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+        markdown = f"### Why move #{move_id}\n\n" + "\n".join(f"- {md(line, limit=1000)}" for line in lines) + "\n"
         return ExplainOutput(plan_id=entry.plan_id, move_id=move_id, explanation=lines), markdown
 
     # ------------------------------------------------------------------ execute
@@ -304,10 +304,13 @@ class Tools:
         )
         self.store.mark_replaced(entry.plan_id, remaining.plan_id)
         dropped, total = len(checked.dropped_ids), len(entry.plan.moves) if entry.plan else 0
+        what = [f"{dropped} of {total} move(s) no longer validate"] if dropped else []
+        if checked.moved_ids:
+            what.append(f"{len(checked.moved_ids)} move(s) would now start elsewhere")
         why = "; ".join(checked.warnings)
         raise InfeasiblePlanError(
-            f"the cluster changed since plan {entry.plan_id} was made: {dropped} of {total} move(s) no longer "
-            f"validate ({why}), so it was not executed (nothing was changed); what still validates is plan "
+            f"the cluster changed since plan {entry.plan_id} was made: {' and '.join(what)} "
+            f"({why}), so it was not executed (nothing was changed); what still validates is plan "
             f"{remaining.plan_id} (hash {remaining.plan_hash}, {len(checked.plan.moves)} move(s))",
             blocking=list(checked.warnings),
             hint=f"show plan {remaining.plan_id} to the human and execute it only once approved",
@@ -359,7 +362,7 @@ class Tools:
                 error=str(execution.error),
                 warnings=list(execution.warnings),
                 next_step="Report the error to the human; check the cluster with cluster_inventory before re-planning.",
-            ), f"## ✗ Execution failed\n\n{execution.error}{hint}\n"
+            ), f"## ✗ Execution failed\n\n{md(f'{execution.error}{hint}', limit=1000)}\n"
         report = execution.report or {}
         complete = bool(report.get("complete"))
         if complete:
@@ -413,7 +416,9 @@ class Tools:
                 for m in state.migrations
             ]
             lines = [
-                f"- {m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'})" for m in flights
+                f"- {md(m['namespace'])}/{md(m['vm'])}: {md(m['phase'])} "
+                f"({md(m['from'] or '?')} → {md(m['to'] or '?')})"
+                for m in flights
             ]
             markdown = "No execution on this server.\n\n" + (
                 "**Migrations in flight:**\n" + "\n".join(lines) if lines else "No migration in flight in the cluster."
@@ -589,9 +594,9 @@ class Tools:
         finally:
             self.executions.release()
         markdown = (
-            f"✓ {ns}/{name} unpinned: it can reschedule to any suitable node\n"
+            f"✓ {md(ns)}/{md(name)} unpinned: it can reschedule to any suitable node\n"
             if done
-            else f"{ns}/{name} has no node pin: nothing to do\n"
+            else f"{md(ns)}/{md(name)} has no node pin: nothing to do\n"
         )
         return UnpinOutput(
             plan_id=entry.plan_id,

@@ -19,18 +19,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Weights(_Model):
+class _Input(_Model):
+    """A tool argument object: validated strictly (no "1" for 1, no "yes" for true)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class Weights(_Input):
     """Relative weights of CPU and memory for the balanced goal (normalised by the planner)."""
 
     cpu: float = Field(default=0.5, ge=0, description="Weight of CPU balance.")
     memory: float = Field(default=0.5, ge=0, description="Weight of memory balance.")
 
 
-class Retarget(_Model):
+class Retarget(_Input):
     """Send one move of the plan to another node."""
 
     move_id: int = Field(description="The move's # in the plan.")
-    node: str = Field(description="The new target node.")
+    node: str = Field(
+        description="The new target node.",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    )
 
 
 def plan_spec(

@@ -409,6 +409,9 @@ class PlanDocumentError(ValueError):
     """A plan document is malformed; the message names the field at fault."""
 
 
+_MOVE_FIELDS = frozenset({"id", "vm", "namespace", "from", "to", "method"})
+
+
 def _req(doc: Mapping[str, Any], key: str, where: str) -> Any:
     if not isinstance(doc, Mapping) or key not in doc:
         raise PlanDocumentError(f"{where}: missing field '{key}'")
@@ -445,6 +448,20 @@ def _options_from_document(doc: Any) -> tuple[int | None, float, bool]:
     return raw_parallel, headroom, raw_keep
 
 
+def _flag(doc: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = doc.get(key, default)
+    if not isinstance(value, bool):
+        raise PlanDocumentError(f"{where}.{key}: expected true or false, got {str(value)[:40]!r}")
+    return value
+
+
+def _finite(value: Any, where: str) -> float:
+    number = float(value)
+    if value is True or value is False or not math.isfinite(number):
+        raise PlanDocumentError(f"{where}: expected a finite number, got {str(value)[:40]!r}")
+    return number
+
+
 def plan_from_document(doc: Any) -> Plan:
     """Rebuild a Plan from its document form.
 
@@ -463,29 +480,37 @@ def plan_from_document(doc: Any) -> Plan:
         goal = Goal(
             type=GoalType(_req(g, "type", "goal")),
             weights=MappingProxyType(
-                {str(k): float(v) for k, v in g["weights"].items()} if g.get("weights") else {"cpu": 0.5, "memory": 0.5}
+                {str(k): _finite(v, f"goal.weights.{k}") for k, v in g["weights"].items()}
+                if g.get("weights")
+                else {"cpu": 0.5, "memory": 0.5}
             ),
             node=g.get("node"),
         )
         basis = Basis(_req(doc, "basis", "plan"))
+        raw_moves = _req(doc, "moves", "plan")
+        if not isinstance(raw_moves, list):
+            raise PlanDocumentError("moves: expected a list of moves")
         moves = []
-        for i, m in enumerate(_req(doc, "moves", "plan")):
+        for i, m in enumerate(raw_moves):
             where = f"moves[{i}]"
+            if not isinstance(m, dict) or not _MOVE_FIELDS.issubset(m):  # one check per move: 200,000 are common
+                for key in sorted(_MOVE_FIELDS):
+                    _req(m, key, where)
             moves.append(
                 Move(
-                    id=int(_req(m, "id", where)),
-                    vm=str(_req(m, "vm", where)),
-                    namespace=str(_req(m, "namespace", where)),
-                    source=str(_req(m, "from", where)),
-                    target=str(_req(m, "to", where)),
-                    method=MigrationMethod(_req(m, "method", where)),
+                    id=int(m["id"]),
+                    vm=str(m["vm"]),
+                    namespace=str(m["namespace"]),
+                    source=str(m["from"]),
+                    target=str(m["to"]),
+                    method=MigrationMethod(m["method"]),
                     wave=int(m.get("wave", 1)),
-                    cpu=float(m.get("cpu", 0.0)),
+                    cpu=_finite(m.get("cpu", 0.0), f"{where}.cpu"),
                     memory_bytes=int(m.get("memory_bytes", 0)),
                     downtime=str(m.get("downtime", LIVE_DOWNTIME)),
                     reason=str(m.get("reason", "")),
                     instance_type=m.get("instance_type"),
-                    running=bool(m.get("running", True)),
+                    running=_flag(m, "running", True, where),
                     guest_memory_bytes=int(m.get("guest_memory_bytes", 0)),
                     storage=str(m.get("storage", "")),
                 )
@@ -522,7 +547,7 @@ def plan_from_document(doc: Any) -> Plan:
             metrics_after=MappingProxyType({k: float(v) for k, v in (metrics.get("after") or {}).items()}),
             warnings=warnings,
             derived_warnings=_derived_from_document(doc, warnings),
-            sequential=bool(doc.get("sequential", False)),
+            sequential=_flag(doc, "sequential", False, "plan"),
             max_parallel=max_parallel,
             headroom=headroom,
             keep_order=keep_order,

@@ -6,7 +6,7 @@ several edits can name moves by the ids the user saw first.
 """
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
@@ -264,7 +264,12 @@ def _live_refusal(vm: VirtualMachine) -> tuple[RejectionKind, str] | None:
 
 
 def _target_refusal(
-    vm: VirtualMachine, name: str, state: ClusterState, extra: Resources, residents: list[tuple[str, VirtualMachine]]
+    vm: VirtualMachine,
+    name: str,
+    state: ClusterState,
+    extra: Resources,
+    residents: list[tuple[str, VirtualMachine]],
+    node_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[RejectionKind, str] | None:
     node = state.node(name)
     if node is None:
@@ -276,7 +281,7 @@ def _target_refusal(
             RejectionKind.TARGET_CORDONED,
             f"Target node '{name}' is cordoned (SchedulingDisabled). Choose different target or uncordon node.",
         )
-    reasons = fit_reasons(vm, node, state, extra_requested=extra, residents=residents)
+    reasons = fit_reasons(vm, node, state, extra_requested=extra, residents=residents, node_labels=node_labels)
     return (RejectionKind.DOES_NOT_FIT, f"cannot run on {name}: {'; '.join(reasons)}") if reasons else None
 
 
@@ -287,6 +292,7 @@ def _request_refusal(
     state: ClusterState,
     extra: Resources,
     residents: list[tuple[str, VirtualMachine]],
+    node_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[RejectionKind, str] | None:
     """The seeds' validations of one named move, in their order (None: it passes)."""
     if vm is None:
@@ -305,7 +311,7 @@ def _request_refusal(
         refusal = _live_refusal(vm)
         if refusal is not None:
             return refusal
-    return _target_refusal(vm, req.target, state, extra, residents)
+    return _target_refusal(vm, req.target, state, extra, residents, node_labels)
 
 
 def plan_manual_moves(
@@ -342,11 +348,21 @@ def check_manual_moves(
     rejections: list[Rejection] = []
     extra: dict[str, Resources] = {}
     residents = {v.ref: (str(v.node), v) for v in state.vms if v.running and v.node}
+    # A VM without pod (anti-)affinity or topology spread of its own is only checked against the
+    # residents whose anti-affinity could repel it: passing just those keeps N moves linear.
+    holders = {ref: pair for ref, pair in residents.items() if pair[1].placement.pod_anti_affinity}
+    node_labels = {n.name: n.labels for n in state.nodes}
     seen: set[str] = set()
     for number, raw in enumerate(requests, start=1):
         req = raw if isinstance(raw, ManualMoveRequest) else ManualMoveRequest(*raw)
         vm = state.vm(req.namespace, req.vm)
-        refusal = _request_refusal(vm, req, seen, state, extra.get(req.target, Resources()), list(residents.values()))
+        # A VM without pod (anti-)affinity or topology spread of its own is checked only against the
+        # residents whose anti-affinity could repel it.
+        own_terms = vm is not None and (
+            vm.placement.pod_anti_affinity or vm.placement.pod_affinity or vm.placement.topology_spread
+        )
+        candidates = list((residents if own_terms else holders).values())
+        refusal = _request_refusal(vm, req, seen, state, extra.get(req.target, Resources()), candidates, node_labels)
         if refusal is not None or vm is None:
             kind, message = refusal or (RejectionKind.VM_NOT_FOUND, f"VM '{req.vm}' does not exist.")
             rejections.append(
@@ -371,6 +387,8 @@ def check_manual_moves(
         if source:
             extra[source] = extra.get(source, Resources()) - vm.requests
         residents[vm_ref(vm.namespace, vm.name)] = (req.target, vm)
+        if vm.placement.pod_anti_affinity:
+            holders[vm_ref(vm.namespace, vm.name)] = (req.target, vm)
     try:
         plan = assemble_plan(
             state,

@@ -300,18 +300,21 @@ def fit_violations(
     *,
     extra_requested: Resources = Resources(),
     residents: Sequence[tuple[str, VirtualMachine]] | None = None,
+    node_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[Violation]:
     """Every rule that keeps ``vm`` off ``node`` now (empty when it fits).
 
     Covers node eligibility, taints, nodeSelector, required node affinity, required pod
     (anti-)affinity and topology spread, and free allocatable by requests. ``residents``
-    defaults to where the running VMs are in ``state``.
+    defaults to where the running VMs are in ``state``; ``node_labels`` (every node's labels)
+    to those of ``state`` (callers checking many moves pass them once: linear, not quadratic).
     """
     out = [Violation(FLAG_KINDS[f], NODE_FLAG_EXPLANATIONS[f]) for f in node_flags(node)]
     out += static_violations(vm, node)
     if residents is None:
         residents = [(v.node, v) for v in state.vms if v.running and v.node]
-    node_labels = {n.name: n.labels for n in state.nodes}
+    if node_labels is None:
+        node_labels = {n.name: n.labels for n in state.nodes}
     out += pod_affinity_checks(vm, node, node_labels=node_labels, residents=residents)
     if vm.node != node.name:
         capacity = capacity_check(vm, node, extra_requested=extra_requested)
@@ -327,9 +330,13 @@ def fit_reasons(
     *,
     extra_requested: Resources = Resources(),
     residents: Sequence[tuple[str, VirtualMachine]] | None = None,
+    node_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """`fit_violations` as sentences (empty when it fits)."""
-    return [v.message for v in fit_violations(vm, node, state, extra_requested=extra_requested, residents=residents)]
+    violations = fit_violations(
+        vm, node, state, extra_requested=extra_requested, residents=residents, node_labels=node_labels
+    )
+    return [v.message for v in violations]
 
 
 class BlockerKind(StrEnum):

@@ -95,8 +95,9 @@ def assign_waves(
     last_wave = 1
     relieved: dict[str, int] = {}
     """Hot node → the last wave of a move out of it so far."""
+    top = 0  # max(waves), kept as the moves are assigned (recomputing it per move made N moves quadratic)
     for number, m in enumerate(moves):
-        horizon = max(waves, default=0) + 1
+        horizon = top + 1
         lower = last_wave if keep_order else 1
         if m.target in relieved:
             lower = max(lower, relieved[m.target] + 1)
@@ -121,6 +122,7 @@ def assign_waves(
                     continue
             chosen = w
         waves.append(chosen)
+        top = max(top, chosen)
         scheduler.record(m, chosen)
         if m.source in relieve_first:
             relieved[m.source] = max(relieved.get(m.source, 0), chosen)

@@ -25,6 +25,7 @@ from vm_rebalance.model.execution import (
     outcome_document,
 )
 from vm_rebalance.render.inventory import inventory_document
+from vm_rebalance.render.text import markup, md, plain
 
 
 def status_icon(status: MoveStatus) -> str:
@@ -116,12 +117,12 @@ class ProgressTracker:
             phase = ev.phase if ev else "pending"
             table.add_row(
                 str(move.id),
-                f"{move.namespace}/{move.vm}",
-                move.source or "-",
+                markup(f"{move.namespace}/{move.vm}"),
+                markup(move.source or "-"),
                 "→",
-                move.target,
+                markup(move.target),
                 move.method.value.capitalize(),
-                Text(f"{status_icon(status)} {phase}", style=status_style(status)),
+                Text(f"{status_icon(status)} {plain(phase)}", style=status_style(status)),
                 duration_text(ev.elapsed_seconds) if ev and status is MoveStatus.RUNNING else "",
                 duration_text(ev.estimate_seconds) if ev and ev.estimate_seconds else "",
             )
@@ -317,9 +318,9 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
     for m in doc["moves"]:
         status = MoveStatus(m["status"])
         table.add_row(
-            f"{m['namespace']}/{m['vm']}",
-            m["from"] or "-",
-            m["to"],
+            markup(f"{m['namespace']}/{m['vm']}"),
+            markup(m["from"] or "-"),
+            markup(m["to"]),
             m["method"],
             duration_text(m["duration_seconds"]),
             Text(status_label(status), style=status_style(status)),
@@ -327,7 +328,7 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
     parts.append(table)
     failed = [m for m in doc["moves"] if m["status"] == MoveStatus.FAILED.value]
     for m in failed:
-        t = Text(f"✗ {m['namespace']}/{m['vm']}: {m['error']}\n", style="red")
+        t = Text(f"✗ {plain(m['namespace'])}/{plain(m['vm'])}: {plain(m['error'], limit=1000)}\n", style="red")
         for line in m["troubleshooting"]:
             t.append(f"  • {line}\n", style="")
         parts.append(t)
@@ -338,7 +339,7 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
         for n in doc["nodes"]:
             b, a = n["before"], n["after"] or {}
             nt.add_row(
-                n["name"],
+                markup(n["name"]),
                 f"{b['vms']} → {a.get('vms', '-')}",
                 _pct(b["cpu"]),
                 _pct(a.get("cpu")),
@@ -357,15 +358,16 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
     if doc["pinned"]:
         parts.append(
             Text(
-                f"Pinned by cold migration: {', '.join(doc['pinned'])}. They stay on their new node even if it fails; "
-                "remove the pin with `vm-rebalance unpin VM -n NS` when you want flexible rescheduling.",
+                f"Pinned by cold migration: {plain(', '.join(doc['pinned']), limit=1000)}. "
+                "They stay on their new node even if it fails; remove the pin with `vm-rebalance unpin VM -n NS` "
+                "when you want flexible rescheduling.",
                 style="yellow",
             )
         )
     for state in doc["interrupted"]:
-        parts.append(Text(f"Interrupted: {state}", style="yellow"))
+        parts.append(Text(f"Interrupted: {plain(state, limit=1000)}", style="yellow"))
     for w in doc["warnings"]:
-        parts.append(Text(f"⚠ {w}", style="yellow"))
+        parts.append(Text(f"⚠ {plain(w, limit=1000)}", style="yellow"))
     return Group(*parts)
 
 
@@ -384,12 +386,13 @@ def report_markdown(doc: dict[str, Any]) -> str:
     ]
     for m in doc["moves"]:
         lines.append(
-            f"| {m['vm']} | {m['from'] or '-'} | {m['to']} | {m['method']} | "
+            f"| {md(m['vm'])} | {md(m['from'] or '-')} | {md(m['to'])} | {m['method']} | "
             f"{duration_text(m['duration_seconds'])} | {m['status']} |"
         )
     for m in doc["moves"]:
         if m["status"] == MoveStatus.FAILED.value:
-            lines += ["", f"**Failed:** {m['vm']}: {m['error']}", "", "**Troubleshooting:**"]
+            # The failure reason comes from the cluster: escaped, on one line, capped — never structure.
+            lines += ["", f"**Failed:** {md(m['vm'])}: {md(m['error'], limit=1000)}", "", "**Troubleshooting:**"]
             lines += [f"- {t}" for t in m["troubleshooting"]]
     if doc["nodes"] and any(n["after"] for n in doc["nodes"]):
         lines += [
@@ -402,11 +405,11 @@ def report_markdown(doc: dict[str, Any]) -> str:
         for n in doc["nodes"]:
             a = n["after"] or {}
             lines.append(
-                f"| {n['name']} | {_pct(n['before']['cpu'])} | {_pct(a.get('cpu'))} | "
+                f"| {md(n['name'])} | {_pct(n['before']['cpu'])} | {_pct(a.get('cpu'))} | "
                 f"{_pct(n['before']['memory'])} | {_pct(a.get('memory'))} |"
             )
     if doc["pinned"]:
-        lines += ["", f"Pinned by cold migration: {', '.join(doc['pinned'])} (use unpin_vm to remove)."]
+        lines += ["", f"Pinned by cold migration: {md(', '.join(doc['pinned']), limit=1000)} (use unpin_vm to remove)."]
     return "\n".join(lines)
 
 
@@ -416,7 +419,7 @@ def failure_choices_text(outcome: Outcome, not_attempted: list[Move]) -> Text:
     t.append("  retry       – retry the failed migration with the same settings\n")
     t.append("  retry cold  – retry it as a cold migration (~30-60s downtime)\n")
     t.append(
-        f"  skip        – skip {outcome.move.vm} and continue"
+        f"  skip        – skip {plain(outcome.move.vm)} and continue"
         + (f" with {len(not_attempted)} remaining" if not_attempted else "")
         + "\n"
     )
@@ -446,13 +449,13 @@ def lifecycle_view(results: Iterable[LifecycleResult]) -> RenderableType:
         style = "green" if r.ok else "red"
         icon = lifecycle_icon(r.status)
         table.add_row(
-            f"{r.namespace}/{r.name}",
+            markup(f"{r.namespace}/{r.name}"),
             r.action.value,
             Text(f"{icon} {r.status.value}", style=style),
-            r.printable_status or "-",
-            r.run_strategy or "-",
+            markup(r.printable_status or "-"),
+            markup(r.run_strategy or "-"),
             duration_text(r.duration_seconds),
-            r.message,
+            markup(r.message, limit=1000),
         )
     return table
 
@@ -502,7 +505,7 @@ def progress_markdown(rows: Iterable[dict[str, Any]], *, title: str = "⏳ Rebal
     for r in rows:
         icon = status_icon(MoveStatus(r["status"]))
         lines.append(
-            f"| {r['id']} | {r['namespace']}/{r['vm']} | {r['from'] or '-'} | → | {r['to']} | "
-            f"{r['method'].capitalize()} | {icon} {r['status']} | {r['phase']} | {r['elapsed']} |"
+            f"| {r['id']} | {md(r['namespace'])}/{md(r['vm'])} | {md(r['from'] or '-')} | → | {md(r['to'])} | "
+            f"{r['method'].capitalize()} | {icon} {r['status']} | {md(r['phase'])} | {r['elapsed']} |"
         )
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from vm_rebalance.model.thresholds import (
     MEMORY_WARNING,
 )
 from vm_rebalance.planner.eligibility import live_blocker, live_blocker_detail, move_method, node_flags
+from vm_rebalance.render.text import markup, md, plain
 
 INVENTORY_API_VERSION = "vm-rebalance/v1"
 
@@ -189,7 +190,7 @@ def node_table(doc: dict[str, Any]) -> Table:
         health_style = {"critical": "bold red", "warning": "yellow", "ok": "green"}[n["health"]]
         flags = ", ".join(n["flags"]) or "-"
         table.add_row(
-            n["name"],
+            markup(n["name"]),
             str(n["vms"]),
             _pct(n["cpu_usage"], warn=CPU_WARNING, crit=CPU_CRITICAL),
             _pct(n["cpu_requests"], warn=CPU_WARNING, crit=CPU_CRITICAL),
@@ -197,7 +198,7 @@ def node_table(doc: dict[str, Any]) -> Table:
             _pct(n["memory_requests"], warn=MEMORY_WARNING, crit=MEMORY_CRITICAL),
             f"{_cores(n['allocatable']['cpu_millicores'])} / {_gib(n['allocatable']['memory_bytes'])}",
             Text(n["health"], style=health_style),
-            Text(flags, style="dim" if flags == "-" else "magenta"),
+            Text(plain(flags), style="dim" if flags == "-" else "magenta"),
         )
     return table
 
@@ -210,14 +211,14 @@ def vm_table(doc: dict[str, Any]) -> Table:
     for v in doc["vms"]:
         move = Text(v["move_method"], style="green" if v["move_method"] == "live" else "yellow")
         if v["move_method"] == "cold":
-            move.append(f" ({v['move_blocker']})", style="dim")
+            move.append(f" ({plain(v['move_blocker'])})", style="dim")
         storage = {StorageKind.CONTAINER_DISK.value: "containerdisk"}.get(v["storage"], v["storage"])
-        table.add_row(
-            v["namespace"],
-            v["name"],
-            v["node"] or "-",
-            v["status"],
-            v["instance_type"] or "-",
+        table.add_row(  # names and statuses are data: never rich markup
+            markup(v["namespace"]),
+            markup(v["name"]),
+            markup(v["node"] or "-"),
+            markup(v["status"]),
+            markup(v["instance_type"] or "-"),
             str(v["vcpus"]),
             _gib(v["memory_bytes"]),
             storage,
@@ -268,7 +269,9 @@ def inventory_view(doc: dict[str, Any]) -> RenderableType:
         for col in ("Namespace", "Migration", "VM", "Phase", "From", "To"):
             flight.add_column(col)
         for m in doc["migrations_in_flight"]:
-            flight.add_row(m["namespace"], m["name"], m["vm"], m["phase"], m["from"] or "-", m["to"] or "-")
+            flight.add_row(
+                *(markup(x) for x in (m["namespace"], m["name"], m["vm"], m["phase"], m["from"] or "-", m["to"] or "-"))
+            )
         parts.insert(2, flight)
     return Group(*parts)
 
@@ -277,7 +280,7 @@ def inventory_view(doc: dict[str, Any]) -> RenderableType:
 
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return md(text)  # cluster text is data: escaped, one line, capped (render/text.py)
 
 
 def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
@@ -290,7 +293,7 @@ def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
         "",
         f"**Cluster:** {t['nodes']} nodes ({t['eligible_nodes']} can host migrated VMs), {t['vms']} VMs "
         f"({t['running_vms']} running, {t['live_movable_vms']} can move live); basis: {doc['basis']}"
-        + (f"; KubeVirt {doc['kubevirt_version']}" if doc["kubevirt_version"] else ""),
+        + (f"; KubeVirt {_md(doc['kubevirt_version'])}" if doc["kubevirt_version"] else ""),
         f"**Headroom ({doc['basis']}):** {_pct_plain(head['cpu'])} CPU, {_pct_plain(head['memory'])} memory "
         f"(target ≥ {head['target'] * 100:.0f}%); requested {_pct_plain(t['cpu_requests'])} CPU / "
         f"{_pct_plain(t['memory_requests'])} memory",
@@ -335,7 +338,7 @@ def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
                 f"{_md(m['to'] or '-')} |"
             )
     for note in doc["notes"]:
-        out += ["", f"Note: {note}"]
+        out += ["", f"Note: {_md(note)}"]
     return "\n".join(out) + "\n"
 
 

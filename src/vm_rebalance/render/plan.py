@@ -18,6 +18,7 @@ from rich.text import Text
 from vm_rebalance.model import GIB, GoalType, MigrationLimits, MigrationMethod, Move, Plan
 from vm_rebalance.model.thresholds import CPU_WARNING, MEMORY_WARNING
 from vm_rebalance.planner.goals import definition
+from vm_rebalance.render.text import markup, md, plain
 
 LIVE_SETUP_SECONDS = 10.0
 LIVE_BYTES_PER_SECOND = float(GIB)
@@ -294,12 +295,13 @@ def render_plan(
 ) -> RenderableType:
     """The plan for a terminal: ``console.print(render_plan(plan))``."""
     view = plan_view(plan, limits=limits, alternatives=alternatives, max_stays=max_stays, max_nodes=max_nodes)
-    parts: list[RenderableType] = [_rich_text(f"**Optimization Goal:** {view.goal_line}"), Text("")]
+    parts: list[RenderableType] = [_rich_text(f"**Optimization Goal:** {plain(view.goal_line)}"), Text("")]
     moves = Table(title=view.title, title_justify="left", show_lines=False)
     for h in _HEADERS_MOVES:
         moves.add_column(h, overflow="fold", no_wrap=h in ("#", "→"))
     for row in view.move_rows:
-        moves.add_row(*row[:5], Text(row[5], style="italic" if row[5] == "*stays*" else ""), *row[6:])
+        cells = [markup(c) for c in row]  # names and reasons are data, not console markup
+        moves.add_row(*cells[:5], Text(plain(row[5]), style="italic" if row[5] == "*stays*" else ""), *cells[6:])
     if not view.move_rows:
         moves.add_row("", "-", "-", "-", "-", "-", "-", "-", "no migration needed")
     parts.append(moves)
@@ -309,26 +311,27 @@ def render_plan(
     for h in _HEADERS_NODES:
         nodes.add_column(h, no_wrap=True)
     for row in view.node_rows:
-        nodes.add_row(*row)
+        nodes.add_row(*(markup(c) for c in row))
     parts += [Text(""), nodes]
     if view.hidden_nodes:
         parts.append(Text(f"{view.hidden_nodes} other node(s) unchanged and within thresholds", style="dim"))
-    parts += [Text(""), _rich_text(f"**Key Improvement:** {view.key_improvement}"), Text("")]
+    parts += [Text(""), _rich_text(f"**Key Improvement:** {plain(view.key_improvement)}"), Text("")]
     parts.append(_rich_text("**Rebalance Summary:**"))
     for label, value in view.summary:
         parts.append(_rich_text(f"  • **{label}**: {value}"))
     parts += [Text(""), _rich_text(f"**Execution Mode**: {view.execution_mode}")]
     if view.warnings:
         parts.append(Text(""))
-        parts += [Text(f"⚠ {w}", style="yellow") for w in view.warnings]
+        parts += [Text(f"⚠ {plain(w, limit=1000)}", style="yellow") for w in view.warnings]
     if view.alternatives:
         parts += [Text(""), _rich_text("💡 **Alternatives**")]
-        parts += [Text(f"  • {a}") for a in view.alternatives]
+        parts += [Text(f"  • {plain(a, limit=1000)}") for a in view.alternatives]
     return Group(*parts)
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # Names and reasons come from the cluster or a plan file: data, never Markdown (but our own *stays*).
+    return text if text == "*stays*" else md(text)
 
 
 def plan_markdown(
@@ -341,7 +344,7 @@ def plan_markdown(
 ) -> str:
     """The plan as Markdown (what the MCP server returns)."""
     view = plan_view(plan, limits=limits, alternatives=alternatives, max_stays=max_stays, max_nodes=max_nodes)
-    out = [f"**Optimization Goal:** {view.goal_line}", "", f"## {view.title}", ""]
+    out = [f"**Optimization Goal:** {md(view.goal_line)}", "", f"## {view.title}", ""]
     out.append("| " + " | ".join(_HEADERS_MOVES) + " |")
     out.append("|" + "|".join("---" for _ in _HEADERS_MOVES) + "|")
     for row in view.move_rows:
@@ -357,13 +360,13 @@ def plan_markdown(
         out.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
     if view.hidden_nodes:
         out += ["", f"{view.hidden_nodes} other node(s) unchanged and within thresholds"]
-    out += ["", f"**Key Improvement:** {view.key_improvement}", "", "**Rebalance Summary:**"]
+    out += ["", f"**Key Improvement:** {md(view.key_improvement)}", "", "**Rebalance Summary:**"]
     out += [f"- **{label}**: {value}" for label, value in view.summary]
     out += ["", f"**Execution Mode**: {view.execution_mode}"]
     if view.warnings:
-        out += ["", "**Warnings:**"] + [f"- ⚠ {w}" for w in view.warnings]
+        out += ["", "**Warnings:**"] + [f"- ⚠ {md(w, limit=1000)}" for w in view.warnings]
     if view.alternatives:
-        out += ["", "💡 **Alternatives:**"] + [f"- {a}" for a in view.alternatives]
+        out += ["", "💡 **Alternatives:**"] + [f"- {md(a, limit=1000)}" for a in view.alternatives]
     return "\n".join(out) + "\n"
 
 

@@ -36,6 +36,7 @@ from vm_rebalance.render.html import (
     table,
     utilisation_chart,
 )
+from vm_rebalance.render.text import markup, md, plain
 
 MAX_NODES = 30
 MAX_ROWS = 25
@@ -221,7 +222,7 @@ def _node_parts(report: CapacityReport, max_nodes: int) -> list[RenderableType]:
     for h in NODE_HEADERS:
         nodes.add_column(h, justify="right" if h in ("VMs", "CPU", "Memory", "CPU req", "Mem req") else "left")
     for n, row in zip(shown, node_rows(shown), strict=True):
-        nodes.add_row(*row[:6], Text(row[6], style=BAND_STYLES[n.band]), row[7])
+        nodes.add_row(*(markup(c) for c in row[:6]), Text(plain(row[6]), style=BAND_STYLES[n.band]), markup(row[7]))
     parts: list[RenderableType] = [Text(""), nodes]
     if hidden:
         parts.append(Text(f"{hidden} other node(s) not listed (healthier); all are in -o json", style="dim"))
@@ -236,7 +237,9 @@ def _n_plus_one_parts(report: CapacityReport, max_rows: int) -> list[RenderableT
     for k, line in enumerate(n_plus_one_lines(report)):
         style = ("green" if n1.fits else "bold red") if k == 0 else ""
         parts.append(Text(line, style=style))
-    parts += [Text(f"  - {u.namespace}/{u.vm}: {u.reason}") for u in n1.unplaced[:max_rows]]
+    parts += [
+        Text(f"  - {plain(u.namespace)}/{plain(u.vm)}: {plain(u.reason, limit=1000)}") for u in n1.unplaced[:max_rows]
+    ]
     return parts
 
 
@@ -249,7 +252,7 @@ def _sizing_parts(report: CapacityReport, max_rows: int) -> list[RenderableType]
     for h in SIZING_HEADERS:
         sizing.add_column(h)
     for row in sizing_rows(report.right_sizing[:max_rows]):
-        sizing.add_row(*row)
+        sizing.add_row(*(markup(c) for c in row))
     parts: list[RenderableType] = [Text(""), sizing]
     if len(report.right_sizing) > max_rows:
         parts.append(Text(f"… and {len(report.right_sizing) - max_rows} more (see -o json)", style="dim"))
@@ -265,7 +268,7 @@ def _workload_parts(report: CapacityReport, max_rows: int) -> list[RenderableTyp
     for h in WORKLOAD_HEADERS:
         work.add_column(h)
     for row in workload_rows(report)[:max_rows]:
-        work.add_row(*row)
+        work.add_row(*(markup(c) for c in row))  # annotations are data, not rich markup
     parts.append(work)
     if len(report.workloads) > max_rows:
         parts.append(Text(f"… and {len(report.workloads) - max_rows} more (see -o json)", style="dim"))
@@ -284,7 +287,7 @@ def _slot_and_plan_parts(report: CapacityReport, max_nodes: int) -> list[Rendera
         for h in ("Node", "CPU now", "CPU after", "Memory now", "Memory after"):
             plan.add_column(h, justify="left" if h == "Node" else "right")
         for r in rows:
-            plan.add_row(r.label, pct(r.cpu_before), pct(r.cpu), pct(r.memory_before), pct(r.memory))
+            plan.add_row(markup(r.label), pct(r.cpu_before), pct(r.cpu), pct(r.memory_before), pct(r.memory))
         parts += [Text(""), plan]
     return parts
 
@@ -305,7 +308,7 @@ def _closing_parts(report: CapacityReport) -> list[RenderableType]:
 
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return md(text)  # cluster text is data: escaped, one line, capped (render/text.py)
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -84,6 +84,7 @@ from vm_rebalance.service.requests import (
     load_plan,
     move_requests,
     parse_weights,
+    require_plan_names,
     vm_refs,
 )
 from vm_rebalance.service.session import (
@@ -179,6 +180,7 @@ __all__ = [
     "report_of",
     "require_namespaces",
     "require_permissions",
+    "require_plan_names",
     "require_vms",
     "revalidate",
     "run_plan",

@@ -4,15 +4,20 @@ Used by every front-end that cannot ask on a terminal — the MCP server today (
 the plan to its human, who approves it), the in-cluster controller tomorrow.
 
 A plan's **hash** is the sha256 of its canonical document (sorted keys, no whitespace): what
-the human approved, byte for byte. Its **id** is derived from the same bytes with a different
-prefix, so proposing the same plan twice gives the same id and hash. The store is bounded
-(oldest evicted first) and knows when a plan was replaced by `modify_plan`, already executed,
-or is too old to execute. Plain bookkeeping, unit-tested alone.
+the human approved, byte for byte. Its **id** names one *proposal*: a fresh random id every
+time a plan is shown, never reused by this server, even when the same content is proposed
+again. What a human approves is "the plan shown to me under this id, with this content": so a
+plan that `modify_plan` replaced or that was already executed stays refused under its id for
+good, and the same content proposed again is a new proposal (a new id, the same hash) that
+needs its own approval. The store is bounded (oldest evicted first; an evicted id is unknown,
+never reissued) and knows when a plan was replaced by `modify_plan`, already executed, or is
+too old to execute. Plain bookkeeping, unit-tested alone.
 """
 
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -51,9 +56,8 @@ def document_hash(document: Any) -> str:
     return hashlib.sha256(canonical_bytes(document)).hexdigest()
 
 
-def document_id(document: Any) -> str:
-    """A short id for the document (12 hex), distinct from its hash."""
-    return hashlib.sha256(b"vm-rebalance plan id\0" + canonical_bytes(document)).hexdigest()[:12]
+ID_HEX = 12
+"""Plan ids are 12 hex digits (48 random bits)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -87,23 +91,33 @@ class PlanStore:
         self.max_age_seconds = max_age_seconds
         self.clock = clock
         self._plans: OrderedDict[str, StoredPlan] = OrderedDict()
+        self._issued: set[str] = set()
+        """Every id this store ever handed out (evicted ones too): none is issued twice."""
         self._lock = threading.Lock()
+
+    def _new_id(self) -> str:
+        """A random id never issued before by this store (call with the lock held)."""
+        while True:
+            plan_id = secrets.token_hex(ID_HEX // 2)
+            if plan_id not in self._issued:
+                self._issued.add(plan_id)
+                return plan_id
 
     def add(
         self, kind: PlanKind, document: dict[str, Any], *, plan: Plan | None = None, extra: dict[str, Any] | None = None
     ) -> StoredPlan:
-        """Remember a plan; the same content again gets a fresh entry under the same id."""
-        entry = StoredPlan(
-            plan_id=document_id(document),
-            plan_hash=document_hash(document),
-            kind=kind,
-            document=document,
-            created_at=self.clock(),
-            plan=plan,
-            extra=dict(extra or {}),
-        )
+        """Remember a proposal under a new id (the same content again is another proposal: a new id, the same hash)."""
+        plan_hash = document_hash(document)
         with self._lock:
-            self._plans.pop(entry.plan_id, None)
+            entry = StoredPlan(
+                plan_id=self._new_id(),
+                plan_hash=plan_hash,
+                kind=kind,
+                document=document,
+                created_at=self.clock(),
+                plan=plan,
+                extra=dict(extra or {}),
+            )
             self._plans[entry.plan_id] = entry
             while len(self._plans) > self.capacity:
                 self._plans.popitem(last=False)

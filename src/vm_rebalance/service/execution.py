@@ -25,6 +25,7 @@ from vm_rebalance.model.plan import COLD_DOWNTIME
 from vm_rebalance.planner import retarget_move, skip_move
 from vm_rebalance.render.execution import report_document
 from vm_rebalance.service.planning import revalidate
+from vm_rebalance.service.requests import require_plan_names
 from vm_rebalance.service.session import Session
 
 
@@ -254,6 +255,7 @@ def prepare_apply(
     records = journal.moves.values() if resume else ()
     done = {rec.id for rec in records if rec.status == "succeeded"}
     in_flight = {rec.id for rec in records if rec.status == "running"}
+    require_plan_names(state, plan, skip_ids=done | in_flight)  # unknown VMs or nodes: bad input (exit 2)
     checked = revalidate(state, plan, skip_ids=done | in_flight)
     validated = checked.plan
     if done or in_flight:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError, RebalanceError
-from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationLimits, Plan, plan_to_document
+from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationLimits, Move, Plan, plan_to_document
 from vm_rebalance.planner import (
     ManualMoveRequest,
     PlanRequest,
@@ -192,15 +192,27 @@ def revalidate(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ())
     )
     remaining = {m.id for m in moves}
     dropped = tuple(m.id for m in kept if m.id not in remaining)
-    planned_from = {m.id: m.source for m in kept if m.running}
-    moved = [m for m in moves if m.running and m.id in planned_from and planned_from[m.id] != m.source]
-    warnings += [
-        f"Migration #{m.id} ({m.vm}): the VM moved since the plan was made (planned from "
-        f"{planned_from[m.id]}, now on {m.source}); it would move from {m.source}"
-        for m in moved
-    ]
+    planned = {m.id: m for m in kept}
+    changes = [(m, why) for m in moves if (why := _changed_since(planned[m.id], m)) is not None]
+    warnings += [f"Migration #{m.id} ({m.vm}): {why}" for m, why in changes]
     return Revalidation(
         plan=dataclasses.replace(validated, warnings=tuple(warnings)),
         dropped_ids=dropped,
-        moved_ids=tuple(m.id for m in moved),
+        moved_ids=tuple(m.id for m, _ in changes),
     )
+
+
+def _changed_since(planned: Move, now: Move) -> str | None:
+    """How a move's VM changed since the plan was made (moved, stopped, started), or None."""
+    if planned.running and now.running and planned.source != now.source:
+        return (
+            f"the VM moved since the plan was made (planned from {planned.source}, now on {now.source}); "
+            f"it would move from {now.source}"
+        )
+    if planned.running and not now.running:
+        return (
+            f"the VM stopped since the plan was made (planned to move from {planned.source}); it would only be pinned"
+        )
+    if not planned.running and now.running:
+        return f"the VM started since the plan was made (now on {now.source}); it would move {now.method.value}"
+    return None

@@ -5,20 +5,20 @@ MCP tool arguments, a custom resource — and the service checks it here, so the
 server and the controller refuse the same values with the same messages.
 """
 
-import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from vm_rebalance.errors import ConfigError
-from vm_rebalance.model import Basis, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
+from vm_rebalance.model import Basis, ClusterState, Goal, GoalType, Plan, PlanDocumentError, plan_from_document
 from vm_rebalance.model.thresholds import DEFAULT_HEADROOM
 from vm_rebalance.planner import ManualMoveRequest, PlanRequest
 from vm_rebalance.planner.goals import automatic_goals
 from vm_rebalance.planner.request import DEFAULT_COOLDOWN_SECONDS
+from vm_rebalance.render.text import plain
+from vm_rebalance.service.planfile import MAX_PLAN_BYTES, check_plan_document, parse_plan_text
 
 GOALS: tuple[str, ...] = tuple(d.name for d in automatic_goals())
 """The goals a user can ask the automatic planner for (from the planner's goal registry)."""
@@ -29,6 +29,25 @@ METHODS: tuple[str, ...] = ("auto", "live", "cold")
 DEFAULT_WEIGHTS: Mapping[str, float] = {"cpu": 0.5, "memory": 0.5}
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _shown(value: str) -> str:
+    """A value from the user or an agent as an error message quotes it: one line, at most 80 characters."""
+    return plain(value, limit=80)
+
+
+def check_name(value: str, what: str) -> str:
+    """A VM or node name as Kubernetes allows it (an RFC 1123 subdomain, at most 253 characters).
+
+    Raises:
+        ConfigError: a name no VM or node can have (the message quotes it on one line).
+    """
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ConfigError(
+            f"'{_shown(value)}' is not a {what} name (lower-case letters, digits, '-' and '.', at most 253 characters)"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,14 +82,14 @@ class PlanSpec:
         """
         goal = self.goal
         if goal not in GOALS:
-            raise ConfigError(f"goal must be one of {', '.join(GOALS)}, not '{goal}'")
+            raise ConfigError(f"goal must be one of {', '.join(GOALS)}, not '{_shown(goal)}'")
         if goal == "drain" and not self.node:
             raise ConfigError("goal 'drain' needs node: the node to empty (--node)")
         if self.node and goal != "drain":
             raise ConfigError("node only goes with goal 'drain'")
         weights = _checked_weights(self.weights, goal)
         if self.basis not in (None, "usage", "requests"):
-            raise ConfigError(f"basis must be usage or requests, not '{self.basis}'")
+            raise ConfigError(f"basis must be usage or requests, not '{_shown(str(self.basis))}'")
         if self.max_migrations is not None and self.max_migrations < 0:
             raise ConfigError("max migrations must be 0 or more")
         if not math.isfinite(self.headroom) or not 0 <= self.headroom < 1:
@@ -137,7 +156,7 @@ def check_namespaces(namespaces: Sequence[str]) -> tuple[str, ...]:
     for ns in namespaces:
         if len(ns) > 63 or not _DNS_LABEL.fullmatch(ns):
             raise ConfigError(
-                f"{ns!r} is not a namespace name (lower-case letters, digits and '-', at most 63 characters)"
+                f"'{_shown(ns)}' is not a namespace name (lower-case letters, digits and '-', at most 63 characters)"
             )
     return tuple(namespaces)
 
@@ -152,8 +171,8 @@ def vm_refs(vms: Sequence[str], namespace: str) -> list[tuple[str, str]]:
     for ref in vms:
         ns, _, name = ref.strip().rpartition("/")
         if not name:
-            raise ConfigError(f"'{ref}' is not a VM name (NAME or NAMESPACE/NAME)")
-        refs.append((check_namespaces([ns or namespace])[0], name))
+            raise ConfigError(f"'{_shown(ref)}' is not a VM name (NAME or NAMESPACE/NAME)")
+        refs.append((check_namespaces([ns or namespace])[0], check_name(name, "VM")))
     if not refs:
         raise ConfigError("name at least one VM")
     return refs
@@ -171,18 +190,19 @@ def move_requests(
         ConfigError: a malformed VM reference, a VM without a target, or an unknown method.
     """
     if method not in METHODS:
-        raise ConfigError(f"--method must be {', '.join(METHODS[:-1])} or {METHODS[-1]}, not '{method}'")
+        raise ConfigError(f"--method must be {', '.join(METHODS[:-1])} or {METHODS[-1]}, not '{_shown(method)}'")
     default = (target or "").strip()
     requests = []
     for item in vms:
         ref, sep, node = item.partition("=")
         node = node.strip() if sep else default
         if sep and not node:
-            raise ConfigError(f"'{item}' names no node after '='; write VM=NODE")
+            raise ConfigError(f"'{_shown(item)}' names no node after '='; write VM=NODE")
         if not node:
-            raise ConfigError(f"no target node for '{ref.strip()}': give --to NODE, or write {ref.strip()}=NODE")
+            shown = _shown(ref.strip())
+            raise ConfigError(f"no target node for '{shown}': give --to NODE, or write {shown}=NODE")
         ((ns, name),) = vm_refs([ref], namespace)
-        requests.append(ManualMoveRequest(ns, name, node, method))
+        requests.append(ManualMoveRequest(ns, name, check_name(node, "node"), method))
     if not requests:
         raise ConfigError("name at least one VM")
     return requests
@@ -191,38 +211,71 @@ def move_requests(
 def load_plan(path: str | Path) -> Plan:
     """Read a plan file (JSON or YAML) written by `plan --save` / `-o json`.
 
+    The file is parsed with bounds (size, nesting, number of values) and checked against the
+    plan-file JSON Schema (``data/plan.schema.json``) before it becomes a `Plan`.
+
     Raises:
-        ConfigError: unreadable or malformed file, naming the field at fault.
+        ConfigError: unreadable, oversized, malformed or schema-violating file, naming the field at fault.
     """
     p = Path(path)
+    where = f"plan file '{plain(p.name, limit=120)}'"
     try:
+        if p.stat().st_size > MAX_PLAN_BYTES:
+            raise ConfigError(f"{where} is larger than {MAX_PLAN_BYTES // 2**20} MiB: not a plan file")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError(f"plan file '{p.name}' does not exist") from exc
+        raise ConfigError(f"{where} does not exist") from exc
     except IsADirectoryError as exc:
-        raise ConfigError(f"plan file '{p.name}' is a directory") from exc
+        raise ConfigError(f"{where} is a directory") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"plan file '{p.name}' cannot be read: {type(exc).__name__}") from exc
-    doc: Any
-    try:
-        if text.lstrip().startswith("{"):
-            doc = json.loads(text)
-        else:
-            import yaml
-
-            doc = yaml.safe_load(text)
-    except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"plan file '{p.name}' is not valid JSON/YAML: {_first_line(exc)}") from exc
-    except Exception as exc:  # yaml.YAMLError has no common base with ValueError
-        raise ConfigError(f"plan file '{p.name}' is not valid JSON/YAML: {_first_line(exc)}") from exc
+        raise ConfigError(f"{where} cannot be read: {type(exc).__name__}") from exc
+    doc = parse_plan_text(text, where)
+    check_plan_document(doc, where)
     try:
         return plan_from_document(doc)
     except PlanDocumentError as exc:
-        raise ConfigError(f"plan file '{p.name}': {exc}") from exc
-    except RecursionError as exc:
-        raise ConfigError(f"plan file '{p.name}' is nested too deeply to be a plan") from exc
+        raise ConfigError(f"{where}: {plain(exc, limit=300)}") from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+MAX_NAMED = 8
+"""How many missing names an error lists before counting the rest."""
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(plain(n, limit=80) for n in names[:MAX_NAMED])
+    return shown + (f" (and {len(names) - MAX_NAMED} more)" if len(names) > MAX_NAMED else "")
+
+
+def require_plan_names(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ()) -> None:
+    """Refuse a plan that names VMs or nodes this cluster does not have (design.md §3: bad input, exit 2).
+
+    A plan made for another cluster names none of this one's VMs; one naming a VM that does not
+    exist (any more) would otherwise run its other moves and report them complete. Moves in
+    ``skip_ids`` (done in an earlier run, or left out with --skip) are not looked at.
+
+    Raises:
+        ConfigError: naming the missing VMs and nodes and the moves that name them.
+    """
+    skip = set(skip_ids)
+    moves = [m for m in plan.moves if m.id not in skip]
+    vms = [m for m in moves if state.vm(m.namespace, m.vm) is None]
+    nodes = sorted(
+        {m.target for m in moves if state.node(m.target) is None}
+        | {m.source for m in moves if m.source and state.node(m.source) is None}
+    )
+    if not vms and not nodes:
+        return
+    parts = []
+    if vms:
+        parts.append(f"{len(vms)} VM(s) this cluster does not have: {_listed([f'{m.namespace}/{m.vm}' for m in vms])}")
+    if nodes:
+        parts.append(f"{len(nodes)} node(s) this cluster does not have: {_listed(nodes)}")
+    ids = sorted({m.id for m in vms} | {m.id for m in moves if m.target in nodes or m.source in nodes})
+    other = " (was it made for another cluster?)" if len(ids) == len(moves) else ""
+    raise ConfigError(
+        f"the plan names {' and '.join(parts)}{other}",
+        hint=(
+            "re-plan against this cluster (vm-rebalance plan --save FILE)"
+            + ("" if other else ", or leave those moves out: " + " ".join(f"--skip {i}" for i in ids[:MAX_NAMED]))
+        ),
+    )

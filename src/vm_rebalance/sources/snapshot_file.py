@@ -113,10 +113,17 @@ def load_snapshot_objects(path: str | Path) -> list[dict[str, Any]]:
     """Read a snapshot file's objects.
 
     Raises:
-        ConfigError: unreadable, malformed or empty file.
+        ConfigError: unreadable, malformed, nested too deeply or empty file.
     """
-    p = Path(path)
-    where = f"snapshot file '{p.name}'"
+    where = f"snapshot file '{Path(path).name}'"
+    try:
+        return _load_snapshot_objects(Path(path), where)
+    except RecursionError:
+        # JSON nested deeper than the parsers (or the flattening of nested Lists) can follow.
+        raise ConfigError(f"{where} is nested too deeply to be a snapshot") from None
+
+
+def _load_snapshot_objects(p: Path, where: str) -> list[dict[str, Any]]:
     try:
         raw = p.read_bytes()
     except FileNotFoundError as exc:
