@@ -11,6 +11,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import NewType
 
+from vm_rebalance.model.signals import Observation, Pressure
+
 NodeName = NewType("NodeName", str)
 VmRef = NewType("VmRef", str)
 """A VM's identity: ``"namespace/name"``."""
@@ -250,7 +252,9 @@ class Node:
     requested: Resources = Resources()
     """Sum of the requests of every non-terminated pod on the node (launchers and others)."""
     usage: Resources | None = None
-    """Measured usage from metrics.k8s.io, when available."""
+    """Measured usage (metrics.k8s.io, or a window's mean / percentile from Prometheus), when available."""
+    pressure: Pressure | None = None
+    """Pressure stall information over the observation's window, when the usage source measures it."""
     pods: int = 0
     max_pods: int = 0
 
@@ -305,6 +309,9 @@ class VirtualMachine:
     last_migration_seconds_ago: float | None = None
     """How long ago the newest finished migration of this VM ended, for the anti-thrash cooldown."""
     dirty_rate_bytes_per_second: int | None = None
+    """The guest's memory dirty rate (KubeVirt's ``kubevirt_vmi_dirty_rate_bytes_per_second``), when measured."""
+    network_bytes_per_second: int | None = None
+    """Guest network traffic, received + transmitted, when measured."""
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.name:
@@ -377,6 +384,8 @@ class ClusterState:
     """Things the user should know about how the state was read (e.g. metrics missing)."""
     source: str = "cluster"
     """``cluster`` or ``snapshot``; never a path."""
+    observation: Observation | None = None
+    """How the usage was observed (source, window, statistic, PSI); None when there is no usage."""
     _nodes_by_name: Mapping[str, Node] = field(init=False, repr=False, compare=False)
     _vms_by_ref: Mapping[VmRef, VirtualMachine] = field(init=False, repr=False, compare=False)
 

@@ -233,6 +233,9 @@ class Plan:
     derived_warnings: int = 0
     """How many of the last ``warnings`` follow from the moves themselves (batch size, cold moves,
     nodes left hot, headroom): recomputed, not kept, when the plan is edited."""
+    observation: str = ""
+    """On the usage basis: how the usage was observed (the basis line, e.g. "Prometheus: mean over 1h
+    ending …; PSI over the same window"); empty on requests or when unknown."""
 
     def __post_init__(self) -> None:
         ids = [m.id for m in self.moves]
@@ -273,6 +276,7 @@ class Plan:
                 self.tradeoff,
                 self.knee,
                 self.derived_warnings,
+                self.observation,
             )
         )
 
@@ -338,6 +342,8 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
 def _economy_to_document(plan: Plan) -> dict[str, Any]:
     """The optional move-economy keys: only present when the plan has them (older readers ignore them)."""
     out: dict[str, Any] = {}
+    if plan.observation:
+        out["observation"] = plan.observation
     if plan.stop_reason:
         out["stop_reason"] = plan.stop_reason
     if plan.min_gain is not None:
@@ -398,6 +404,7 @@ def _economy_from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     knee = raw.get("knee")
     min_gain = doc.get("min_gain")
     return {
+        "observation": str(doc.get("observation", "")),
         "stop_reason": str(doc.get("stop_reason", "")),
         "min_gain": None if min_gain is None else float(min_gain),
         "tradeoff": points,

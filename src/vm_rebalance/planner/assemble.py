@@ -26,7 +26,7 @@ from vm_rebalance.model import (
 from vm_rebalance.model.plan import COLD_DOWNTIME, LIVE_DOWNTIME, NO_DOWNTIME
 from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN, DEFAULT_HEADROOM
 from vm_rebalance.planner.eligibility import live_blocker
-from vm_rebalance.planner.goals import COLUMN_WORDS, WARNINGS, definition, objective_terms
+from vm_rebalance.planner.goals import COLUMN_WORDS, WARNINGS, definition, hot_nodes, hot_thresholds, objective_terms
 from vm_rebalance.planner.problem import (
     COUNT,
     COUNT_UNIT,
@@ -36,6 +36,7 @@ from vm_rebalance.planner.problem import (
     MEMORY_WARNING,
     FloatArray,
     Problem,
+    node_pressure,
 )
 from vm_rebalance.planner.waves import WaveMove, assign_waves
 
@@ -99,7 +100,7 @@ def plan_metrics(problem: Problem, util: FloatArray, goal: Goal) -> dict[str, fl
     u = util[mask]
     if len(u) == 0:
         return {"cpu_stddev": 0.0, "memory_stddev": 0.0, "count_stddev": 0.0, "objective": 0.0}
-    return {
+    out = {
         "cpu_stddev": float(np.std(u[:, CPU])),
         "memory_stddev": float(np.std(u[:, MEM])),
         "count_stddev": float(np.std(u[:, COUNT])) / COUNT_UNIT,
@@ -107,6 +108,10 @@ def plan_metrics(problem: Problem, util: FloatArray, goal: Goal) -> dict[str, fl
         "memory_max": float(np.max(u[:, MEM])),
         "objective": problem.objective(objective_terms(goal), util),
     }
+    if any(problem.nodes[j].pressure is not None for j in np.flatnonzero(mask)):
+        # Hot nodes by the pressure-aware rule, when the state has PSI (other plans keep their keys).
+        out["hot_nodes"] = float(np.sum(hot_nodes(problem, util)))
+    return out
 
 
 def _span(words: str, column: int, before: FloatArray, after: FloatArray) -> str:
@@ -126,28 +131,54 @@ def _numbers(columns: Sequence[int], before: FloatArray, after: FloatArray) -> s
     return ", ".join(_span(COLUMN_WORDS[c], c, before, after) for c in columns)
 
 
+def hot_words(problem: Problem, node: int, row: FloatArray, columns: Sequence[int]) -> list[str]:
+    """Why a node counts as hot in a note: above the warning threshold, or under pressure (PSI) above
+    the lowered threshold — the signal the plan acted on."""
+    thresholds = hot_thresholds(problem)
+    out = []
+    for c in columns:
+        if c not in thresholds or c not in WARNINGS or row[c] <= thresholds[c][node]:
+            continue
+        psi = node_pressure(problem.nodes[node], c)
+        if row[c] > WARNINGS[c]:
+            lowered = thresholds[c][node] < WARNINGS[c]
+            out.append(
+                f"{COLUMN_WORDS[c]} above the warning threshold"
+                + (f", under pressure (PSI {psi * 100:.0f} %)" if lowered and psi is not None else "")
+            )
+        elif psi is not None:
+            out.append(
+                f"{COLUMN_WORDS[c]} under pressure (PSI {psi * 100:.0f} % of the time: hot from "
+                f"{thresholds[c][node]:.0f} %)"
+            )
+    return out
+
+
 def move_note(
     m: DraftMove,
     goal: Goal,
     columns: Sequence[int],
     source: tuple[FloatArray, FloatArray] | None,
     target: tuple[FloatArray, FloatArray],
+    hot: Sequence[str] | None = None,
 ) -> str:
     """A move's note: the node it relieves and the node it fills, with their numbers just before
     and just after this move (the plan's moves taken in execution order).
 
     ``source`` / ``target`` are (before, after) rows of the two nodes (`_shown`); ``source`` is
-    None for a stopped VM (it holds no node).
+    None for a stopped VM (it holds no node). ``hot`` says why the source is hot (`hot_words`;
+    default: the warning thresholds).
     """
     fills = f"fills {m.target} ({_numbers(columns, *target)})"
     if source is None:
         text = f"stopped: pinned to {m.target}, where it will start (no downtime); {fills}"
     else:
-        hot = [
-            f"{COLUMN_WORDS[c]} above the warning threshold"
-            for c in columns
-            if c in WARNINGS and source[0][c] > WARNINGS[c]
-        ]
+        if hot is None:
+            hot = [
+                f"{COLUMN_WORDS[c]} above the warning threshold"
+                for c in columns
+                if c in WARNINGS and source[0][c] > WARNINGS[c]
+            ]
         relieves = f"relieves {m.source} ({_numbers(columns, *source)}{'; ' if hot else ''}{', '.join(hot)})"
         if goal.type is GoalType.DRAIN and m.source == goal.node:
             text = f"drains {m.source}; {relieves}; {fills}"
@@ -196,7 +227,8 @@ def _notes(problem: Problem, goal: Goal, ordered: Sequence[tuple[int, DraftMove]
         else:
             replay.apply(i, t)
         source = None if s is None or before_s is None else (before_s, _shown(replay, s))
-        notes.append(move_note(m, goal, columns, source, (before_t, _shown(replay, t))))
+        hot = None if s is None or before_s is None else hot_words(replay, s, before_s, columns)
+        notes.append(move_note(m, goal, columns, source, (before_t, _shown(replay, t)), hot))
     return notes
 
 
@@ -241,14 +273,20 @@ def derived_warnings(problem: Problem, after: FloatArray, moves: Sequence[Move],
     cold = [f"{m.namespace}/{m.vm}" for m in moves if m.running and m.method is MigrationMethod.COLD]
     if cold:
         out.append(f"{len(cold)} cold migration(s) of running VMs, ~30-60s downtime each: {_names(cold)}")
+    hot_mask = hot_nodes(problem, after)
     hot = [
-        f"{name} (CPU {_pct(after[j, CPU])}, memory {_pct(after[j, MEM])})"
+        f"{name} (CPU {_pct(after[j, CPU])}, memory {_pct(after[j, MEM])}"
+        + "".join(f", {w}" for w in hot_words(problem, j, after[j], (CPU, MEM)) if "pressure" in w)
+        + ")"
         for j, name in enumerate(problem.node_names)
-        if problem.obj_mask[j] and (after[j, CPU] > CPU_WARNING or after[j, MEM] > MEMORY_WARNING)
+        if hot_mask[j]
     ]
     if hot:
         out.append(
             f"{len(hot)} node(s) stay above the warning thresholds (CPU {CPU_WARNING:.0f} % / memory "
+            f"{MEMORY_WARNING:.0f} %, lower under pressure) after the plan: {_names(hot)}"
+            if any("pressure" in h for h in hot)
+            else f"{len(hot)} node(s) stay above the warning thresholds (CPU {CPU_WARNING:.0f} % / memory "
             f"{MEMORY_WARNING:.0f} %) after the plan: {_names(hot)}"
         )
     limit = 100.0 * (1.0 - headroom)
@@ -322,7 +360,15 @@ def assemble_plan(
         max_parallel=options.max_parallel,
         headroom=options.headroom,
         keep_order=options.keep_order,
+        observation=_observation(state, basis),
     )
+
+
+def _observation(state: ClusterState, basis: Basis) -> str:
+    """The plan's basis line: how the usage it planned on was observed (usage basis only)."""
+    if basis is not Basis.USAGE or state.observation is None:
+        return ""
+    return state.observation.describe()
 
 
 def drafts_from_plan(state: ClusterState, plan: Plan) -> list[DraftMove]:

@@ -28,8 +28,15 @@ from vm_rebalance.model import (
 )
 from vm_rebalance.planner.assemble import DraftMove, PlanOptions, assemble_plan
 from vm_rebalance.planner.eligibility import fit_reasons, live_blocker, move_method
-from vm_rebalance.planner.goals import GoalDefinition, band_reason, definition, objective_terms
-from vm_rebalance.planner.problem import CPU, CPU_WARNING, MEM, MEMORY_WARNING, BoolArray, FloatArray, Problem
+from vm_rebalance.planner.goals import (
+    GoalDefinition,
+    band_reason,
+    definition,
+    hot_nodes,
+    hot_thresholds,
+    objective_terms,
+)
+from vm_rebalance.planner.problem import BoolArray, FloatArray, Problem
 from vm_rebalance.planner.request import PlanRequest
 from vm_rebalance.planner.search import (
     REFINE_MAX_MOVES,
@@ -247,7 +254,9 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
     pristine = problem.fork()
     budget = len(problem.vms) if request.max_migrations is None else request.max_migrations
 
-    in_band = None if draining else band_reason(goal, pristine.utilisation(), pristine.obj_mask)
+    in_band = (
+        None if draining else band_reason(goal, pristine.utilisation(), pristine.obj_mask, hot_thresholds(pristine))
+    )
     if in_band is not None:
         result = SearchResult([], pristine.fork(), ctx, in_band)
     elif draining:
@@ -312,7 +321,7 @@ def _stays(
     goal = request.goal
     draining = goal.type is GoalType.DRAIN
     after_util = kept.utilisation()
-    hot = pristine.obj_mask & ((after_util[:, CPU] > CPU_WARNING) | (after_util[:, MEM] > MEMORY_WARNING))
+    hot = hot_nodes(pristine, after_util)
     above = _above_mean(pristine, after_util)
     stays = []
     for i, vm in enumerate(pristine.vms):
