@@ -540,6 +540,8 @@ def limits_from(kubevirt: Obj | None) -> tuple[MigrationLimits, str | None]:
             parallel_outbound_per_node=int(mig.get("parallelOutboundMigrationsPerNode") or 2),
             completion_timeout_per_gib_seconds=int(mig.get("completionTimeoutPerGiB") or 150),
             bandwidth_bytes_per_second=bw or None,
+            allow_auto_converge=mig.get("allowAutoConverge") is True,
+            allow_post_copy=mig.get("allowPostCopy") is True,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: invalid migration settings: {exc}") from exc
@@ -876,6 +878,7 @@ def state_from_objects(
             notes=tuple(_notes(index, notes, sample, usage_given=usage is not None)),
             source=source,
             observation=_observation(sample),
+            usage_warnings=sample.warnings,
         )
     except ValueError as exc:
         raise ConfigError(f"inconsistent cluster data: {exc}") from exc

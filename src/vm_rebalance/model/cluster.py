@@ -351,6 +351,10 @@ class MigrationLimits:
     completion_timeout_per_gib_seconds: int = 150
     bandwidth_bytes_per_second: int | None = None
     """``bandwidthPerMigration``; None or 0 means unlimited."""
+    allow_auto_converge: bool = False
+    """``allowAutoConverge``: QEMU throttles the guest until pre-copy converges."""
+    allow_post_copy: bool = False
+    """``allowPostCopy``: a migration that does not converge switches to post-copy."""
 
     def __post_init__(self) -> None:
         if self.parallel_per_cluster < 1 or self.parallel_outbound_per_node < 1:
@@ -386,6 +390,8 @@ class ClusterState:
     """``cluster`` or ``snapshot``; never a path."""
     observation: Observation | None = None
     """How the usage was observed (source, window, statistic, PSI); None when there is no usage."""
+    usage_warnings: tuple[str, ...] = ()
+    """Usage sources skipped or read only partly (e.g. Prometheus unreachable): plans and reports repeat them."""
     _nodes_by_name: Mapping[str, Node] = field(init=False, repr=False, compare=False)
     _vms_by_ref: Mapping[VmRef, VirtualMachine] = field(init=False, repr=False, compare=False)
 

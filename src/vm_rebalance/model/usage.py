@@ -45,6 +45,8 @@ class UsageSample:
     """Guest network traffic (received + transmitted, bytes/s) per VM (namespace, name)."""
     observation: Observation | None = None
     """How it was observed (window, statistic, PSI window, series); None: not said (an instant reading)."""
+    warnings: tuple[str, ...] = ()
+    """What a plan or report built on it must say: sources skipped or read only partly (auto-detection)."""
 
     @property
     def available(self) -> bool:

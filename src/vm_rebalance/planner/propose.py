@@ -243,6 +243,8 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
     draining = goal.type is GoalType.DRAIN
     warnings: list[str] = []
     basis = resolve_basis(state, request.basis, warnings)
+    if basis is Basis.USAGE or not state.metrics_available:
+        warnings += [w for w in state.usage_warnings if w not in warnings]
     problem = Problem(state, goal=goal, basis=basis)
     if problem.vms_without_usage:
         warnings.append(f"{problem.vms_without_usage} VM(s) have no usage metrics: their requests are used instead")

@@ -44,7 +44,6 @@ from vm_rebalance.model.capacity import (
     SizingDirection,
     Unplaced,
     Utilisation,
-    WorkloadClass,
     WorkloadClassification,
     band_of,
     headroom_status,
@@ -52,15 +51,15 @@ from vm_rebalance.model.capacity import (
 from vm_rebalance.model.cluster import DO_NOT_MOVE_ANNOTATION
 from vm_rebalance.planner import PlanRequest
 from vm_rebalance.planner.eligibility import node_flags
+from vm_rebalance.planner.workloads import (
+    WORKLOAD_ANNOTATION,
+    WORKLOAD_TYPES,
+    classify_workload,
+    guest_memory_used,
+    migration_profile,
+    profile_considerations,
+)
 from vm_rebalance.service.planning import propose
-
-WORKLOAD_ANNOTATION = "vm-rebalance.io/workload-class"
-"""On the VM (annotation, comma-separated) or its template (label, one value): classes or a workload type."""
-
-CPU_INTENSIVE = 0.70
-"""Seed 003: "CPU-intensive: >70% CPU utilization" (of the guest's vCPUs)."""
-MEMORY_INTENSIVE = 0.80
-"""Seed 003: "Memory-intensive: >80% memory utilization" (of the guest's memory)."""
 
 CPU_TARGET = 0.65
 """Seed 003's CPU target, 60–70 % average usage: suggested vCPUs put usage near its middle."""
@@ -77,30 +76,6 @@ MEMORY_SHRINK = 0.30
 
 SLOTS_WARNING = 0.80
 """Seed 003: cluster migration limit warning at > 80 % (4/5), critical at the limit."""
-
-WORKLOAD_CLASS_NOTES: Mapping[WorkloadClass, str] = {
-    WorkloadClass.CPU: "CPU-intensive: balance CPU across nodes",
-    WorkloadClass.MEMORY: "memory-intensive: balance memory across nodes; large guests migrate longer",
-    WorkloadClass.IO: "I/O-intensive: distribute across storage backends",
-    WorkloadClass.NETWORK: "network-intensive: stagger migrations (never several at once)",
-}
-
-WORKLOAD_TYPES: Mapping[str, tuple[tuple[WorkloadClass, ...], str]] = {
-    # Seed 003, "Common Workload Types": resource profile → classes; migration considerations.
-    "general": ((), "easy to migrate, low dirty page rate"),
-    "database": (
-        (WorkloadClass.CPU, WorkloadClass.MEMORY, WorkloadClass.IO),
-        "high dirty page rate: schedule migrations carefully",
-    ),
-    "analytics": ((WorkloadClass.NETWORK,), "sensitive to migration pause: use a dedicated migration network"),
-    "ai-ml": ((WorkloadClass.CPU, WorkloadClass.MEMORY), "large memory footprint: long migration times"),
-    "streaming": ((WorkloadClass.NETWORK,), "network-intensive: avoid concurrent migrations"),
-    "batch": ((), "migrate during job idle periods"),
-    "hpc": ((WorkloadClass.CPU, WorkloadClass.MEMORY), "extremely long migrations: consider cold migration"),
-    "edge": ((), "easy to migrate, scale horizontally"),
-    "media": ((WorkloadClass.CPU, WorkloadClass.NETWORK), "high dirty page rate during processing"),
-    "dev-test": ((), "higher overcommit acceptable"),
-}
 
 NO_PLAN = "no plan was given (report --plan FILE; plan_id for the MCP tool)"
 N_PLUS_ONE_OFF = "not checked: switched off (--no-n-plus-one; n_plus_one: false for the MCP tool)"
@@ -299,14 +274,6 @@ def n_plus_one(state: ClusterState, basis: Basis, node: Node) -> NPlusOne:
 # ------------------------------------------------------------------------------ right-sizing
 
 
-def guest_memory_used(vm: VirtualMachine) -> int | None:
-    """Guest memory in use: the launcher pod's working set less the launcher overhead (request − guest)."""
-    if vm.usage is None:
-        return None
-    overhead = max(0, vm.requests.memory_bytes - vm.guest_memory_bytes)
-    return max(0, vm.usage.memory_bytes - overhead)
-
-
 def _ceil_gib(n: float) -> int:
     return max(1, math.ceil(n / GIB)) * GIB
 
@@ -371,83 +338,18 @@ def right_sizing(vms: Iterable[VirtualMachine]) -> tuple[SizingAdvice, ...]:
 # ------------------------------------------------------------------------------ workload classes
 
 
-def _declared(vm: VirtualMachine) -> list[tuple[str, str]]:
-    """(token, where) pairs the user set: the VM annotation (comma-separated) and the template label."""
-    found = []
-    annotation = vm.annotations.get(WORKLOAD_ANNOTATION)
-    if annotation:
-        found += [(t.strip().lower(), "annotation") for t in annotation.split(",") if t.strip()]
-    label = vm.labels.get(WORKLOAD_ANNOTATION)
-    if label:
-        found += [(t.strip().lower(), "label") for t in label.replace(".", ",").split(",") if t.strip()]
-    return found
-
-
-def classify_workload(
-    vm: VirtualMachine, *, bandwidth_bytes_per_second: int | None = None, warnings: list[str] | None = None
-) -> WorkloadClassification:
-    """A VM's classes from its metrics and from what the user declared, with evidence and considerations."""
-    classes: dict[WorkloadClass, None] = {}
-    evidence: list[str] = []
-    considerations: list[str] = []
-    workload_type: str | None = None
-    if vm.running and vm.usage is not None:
-        if vm.vcpus > 0:
-            cpu = vm.usage.cpu_millicores / (vm.vcpus * 1000)
-            if cpu > CPU_INTENSIVE:
-                classes[WorkloadClass.CPU] = None
-                evidence.append(f"CPU {cpu * 100:.0f} % of {vm.vcpus} vCPU (metrics)")
-        used = guest_memory_used(vm)
-        if used is not None and vm.guest_memory_bytes > 0:
-            mem = used / vm.guest_memory_bytes
-            if mem > MEMORY_INTENSIVE:
-                classes[WorkloadClass.MEMORY] = None
-                evidence.append(f"memory {mem * 100:.0f} % of {vm.guest_memory_bytes / GIB:.0f} GiB guest (metrics)")
-    unknown = []
-    for token, where in _declared(vm):
-        if token in WorkloadClass.__members__.values():
-            classes[WorkloadClass(token)] = None
-            evidence.append(f"{where} {WORKLOAD_ANNOTATION}: {token}")
-        elif token in WORKLOAD_TYPES:
-            workload_type = workload_type or token
-            type_classes, note = WORKLOAD_TYPES[token]
-            for k in type_classes:
-                classes[k] = None
-            evidence.append(f"{where} {WORKLOAD_ANNOTATION}: {token}")
-            considerations.append(f"{token}: {note}")
-        else:
-            unknown.append(token)
-    if unknown and warnings is not None:
-        known = ", ".join([*(k.value for k in WorkloadClass), *WORKLOAD_TYPES])
-        warnings.append(
-            f"VM {vm.namespace}/{vm.name}: unknown {WORKLOAD_ANNOTATION} value(s) {', '.join(unknown)} (known: {known})"
-        )
-    ordered = tuple(k for k in WorkloadClass if k in classes)
-    considerations += [WORKLOAD_CLASS_NOTES[k] for k in ordered]
-    if WorkloadClass.MEMORY in classes and bandwidth_bytes_per_second:
-        seconds = vm.guest_memory_bytes / bandwidth_bytes_per_second
-        considerations.append(
-            f"copying {vm.guest_memory_bytes / GIB:.0f} GiB takes ≥ {seconds:.0f} s at the bandwidth limit"
-        )
-    return WorkloadClassification(
-        namespace=vm.namespace,
-        vm=vm.name,
-        node=vm.node,
-        classes=ordered,
-        workload_type=workload_type,
-        evidence=tuple(evidence),
-        considerations=tuple(dict.fromkeys(considerations)),
-    )
-
-
 def workload_classes(state: ClusterState, warnings: list[str]) -> tuple[WorkloadClassification, ...]:
-    """The VMs with at least one class or a declared workload type (the others are general purpose)."""
+    """The VMs with at least one class, a declared workload type or a migration the planner treats
+    differently (high dirty rate, not converging); the others are general purpose. The considerations
+    say what a plan does with each (the planner's own `migration_profile`)."""
     out = []
     bandwidth = state.limits.bandwidth_bytes_per_second
     for vm in sorted(state.vms, key=lambda v: (v.namespace, v.name)):
         c = classify_workload(vm, bandwidth_bytes_per_second=bandwidth, warnings=warnings)
-        if c.classes or c.workload_type:
-            out.append(c)
+        profile = migration_profile(vm, state.limits) if vm.running else None
+        extra = profile_considerations(profile) if profile is not None else ()
+        if c.classes or c.workload_type or (profile is not None and (profile.high_dirty or not profile.converges)):
+            out.append(dataclasses.replace(c, considerations=tuple(dict.fromkeys((*c.considerations, *extra)))))
     return tuple(out)
 
 

@@ -20,7 +20,7 @@ import contextlib
 import os
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -105,10 +105,9 @@ class ChainedUsage:
 
 
 def _with_notes(sample: UsageSample, before: list[str]) -> UsageSample:
-    from dataclasses import replace
-
-    merged = [*before, *(n for n in sample.notes if n not in before)]
-    return replace(sample, notes=tuple(merged))
+    """The sample with the notes of the sources skipped before it; plans and reports repeat them all."""
+    merged = (*before, *(n for n in sample.notes if n not in before))
+    return replace(sample, notes=merged, warnings=merged)
 
 
 def tls_context() -> ssl.SSLContext:
