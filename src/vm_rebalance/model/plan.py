@@ -152,6 +152,9 @@ class Move:
     """Guest RAM: what a live migration copies; drives its duration and timeout."""
     storage: str = ""
     """RWX / RWO / containerdisk / none."""
+    estimated_seconds: float | None = None
+    """A live move's estimated copy time (guest memory at the cluster's migration bandwidth, with the
+    measured dirty rate); None when not estimated (cold moves, older plans)."""
 
     def __post_init__(self) -> None:
         if self.source == self.target:
@@ -311,6 +314,7 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
                 "running": m.running,
                 "guest_memory_bytes": m.guest_memory_bytes,
                 "storage": m.storage,
+                **({} if m.estimated_seconds is None else {"estimated_seconds": round(m.estimated_seconds, 1)}),
             }
             for m in plan.moves
         ],
@@ -495,6 +499,7 @@ def plan_from_document(doc: Any) -> Plan:
                     running=bool(m.get("running", True)),
                     guest_memory_bytes=int(m.get("guest_memory_bytes", 0)),
                     storage=str(m.get("storage", "")),
+                    estimated_seconds=None if m.get("estimated_seconds") is None else float(m["estimated_seconds"]),
                 )
             )
         stays = tuple(

@@ -38,7 +38,8 @@ from vm_rebalance.planner.problem import (
     Problem,
     node_pressure,
 )
-from vm_rebalance.planner.waves import WaveMove, assign_waves
+from vm_rebalance.planner.waves import WaveError, WaveMove, assign_waves
+from vm_rebalance.planner.workloads import MigrationProfile, migration_profile, profile_note
 
 _LIST_LIMIT = 5
 
@@ -161,13 +162,15 @@ def move_note(
     source: tuple[FloatArray, FloatArray] | None,
     target: tuple[FloatArray, FloatArray],
     hot: Sequence[str] | None = None,
+    profile: MigrationProfile | None = None,
 ) -> str:
     """A move's note: the node it relieves and the node it fills, with their numbers just before
     and just after this move (the plan's moves taken in execution order).
 
     ``source`` / ``target`` are (before, after) rows of the two nodes (`_shown`); ``source`` is
     None for a stopped VM (it holds no node). ``hot`` says why the source is hot (`hot_words`;
-    default: the warning thresholds).
+    default: the warning thresholds). ``profile``: the VM's migration profile (workloads.py) —
+    why it moves cold although it could move live, its order rule and estimated copy time.
     """
     fills = f"fills {m.target} ({_numbers(columns, *target)})"
     if source is None:
@@ -189,7 +192,14 @@ def move_note(
         else:
             text = f"{relieves}; {fills}"
     if m.vm.running and m.method is MigrationMethod.COLD:
-        text += f"; cold because {live_blocker(m.vm) or 'live migration was not requested'}"
+        why = live_blocker(m.vm) or (profile.cold_reason if profile is not None else None)
+        text += f"; cold because {why or 'live migration was not requested'}"
+    elif m.vm.running and profile is not None and profile.special:
+        extra = profile_note(profile, m.vm, live=True)
+        if not profile.converges:
+            extra = "; ".join(p for p in (f"{profile.cold_reason} (consider cold)", extra) if p)
+        if extra:
+            text += f"; {extra}"
     return text
 
 
@@ -211,12 +221,18 @@ def _order(moves: Sequence[DraftMove], wave_of: Sequence[int], keep_order: bool)
     return indexed
 
 
-def _notes(problem: Problem, goal: Goal, ordered: Sequence[tuple[int, DraftMove]]) -> list[str]:
+def _notes(
+    problem: Problem,
+    goal: Goal,
+    ordered: Sequence[tuple[int, DraftMove]],
+    profiles: dict[int, MigrationProfile] | None = None,
+) -> list[str]:
     """Every move's note, replaying the moves in execution order on a working copy."""
     columns = definition(goal.type).note_columns(goal)
+    profiles = profiles or {}
     replay = problem.fork()
     notes = []
-    for _, m in ordered:
+    for k, m in ordered:
         t = replay.node_index[m.target]
         i = replay.vm_index.get(m.vm.ref)
         s = None if i is None else int(replay.pos[i])
@@ -228,11 +244,19 @@ def _notes(problem: Problem, goal: Goal, ordered: Sequence[tuple[int, DraftMove]
             replay.apply(i, t)
         source = None if s is None or before_s is None else (before_s, _shown(replay, s))
         hot = None if s is None or before_s is None else hot_words(replay, s, before_s, columns)
-        notes.append(move_note(m, goal, columns, source, (before_t, _shown(replay, t)), hot))
+        notes.append(move_note(m, goal, columns, source, (before_t, _shown(replay, t)), hot, profiles.get(k)))
     return notes
 
 
-def _to_move(number: int, m: DraftMove, basis: Basis, wave: int, reason: str, renumber: bool) -> Move:
+def _to_move(
+    number: int,
+    m: DraftMove,
+    basis: Basis,
+    wave: int,
+    reason: str,
+    renumber: bool,
+    profile: MigrationProfile | None = None,
+) -> Move:
     use_usage = basis is Basis.USAGE and m.vm.usage is not None
     amount = m.vm.usage if use_usage and m.vm.usage is not None else m.vm.requests
     if not m.vm.running:
@@ -257,6 +281,11 @@ def _to_move(number: int, m: DraftMove, basis: Basis, wave: int, reason: str, re
         running=m.vm.running,
         guest_memory_bytes=m.vm.guest_memory_bytes,
         storage=m.vm.storage_kind.value,
+        estimated_seconds=(
+            profile.estimated_seconds
+            if profile is not None and m.vm.running and m.method is MigrationMethod.LIVE
+            else None
+        ),
     )
 
 
@@ -318,22 +347,18 @@ def assemble_plan(
     Raises:
         WaveError: a move does not fit even after every earlier one (the caller explains it).
     """
-    wave_of = assign_waves(
-        state,
-        [WaveMove(m.vm, m.source, m.target) for m in moves],
-        max_per_wave=1 if options.sequential else options.max_parallel,
-        keep_order=options.keep_order,
-        affinity=base.affinity if base is not None else None,
-    )
+    profiles = [migration_profile(m.vm, state.limits) if m.vm.running and m.source else None for m in moves]
+    moves, profiles, wave_of = _waves(state, moves, profiles, options, base)
     ordered = _order(moves, wave_of, options.keep_order)
     start = base.fork() if base is not None else Problem(state, goal=goal, basis=basis, feasibility=False)
-    notes = _notes(start, goal, ordered)
+    by_index = {k: p for k, p in enumerate(profiles) if p is not None}
+    notes = _notes(start, goal, ordered, by_index)
     problem, before, count_before = simulate(state, goal, basis, moves, start)
     after = problem.utilisation()
     counts_b = np.rint(count_before).astype(int)
     counts_a = np.rint(problem.node_load[:, COUNT] / COUNT_UNIT).astype(int)
     out = [
-        _to_move(number, m, basis, wave_of[k], note, renumber)
+        _to_move(number, m, basis, wave_of[k], note, renumber, by_index.get(k))
         for number, ((k, m), note) in enumerate(zip(ordered, notes, strict=True), start=1)
     ]
     nodes = tuple(
@@ -345,7 +370,13 @@ def assemble_plan(
         for j, name in enumerate(problem.node_names)
     )
     kept = list(dict.fromkeys(warnings))
-    derived = [w for w in dict.fromkeys(derived_warnings(problem, after, out, options.headroom)) if w not in kept]
+    derived = [
+        w
+        for w in dict.fromkeys(
+            [*derived_warnings(problem, after, out, options.headroom), *_workload_warnings(ordered, by_index)]
+        )
+        if w not in kept
+    ]
     return Plan(
         goal=goal,
         basis=basis,
@@ -362,6 +393,72 @@ def assemble_plan(
         keep_order=options.keep_order,
         observation=_observation(state, basis),
     )
+
+
+def _waves(
+    state: ClusterState,
+    moves: Sequence[DraftMove],
+    profiles: Sequence[MigrationProfile | None],
+    options: PlanOptions,
+    base: Problem | None,
+) -> tuple[list[DraftMove], list[MigrationProfile | None], list[int]]:
+    """Waves under the capacity, affinity and workload rules; high-dirty-rate live moves go last
+    (late in the plan, each alone in its wave) unless the user fixed the order or that order is
+    not safe (a later move needed the room they make)."""
+
+    def wave_moves(ms: Sequence[DraftMove], ps: Sequence[MigrationProfile | None]) -> list[WaveMove]:
+        out = []
+        for m, p in zip(ms, ps, strict=True):
+            live = p is not None and m.method is MigrationMethod.LIVE
+            out.append(
+                WaveMove(
+                    m.vm,
+                    m.source,
+                    m.target,
+                    alone=live and p is not None and p.high_dirty,
+                    network=live and p is not None and p.network_heavy,
+                )
+            )
+        return out
+
+    def schedule(ms: Sequence[DraftMove], ps: Sequence[MigrationProfile | None]) -> list[int]:
+        return assign_waves(
+            state,
+            wave_moves(ms, ps),
+            max_per_wave=1 if options.sequential else options.max_parallel,
+            keep_order=options.keep_order,
+            affinity=base.affinity if base is not None else None,
+        )
+
+    late = [
+        k
+        for k, (m, p) in enumerate(zip(moves, profiles, strict=True))
+        if p is not None and p.high_dirty and m.method is MigrationMethod.LIVE
+    ]
+    if late and not options.keep_order:
+        order = [k for k in range(len(moves)) if k not in set(late)] + late
+        moved = [moves[k] for k in order]
+        moved_profiles = [profiles[k] for k in order]
+        try:
+            return moved, moved_profiles, schedule(moved, moved_profiles)
+        except WaveError:
+            pass  # the given order is the safe one: keep it (each still alone in its wave)
+    return list(moves), list(profiles), schedule(moves, profiles)
+
+
+def _workload_warnings(ordered: Sequence[tuple[int, DraftMove]], profiles: dict[int, MigrationProfile]) -> list[str]:
+    """Live moves of VMs whose live migration would not converge (named moves, edits): say so."""
+    risky = [
+        f"{m.vm.namespace}/{m.vm.name}"
+        for k, m in ordered
+        if m.method is MigrationMethod.LIVE and (p := profiles.get(k)) is not None and not p.converges
+    ]
+    if not risky:
+        return []
+    return [
+        f"{len(risky)} live move(s) of VMs whose live migration would not converge (dirty rate against the "
+        f"migration bandwidth, or beyond KubeVirt's completion timeout): {_names(risky)}; move them cold instead"
+    ]
 
 
 def _observation(state: ClusterState, basis: Basis) -> str:

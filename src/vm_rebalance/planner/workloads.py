@@ -28,8 +28,9 @@ migration consideration.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vm_rebalance.model import GIB, MigrationLimits, VirtualMachine
+from vm_rebalance.model import GIB, MigrationLimits, MigrationMethod, VirtualMachine
 from vm_rebalance.model.capacity import WorkloadClass, WorkloadClassification
+from vm_rebalance.planner.eligibility import move_method
 
 WORKLOAD_ANNOTATION = "vm-rebalance.io/workload-class"
 """On the VM (annotation, comma-separated) or its template (label, one value): classes or a workload type."""
@@ -261,6 +262,15 @@ def migration_profile(vm: VirtualMachine, limits: MigrationLimits) -> MigrationP
         large_memory=large,
         reasons=tuple(reasons),
     )
+
+
+def planned_method(vm: VirtualMachine, limits: MigrationLimits) -> MigrationMethod:
+    """How the automatic planner moves ``vm``: cold when it cannot move live, or when a live migration
+    would not converge (its dirty rate against the bandwidth); else live."""
+    method = move_method(vm)
+    if method is MigrationMethod.LIVE and not migration_profile(vm, limits).converges:
+        return MigrationMethod.COLD
+    return method
 
 
 def profile_note(profile: MigrationProfile, vm: VirtualMachine, *, live: bool) -> str:

@@ -58,11 +58,13 @@ def _downtime(m: Move) -> str:
 
 
 def move_seconds(m: Move) -> float:
-    """Rough duration of one move: live ≈ guest memory at 1 GiB/s + 10 s setup; cold ≈ 60 s."""
+    """Rough duration of one move: live ≈ its estimated copy time (else guest memory at 1 GiB/s) + 10 s
+    setup; cold ≈ 60 s."""
     if not m.running:
         return STOPPED_SECONDS
     if m.method is MigrationMethod.LIVE:
-        return LIVE_SETUP_SECONDS + m.guest_memory_bytes / LIVE_BYTES_PER_SECOND
+        copy = m.guest_memory_bytes / LIVE_BYTES_PER_SECOND if m.estimated_seconds is None else m.estimated_seconds
+        return LIVE_SETUP_SECONDS + copy
     return COLD_SECONDS
 
 
