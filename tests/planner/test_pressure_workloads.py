@@ -3,9 +3,9 @@
 import dataclasses
 
 import pytest
+
 from factories import GI, make_node, make_state, make_vm
 from planner.helpers import violations
-
 from vm_rebalance.model import (
     Basis,
     ClusterState,
@@ -87,7 +87,8 @@ def test_pressure_makes_a_pressured_node_a_poor_target() -> None:
 
 
 def test_pressure_counts_on_the_usage_basis_only() -> None:
-    plan = propose_plan(_band_cluster(psi=True), PlanRequest(goal=Goal(type=GoalType.PERFORMANCE), basis=Basis.REQUESTS))
+    request = PlanRequest(goal=Goal(type=GoalType.PERFORMANCE), basis=Basis.REQUESTS)
+    plan = propose_plan(_band_cluster(psi=True), request)
     assert all("pressure" not in m.reason for m in plan.moves)
     assert plan.observation == ""  # requests: no usage basis line
 
