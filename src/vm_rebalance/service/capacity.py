@@ -11,14 +11,17 @@ What it computes, with seed 003's numbers (model/capacity.py holds the threshold
   ``vm-rebalance.io/workload-class`` annotation or label;
 - migration slots: migrations in flight against the cluster and per-node limits.
 
-Optional inputs that do not exist yet (a utilisation time series, PSI, the move trade-off
-curve) are reported as absent sections with the reason, never invented.
+Optional inputs come from the usage source and the plan, and are reported as absent sections
+with the reason where they do not exist, never invented: utilisation over the window (Prometheus /
+Thanos), PSI (Prometheus' node_pressure_*, the kubelet stats summary) — a node under CPU pressure
+is in the "urgent" band from 70 % (it is hot even at 75 %) — network traffic per VM (Prometheus),
+and the plan's move trade-off curve.
 """
 
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from vm_rebalance.model import (
     GIB,
@@ -33,6 +36,7 @@ from vm_rebalance.model import (
     VirtualMachine,
 )
 from vm_rebalance.model.capacity import (
+    Band,
     CapacityReport,
     ClusterCapacity,
     Headroom,
@@ -49,6 +53,12 @@ from vm_rebalance.model.capacity import (
     headroom_status,
 )
 from vm_rebalance.model.cluster import DO_NOT_MOVE_ANNOTATION
+from vm_rebalance.model.thresholds import (
+    CPU_PRESSURE,
+    CPU_PRESSURED_WARNING,
+    MEMORY_PRESSURE,
+    MEMORY_PRESSURED_WARNING,
+)
 from vm_rebalance.planner import PlanRequest
 from vm_rebalance.planner.eligibility import node_flags
 from vm_rebalance.planner.workloads import (
@@ -80,18 +90,44 @@ SLOTS_WARNING = 0.80
 NO_PLAN = "no plan was given (report --plan FILE; plan_id for the MCP tool)"
 N_PLUS_ONE_OFF = "not checked: switched off (--no-n-plus-one; n_plus_one: false for the MCP tool)"
 
-ABSENT_TODAY: Mapping[str, str] = {
-    "utilisation_over_time": (
-        "no utilisation time series: usage comes from metrics.k8s.io, one instant reading "
-        "(bands are judged on that reading, not on sustained load)"
-    ),
-    "pressure": "no pressure stall information (PSI): the usage source reads CPU and memory only",
-    "io_network_metrics": (
-        "metrics.k8s.io reports CPU and memory only: I/O- and network-intensive classes come from the "
-        f"{WORKLOAD_ANNOTATION} annotation or label alone"
-    ),
-    "tradeoff": "no move trade-off curve was given",
-}
+
+def _absent_over_time(state: ClusterState, basis: Basis) -> str:
+    obs = state.observation
+    if basis is Basis.REQUESTS or obs is None:
+        return "no utilisation time series: the report is on requests (no usage source measured the cluster)"
+    if obs.sustained:
+        return f"no utilisation series came with the {obs.statistic} of {obs.source} (the range queries failed)"
+    return (
+        f"no utilisation time series: usage comes from {obs.source}, one instant reading (bands are judged on "
+        "that reading, not on sustained load; Prometheus over --window gives both)"
+    )
+
+
+def _absent_pressure(state: ClusterState) -> str:
+    source = state.observation.source if state.observation is not None else "no usage source"
+    return (
+        f"no pressure stall information (PSI): {source} reports none (Prometheus with node-exporter's pressure "
+        "collector, or the kubelet stats summary on cgroup v2, does)"
+    )
+
+
+IO_NETWORK_ABSENT = (
+    "no per-VM network or I/O metrics (KubeVirt's, from Prometheus): I/O- and network-intensive classes come "
+    f"from the {WORKLOAD_ANNOTATION} annotation or label alone"
+)
+
+
+def _tradeoff_section(plan: Plan | None) -> Section:
+    if plan is None:
+        return Section("tradeoff", False, "no move trade-off curve was given (report --plan FILE of a balancing plan)")
+    if not plan.tradeoff:
+        return Section(
+            "tradeoff",
+            False,
+            f"the {plan.goal.type.value} plan carries no trade-off curve (drain, named moves and plans that move "
+            "nothing have none)",
+        )
+    return Section("tradeoff", True)
 
 
 def resolve_report_basis(state: ClusterState, basis: str | None, warnings: list[str]) -> Basis:
@@ -121,8 +157,26 @@ def _usage_util(node: Node) -> Utilisation | None:
     return Utilisation(_frac(u.cpu_millicores, a.cpu_millicores), _frac(u.memory_bytes, a.memory_bytes))
 
 
+def _pressure_band(node: Node, util: Utilisation, band: Band, basis: Basis) -> tuple[Band, str | None]:
+    """A node under pressure above the pressured thresholds is hot even below 80 %: at least "urgent"."""
+    p = node.pressure
+    if p is None or basis is not Basis.USAGE:
+        return band, None
+    signals = []
+    if p.cpu is not None and p.cpu >= CPU_PRESSURE and util.cpu > CPU_PRESSURED_WARNING:
+        signals.append(f"CPU pressure {p.cpu * 100:.0f} % of the time at {util.cpu * 100:.0f} % CPU")
+    if p.memory is not None and p.memory >= MEMORY_PRESSURE and util.memory > MEMORY_PRESSURED_WARNING:
+        signals.append(f"memory pressure {p.memory * 100:.0f} % of the time at {util.memory * 100:.0f} % memory")
+    if not signals:
+        return band, None
+    order = list(Band)
+    raised = max(band, Band.URGENT, key=order.index)
+    return raised, "; ".join(signals)
+
+
 def node_capacities(state: ClusterState, basis: Basis) -> tuple[NodeCapacity, ...]:
-    """Every node's utilisation (basis, requests, usage) and band, sorted by name."""
+    """Every node's utilisation (basis, requests, usage) and band, sorted by name; a node under
+    pressure above the pressured thresholds is "urgent" even below 80 %, with the signal."""
     counts = Counter(v.node for v in state.vms if v.running and v.node)
     out = []
     for node in sorted(state.nodes, key=lambda n: n.name):
@@ -130,6 +184,7 @@ def node_capacities(state: ClusterState, basis: Basis) -> tuple[NodeCapacity, ..
         usage = _usage_util(node)
         util = usage if basis is Basis.USAGE and usage is not None else requests
         flags = node_flags(node)
+        band, signal = _pressure_band(node, util, band_of(util.peak), basis)
         out.append(
             NodeCapacity(
                 name=node.name,
@@ -140,7 +195,9 @@ def node_capacities(state: ClusterState, basis: Basis) -> tuple[NodeCapacity, ..
                 utilisation=util,
                 requests=requests,
                 usage=usage,
-                band=band_of(util.peak),
+                band=band,
+                pressure=node.pressure,
+                signal=signal,
             )
         )
     return tuple(out)
@@ -383,7 +440,15 @@ def migration_slots(state: ClusterState) -> MigrationSlots:
 def _observation(state: ClusterState, basis: Basis) -> str:
     if basis is Basis.REQUESTS:
         return "requests of the virt-launcher pods (what the scheduler counts), no measured usage"
-    return f"one instant reading of metrics.k8s.io ({state.source}): not a sustained average"
+    obs = state.observation
+    if obs is None or not obs.sustained:
+        source = obs.source if obs is not None else "metrics.k8s.io"
+        return f"one instant reading of {source} ({state.source}): not a sustained average" + (
+            f"; PSI averaged over {obs.pressure_window_seconds:.0f} s"
+            if obs is not None and obs.pressure_window_seconds
+            else ""
+        )
+    return f"{obs.describe()} ({state.source})"
 
 
 def _plan_warnings(state: ClusterState, plan: Plan) -> list[str]:
@@ -445,7 +510,24 @@ def capacity_report(
     else:
         sections.append(Section("plan", True))
         warnings += _plan_warnings(state, plan)
-    sections += [Section(name, False, reason) for name, reason in ABSENT_TODAY.items()]
+    obs = state.observation
+    series = dict(obs.series) if obs is not None and chosen is Basis.USAGE else {}
+    sections.append(
+        Section("utilisation_over_time", True)
+        if series
+        else Section("utilisation_over_time", False, _absent_over_time(state, chosen))
+    )
+    sections.append(
+        Section("pressure", True)
+        if any(n.pressure is not None for n in nodes)
+        else Section("pressure", False, _absent_pressure(state))
+    )
+    if any(v.network_bytes_per_second is not None for v in state.vms):
+        sections.append(Section("io_network_metrics", True))  # network measured; I/O classes still declared
+    else:
+        sections.append(Section("io_network_metrics", False, IO_NETWORK_ABSENT))
+    sections.append(_tradeoff_section(plan))
+    warnings[:0] = [w for w in state.usage_warnings if w not in warnings]
     return CapacityReport(
         source=state.source,
         basis=chosen.value,
@@ -461,6 +543,8 @@ def capacity_report(
         sections=tuple(sections),
         warnings=tuple(dict.fromkeys(warnings)),
         kubevirt_version=state.kubevirt_version,
+        series=series,
+        window_seconds=obs.window_seconds if obs is not None and chosen is Basis.USAGE else None,
     )
 
 

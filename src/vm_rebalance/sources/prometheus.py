@@ -284,7 +284,8 @@ class PrometheusUsage:
                 "1 - max by (instance, node) (node_memory_MemAvailable_bytes)"
                 " / max by (instance, node) (node_memory_MemTotal_bytes)"
             )
-        return self.api.query_range(expr, end - self.window, end, step)
+        # The first point needs a full rate window of history before it.
+        return self.api.query_range(expr, end - self.window + max(MIN_RATE_SECONDS, step), end, step)
 
     # ------------------------------------------------------------------ reading
 
