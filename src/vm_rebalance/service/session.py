@@ -61,6 +61,7 @@ def read_state(target: Target, *, progress: Progress | None = None) -> ClusterSt
 def take_snapshot(target: Target, *, progress: Progress | None = None) -> dict[str, Any]:
     """The snapshot document (a Kubernetes List) of the live cluster, or of a snapshot file re-read."""
     if target.from_file is not None:
+        snapshot_usage(target)  # a live-only usage source is refused on a snapshot
         return snapshot_document(SnapshotFileSource(target.from_file).raw_objects())
     with open_client(target) as client:
         usage = usage_source(target, client, progress=progress)

@@ -187,7 +187,8 @@ def build_usage(
                 "and no OpenShift Thanos querier found"
             )
     if options.choice in (UsageChoice.AUTO, UsageChoice.PROMETHEUS, UsageChoice.STATS):
-        chain.append(("stats", KubeletStatsUsage(client, progress=progress)))
+        quiet = options.choice is UsageChoice.AUTO
+        chain.append(("stats", KubeletStatsUsage(client, progress=progress, quiet_if_absent=quiet)))
     chain.append(("metrics-server", MetricsServerUsage(client, progress=progress)))
     if notes:
         chain.insert(0, ("notes", _Notes(notes)))

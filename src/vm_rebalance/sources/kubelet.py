@@ -84,7 +84,11 @@ class KubeletStatsUsage:
         progress: Progress | None = None,
         nodes: Callable[[], list[str]] | None = None,
         threads: int = THREADS,
+        quiet_if_absent: bool = False,
     ) -> None:
+        """``quiet_if_absent``: an API server that does not serve the node proxy (404) is no news (auto-detection);
+        a refusal (403) or a failure is still a note."""
+        self._quiet = quiet_if_absent
         self._client = client
         self._progress = progress or (lambda _msg: None)
         self._nodes = nodes
@@ -123,6 +127,9 @@ class KubeletStatsUsage:
                 source=SOURCE,
                 notes=(f"{SOURCE} not readable: the identity needs 'get' on 'nodes/proxy' ({first})",),
             )
+        if isinstance(first, ResourceNotFoundError):
+            note = f"{SOURCE} not served (the node proxy answered 404 for node {names[0]})"
+            return UsageSample(source=SOURCE, notes=() if self._quiet else (note,))
         if isinstance(first, ClusterError) and len(names) == 1:
             return UsageSample(source=SOURCE, notes=(f"{SOURCE} not readable: {first}",))
         with ThreadPoolExecutor(max_workers=min(self._threads, len(names))) as pool:
@@ -179,8 +186,6 @@ class KubeletStatsUsage:
     def _one(self, node: str) -> Mapping[str, Any] | ClusterError:
         try:
             return self._summary(node)
-        except ResourceNotFoundError as exc:
-            return exc
         except ClusterError as exc:
             return exc
 
