@@ -194,7 +194,7 @@ def test_the_sustained_object_round_trips_and_names_a_bad_field() -> None:
     )
     doc = sustained_document(sample)
     doc["nodes"][0]["pressure"]["cpu"] = 7
-    with pytest.raises(ConfigError, match="pressure.cpu must be a fraction"):
+    with pytest.raises(ConfigError, match=r"pressure\.cpu must be a fraction"):
         state_from_objects([*small_cluster(), doc])
     doc = sustained_document(sample)
     doc["windowSeconds"] = "an hour"
