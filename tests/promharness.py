@@ -75,10 +75,14 @@ def running_prometheus(
     families: Sequence[str] | None = None,
     targets: int,
     scrape_interval: str = "5s",
+    scrape_timeout: str | None = None,
+    wait_seconds: float = 120.0,
+    scrape: bool = True,
 ) -> Iterator[RunningPrometheus]:
     """Backfill ``[start, 0]`` of the simulator's history and run Prometheus scraping it live.
 
-    ``targets``: how many scrape targets must be up before it is used (nodes × 2 + 1).
+    ``targets``: how many scrape targets must be up before it is used (nodes × 2 + 1). ``scrape=False``:
+    the backfilled history only (a large scenario's live scrapes can outrun the simulator on a busy machine).
     """
     assert srv.ca_pem is not None and PROMTOOL is not None and PROMETHEUS is not None
     (work / "ca.pem").write_bytes(srv.ca_pem)
@@ -114,10 +118,12 @@ def running_prometheus(
       - url: {srv.url}/metrics/targets/{job}
         {tls}
 """
-        for job in JOBS
+        for job in (JOBS if scrape else ())
     )
+    timeout = f", scrape_timeout: {scrape_timeout}" if scrape_timeout else ""
     (work / "prometheus.yml").write_text(
-        f"global: {{scrape_interval: {scrape_interval}, evaluation_interval: {scrape_interval}}}\nscrape_configs:{jobs}"
+        f"global: {{scrape_interval: {scrape_interval}, evaluation_interval: {scrape_interval}{timeout}}}\n"
+        f"scrape_configs:{jobs or ' []'}"
     )
     port = free_port()
     log = (work / "prometheus.log").open("w")
@@ -133,10 +139,10 @@ def running_prometheus(
     )
     prom = RunningPrometheus(f"http://127.0.0.1:{port}", work, history_seconds)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             try:
-                if prom.query("count(up == 1)").get("") == float(targets):
+                if (not scrape and prom.query("vector(1)")) or prom.query("count(up == 1)").get("") == float(targets):
                     break
             except OSError:
                 pass
