@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from fakeapi import FakeApi
 from rawobjects import as_list, small_cluster
 from vm_rebalance import service
 from vm_rebalance.errors import ConfigError
@@ -72,3 +73,13 @@ def test_a_plan_made_offline_says_which_window_it_planned_on(tmp_path: Path) -> 
     view = service.plan(state, service.PlanSpec(goal="cpu"))
     assert view.plan.observation.startswith("Prometheus: mean over 1h")
     assert view.to_document()["observation"] == view.plan.observation
+
+
+def test_a_window_without_prometheus_is_said_not_ignored(fake_api: FakeApi, kubeconfig: Path) -> None:
+    fake_api.load(small_cluster())
+    target = service.Target(kubeconfig=str(kubeconfig), usage=UsageSpec(window="6h"))
+    state = service.read_state(target)
+    assert state.observation is not None and state.observation.source == "metrics.k8s.io"
+    warning = "mean over 6h needs Prometheus: the usage is one instant reading of metrics.k8s.io"
+    assert warning in state.usage_warnings
+    assert warning in service.plan(state, service.PlanSpec(goal="cpu")).plan.warnings

@@ -51,7 +51,7 @@ def _time(moment: datetime | None) -> str | None:
 
 def _pressure_doc(p: Pressure) -> dict[str, float]:
     pairs = (("cpu", p.cpu), ("memory", p.memory), ("memoryFull", p.memory_full), ("io", p.io))
-    return {k: round(v, 5) for k, v in pairs if v is not None}
+    return {k: v for k, v in pairs if v is not None}
 
 
 def sustained_document(sample: UsageSample) -> dict[str, Any]:
@@ -66,11 +66,8 @@ def sustained_document(sample: UsageSample) -> dict[str, Any]:
         if (pressure := sample.pressure.get(name)) is not None:
             row["pressure"] = _pressure_doc(pressure)
         if obs is not None and (series := obs.series.get(name)) is not None:
-            row["series"] = {
-                "times": list(series.times),
-                "cpu": [round(x, 4) for x in series.cpu],
-                "memory": [round(x, 4) for x in series.memory],
-            }
+            # Exact values: offline planning and reports see what the live read saw.
+            row["series"] = {"times": list(series.times), "cpu": list(series.cpu), "memory": list(series.memory)}
         nodes.append(row)
     vms = []
     for key in sorted(set(sample.vms) | set(sample.dirty_rates) | set(sample.network_rates)):

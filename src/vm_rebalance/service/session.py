@@ -15,7 +15,7 @@ from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.kube.kubevirt import KubeVirtApi
 from vm_rebalance.model import ClusterState, Plan
 from vm_rebalance.model.cancel import CancelToken
-from vm_rebalance.service.usage import UsageSpec, note_snapshot_window, snapshot_usage, usage_source
+from vm_rebalance.service.usage import UsageSpec, note_window, snapshot_usage, usage_source
 from vm_rebalance.sources.kubernetes import KubernetesSource
 from vm_rebalance.sources.snapshot_file import SnapshotFileSource, snapshot_document
 
@@ -53,9 +53,10 @@ def read_state(target: Target, *, progress: Progress | None = None) -> ClusterSt
         ConfigError: bad snapshot file. ClusterError: the cluster cannot be read.
     """
     if target.from_file is not None:
-        return note_snapshot_window(SnapshotFileSource(target.from_file, usage=snapshot_usage(target)).read(), target)
+        return note_window(SnapshotFileSource(target.from_file, usage=snapshot_usage(target)).read(), target)
     with open_client(target) as client:
-        return KubernetesSource(client, progress=progress, usage=usage_source(target, client, progress=progress)).read()
+        usage = usage_source(target, client, progress=progress)
+        return note_window(KubernetesSource(client, progress=progress, usage=usage).read(), target)
 
 
 def take_snapshot(target: Target, *, progress: Progress | None = None) -> dict[str, Any]:

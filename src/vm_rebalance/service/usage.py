@@ -131,22 +131,25 @@ def snapshot_usage(target: "Target") -> UsageSource | None:
     return None
 
 
-def note_snapshot_window(state: ClusterState, target: "Target") -> ClusterState:
-    """On a snapshot: say so when the window or percentile asked for is not the one the snapshot holds."""
+def note_window(state: ClusterState, target: "Target") -> ClusterState:
+    """Say so when the window or percentile asked for is not what the usage is: a snapshot keeps the window it
+    was taken with; the stats summary and metrics.k8s.io have no history (only Prometheus has)."""
     spec = target.usage
     obs = state.observation
-    if spec is None or obs is None or not target.offline:
+    if spec is None or obs is None or (spec.window == DEFAULT_WINDOW and spec.percentile is None):
         return state
     options = spec.options()
     stat = "mean" if options.percentile is None else f"p{options.percentile:g}"
     wanted = f"{stat} over {duration_text(options.window_seconds)}"
-    if obs.sustained and obs.statistic != wanted and (spec.window != DEFAULT_WINDOW or spec.percentile is not None):
+    if obs.statistic == wanted:
+        return state
+    if target.offline and obs.sustained:
         note = f"the snapshot holds usage as {obs.statistic} ({obs.source}), not {wanted}: its figures are used"
-    elif not obs.sustained and (spec.window != DEFAULT_WINDOW or spec.percentile is not None):
+    elif target.offline:
         note = f"the snapshot holds {obs.statistic} of {obs.source}: --window / --percentile do not apply"
     else:
-        return state
-    return replace(state, notes=(*state.notes, note))
+        note = f"{wanted} needs Prometheus: the usage is {obs.statistic} of {obs.source}"
+    return replace(state, notes=(*state.notes, note), usage_warnings=(*state.usage_warnings, note))
 
 
 __all__ = [
@@ -154,7 +157,7 @@ __all__ = [
     "USAGE_CHOICES",
     "UsageSpec",
     "check_percentile",
-    "note_snapshot_window",
+    "note_window",
     "parse_window",
     "snapshot_usage",
     "usage_source",
