@@ -142,6 +142,27 @@ CASES: dict[tuple[str, str], list[list[str]]] = {
     ("approve", "plan"): [["--kubeconfig", "{kc}", "approve", "ghost", "--yes"]],
     ("approve", "--hash"): [["--kubeconfig", "{kc}", "approve", "ghost", "--hash", "abc"]],
 }
+# The usage-source options of plan, inventory, report, snapshot and mcp (cli/usage.py).
+for _command in ("inventory", "snapshot", "plan", "report", "mcp"):
+    _prefix = [] if _command == "mcp" else ["--from-file", "{snap}"]
+    CASES[(_command, "--usage")] = [
+        [*_prefix, _command, "--usage", "telepathy"],
+        *([] if _command == "mcp" else [[*_prefix, _command, "--usage", "prometheus"]]),  # not on a snapshot
+    ]
+    CASES[(_command, "--prometheus-url")] = [
+        [*_prefix, _command, "--prometheus-url", "ftp://prometheus:9090"],
+        [*_prefix, _command, "--prometheus-url", "prometheus:9090"],
+    ]
+    CASES[(_command, "--window")] = [
+        [*_prefix, _command, "--window", "2x"],
+        [*_prefix, _command, "--window", "10s"],
+        [*_prefix, _command, "--window", "200d"],
+    ]
+    CASES[(_command, "--percentile")] = [
+        [*_prefix, _command, "--percentile", "0"],
+        [*_prefix, _command, "--percentile", "101"],
+        [*_prefix, _command, "--percentile", "nan"],
+    ]
 
 # Options whose every value is acceptable (a name to look for, a path to write), with why.
 FREE_FORM = {

@@ -7,6 +7,14 @@ import typer
 
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
+from vm_rebalance.cli.usage import (
+    DEFAULT_WINDOW,
+    PercentileOption,
+    PrometheusOption,
+    UsageOption,
+    WindowOption,
+    with_usage,
+)
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.render.inventory import inventory_view
 
@@ -21,6 +29,10 @@ def inventory(
         bool, typer.Option("--all-namespaces", "-A", help="VMs of every namespace (default).")
     ] = False,
     output: Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")] = Output.table,
+    usage: UsageOption = "auto",
+    prometheus_url: PrometheusOption = None,
+    window: WindowOption = DEFAULT_WINDOW,
+    percentile: PercentileOption = None,
 ) -> None:
     """Show nodes (utilisation, flags, health) and VMs (placement, size, storage, live or cold).
 
@@ -31,7 +43,8 @@ def inventory(
     c = ctx_obj(ctx)
     if namespace and all_namespaces:
         raise ConfigError("use either --namespace or --all-namespaces, not both")
-    view = service.inventory(c.target, namespace or (), progress=progress_printer(c))
+    target = with_usage(c.target, usage, prometheus_url, window, percentile)
+    view = service.inventory(target, namespace or (), progress=progress_printer(c))
     doc = view.to_document()
     if output is Output.table:
         c.out.print(inventory_view(doc))
@@ -45,14 +58,20 @@ def snapshot(
     output_file: Annotated[
         str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
+    usage: UsageOption = "auto",
+    prometheus_url: PrometheusOption = None,
+    window: WindowOption = DEFAULT_WINDOW,
+    percentile: PercentileOption = None,
 ) -> None:
     """Save the cluster's state (nodes, pods, storage, VMs, VMIs, migrations, metrics) as a snapshot file.
 
     The file is a Kubernetes List in JSON; `--from-file FILE` reads it back, so `inventory`
-    and `plan` can run offline or on another machine. It holds no credentials.
+    and `plan` can run offline or on another machine. It holds no credentials. Usage from
+    Prometheus (over --window) or the kubelet stats summary is kept as a SustainedUsage object.
     """
     c = ctx_obj(ctx)
-    doc = service.take_snapshot(c.target, progress=progress_printer(c))
+    target = with_usage(c.target, usage, prometheus_url, window, percentile, series=True)
+    doc = service.take_snapshot(target, progress=progress_printer(c))
     if output_file:
         service.write_document(doc, output_file)
         c.err.print(f"wrote {len(doc['items'])} objects to {output_file}", highlight=False)

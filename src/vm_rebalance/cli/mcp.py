@@ -11,6 +11,14 @@ import typer
 from vm_rebalance.cli.main import app, ctx_obj
 from vm_rebalance.cli.options import local_address
 from vm_rebalance.cli.options import port as cli_port
+from vm_rebalance.cli.usage import (
+    DEFAULT_WINDOW,
+    PercentileOption,
+    PrometheusOption,
+    UsageOption,
+    WindowOption,
+    with_usage,
+)
 from vm_rebalance.errors import ConfigError
 
 
@@ -38,14 +46,21 @@ def mcp(
             "--read-only", help="Leave out the tools that change the cluster (execute_plan, vm_lifecycle, unpin_vm)."
         ),
     ] = False,
+    usage: UsageOption = "auto",
+    prometheus_url: PrometheusOption = None,
+    window: WindowOption = DEFAULT_WINDOW,
+    percentile: PercentileOption = None,
 ) -> None:
     """Run the MCP server for AI agents: inventory, plan, modify, explain, execute with approval.
 
     Nothing changes the cluster without a plan the human approved: changing tools need the plan's
     id, its hash and confirm: true. Uses the global --kubeconfig / --context (or --from-file for
     read and plan tools only). Register it in an MCP client as the command `vm-rebalance mcp`.
+    --usage / --prometheus-url / --window / --percentile set where usage comes from (the read
+    tools take a window and percentile of their own).
     """
     c = ctx_obj(ctx)
+    target = with_usage(c.target, usage, prometheus_url, window, percentile, series=True)
     try:
         from vm_rebalance.mcp_server.server import run
     except ModuleNotFoundError as exc:
@@ -61,4 +76,4 @@ def mcp(
                 "reach it can plan and (unless --read-only) change the cluster[/yellow]",
                 highlight=False,
             )
-    run(c.target, transport=transport.value, host=host, port=port, read_only=read_only, debug=c.debug)
+    run(target, transport=transport.value, host=host, port=port, read_only=read_only, debug=c.debug)

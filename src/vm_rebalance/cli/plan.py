@@ -6,6 +6,14 @@ import typer
 
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
+from vm_rebalance.cli.usage import (
+    DEFAULT_WINDOW,
+    PercentileOption,
+    PrometheusOption,
+    UsageOption,
+    WindowOption,
+    with_usage,
+)
 from vm_rebalance.render.html import plan_html
 from vm_rebalance.render.plan import render_plan, render_tradeoff
 
@@ -52,6 +60,10 @@ def plan(
     html: Annotated[
         str | None, typer.Option("--html", help="Also write the plan as a self-contained HTML page with charts.")
     ] = None,
+    usage: UsageOption = "auto",
+    prometheus_url: PrometheusOption = None,
+    window: WindowOption = DEFAULT_WINDOW,
+    percentile: PercentileOption = None,
 ) -> None:
     """Compute the best plan for a goal and show it. Read-only: nothing in the cluster changes.
 
@@ -61,7 +73,8 @@ def plan(
     thresholds (CPU 80 %, memory 85 %). Every hard constraint holds in every wave. A move is
     made only when it buys at least --min-gain; a cluster already balanced gets no plan, with
     the reason. --tradeoff shows what fewer moves would buy. Save the plan with --save and
-    carry it out with `vm-rebalance apply FILE`.
+    carry it out with `vm-rebalance apply FILE`. Usage is the sustained load over --window when
+    Prometheus is there (--usage, --prometheus-url, --percentile); the goal line says which.
     """
     c = ctx_obj(ctx)
     spec = service.PlanSpec(
@@ -78,7 +91,8 @@ def plan(
         min_gain=min_gain,
     )
     spec.to_request()  # bad values are refused before the cluster is read
-    state = service.read_state(c.target, progress=progress_printer(c))
+    target = with_usage(c.target, usage, prometheus_url, window, percentile)
+    state = service.read_state(target, progress=progress_printer(c))
     view = service.plan(state, spec)
     doc = view.to_document()
     if save:

@@ -6,6 +6,14 @@ import typer
 
 from vm_rebalance import service
 from vm_rebalance.cli.main import Output, app, ctx_obj, emit_document, progress_printer
+from vm_rebalance.cli.usage import (
+    DEFAULT_WINDOW,
+    PercentileOption,
+    PrometheusOption,
+    UsageOption,
+    WindowOption,
+    with_usage,
+)
 from vm_rebalance.render.report import capacity_html, render_capacity
 
 
@@ -29,6 +37,10 @@ def report(
             "--n-plus-one/--no-n-plus-one", help="Simulate losing the largest node (a drain plan of its VMs)."
         ),
     ] = True,
+    usage: UsageOption = "auto",
+    prometheus_url: PrometheusOption = None,
+    window: WindowOption = DEFAULT_WINDOW,
+    percentile: PercentileOption = None,
 ) -> None:
     """Capacity and right-sizing report. Read-only: nothing in the cluster changes.
 
@@ -41,7 +53,8 @@ def report(
     """
     c = ctx_obj(ctx)
     spec = service.ReportSpec(basis=basis, plan_file=plan, n_plus_one=n_plus_one)
-    view = service.report(c.target, spec, progress=progress_printer(c))
+    target = with_usage(c.target, usage, prometheus_url, window, percentile, series=True)
+    view = service.report(target, spec, progress=progress_printer(c))
     if html:
         service.write_text(capacity_html(view.report), html)
     if output is Output.table:

@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 from vm_rebalance.errors import ConfigError
+from vm_rebalance.kube import sustained
 from vm_rebalance.kube.views import MigrationPhase, in_flight, migration_view, vmi_view
 from vm_rebalance.model import (
     ClusterState,
@@ -34,6 +35,7 @@ from vm_rebalance.model import (
     VirtualMachine,
     Volume,
 )
+from vm_rebalance.model.signals import Observation, Pressure
 from vm_rebalance.model.usage import UsageSample
 
 Obj = Mapping[str, Any]
@@ -58,6 +60,7 @@ KNOWN_KINDS = frozenset(
         "PodMetrics",
         "VirtualMachineClusterInstancetype",
         "VirtualMachineInstancetype",
+        sustained.KIND,
     }
 )
 
@@ -244,8 +247,10 @@ def placement_from(spec: Obj) -> Placement:
 # ---------------------------------------------------------------------------- nodes
 
 
-def node_from(obj: Obj, *, requested: Resources, pods: int, usage: Resources | None) -> Node:
-    """A Node from its API object plus what the pods on it request."""
+def node_from(
+    obj: Obj, *, requested: Resources, pods: int, usage: Resources | None, pressure: Pressure | None = None
+) -> Node:
+    """A Node from its API object plus what the pods on it request (and what a usage source measured)."""
     where = _name(obj)
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
@@ -269,6 +274,7 @@ def node_from(obj: Obj, *, requested: Resources, pods: int, usage: Resources | N
         kvm_devices=int(quantity(kvm, where=where, field="devices.kubevirt.io/kvm")) if kvm is not None else 0,
         requested=requested,
         usage=usage,
+        pressure=pressure,
         pods=pods,
         max_pods=int(quantity(max_pods, where=where, field="status.allocatable.pods")) if max_pods else 0,
     )
@@ -534,6 +540,8 @@ def limits_from(kubevirt: Obj | None) -> tuple[MigrationLimits, str | None]:
             parallel_outbound_per_node=int(mig.get("parallelOutboundMigrationsPerNode") or 2),
             completion_timeout_per_gib_seconds=int(mig.get("completionTimeoutPerGiB") or 150),
             bandwidth_bytes_per_second=bw or None,
+            allow_auto_converge=mig.get("allowAutoConverge") is True,
+            allow_post_copy=mig.get("allowPostCopy") is True,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: invalid migration settings: {exc}") from exc
@@ -760,6 +768,8 @@ def vm_from(obj: Obj, ctx: _Context) -> VirtualMachine:
         live_migratable_message=(cond or {}).get("message") if live_ok is False else None,
         migrating=(ns, name) in ctx.history.migrating,
         last_migration_seconds_ago=max(0.0, (ctx.anchor - end).total_seconds()) if end else None,
+        dirty_rate_bytes_per_second=ctx.usage.dirty_rates.get((ns, name)),
+        network_bytes_per_second=ctx.usage.network_rates.get((ns, name)),
     )
 
 
@@ -783,6 +793,25 @@ def _notes(index: "_Index", given: Iterable[str], usage: UsageSample, *, usage_g
     return notes
 
 
+def _kept_usage(k: Mapping[str, list[Obj]]) -> UsageSample:
+    """The usage a snapshot (or a list of objects) holds: its ``SustainedUsage`` object when it has one
+    (Prometheus / stats summary figures kept by `snapshot`), else its metrics.k8s.io objects."""
+    kept = k[sustained.KIND]
+    if kept:
+        with _converting(kept[-1]):
+            return sustained.sample_from_sustained(kept[-1])
+    return usage_from_metrics(k["NodeMetrics"], k["PodMetrics"])
+
+
+def _observation(sample: UsageSample) -> Observation | None:
+    """How the usage was observed: the source's own account, else (metrics.k8s.io) one instant reading."""
+    if sample.observation is not None:
+        return sample.observation
+    if not sample.available:
+        return None
+    return Observation(source=sample.source or "metrics.k8s.io", end=sample.measured_at)
+
+
 def state_from_objects(
     objects: Iterable[Obj],
     *,
@@ -803,7 +832,7 @@ def state_from_objects(
     """
     index = _Index(objects)
     k = index.by_kind
-    sample = usage if usage is not None else usage_from_metrics(k["NodeMetrics"], k["PodMetrics"])
+    sample = usage if usage is not None else _kept_usage(k)
     vmis = {_key(o): o for o in k["VirtualMachineInstance"]}
     pods = _pod_accounting(k["Pod"], vmis)
     ctx = _Context(
@@ -832,6 +861,7 @@ def state_from_objects(
                     requested=pods.requested.get(node_name, Resources()),
                     pods=pods.pods_per_node.get(node_name, 0),
                     usage=sample.nodes.get(node_name),
+                    pressure=sample.pressure.get(node_name),
                 )
             )
     limits, version = _limits(k["KubeVirt"])
@@ -847,6 +877,8 @@ def state_from_objects(
             migrations=ctx.history.in_flight,
             notes=tuple(_notes(index, notes, sample, usage_given=usage is not None)),
             source=source,
+            observation=_observation(sample),
+            usage_warnings=sample.warnings,
         )
     except ValueError as exc:
         raise ConfigError(f"inconsistent cluster data: {exc}") from exc

@@ -39,6 +39,19 @@ from vm_rebalance.render.text import md, plain
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+WindowField = Annotated[
+    str | None,
+    Field(
+        pattern=r"^(\d+(\.\d+)?[smhdw])+$",
+        description=(
+            "With Prometheus / Thanos: the window usage is averaged over, e.g. 30m, 1h (the server's default), 6h, 7d."
+        ),
+    ),
+]
+PercentileField = Annotated[
+    StrictFloat | None,
+    Field(gt=0, le=100, description="With Prometheus / Thanos: this percentile over the window instead of the mean."),
+]
 
 SKILL_URI = "vm-rebalance://skill"
 MAX_ERROR = 2000
@@ -163,12 +176,16 @@ class RebalanceServer:
             max_vms: Annotated[
                 StrictInt, Field(ge=1, le=5000, description="At most this many VM rows in the Markdown.")
             ] = 200,
+            window: WindowField = None,
+            percentile: PercentileField = None,
         ) -> Annotated[CallToolResult, InventoryOutput]:
             """Show the cluster: nodes (CPU/memory by usage and requests, health, flags such as cordoned or
             control-plane), VMs (node, status, size, storage, whether they can move live or only cold) and
             headroom. Read-only. Call it first to understand the cluster or to answer "what runs where";
             then plan with plan_rebalance or plan_move."""
-            return await self._result("cluster_inventory", tools.cluster_inventory(namespaces, max_vms))
+            return await self._result(
+                "cluster_inventory", tools.cluster_inventory(namespaces, max_vms, window, percentile)
+            )
 
         @tool("Capacity report", reading)
         async def capacity_report(
@@ -183,6 +200,8 @@ class RebalanceServer:
                 str | None, Field(description="A plan made on this server: show its nodes before → after.")
             ] = None,
             max_rows: Annotated[StrictInt, Field(ge=1, le=1000, description="At most this many rows per table.")] = 25,
+            window: WindowField = None,
+            percentile: PercentileField = None,
         ) -> Annotated[CallToolResult, CapacityReportOutput]:
             """Capacity and right-sizing report. Read-only. Per node and for the cluster: the action band
             (< 70 % healthy, 70-80 % plan for expansion, > 80 % add nodes urgently, > 90 % emergency), headroom
@@ -191,7 +210,9 @@ class RebalanceServer:
             (metrics and the vm-rebalance.io/workload-class annotation), migration slots in use. Sections without
             data are listed with the reason. Use it to answer capacity questions; to act on hot nodes, plan with
             plan_rebalance (goal performance) and show that plan to the human."""
-            return await self._result("capacity_report", tools.capacity_report(basis, n_plus_one, plan_id, max_rows))
+            return await self._result(
+                "capacity_report", tools.capacity_report(basis, n_plus_one, plan_id, max_rows, window, percentile)
+            )
 
         @tool("Plan a rebalance", planning)
         async def plan_rebalance(
@@ -220,6 +241,8 @@ class RebalanceServer:
                 Field(description="Utilisation from measured usage (default when metrics exist) or from requests."),
             ] = None,
             sequential: Annotated[StrictBool, Field(description="Plan for one move at a time.")] = False,
+            window: WindowField = None,
+            percentile: PercentileField = None,
         ) -> Annotated[CallToolResult, PlanOutput]:
             """Compute the best rebalance plan for a goal. Changes nothing in the cluster; the plan is kept in
             this server's memory under a plan_id with a plan_hash (sha256 of the plan document).
@@ -239,6 +262,8 @@ class RebalanceServer:
                     live_only=live_only,
                     namespaces=namespaces,
                     sequential=sequential,
+                    window=window,
+                    percentile=percentile,
                 ),
             )
 

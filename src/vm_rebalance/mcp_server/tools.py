@@ -47,6 +47,7 @@ from vm_rebalance.render.plan import plan_markdown
 from vm_rebalance.render.report import capacity_markdown
 from vm_rebalance.render.text import md
 from vm_rebalance.service import Execution, Executions, PlanKind, PlanStore, StoredPlan, run_plan
+from vm_rebalance.service.usage import UsageSpec
 
 T = TypeVar("T")
 Progress = Callable[[float, float | None, str], Awaitable[None]]
@@ -92,8 +93,16 @@ class Tools:
     async def _thread(fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args)
 
-    async def _state(self) -> Any:
-        return await self._thread(service.read_state, self.target)
+    async def _state(self, target: service.Target | None = None) -> Any:
+        return await self._thread(service.read_state, target or self.target)
+
+    def _windowed(self, window: str | None, percentile: float | None) -> service.Target:
+        """The server's target, with another usage window / percentile when the call asks for one."""
+        if window is None and percentile is None:
+            return self.target
+        spec = (self.target.usage or UsageSpec()).with_window(window, percentile)
+        spec.options()  # a bad window or percentile is refused before the cluster is read
+        return dataclasses.replace(self.target, usage=spec)
 
     def _require_live(self) -> None:
         if self.target.offline:
@@ -144,14 +153,23 @@ class Tools:
 
     # ------------------------------------------------------------------ read
 
-    async def cluster_inventory(self, namespaces: list[str] | None, max_vms: int) -> tuple[InventoryOutput, str]:
+    async def cluster_inventory(
+        self, namespaces: list[str] | None, max_vms: int, window: str | None = None, percentile: float | None = None
+    ) -> tuple[InventoryOutput, str]:
         """Nodes, VMs, flags and headroom."""
-        view = await self._thread(lambda: service.inventory(self.target, namespaces or ()))
+        target = self._windowed(window, percentile)
+        view = await self._thread(lambda: service.inventory(target, namespaces or ()))
         doc = view.to_document()
         return InventoryOutput(inventory=doc), inventory_markdown(doc, max_vms=max_vms)
 
     async def capacity_report(
-        self, basis: Literal["usage", "requests"] | None, n_plus_one: bool, plan_id: str | None, max_rows: int
+        self,
+        basis: Literal["usage", "requests"] | None,
+        n_plus_one: bool,
+        plan_id: str | None,
+        max_rows: int,
+        window: str | None = None,
+        percentile: float | None = None,
     ) -> tuple[CapacityReportOutput, str]:
         """Bands, headroom, N+1, right-sizing, workload classes, slots; a stored plan's nodes before → after."""
         spec = service.ReportSpec(basis=basis, n_plus_one=n_plus_one)
@@ -162,7 +180,7 @@ class Tools:
             if entry.plan is None:
                 raise ConfigError(f"plan {entry.plan_id} is a {entry.kind.value} plan: it moves no VM between nodes")
             plan = entry.plan
-        state = await self._state()
+        state = await self._state(self._windowed(window, percentile))
         view = await self._thread(lambda: service.report_of(state, spec, plan=plan))
         markdown = capacity_markdown(view.report, max_rows=max_rows)
         return CapacityReportOutput(report=view.to_document()), markdown
@@ -180,6 +198,8 @@ class Tools:
         live_only: bool,
         namespaces: list[str] | None,
         sequential: bool,
+        window: str | None = None,
+        percentile: float | None = None,
     ) -> tuple[PlanOutput, str]:
         """An automatic plan for a goal, remembered under its id and hash."""
         spec = plan_spec(
@@ -193,7 +213,7 @@ class Tools:
             sequential=sequential,
         )
         spec.to_request()  # bad arguments are refused before the cluster is read
-        state = await self._state()
+        state = await self._state(self._windowed(window, percentile))
         view = await self._thread(lambda: service.plan(state, spec))
         await self._require(service.plan_permissions(view.plan, cordon=None), "this plan")
         entry = self.store.add(PlanKind.REBALANCE, view.to_document(), plan=view.plan, extra={"spec": spec})

@@ -18,6 +18,7 @@ from typing import Any
 
 from vm_rebalance.model.cluster import Resources
 from vm_rebalance.model.plan import Plan
+from vm_rebalance.model.signals import Pressure, UtilisationSeries
 
 REPORT_API_VERSION = "vm-rebalance/v1"
 REPORT_KIND = "CapacityReport"
@@ -143,6 +144,13 @@ class NodeCapacity:
     requests: Utilisation
     usage: Utilisation | None = None
     band: Band
+    pressure: Pressure | None = None
+    """Pressure stall information over the observation's window, when measured."""
+    signal: str | None = None
+    """Why the band is higher than utilisation alone says (e.g. CPU pressure at 75 % CPU)."""
+
+
+_NO_SERIES: Mapping[str, UtilisationSeries] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -334,6 +342,10 @@ class CapacityReport:
     sections: tuple[Section, ...] = ()
     warnings: tuple[str, ...] = ()
     kubevirt_version: str | None = None
+    series: Mapping[str, UtilisationSeries] = field(default_factory=lambda: _NO_SERIES)
+    """Per node: utilisation (fractions of capacity) over the window, when the usage source keeps history."""
+    window_seconds: float | None = None
+    """The window the usage summarises (None: an instant reading or requests)."""
 
     def section(self, name: str) -> Section:
         """The named section (absent with no reason when the report does not know it)."""
@@ -381,6 +393,16 @@ def capacity_report_to_document(report: CapacityReport) -> dict[str, Any]:
         "workload_classes": _workloads_document(report),
         "migration_slots": _slots_document(report),
         "plan": _plan_document(report),
+        "window_seconds": report.window_seconds,
+        "utilisation_over_time": {
+            name: {
+                "times": list(series.times),
+                "cpu": [_r(x) for x in series.cpu],
+                "memory": [_r(x) for x in series.memory],
+            }
+            for name, series in sorted(report.series.items())
+        }
+        or None,
         "sections": {s.name: {"available": s.available, "reason": s.reason} for s in report.sections},
         "warnings": list(report.warnings),
     }
@@ -425,6 +447,15 @@ def _node_document(n: NodeCapacity) -> dict[str, Any]:
         "usage": _util(n.usage),
         "band": n.band.value,
         "action": NODE_ACTIONS[n.band] if n.band is not Band.HEALTHY else None,
+        "pressure": None
+        if n.pressure is None
+        else {
+            "cpu": n.pressure.cpu,
+            "memory": n.pressure.memory,
+            "memory_full": n.pressure.memory_full,
+            "io": n.pressure.io,
+        },
+        "signal": n.signal,
     }
 
 
@@ -505,6 +536,20 @@ def _plan_document(report: CapacityReport) -> dict[str, Any] | None:
         "goal": plan.goal.type.value,
         "basis": plan.basis.value,
         "moves": len(plan.moves),
+        "tradeoff": None
+        if not plan.tradeoff
+        else {
+            "knee": plan.knee,
+            "points": [
+                {
+                    "moves": p.moves,
+                    "objective": _r(p.objective),
+                    "gib_moved": round(p.gib_moved, 2),
+                    "cold_moves": p.cold_moves,
+                }
+                for p in plan.tradeoff
+            ],
+        },
         "nodes": [
             {
                 "name": n.name,

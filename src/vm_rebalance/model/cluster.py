@@ -11,6 +11,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import NewType
 
+from vm_rebalance.model.signals import Observation, Pressure
+
 NodeName = NewType("NodeName", str)
 VmRef = NewType("VmRef", str)
 """A VM's identity: ``"namespace/name"``."""
@@ -250,7 +252,9 @@ class Node:
     requested: Resources = Resources()
     """Sum of the requests of every non-terminated pod on the node (launchers and others)."""
     usage: Resources | None = None
-    """Measured usage from metrics.k8s.io, when available."""
+    """Measured usage (metrics.k8s.io, or a window's mean / percentile from Prometheus), when available."""
+    pressure: Pressure | None = None
+    """Pressure stall information over the observation's window, when the usage source measures it."""
     pods: int = 0
     max_pods: int = 0
 
@@ -305,6 +309,9 @@ class VirtualMachine:
     last_migration_seconds_ago: float | None = None
     """How long ago the newest finished migration of this VM ended, for the anti-thrash cooldown."""
     dirty_rate_bytes_per_second: int | None = None
+    """The guest's memory dirty rate (KubeVirt's ``kubevirt_vmi_dirty_rate_bytes_per_second``), when measured."""
+    network_bytes_per_second: int | None = None
+    """Guest network traffic, received + transmitted, when measured."""
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.name:
@@ -344,6 +351,10 @@ class MigrationLimits:
     completion_timeout_per_gib_seconds: int = 150
     bandwidth_bytes_per_second: int | None = None
     """``bandwidthPerMigration``; None or 0 means unlimited."""
+    allow_auto_converge: bool = False
+    """``allowAutoConverge``: QEMU throttles the guest until pre-copy converges."""
+    allow_post_copy: bool = False
+    """``allowPostCopy``: a migration that does not converge switches to post-copy."""
 
     def __post_init__(self) -> None:
         if self.parallel_per_cluster < 1 or self.parallel_outbound_per_node < 1:
@@ -377,6 +388,10 @@ class ClusterState:
     """Things the user should know about how the state was read (e.g. metrics missing)."""
     source: str = "cluster"
     """``cluster`` or ``snapshot``; never a path."""
+    observation: Observation | None = None
+    """How the usage was observed (source, window, statistic, PSI); None when there is no usage."""
+    usage_warnings: tuple[str, ...] = ()
+    """Usage sources skipped or read only partly (e.g. Prometheus unreachable): plans and reports repeat them."""
     _nodes_by_name: Mapping[str, Node] = field(init=False, repr=False, compare=False)
     _vms_by_ref: Mapping[VmRef, VirtualMachine] = field(init=False, repr=False, compare=False)
 

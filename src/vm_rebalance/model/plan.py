@@ -152,6 +152,9 @@ class Move:
     """Guest RAM: what a live migration copies; drives its duration and timeout."""
     storage: str = ""
     """RWX / RWO / containerdisk / none."""
+    estimated_seconds: float | None = None
+    """A live move's estimated copy time (guest memory at the cluster's migration bandwidth, with the
+    measured dirty rate); None when not estimated (cold moves, older plans)."""
 
     def __post_init__(self) -> None:
         if self.source == self.target:
@@ -233,6 +236,9 @@ class Plan:
     derived_warnings: int = 0
     """How many of the last ``warnings`` follow from the moves themselves (batch size, cold moves,
     nodes left hot, headroom): recomputed, not kept, when the plan is edited."""
+    observation: str = ""
+    """On the usage basis: how the usage was observed (the basis line, e.g. "Prometheus: mean over 1h
+    ending …; PSI over the same window"); empty on requests or when unknown."""
 
     def __post_init__(self) -> None:
         ids = [m.id for m in self.moves]
@@ -273,6 +279,7 @@ class Plan:
                 self.tradeoff,
                 self.knee,
                 self.derived_warnings,
+                self.observation,
             )
         )
 
@@ -307,6 +314,7 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
                 "running": m.running,
                 "guest_memory_bytes": m.guest_memory_bytes,
                 "storage": m.storage,
+                **({} if m.estimated_seconds is None else {"estimated_seconds": round(m.estimated_seconds, 1)}),
             }
             for m in plan.moves
         ],
@@ -338,6 +346,8 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
 def _economy_to_document(plan: Plan) -> dict[str, Any]:
     """The optional move-economy keys: only present when the plan has them (older readers ignore them)."""
     out: dict[str, Any] = {}
+    if plan.observation:
+        out["observation"] = plan.observation
     if plan.stop_reason:
         out["stop_reason"] = plan.stop_reason
     if plan.min_gain is not None:
@@ -398,6 +408,7 @@ def _economy_from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     knee = raw.get("knee")
     min_gain = doc.get("min_gain")
     return {
+        "observation": str(doc.get("observation", "")),
         "stop_reason": str(doc.get("stop_reason", "")),
         "min_gain": None if min_gain is None else float(min_gain),
         "tradeoff": points,
@@ -513,6 +524,7 @@ def plan_from_document(doc: Any) -> Plan:
                     running=_flag(m, "running", True, where),
                     guest_memory_bytes=int(m.get("guest_memory_bytes", 0)),
                     storage=str(m.get("storage", "")),
+                    estimated_seconds=None if m.get("estimated_seconds") is None else float(m["estimated_seconds"]),
                 )
             )
         stays = tuple(

@@ -26,7 +26,7 @@ from vm_rebalance.model import (
 from vm_rebalance.model.plan import COLD_DOWNTIME, LIVE_DOWNTIME, NO_DOWNTIME
 from vm_rebalance.model.thresholds import BATCH_SPLIT, BATCH_WARN, DEFAULT_HEADROOM
 from vm_rebalance.planner.eligibility import live_blocker
-from vm_rebalance.planner.goals import COLUMN_WORDS, WARNINGS, definition, objective_terms
+from vm_rebalance.planner.goals import COLUMN_WORDS, WARNINGS, definition, hot_nodes, hot_thresholds, objective_terms
 from vm_rebalance.planner.problem import (
     COUNT,
     COUNT_UNIT,
@@ -36,8 +36,10 @@ from vm_rebalance.planner.problem import (
     MEMORY_WARNING,
     FloatArray,
     Problem,
+    node_pressure,
 )
-from vm_rebalance.planner.waves import WaveMove, assign_waves
+from vm_rebalance.planner.waves import WaveError, WaveMove, assign_waves
+from vm_rebalance.planner.workloads import MigrationProfile, migration_profile, profile_note
 
 _LIST_LIMIT = 5
 
@@ -99,7 +101,7 @@ def plan_metrics(problem: Problem, util: FloatArray, goal: Goal) -> dict[str, fl
     u = util[mask]
     if len(u) == 0:
         return {"cpu_stddev": 0.0, "memory_stddev": 0.0, "count_stddev": 0.0, "objective": 0.0}
-    return {
+    out = {
         "cpu_stddev": float(np.std(u[:, CPU])),
         "memory_stddev": float(np.std(u[:, MEM])),
         "count_stddev": float(np.std(u[:, COUNT])) / COUNT_UNIT,
@@ -107,6 +109,10 @@ def plan_metrics(problem: Problem, util: FloatArray, goal: Goal) -> dict[str, fl
         "memory_max": float(np.max(u[:, MEM])),
         "objective": problem.objective(objective_terms(goal), util),
     }
+    if any(problem.nodes[j].pressure is not None for j in np.flatnonzero(mask)):
+        # Hot nodes by the pressure-aware rule, when the state has PSI (other plans keep their keys).
+        out["hot_nodes"] = float(np.sum(hot_nodes(problem, util)))
+    return out
 
 
 def _span(words: str, column: int, before: FloatArray, after: FloatArray) -> str:
@@ -126,28 +132,56 @@ def _numbers(columns: Sequence[int], before: FloatArray, after: FloatArray) -> s
     return ", ".join(_span(COLUMN_WORDS[c], c, before, after) for c in columns)
 
 
+def hot_words(problem: Problem, node: int, row: FloatArray, columns: Sequence[int]) -> list[str]:
+    """Why a node counts as hot in a note: above the warning threshold, or under pressure (PSI) above
+    the lowered threshold — the signal the plan acted on."""
+    thresholds = hot_thresholds(problem)
+    out = []
+    for c in columns:
+        if c not in thresholds or c not in WARNINGS or row[c] <= thresholds[c][node]:
+            continue
+        psi = node_pressure(problem.nodes[node], c)
+        if row[c] > WARNINGS[c]:
+            lowered = thresholds[c][node] < WARNINGS[c]
+            out.append(
+                f"{COLUMN_WORDS[c]} above the warning threshold"
+                + (f", under pressure (PSI {psi * 100:.0f} %)" if lowered and psi is not None else "")
+            )
+        elif psi is not None:
+            out.append(
+                f"{COLUMN_WORDS[c]} under pressure (PSI {psi * 100:.0f} % of the time: hot from "
+                f"{thresholds[c][node]:.0f} %)"
+            )
+    return out
+
+
 def move_note(
     m: DraftMove,
     goal: Goal,
     columns: Sequence[int],
     source: tuple[FloatArray, FloatArray] | None,
     target: tuple[FloatArray, FloatArray],
+    hot: Sequence[str] | None = None,
+    profile: MigrationProfile | None = None,
 ) -> str:
     """A move's note: the node it relieves and the node it fills, with their numbers just before
     and just after this move (the plan's moves taken in execution order).
 
     ``source`` / ``target`` are (before, after) rows of the two nodes (`_shown`); ``source`` is
-    None for a stopped VM (it holds no node).
+    None for a stopped VM (it holds no node). ``hot`` says why the source is hot (`hot_words`;
+    default: the warning thresholds). ``profile``: the VM's migration profile (workloads.py) —
+    why it moves cold although it could move live, its order rule and estimated copy time.
     """
     fills = f"fills {m.target} ({_numbers(columns, *target)})"
     if source is None:
         text = f"stopped: pinned to {m.target}, where it will start (no downtime); {fills}"
     else:
-        hot = [
-            f"{COLUMN_WORDS[c]} above the warning threshold"
-            for c in columns
-            if c in WARNINGS and source[0][c] > WARNINGS[c]
-        ]
+        if hot is None:
+            hot = [
+                f"{COLUMN_WORDS[c]} above the warning threshold"
+                for c in columns
+                if c in WARNINGS and source[0][c] > WARNINGS[c]
+            ]
         relieves = f"relieves {m.source} ({_numbers(columns, *source)}{'; ' if hot else ''}{', '.join(hot)})"
         if goal.type is GoalType.DRAIN and m.source == goal.node:
             text = f"drains {m.source}; {relieves}; {fills}"
@@ -158,7 +192,14 @@ def move_note(
         else:
             text = f"{relieves}; {fills}"
     if m.vm.running and m.method is MigrationMethod.COLD:
-        text += f"; cold because {live_blocker(m.vm) or 'live migration was not requested'}"
+        why = live_blocker(m.vm) or (profile.cold_reason if profile is not None else None)
+        text += f"; cold because {why or 'live migration was not requested'}"
+    elif m.vm.running and profile is not None and profile.special:
+        extra = profile_note(profile, m.vm, live=True)
+        if not profile.converges:
+            extra = "; ".join(p for p in (f"{profile.cold_reason} (consider cold)", extra) if p)
+        if extra:
+            text += f"; {extra}"
     return text
 
 
@@ -187,12 +228,18 @@ def _order(moves: Sequence[DraftMove], wave_of: Sequence[int], keep_order: bool)
     return indexed
 
 
-def _notes(problem: Problem, goal: Goal, ordered: Sequence[tuple[int, DraftMove]]) -> list[str]:
+def _notes(
+    problem: Problem,
+    goal: Goal,
+    ordered: Sequence[tuple[int, DraftMove]],
+    profiles: dict[int, MigrationProfile] | None = None,
+) -> list[str]:
     """Every move's note, replaying the moves in execution order on a working copy."""
     columns = definition(goal.type).note_columns(goal)
+    profiles = profiles or {}
     replay = problem.fork()
     notes = []
-    for _, m in ordered:
+    for k, m in ordered:
         t = replay.node_index[m.target]
         i = replay.vm_index.get(m.vm.ref)
         s = None if i is None else int(replay.pos[i])
@@ -203,11 +250,20 @@ def _notes(problem: Problem, goal: Goal, ordered: Sequence[tuple[int, DraftMove]
         else:
             replay.apply(i, t)
         source = None if s is None or before_s is None else (before_s, _shown(replay, s))
-        notes.append(move_note(m, goal, columns, source, (before_t, _shown(replay, t))))
+        hot = None if s is None or before_s is None else hot_words(replay, s, before_s, columns)
+        notes.append(move_note(m, goal, columns, source, (before_t, _shown(replay, t)), hot, profiles.get(k)))
     return notes
 
 
-def _to_move(number: int, m: DraftMove, basis: Basis, wave: int, reason: str, renumber: bool) -> Move:
+def _to_move(
+    number: int,
+    m: DraftMove,
+    basis: Basis,
+    wave: int,
+    reason: str,
+    renumber: bool,
+    profile: MigrationProfile | None = None,
+) -> Move:
     use_usage = basis is Basis.USAGE and m.vm.usage is not None
     amount = m.vm.usage if use_usage and m.vm.usage is not None else m.vm.requests
     if not m.vm.running:
@@ -232,6 +288,11 @@ def _to_move(number: int, m: DraftMove, basis: Basis, wave: int, reason: str, re
         running=m.vm.running,
         guest_memory_bytes=m.vm.guest_memory_bytes,
         storage=m.vm.storage_kind.value,
+        estimated_seconds=(
+            profile.estimated_seconds
+            if profile is not None and m.vm.running and m.method is MigrationMethod.LIVE
+            else None
+        ),
     )
 
 
@@ -248,14 +309,20 @@ def derived_warnings(problem: Problem, after: FloatArray, moves: Sequence[Move],
     cold = [f"{m.namespace}/{m.vm}" for m in moves if m.running and m.method is MigrationMethod.COLD]
     if cold:
         out.append(f"{len(cold)} cold migration(s) of running VMs, ~30-60s downtime each: {_names(cold)}")
+    hot_mask = hot_nodes(problem, after)
     hot = [
-        f"{name} (CPU {_pct(after[j, CPU])}, memory {_pct(after[j, MEM])})"
+        f"{name} (CPU {_pct(after[j, CPU])}, memory {_pct(after[j, MEM])}"
+        + "".join(f", {w}" for w in hot_words(problem, j, after[j], (CPU, MEM)) if "pressure" in w)
+        + ")"
         for j, name in enumerate(problem.node_names)
-        if problem.obj_mask[j] and (after[j, CPU] > CPU_WARNING or after[j, MEM] > MEMORY_WARNING)
+        if hot_mask[j]
     ]
     if hot:
         out.append(
             f"{len(hot)} node(s) stay above the warning thresholds (CPU {CPU_WARNING:.0f} % / memory "
+            f"{MEMORY_WARNING:.0f} %, lower under pressure) after the plan: {_names(hot)}"
+            if any("pressure" in h for h in hot)
+            else f"{len(hot)} node(s) stay above the warning thresholds (CPU {CPU_WARNING:.0f} % / memory "
             f"{MEMORY_WARNING:.0f} %) after the plan: {_names(hot)}"
         )
     limit = 100.0 * (1.0 - headroom)
@@ -288,22 +355,17 @@ def assemble_plan(
         WaveError: a move does not fit even after every earlier one (the caller explains it).
     """
     start = base.fork() if base is not None else Problem(state, goal=goal, basis=basis, feasibility=False)
-    wave_of = assign_waves(
-        state,
-        [WaveMove(m.vm, m.source, m.target) for m in moves],
-        max_per_wave=1 if options.sequential else options.max_parallel,
-        keep_order=options.keep_order,
-        affinity=base.affinity if base is not None else None,
-        relieve_first=_hot_nodes(start),
-    )
+    profiles = [migration_profile(m.vm, state.limits) if m.vm.running and m.source else None for m in moves]
+    moves, profiles, wave_of = _waves(state, moves, profiles, options, base, relieve_first=_hot_nodes(start))
     ordered = _order(moves, wave_of, options.keep_order)
-    notes = _notes(start, goal, ordered)
+    by_index = {k: p for k, p in enumerate(profiles) if p is not None}
+    notes = _notes(start, goal, ordered, by_index)
     problem, before, count_before = simulate(state, goal, basis, moves, start)
     after = problem.utilisation()
     counts_b = np.rint(count_before).astype(int)
     counts_a = np.rint(problem.node_load[:, COUNT] / COUNT_UNIT).astype(int)
     out = [
-        _to_move(number, m, basis, wave_of[k], note, renumber)
+        _to_move(number, m, basis, wave_of[k], note, renumber, by_index.get(k))
         for number, ((k, m), note) in enumerate(zip(ordered, notes, strict=True), start=1)
     ]
     nodes = tuple(
@@ -315,7 +377,13 @@ def assemble_plan(
         for j, name in enumerate(problem.node_names)
     )
     kept = list(dict.fromkeys(warnings))
-    derived = [w for w in dict.fromkeys(derived_warnings(problem, after, out, options.headroom)) if w not in kept]
+    derived = [
+        w
+        for w in dict.fromkeys(
+            [*derived_warnings(problem, after, out, options.headroom), *_workload_warnings(ordered, by_index)]
+        )
+        if w not in kept
+    ]
     return Plan(
         goal=goal,
         basis=basis,
@@ -330,7 +398,84 @@ def assemble_plan(
         max_parallel=options.max_parallel,
         headroom=options.headroom,
         keep_order=options.keep_order,
+        observation=_observation(state, basis),
     )
+
+
+def _waves(
+    state: ClusterState,
+    moves: Sequence[DraftMove],
+    profiles: Sequence[MigrationProfile | None],
+    options: PlanOptions,
+    base: Problem | None,
+    *,
+    relieve_first: frozenset[str] = frozenset(),
+) -> tuple[list[DraftMove], list[MigrationProfile | None], list[int]]:
+    """Waves under the capacity, affinity and workload rules; high-dirty-rate live moves go last
+    (late in the plan, each alone in its wave) unless the user fixed the order or that order is
+    not safe (a later move needed the room they make)."""
+
+    def wave_moves(ms: Sequence[DraftMove], ps: Sequence[MigrationProfile | None]) -> list[WaveMove]:
+        out = []
+        for m, p in zip(ms, ps, strict=True):
+            live = p is not None and m.method is MigrationMethod.LIVE
+            out.append(
+                WaveMove(
+                    m.vm,
+                    m.source,
+                    m.target,
+                    alone=live and p is not None and p.high_dirty,
+                    network=live and p is not None and p.network_heavy,
+                )
+            )
+        return out
+
+    def schedule(ms: Sequence[DraftMove], ps: Sequence[MigrationProfile | None]) -> list[int]:
+        return assign_waves(
+            state,
+            wave_moves(ms, ps),
+            max_per_wave=1 if options.sequential else options.max_parallel,
+            keep_order=options.keep_order,
+            affinity=base.affinity if base is not None else None,
+            relieve_first=relieve_first,
+        )
+
+    late = [
+        k
+        for k, (m, p) in enumerate(zip(moves, profiles, strict=True))
+        if p is not None and p.high_dirty and m.method is MigrationMethod.LIVE
+    ]
+    if late and not options.keep_order:
+        order = [k for k in range(len(moves)) if k not in set(late)] + late
+        moved = [moves[k] for k in order]
+        moved_profiles = [profiles[k] for k in order]
+        try:
+            return moved, moved_profiles, schedule(moved, moved_profiles)
+        except WaveError:
+            pass  # the given order is the safe one: keep it (each still alone in its wave)
+    return list(moves), list(profiles), schedule(moves, profiles)
+
+
+def _workload_warnings(ordered: Sequence[tuple[int, DraftMove]], profiles: dict[int, MigrationProfile]) -> list[str]:
+    """Live moves of VMs whose live migration would not converge (named moves, edits): say so."""
+    risky = [
+        f"{m.vm.namespace}/{m.vm.name}"
+        for k, m in ordered
+        if m.method is MigrationMethod.LIVE and (p := profiles.get(k)) is not None and not p.converges
+    ]
+    if not risky:
+        return []
+    return [
+        f"{len(risky)} live move(s) of VMs whose live migration would not converge (dirty rate against the "
+        f"migration bandwidth, or beyond KubeVirt's completion timeout): {_names(risky)}; move them cold instead"
+    ]
+
+
+def _observation(state: ClusterState, basis: Basis) -> str:
+    """The plan's basis line: how the usage it planned on was observed (usage basis only)."""
+    if basis is not Basis.USAGE or state.observation is None:
+        return ""
+    return state.observation.describe()
 
 
 def drafts_from_plan(state: ClusterState, plan: Plan) -> list[DraftMove]:

@@ -22,6 +22,12 @@ achievable improvement with ~70 % of the moves (`benchmarks/planner_bench.py`, R
 **Balance band.** A cluster already inside the goal's band gets no plan at all, with the
 reason: no node above the warning thresholds and every node within ``BAND_PP`` percentage
 points of the mean (count: within one VM of its capacity-weighted share).
+
+**Hot spots** are judged by each goal's ``hot_spots`` terms — by default the seeds' warning
+thresholds (CPU 80 %, memory 85 %) on the sustained utilisation, lowered on a node under
+pressure (CPU PSI ≥ 10 % → hot from 70 %; memory PSI ≥ 5 % → hot from 80 %): a node whose
+tasks keep waiting for a CPU is hot even at 75 %. The balance band, the plan's notes and its
+warnings use them; the performance goal also minimises them.
 """
 
 from collections.abc import Callable
@@ -35,12 +41,15 @@ from vm_rebalance.planner.problem import (
     COUNT,
     COUNT_UNIT,
     CPU,
+    CPU_PRESSURED,
     CPU_WARNING,
     HEAVY,
     MEM,
+    MEMORY_PRESSURED,
     MEMORY_WARNING,
     BoolArray,
     FloatArray,
+    Problem,
     Term,
     normalised_weights,
 )
@@ -52,6 +61,11 @@ BAND_PP = 10.0
 
 COLUMN_WORDS = {CPU: "CPU", MEM: "memory", COUNT: "VMs", HEAVY: "heavy VMs"}
 WARNINGS = {CPU: CPU_WARNING, MEM: MEMORY_WARNING}
+HOT_SPOTS = (
+    Term("hot", CPU, 1.0, CPU_WARNING, pressured=CPU_PRESSURED),
+    Term("hot", MEM, 1.0, MEMORY_WARNING, pressured=MEMORY_PRESSURED),
+)
+"""The default hot-spot rule: the warning thresholds, lowered on nodes under pressure (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +96,8 @@ class GoalDefinition:
     """Which numbers a move's note shows for the nodes it relieves and fills."""
     headline: Callable[[Goal, str], str]
     """The "Optimization Goal" line, given the basis ("usage" / "requests")."""
+    hot_spots: Callable[[Goal], tuple[Term, ...]] = field(default=lambda goal: HOT_SPOTS)
+    """How the goal tells a hot node (hot terms; their weights are ignored): the balance band, notes, warnings."""
 
     @property
     def name(self) -> str:
@@ -151,9 +167,10 @@ PERFORMANCE_GOAL = GoalDefinition(
     automatic=True,
     # Hot spots dominate (first bring every node under the warning thresholds), then the
     # balance of both resources, then heavy VMs kept apart.
+    # Hot spots (pressure-aware, as the hot-spot rule) dominate: first bring every node under its
+    # thresholds, then the balance of both resources, then heavy VMs kept apart.
     terms=lambda goal: (
-        Term("hot", CPU, 4.0, CPU_WARNING),
-        Term("hot", MEM, 4.0, MEMORY_WARNING),
+        *(Term("hot", t.column, 4.0, t.threshold, pressured=t.pressured) for t in HOT_SPOTS),
         *(Term("std", t.column, t.weight) for t in _balance_terms(goal)),
         Term("std", HEAVY, 0.25),
     ),
@@ -213,18 +230,32 @@ def objective_terms(goal: Goal) -> tuple[Term, ...]:
     return definition(goal.type).terms(goal)
 
 
-def band_reason(goal: Goal, util: FloatArray, mask: BoolArray) -> str | None:
+def hot_thresholds(problem: Problem) -> dict[int, FloatArray]:
+    """Per column (CPU, memory), each node's hot-spot threshold for the problem's goal (pressure-aware)."""
+    return {t.column: problem.thresholds(t) for t in definition(problem.goal.type).hot_spots(problem.goal)}
+
+
+def hot_nodes(problem: Problem, util: FloatArray) -> BoolArray:
+    """The objective nodes above their hot-spot threshold in any column."""
+    hot = np.zeros(len(problem.nodes), dtype=bool)
+    for column, th in hot_thresholds(problem).items():
+        hot |= util[:, column] > th
+    return np.asarray(hot & problem.obj_mask, dtype=bool)
+
+
+def band_reason(goal: Goal, util: FloatArray, mask: BoolArray, hot: dict[int, FloatArray] | None = None) -> str | None:
     """Why the cluster is already balanced for ``goal`` (inside its band), or None when it is not.
 
     ``util`` is the utilisation in search units (percentage points; 10 per weighted VM for
-    counts) and ``mask`` the objective nodes.
+    counts), ``mask`` the objective nodes and ``hot`` the per-node hot-spot thresholds
+    (`hot_thresholds`; default: the warning thresholds everywhere).
     """
     band = definition(goal.type).band(goal)
     if band is None or not mask.any():
         return None
     u = util[mask]
-    hot = [c for c in (CPU, MEM) if float(np.max(u[:, c])) > WARNINGS[c]]
-    if hot:
+    limits = hot or {c: np.full(len(util), WARNINGS[c]) for c in (CPU, MEM)}
+    if any(bool(np.any(u[:, c] > th[mask])) for c, th in limits.items()):
         return None
     parts = []
     for c in band.columns:
@@ -247,10 +278,13 @@ def band_reason(goal: Goal, util: FloatArray, mask: BoolArray) -> str | None:
 __all__ = [
     "BAND_PP",
     "DEFAULT_MIN_GAIN",
+    "HOT_SPOTS",
     "Band",
     "GoalDefinition",
     "automatic_goals",
     "band_reason",
     "definition",
+    "hot_nodes",
+    "hot_thresholds",
     "objective_terms",
 ]

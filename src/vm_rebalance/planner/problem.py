@@ -40,17 +40,41 @@ COUNT_UNIT = 10.0
 # The seeds' thresholds (model/thresholds.py) in percentage points, the unit of the search.
 CPU_WARNING, MEMORY_WARNING = 100 * thresholds.CPU_WARNING, 100 * thresholds.MEMORY_WARNING
 CPU_CRITICAL, MEMORY_CRITICAL = 100 * thresholds.CPU_CRITICAL, 100 * thresholds.MEMORY_CRITICAL
+CPU_PRESSURED, MEMORY_PRESSURED = 100 * thresholds.CPU_PRESSURED_WARNING, 100 * thresholds.MEMORY_PRESSURED_WARNING
 HEAVY_QUANTILE = 0.9
 
 
 @dataclass(frozen=True, slots=True)
 class Term:
-    """One part of an objective: the std dev of a column, or the RMS excess over a threshold."""
+    """One part of an objective: the std dev of a column, or the RMS excess over a threshold.
+
+    A hot term with ``pressured`` uses that lower threshold on the nodes under pressure in its
+    column (CPU or memory PSI at or above `PRESSURE_LIMITS`, on the usage basis): a node whose
+    tasks keep waiting for CPU is hot even below the warning threshold (`Problem.thresholds`).
+    """
 
     kind: Literal["std", "hot"]
     column: int
     weight: float
     threshold: float = 0.0
+    pressured: float | None = None
+
+
+PRESSURE_LIMITS = {CPU: thresholds.CPU_PRESSURE, MEM: thresholds.MEMORY_PRESSURE}
+"""PSI (fraction of time) from which a node counts as under pressure, per column."""
+
+
+def node_pressure(node: Node, column: int) -> float | None:
+    """The node's PSI in ``column`` (CPU: cpu some; memory: memory some), or None when not measured."""
+    if node.pressure is None:
+        return None
+    return node.pressure.cpu if column == CPU else node.pressure.memory if column == MEM else None
+
+
+def under_pressure(node: Node, column: int) -> bool:
+    """Whether the node's PSI in ``column`` is at or above the limit (CPU 10 %, memory 5 % of the time)."""
+    value = node_pressure(node, column)
+    return value is not None and column in PRESSURE_LIMITS and value >= PRESSURE_LIMITS[column]
 
 
 def normalised_weights(goal: Goal) -> tuple[float, float]:
@@ -61,7 +85,7 @@ def normalised_weights(goal: Goal) -> tuple[float, float]:
     return (0.5, 0.5) if total <= 0 else (cpu / total, mem / total)
 
 
-def _hot(x: FloatArray | float, threshold: float) -> FloatArray:
+def _hot(x: FloatArray | float, threshold: FloatArray | float) -> FloatArray:
     excess = np.maximum(np.asarray(x, dtype=np.float64) - threshold, 0.0)
     return np.asarray(excess * excess)
 
@@ -201,6 +225,20 @@ class Problem:
         self.vm_class = vm_class
         self.class_feasible: BoolArray = np.vstack(rows) if rows else np.zeros((0, n_nodes), dtype=bool)
 
+    def thresholds(self, term: Term) -> FloatArray:
+        """Per node, the hot threshold of ``term``: ``term.pressured`` where the node is under pressure in the
+        term's column (usage basis only: pressure is a measured signal), else ``term.threshold``."""
+        key = f"thresholds:{term.column}:{term.threshold}:{term.pressured}"
+        found = self._shared.get(key)
+        if not isinstance(found, np.ndarray):
+            found = np.full(len(self.nodes), term.threshold, dtype=np.float64)
+            if term.pressured is not None and self.basis is Basis.USAGE:
+                for j, node in enumerate(self.nodes):
+                    if under_pressure(node, term.column):
+                        found[j] = min(term.threshold, term.pressured)
+            self._shared[key] = found
+        return found
+
     @property
     def affinity(self) -> AffinityIndex:
         """Who takes part in pod (anti-)affinity or spread, and who repels whom (built on first use)."""
@@ -275,7 +313,12 @@ class Problem:
     def sums(self, terms: Sequence[Term], util: FloatArray | None = None) -> Sums:
         """Running sums of ``util`` (default: the current utilisation) over the objective nodes."""
         u = (self.utilisation() if util is None else util)[self.obj_mask]
-        hot = np.array([float(np.sum(_hot(u[:, t.column], t.threshold))) if t.kind == "hot" else 0.0 for t in terms])
+        hot = np.array(
+            [
+                float(np.sum(_hot(u[:, t.column], self.thresholds(t)[self.obj_mask]))) if t.kind == "hot" else 0.0
+                for t in terms
+            ]
+        )
         return Sums(s1=u.sum(axis=0), s2=(u * u).sum(axis=0), hot=hot, k=int(self.obj_mask.sum()))
 
     def objective(self, terms: Sequence[Term], util: FloatArray | None = None) -> float:
@@ -313,11 +356,12 @@ class Problem:
                 total += term.weight * np.sqrt(var)
             else:
                 a, b, us, ut = cache[term.column]
-                th = term.threshold
+                th = self.thresholds(term)
+                th_s, th_t = th[src][:, None], th[targets][None, :]
                 hot = (
                     sums.hot[idx]
-                    + in_obj_src * (_hot(us - a, th) - _hot(us, th))
-                    + in_obj_tgt * (_hot(ut + b, th) - _hot(ut, th))
+                    + in_obj_src * (_hot(us - a, th_s) - _hot(us, th_s))
+                    + in_obj_tgt * (_hot(ut + b, th_t) - _hot(ut, th_t))
                 )
                 total += term.weight * np.sqrt(np.maximum(hot, 0.0) / k)
         return total

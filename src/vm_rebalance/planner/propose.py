@@ -19,6 +19,7 @@ from vm_rebalance.model import (
     Basis,
     ClusterState,
     GoalType,
+    MigrationLimits,
     MigrationMethod,
     Plan,
     Resources,
@@ -27,9 +28,16 @@ from vm_rebalance.model import (
     VirtualMachine,
 )
 from vm_rebalance.planner.assemble import DraftMove, PlanOptions, assemble_plan
-from vm_rebalance.planner.eligibility import fit_reasons, live_blocker, move_method
-from vm_rebalance.planner.goals import GoalDefinition, band_reason, definition, objective_terms
-from vm_rebalance.planner.problem import CPU, CPU_WARNING, MEM, MEMORY_WARNING, BoolArray, FloatArray, Problem
+from vm_rebalance.planner.eligibility import fit_reasons, live_blocker
+from vm_rebalance.planner.goals import (
+    GoalDefinition,
+    band_reason,
+    definition,
+    hot_nodes,
+    hot_thresholds,
+    objective_terms,
+)
+from vm_rebalance.planner.problem import BoolArray, FloatArray, Problem
 from vm_rebalance.planner.request import PlanRequest
 from vm_rebalance.planner.search import (
     REFINE_MAX_MOVES,
@@ -40,6 +48,7 @@ from vm_rebalance.planner.search import (
     refine_under_budget,
 )
 from vm_rebalance.planner.tradeoff import tradeoff_points
+from vm_rebalance.planner.workloads import migration_profile, planned_method
 
 COST_PER_GIB = 0.02
 """Extra cost per GiB of guest memory (pp²): a tie-breaker, smaller VMs first when gains are equal."""
@@ -63,7 +72,9 @@ def resolve_basis(state: ClusterState, requested: Basis | None, warnings: list[s
     return requested
 
 
-def _blocker(vm: VirtualMachine, request: PlanRequest, *, draining: bool) -> Blocker | None:
+def _blocker(
+    vm: VirtualMachine, request: PlanRequest, *, draining: bool, limits: MigrationLimits | None = None
+) -> Blocker | None:
     if request.namespaces and vm.namespace not in request.namespaces:
         return StayKind.NAMESPACE, f"namespace {vm.namespace} not selected"
     if vm.do_not_move:
@@ -78,6 +89,8 @@ def _blocker(vm: VirtualMachine, request: PlanRequest, *, draining: bool) -> Blo
         )
     if request.live_only:
         blocker = live_blocker(vm)
+        if blocker is None and limits is not None and vm.running:
+            blocker = migration_profile(vm, limits).cold_reason
         if blocker is not None:
             return StayKind.LIVE_ONLY, f"--live-only and it cannot move live: {blocker}"
     return None
@@ -135,7 +148,8 @@ def _search_context(
     n = len(problem.vms)
     movable = np.array([b is None for b in blockers], dtype=bool).reshape(n)
     # Cold by method, never by cost: cost also grows with guest memory, so a huge live VM would look cold.
-    is_cold = np.array([move_method(v) is MigrationMethod.COLD for v in problem.vms], dtype=bool).reshape(n)
+    limits = problem.state.limits
+    is_cold = np.array([planned_method(v, limits) is MigrationMethod.COLD for v in problem.vms], dtype=bool).reshape(n)
     cost = (
         min_gain
         + COST_PER_GIB * np.array([v.guest_memory_bytes for v in problem.vms], dtype=np.float64) / GIB
@@ -153,7 +167,7 @@ def _search_context(
         drain_node=problem.node_index[str(goal.node)] if draining else None,
         # Drain: VMs moved to make room are ordinary moves (the cooldown holds them).
         helper_movable=np.array(
-            [_blocker(v, request, draining=False) is None for v in problem.vms], dtype=bool
+            [_blocker(v, request, draining=False, limits=limits) is None for v in problem.vms], dtype=bool
         ).reshape(n)
         if draining
         else None,
@@ -236,18 +250,22 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
     draining = goal.type is GoalType.DRAIN
     warnings: list[str] = []
     basis = resolve_basis(state, request.basis, warnings)
+    if basis is Basis.USAGE or not state.metrics_available:
+        warnings += [w for w in state.usage_warnings if w not in warnings]
     problem = Problem(state, goal=goal, basis=basis)
     if problem.vms_without_usage:
         warnings.append(f"{problem.vms_without_usage} VM(s) have no usage metrics: their requests are used instead")
     if not problem.obj_mask.any():
         warnings.append("no eligible target node (Ready, schedulable, kubevirt.io/schedulable=true, KVM, worker)")
-    blockers = [_blocker(v, request, draining=draining) for v in problem.vms]
+    blockers = [_blocker(v, request, draining=draining, limits=state.limits) for v in problem.vms]
     min_gain = spec.min_gain if request.min_gain is None else request.min_gain
     ctx = _search_context(problem, request, blockers, min_gain)
     pristine = problem.fork()
     budget = len(problem.vms) if request.max_migrations is None else request.max_migrations
 
-    in_band = None if draining else band_reason(goal, pristine.utilisation(), pristine.obj_mask)
+    in_band = (
+        None if draining else band_reason(goal, pristine.utilisation(), pristine.obj_mask, hot_thresholds(pristine))
+    )
     if in_band is not None:
         result = SearchResult([], pristine.fork(), ctx, in_band)
     elif draining:
@@ -262,7 +280,7 @@ def propose_plan(state: ClusterState, request: PlanRequest) -> Plan:
             vm=pristine.vms[i],
             source=pristine.node_names[int(pristine.home[i])],
             target=pristine.node_names[t],
-            method=move_method(pristine.vms[i]),
+            method=planned_method(pristine.vms[i], state.limits),
         )
         for i, t in steps
     ]
@@ -312,7 +330,7 @@ def _stays(
     goal = request.goal
     draining = goal.type is GoalType.DRAIN
     after_util = kept.utilisation()
-    hot = pristine.obj_mask & ((after_util[:, CPU] > CPU_WARNING) | (after_util[:, MEM] > MEMORY_WARNING))
+    hot = hot_nodes(pristine, after_util)
     above = _above_mean(pristine, after_util)
     stays = []
     for i, vm in enumerate(pristine.vms):

@@ -102,8 +102,9 @@ class Strategy(Protocol):
     def __call__(self, problem: Problem, ctx: SearchContext) -> list[Step]: ...
 
 
-def _node_rank(terms: tuple[Term, ...], util: FloatArray, mask: BoolArray) -> FloatArray:
+def _node_rank(problem: Problem, terms: tuple[Term, ...], util: FloatArray, mask: BoolArray) -> FloatArray:
     """Higher = more loaded relative to the objective (better source, worse target)."""
+    thresholds = {t: problem.thresholds(t) for t in terms if t.kind == "hot"}
     score = np.zeros(len(util), dtype=np.float64)
     for t in terms:
         col = util[:, t.column]
@@ -112,7 +113,7 @@ def _node_rank(terms: tuple[Term, ...], util: FloatArray, mask: BoolArray) -> Fl
             std = float(np.std(ref)) if len(ref) else 0.0
             score += t.weight * (col - float(np.mean(ref) if len(ref) else 0.0)) / (std + 1e-9)
         else:
-            score += t.weight * np.maximum(col - t.threshold, 0.0)
+            score += t.weight * np.maximum(col - thresholds[t], 0.0)
     return score
 
 
@@ -210,7 +211,7 @@ def _score_round(
     if obj <= 1e-9:
         return None
     scale = 2.0 * sums.k * obj
-    rank = _node_rank(terms, util, problem.obj_mask)
+    rank = _node_rank(problem, terms, util, problem.obj_mask)
     busiest = busiest_nodes(problem, util, terms)
     cand = ctx.movable & ~moved & problem.obj_mask[problem.pos]
     if not exact:
@@ -450,19 +451,19 @@ class _LazyRound:
             return
         p, terms = self.problem, self.ctx.terms
         util, sums, _, _ = self._cache
-        hot_terms = [(k, t) for k, t in enumerate(terms) if t.kind == "hot"]
+        hot_terms = [(k, t, p.thresholds(t)) for k, t in enumerate(terms) if t.kind == "hot"]
         for node in nodes:
             if p.obj_mask[node]:
                 sums.s1 -= util[node]
                 sums.s2 -= util[node] * util[node]
-                for k, term in hot_terms:
-                    sums.hot[k] -= max(float(util[node, term.column]) - term.threshold, 0.0) ** 2
+                for k, term, th in hot_terms:
+                    sums.hot[k] -= max(float(util[node, term.column]) - float(th[node]), 0.0) ** 2
             util[node] = p.node_load[node] / p.den[node]
             if p.obj_mask[node]:
                 sums.s1 += util[node]
                 sums.s2 += util[node] * util[node]
-                for k, term in hot_terms:
-                    sums.hot[k] += max(float(util[node, term.column]) - term.threshold, 0.0) ** 2
+                for k, term, th in hot_terms:
+                    sums.hot[k] += max(float(util[node, term.column]) - float(th[node]), 0.0) ** 2
         obj = objective_from(terms, sums.s1, sums.s2, sums.hot, sums.k)
         self._cache = (util, sums, obj, busiest_nodes(p, util, terms))
 
@@ -489,7 +490,7 @@ class _LazyRound:
         ids_all = ids_all[~self.moved[ids_all]]
         if self.clock - self.targets_clock >= REPICK_EVERY:
             util = self.current()[0]
-            rank = _node_rank(ctx.terms, util, p.obj_mask)
+            rank = _node_rank(p, ctx.terms, util, p.obj_mask)
             for c in self.class_targets:
                 self.class_targets[c] = _candidate_targets(
                     p, p.class_feasible[c], rank, util, ctx.terms, self.min_req[c], self.target_limit

@@ -26,7 +26,7 @@ def objective_curve(pristine: Problem, steps: Sequence[tuple[int, int]], terms: 
     util = p.utilisation()
     sums = p.sums(terms, util)
     s1, s2, hot = sums.s1.copy(), sums.s2.copy(), sums.hot.copy()
-    hot_terms = [(k, t) for k, t in enumerate(terms) if t.kind == "hot"]
+    hot_terms = [(k, t, p.thresholds(t)) for k, t in enumerate(terms) if t.kind == "hot"]
     out = [objective_from(terms, s1, s2, hot, sums.k)]
     for i, t in steps:
         source = int(p.pos[i])
@@ -34,16 +34,16 @@ def objective_curve(pristine: Problem, steps: Sequence[tuple[int, int]], terms: 
             if p.obj_mask[node]:
                 s1 -= util[node]
                 s2 -= util[node] * util[node]
-                for k, term in hot_terms:
-                    hot[k] -= max(util[node, term.column] - term.threshold, 0.0) ** 2
+                for k, term, th in hot_terms:
+                    hot[k] -= max(util[node, term.column] - th[node], 0.0) ** 2
         p.apply(i, t)
         for node in (source, t):
             util[node] = p.node_load[node] / p.den[node]
             if p.obj_mask[node]:
                 s1 += util[node]
                 s2 += util[node] * util[node]
-                for k, term in hot_terms:
-                    hot[k] += max(util[node, term.column] - term.threshold, 0.0) ** 2
+                for k, term, th in hot_terms:
+                    hot[k] += max(util[node, term.column] - th[node], 0.0) ** 2
         out.append(objective_from(terms, s1, s2, hot, sums.k))
     return out
 

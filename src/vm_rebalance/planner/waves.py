@@ -12,6 +12,11 @@ VMs that take part in pod (anti-)affinity or topology spread keep their relative
 checked with `eligibility.pod_affinity_violations` against a conservative picture of the
 wave: anti-affinity and spread see the moving VMs at both their source and their target;
 required pod affinity only counts VMs that are not moving in that wave.
+
+Workload rules (planner/workloads.py) are wave constraints too, so the executor — which runs a
+wave only after the previous one — needs no rule of its own: a move marked ``alone`` (a high
+dirty rate) gets a wave to itself, and two ``network`` moves (network-intensive VMs) never leave
+the same node in the same wave.
 """
 
 from collections.abc import Mapping, Sequence
@@ -29,6 +34,10 @@ class WaveMove:
     vm: VirtualMachine
     source: str
     target: str
+    alone: bool = False
+    """No other move in its wave (a high-dirty-rate live migration)."""
+    network: bool = False
+    """At most one such move per source node and wave (network-intensive VMs)."""
 
 
 class WaveError(ValueError):
@@ -113,6 +122,9 @@ def assign_waves(
             if max_per_wave is not None and scheduler.per_wave.get(w, 0) >= max_per_wave:
                 w += 1
                 continue
+            if not scheduler.workload_fits(m, w):
+                w += 1
+                continue
             if relevant:
                 reasons = scheduler.affinity(m, w)
                 if reasons:
@@ -149,6 +161,18 @@ class _Scheduler:
         self.start_pos = {v.ref: v.node for v in state.vms if v.running and v.node}
         self.moved_in: dict[str, tuple[int, str]] = {}
         """Per VM: (wave, target) of its move once assigned."""
+        self.alone: set[int] = set()
+        """Waves that belong to one move (no other may join)."""
+        self.network: set[tuple[int, str]] = set()
+        """(wave, source node) that already has a network-intensive move."""
+
+    def workload_fits(self, m: WaveMove, wave: int) -> bool:
+        """Whether the workload rules let ``m`` into ``wave`` (alone; one network-heavy move per source)."""
+        if wave in self.alone:
+            return False
+        if m.alone and self.per_wave.get(wave, 0) > 0:
+            return False
+        return not (m.network and (wave, m.source) in self.network)
 
     def relevant(self, m: WaveMove) -> bool:
         k = self.position.get(m.vm.ref)
@@ -192,6 +216,10 @@ class _Scheduler:
 
     def record(self, m: WaveMove, wave: int) -> None:
         self.per_wave[wave] = self.per_wave.get(wave, 0) + 1
+        if m.alone:
+            self.alone.add(wave)
+        if m.network:
+            self.network.add((wave, m.source))
         req = (m.vm.requests.cpu_millicores, m.vm.requests.memory_bytes)
         if m.target in self.settled:
             lst = self._extend(m.target, wave)

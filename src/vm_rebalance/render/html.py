@@ -10,12 +10,14 @@ it passes through ``esc`` before it reaches the markup, in text and in attribute
 """
 
 import html
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from vm_rebalance import __version__
-from vm_rebalance.model import MigrationLimits, NodeChange, Plan
+from vm_rebalance.model import MigrationLimits, NodeChange, Plan, TradeoffPoint
 from vm_rebalance.model.capacity import BAND_EMERGENCY, BAND_PLAN, BAND_URGENT, Band, band_of
+from vm_rebalance.model.signals import UtilisationSeries
 from vm_rebalance.render.plan import plan_view
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -216,6 +218,149 @@ def utilisation_chart(rows: Sequence[BarRow], *, chart_id: str, title: str) -> s
     return "\n".join(parts)
 
 
+SERIES_COLOURS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+)
+MAX_SERIES = len(SERIES_COLOURS)
+"""A time chart draws at most this many nodes (the busiest over the window); the tables list every node."""
+_TS_W, _TS_H, _TS_LEFT, _TS_TOP = 470, 170, 42, 28
+
+
+def busiest_series(series: Mapping[str, UtilisationSeries], limit: int = MAX_SERIES) -> list[str]:
+    """The nodes with the highest mean of their busier resource over the window, at most ``limit``."""
+
+    def mean_peak(s: UtilisationSeries) -> float:
+        return sum(max(c, m) for c, m in zip(s.cpu, s.memory, strict=True)) / max(1, len(s.times))
+
+    return sorted(series, key=lambda n: (-mean_peak(series[n]), n))[:limit]
+
+
+def _minutes(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} d"
+    if seconds >= 7200:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 60:.0f} min"
+
+
+def series_chart(series: Mapping[str, UtilisationSeries], *, chart_id: str, title: str) -> str:
+    """CPU and memory utilisation over the window: one line per node (the busiest `MAX_SERIES`), the
+    70/80/90 % band lines, time relative to the end of the window."""
+    names = busiest_series(series)
+    times = [t for n in names for t in series[n].times]
+    if not names or not times:
+        return ""
+    t0, t1 = min(times), max(times)
+    span = max(t1 - t0, 1.0)
+    width = 2 * (_TS_LEFT + _TS_W) + 30
+    height = _TS_TOP + _TS_H + 40 + 16 * math.ceil(len(names) / 4)
+    parts = [
+        f'<svg class="chart" id="{esc(chart_id)}" data-chart="{esc(chart_id)}" role="img" '
+        f'aria-label="{esc(title)}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{esc(title)}</title>",
+    ]
+    for panel, label in enumerate(("CPU", "Memory")):
+        left = _TS_LEFT + panel * (_TS_LEFT + _TS_W + 30)
+        parts.append(f'<text x="{left}" y="{_TS_TOP - 10}" font-weight="600">{label} (% of capacity)</text>')
+        for mark in (0.0, 0.5, BAND_PLAN, BAND_URGENT, BAND_EMERGENCY, 1.0):
+            y = _TS_TOP + _TS_H * (1 - mark)
+            colour = {BAND_PLAN: "#c88a00", BAND_URGENT: "#e65100", BAND_EMERGENCY: "#c62828"}.get(mark, "#cfd4dc")
+            dash = ' stroke-dasharray="3 3"' if mark in (BAND_PLAN, BAND_URGENT, BAND_EMERGENCY) else ""
+            parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + _TS_W}" y2="{y:.1f}" stroke="{colour}"{dash}/>')
+            parts.append(
+                f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#5b6475">{mark * 100:.0f}</text>'
+            )
+        for frac in (0.0, 0.5, 1.0):
+            x = left + _TS_W * frac
+            ago = span * (1 - frac)
+            text = "now" if ago < 1 else f"−{_minutes(ago)}"
+            parts.append(
+                f'<text x="{x:.1f}" y="{_TS_TOP + _TS_H + 14}" text-anchor="middle" fill="#5b6475">{text}</text>'
+            )
+        for k, name in enumerate(names):
+            s = series[name]
+            values = s.cpu if panel == 0 else s.memory
+            points = " ".join(
+                f"{left + _TS_W * (t - t0) / span:.1f},{_TS_TOP + _TS_H * (1 - min(max(v, 0.0), 1.0)):.1f}"
+                for t, v in zip(s.times, values, strict=True)
+            )
+            mean = sum(values) / max(1, len(values))
+            parts.append(
+                f'<polyline class="series" points="{points}" fill="none" stroke="{SERIES_COLOURS[k]}" '
+                f'stroke-width="1.5"><title>{esc(name)} {label.lower()}: mean {pct(mean)}, max {pct(max(values))}'
+                "</title></polyline>"
+            )
+    legend_y = _TS_TOP + _TS_H + 34
+    for k, name in enumerate(names):
+        x = _TS_LEFT + (k % 4) * 240
+        y = legend_y + 16 * (k // 4)
+        parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{SERIES_COLOURS[k]}"/>')
+        parts.append(f'<text x="{x + 14}" y="{y}">{esc(_short(name, 30))}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def tradeoff_chart(points: Sequence[TradeoffPoint], *, knee: int | None, moves: int, chart_id: str) -> str:
+    """The move trade-off curve: the objective (lower is better) after the first k moves, the knee and the plan."""
+    if len(points) < 2:
+        return ""
+    width, height, left, top, w, h = 640, 230, 56, 20, 560, 160
+    max_k = max(p.moves for p in points) or 1
+    lo, hi = min(p.objective for p in points), max(p.objective for p in points)
+    rng = (hi - lo) or 1.0
+
+    def xy(p: TradeoffPoint) -> tuple[float, float]:
+        return left + w * p.moves / max_k, top + h * (1 - (p.objective - lo) / rng)
+
+    title = "Objective after the first k moves (lower is better)"
+    parts = [
+        f'<svg class="chart" id="{esc(chart_id)}" data-chart="{esc(chart_id)}" role="img" '
+        f'aria-label="{esc(title)}" viewBox="0 0 {width} {height}" style="max-width:{width}px" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{esc(title)}</title>",
+        f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#8a92a3"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="#8a92a3"/>',
+        f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" fill="#5b6475">{hi:.1f}</text>',
+        f'<text x="{left - 6}" y="{top + h}" text-anchor="end" fill="#5b6475">{lo:.1f}</text>',
+        f'<text x="{left}" y="{top + h + 16}" fill="#5b6475">0</text>',
+        f'<text x="{left + w}" y="{top + h + 16}" text-anchor="end" fill="#5b6475">{max_k} moves</text>',
+    ]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(xy, points))
+    parts.append(f'<polyline class="curve" points="{line}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
+    for p in points:
+        x, y = xy(p)
+        mark = []
+        if knee is not None and p.moves == knee and p.moves:
+            mark.append("knee")
+        if p.moves == moves and p.moves:
+            mark.append("this plan")
+        r, fill = (5, "#e65100") if mark else (2.5, "#1f77b4")
+        tip = f"{p.moves} move(s): objective {p.objective:.2f}, {p.gib_moved:.0f} GiB to copy, {p.cold_moves} cold"
+        parts.append(
+            f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{fill}"><title>{esc(tip)}'
+            + (f" ({', '.join(mark)})" if mark else "")
+            + "</title></circle>"
+        )
+        if mark:
+            anchor = "end" if x > left + w * 0.8 else "start"
+            dx = -7 if anchor == "end" else 7
+            parts.append(
+                f'<text x="{x + dx:.1f}" y="{y - 7:.1f}" text-anchor="{anchor}" fill="#e65100">'
+                f"{esc(' / '.join(mark))}</text>"
+            )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
 def plan_rows(changes: Sequence[NodeChange], limit: int = MAX_CHART_ROWS) -> tuple[list[BarRow], int]:
     """Before → after rows of the nodes a plan changes (then the busiest others), at most ``limit``; and how
     many were left out."""
@@ -270,6 +415,9 @@ def plan_sections(plan: Plan, *, limits: MigrationLimits | None = None, alternat
             out.append(f'<p class="absent">{left_out} more node(s) not drawn (unchanged, less busy)</p>')
     elif not plan.moves:
         out.append('<p class="absent">No before → after chart: the plan moves nothing.</p>')
+    if plan.tradeoff and len(plan.tradeoff) > 1:
+        out.append("<h2>📈 Moves vs balance</h2>")
+        out.append(tradeoff_chart(plan.tradeoff, knee=plan.knee, moves=len(plan.moves), chart_id="plan-tradeoff"))
     out.append(f"<p><strong>Key Improvement:</strong> {esc(view.key_improvement)}</p>")
     out.append("<p><strong>Rebalance Summary:</strong></p><ul>")
     out += [f"<li><strong>{esc(label)}</strong>: {esc(value)}</li>" for label, value in view.summary]
@@ -307,6 +455,8 @@ __all__ = [
     "plan_html",
     "plan_rows",
     "plan_sections",
+    "series_chart",
     "table",
+    "tradeoff_chart",
     "utilisation_chart",
 ]

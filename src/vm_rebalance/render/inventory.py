@@ -13,11 +13,14 @@ from rich.table import Table
 from rich.text import Text
 
 from vm_rebalance.model import ClusterState, Node, StorageKind, VirtualMachine
+from vm_rebalance.model.signals import Observation, Pressure
 from vm_rebalance.model.thresholds import (
     CPU_CRITICAL,
+    CPU_PRESSURE,
     CPU_WARNING,
     DEFAULT_HEADROOM,
     MEMORY_CRITICAL,
+    MEMORY_PRESSURE,
     MEMORY_WARNING,
 )
 from vm_rebalance.planner.eligibility import live_blocker, live_blocker_detail, move_method, node_flags
@@ -65,6 +68,34 @@ def _node_doc(node: Node, vm_count: int) -> dict[str, Any]:
         "memory_requests": mem_req,
         "health": health(cpu_use if cpu_use is not None else cpu_req, mem_use if mem_use is not None else mem_req),
         "pods": node.pods,
+        "pressure": pressure_document(node.pressure),
+    }
+
+
+def pressure_document(pressure: Pressure | None) -> dict[str, float | None] | None:
+    """A node's PSI as fractions of time (``cpu``, ``memory``, ``memory_full``, ``io``), or None."""
+    if pressure is None:
+        return None
+    return {
+        "cpu": pressure.cpu,
+        "memory": pressure.memory,
+        "memory_full": pressure.memory_full,
+        "io": pressure.io,
+    }
+
+
+def observation_document(observation: Observation | None) -> dict[str, Any] | None:
+    """How usage was observed: source, window, statistic, PSI window and the basis line; None without usage."""
+    if observation is None:
+        return None
+    return {
+        "source": observation.source,
+        "window_seconds": observation.window_seconds,
+        "percentile": observation.percentile,
+        "statistic": observation.statistic,
+        "pressure_window_seconds": observation.pressure_window_seconds,
+        "end": None if observation.end is None else observation.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "basis_line": observation.describe(),
     }
 
 
@@ -101,6 +132,8 @@ def _vm_doc(vm: VirtualMachine) -> dict[str, Any]:
         "live_migratable": vm.live_migratable,
         "eviction_strategy": vm.eviction_strategy,
         "do_not_move": vm.do_not_move,
+        "dirty_rate_bytes_per_second": vm.dirty_rate_bytes_per_second,
+        "network_bytes_per_second": vm.network_bytes_per_second,
     }
 
 
@@ -146,6 +179,7 @@ def inventory_document(state: ClusterState, *, namespaces: Iterable[str] | None 
         "kind": "Inventory",
         "source": state.source,
         "basis": "usage" if state.metrics_available else "requests",
+        "observation": observation_document(state.observation),
         "kubevirt_version": state.kubevirt_version,
         "migration_limits": {
             "parallel_per_cluster": state.limits.parallel_per_cluster,
@@ -184,11 +218,16 @@ def _cores(m: int | None) -> str:
 def node_table(doc: dict[str, Any]) -> Table:
     """The node table of an inventory document."""
     table = Table(title="Nodes", title_justify="left", header_style="bold")
-    for col in ("Node", "VMs", "CPU use", "CPU req", "Mem use", "Mem req", "CPU / Mem", "Health", "Flags"):
+    psi = any(n.get("pressure") for n in doc["nodes"])
+    columns = ["Node", "VMs", "CPU use", "CPU req", "Mem use", "Mem req", "CPU / Mem", "Health", "Flags"]
+    if psi:
+        columns.insert(7, "PSI cpu / mem")
+    for col in columns:
         table.add_column(col, justify="right" if col in ("VMs",) else "left", no_wrap=col == "Node")
     for n in doc["nodes"]:
         health_style = {"critical": "bold red", "warning": "yellow", "ok": "green"}[n["health"]]
         flags = ", ".join(n["flags"]) or "-"
+        extra = [_psi_text(n.get("pressure"))] if psi else []
         table.add_row(
             markup(n["name"]),
             str(n["vms"]),
@@ -197,10 +236,23 @@ def node_table(doc: dict[str, Any]) -> Table:
             _pct(n["memory_usage"], warn=MEMORY_WARNING, crit=MEMORY_CRITICAL),
             _pct(n["memory_requests"], warn=MEMORY_WARNING, crit=MEMORY_CRITICAL),
             f"{_cores(n['allocatable']['cpu_millicores'])} / {_gib(n['allocatable']['memory_bytes'])}",
+            *extra,
             Text(n["health"], style=health_style),
             Text(plain(flags), style="dim" if flags == "-" else "magenta"),
         )
     return table
+
+
+def _psi_text(pressure: dict[str, float | None] | None) -> Text:
+    """``35% / 0%``: the share of time tasks waited for CPU / memory, yellow from the pressure limits."""
+    if not pressure:
+        return Text("-", style="dim")
+    cpu, mem = pressure.get("cpu"), pressure.get("memory")
+    text = Text()
+    text.append(_pct_plain(cpu), style="yellow" if (cpu or 0) >= CPU_PRESSURE else "")
+    text.append(" / ")
+    text.append(_pct_plain(mem), style="yellow" if (mem or 0) >= MEMORY_PRESSURE else "")
+    return text
 
 
 def vm_table(doc: dict[str, Any]) -> Table:
@@ -252,6 +304,8 @@ def totals_text(doc: dict[str, Any]) -> Text:
         f"{limits['parallel_outbound_per_node']} outbound per node"
         + (f"; KubeVirt {doc['kubevirt_version']}" if doc["kubevirt_version"] else "")
     )
+    observation = doc.get("observation")
+    text.append(f"\nUsage: {observation['basis_line'] if observation else 'none measured (requests only)'}")
     for note in doc["notes"]:
         text.append(f"\nNote: {note}", style="dim")
     return text
@@ -337,6 +391,8 @@ def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
                 f"| {_md(m['namespace'])} | {_md(m['vm'])} | {_md(m['phase'])} | {_md(m['from'] or '-')} | "
                 f"{_md(m['to'] or '-')} |"
             )
+    observation = doc.get("observation")
+    out += ["", f"Usage: {_md(observation['basis_line']) if observation else 'none measured (requests only)'}"]
     for note in doc["notes"]:
         out += ["", f"Note: {_md(note)}"]
     return "\n".join(out) + "\n"

@@ -59,11 +59,13 @@ def _downtime(m: Move) -> str:
 
 
 def move_seconds(m: Move) -> float:
-    """Rough duration of one move: live ≈ guest memory at 1 GiB/s + 10 s setup; cold ≈ 60 s."""
+    """Rough duration of one move: live ≈ its estimated copy time (else guest memory at 1 GiB/s) + 10 s
+    setup; cold ≈ 60 s."""
     if not m.running:
         return STOPPED_SECONDS
     if m.method is MigrationMethod.LIVE:
-        return LIVE_SETUP_SECONDS + m.guest_memory_bytes / LIVE_BYTES_PER_SECOND
+        copy = m.guest_memory_bytes / LIVE_BYTES_PER_SECOND if m.estimated_seconds is None else m.estimated_seconds
+        return LIVE_SETUP_SECONDS + copy
     return COLD_SECONDS
 
 
@@ -140,9 +142,16 @@ def _key_improvement(plan: Plan) -> str:
         case GoalType.COUNT:
             return std("count_stddev", "VMs per node", unit="")
         case GoalType.PERFORMANCE:
-            return both + (
-                f"; hottest node CPU {b.get('cpu_max', 0):.0f} % → {a.get('cpu_max', 0):.0f} %, "
-                f"memory {b.get('memory_max', 0):.0f} % → {a.get('memory_max', 0):.0f} %"
+            hot = ""
+            if "hot_nodes" in b and "hot_nodes" in a:
+                hot = f"; hot nodes (pressure-aware) {b['hot_nodes']:.0f} → {a['hot_nodes']:.0f}"
+            return (
+                both
+                + (
+                    f"; hottest node CPU {b.get('cpu_max', 0):.0f} % → {a.get('cpu_max', 0):.0f} %, "
+                    f"memory {b.get('memory_max', 0):.0f} % → {a.get('memory_max', 0):.0f} %"
+                )
+                + hot
             )
         case GoalType.BALANCED | GoalType.MANUAL:
             return both
@@ -151,7 +160,8 @@ def _key_improvement(plan: Plan) -> str:
 
 
 def _goal_line(plan: Plan) -> str:
-    return definition(plan.goal.type).headline(plan.goal, plan.basis.value)
+    line = definition(plan.goal.type).headline(plan.goal, plan.basis.value)
+    return f"{line} — usage: {plan.observation}" if plan.observation else line
 
 
 def _node_change(before_vms: int, after_vms: int, cpu: float, mem: float, drained: bool) -> str:

@@ -29,13 +29,17 @@ from vm_rebalance.render.html import (
     MAX_CHART_ROWS,
     BarRow,
     band_badge,
+    busiest_series,
     esc,
     page,
     pct,
     plan_rows,
+    series_chart,
     table,
+    tradeoff_chart,
     utilisation_chart,
 )
+from vm_rebalance.render.plan import tradeoff_rows
 from vm_rebalance.render.text import markup, md, plain
 
 MAX_NODES = 30
@@ -70,10 +74,60 @@ def node_rows(nodes: Sequence[NodeCapacity]) -> list[tuple[str, ...]]:
             pct(n.requests.cpu),
             pct(n.requests.memory),
             n.band.value,
-            NODE_ACTIONS[n.band],
+            NODE_ACTIONS[n.band] + (f" ({n.signal})" if n.signal else ""),
         )
         for n in nodes
     ]
+
+
+PRESSURE_HEADERS = ("Node", "CPU some", "Memory some", "Memory full", "I/O some", "Band")
+SERIES_HEADERS = ("Node", "CPU mean", "CPU min–max", "Memory mean", "Memory min–max")
+
+
+def pressure_rows(report: CapacityReport, limit: int = MAX_NODES) -> list[tuple[str, ...]]:
+    """Nodes with PSI, the most CPU-pressured first: the share of time tasks waited (over the window)."""
+    measured = [n for n in report.nodes if n.pressure is not None and (n.eligible or n.vms)]
+    measured.sort(key=lambda n: (-(n.pressure.cpu or 0.0) if n.pressure else 0.0, n.name))
+    return [
+        (n.name, pct(p.cpu), pct(p.memory), pct(p.memory_full), pct(p.io), n.band.value)
+        for n in measured[:limit]
+        if (p := n.pressure) is not None
+    ]
+
+
+def series_rows(report: CapacityReport, limit: int = MAX_NODES) -> list[tuple[str, ...]]:
+    """Per node (busiest first): mean, min and max of CPU and memory over the window."""
+    rows: list[tuple[str, ...]] = []
+    for name in busiest_series(report.series, limit):
+        s = report.series[name]
+        rows.append(
+            (
+                name,
+                pct(sum(s.cpu) / len(s.cpu)),
+                f"{pct(min(s.cpu))}–{pct(max(s.cpu))}",
+                pct(sum(s.memory) / len(s.memory)),
+                f"{pct(min(s.memory))}–{pct(max(s.memory))}",
+            )
+        )
+    return rows
+
+
+def window_text(report: CapacityReport) -> str:
+    """``over the last 1 h`` (or an empty string for an instant reading)."""
+    if report.window_seconds is None:
+        return ""
+    hours = report.window_seconds / 3600
+    return f"over the last {hours:g} h" if hours >= 1 else f"over the last {report.window_seconds / 60:g} min"
+
+
+def tradeoff_line(report: CapacityReport) -> str:
+    """The plan's trade-off in one sentence: where the knee is."""
+    plan = report.plan
+    if plan is None or not plan.tradeoff:
+        return ""
+    start, end = plan.tradeoff[0].objective, plan.tradeoff[-1].objective
+    knee = f"the knee at {plan.knee} move(s)" if plan.knee else "no clear knee"
+    return f"objective {start:.2f} → {end:.2f} over {len(plan.moves)} move(s); {knee}"
 
 
 def _size(a: SizingAdvice, amount: int) -> str:
@@ -196,8 +250,38 @@ def render_capacity(report: CapacityReport, *, max_nodes: int = MAX_NODES, max_r
     parts += _sizing_parts(report, max_rows)
     parts += _workload_parts(report, max_rows)
     parts += _slot_and_plan_parts(report, max_nodes)
+    parts += _signal_parts(report, max_nodes)
     parts += _closing_parts(report)
     return Group(*parts)
+
+
+def _signal_parts(report: CapacityReport, max_nodes: int) -> list[RenderableType]:
+    """Pressure, utilisation over the window and the plan's trade-off, where the report has them."""
+    parts: list[RenderableType] = []
+    for available, title, headers, rows in (
+        (
+            report.section("pressure").available,
+            "Pressure (PSI: share of time tasks waited)",
+            PRESSURE_HEADERS,
+            pressure_rows(report, max_nodes),
+        ),
+        (
+            report.section("utilisation_over_time").available,
+            f"Utilisation {window_text(report)}",
+            SERIES_HEADERS,
+            series_rows(report, max_nodes),
+        ),
+    ):
+        if available and rows:
+            t = Table(title=title, title_justify="left", header_style="bold")
+            for h in headers:
+                t.add_column(h, justify="left" if h == "Node" else "right")
+            for row in rows:
+                t.add_row(*row)
+            parts += [Text(""), t]
+    if report.section("tradeoff").available:
+        parts += [Text(""), Text(f"Move trade-off: {tradeoff_line(report)}", style="bold")]
+    return parts
 
 
 def _summary_parts(report: CapacityReport) -> list[RenderableType]:
@@ -366,6 +450,14 @@ def capacity_markdown(report: CapacityReport, *, max_nodes: int = MAX_NODES, max
             ("Node", "CPU now", "CPU after", "Memory now", "Memory after"),
             [(r.label, pct(r.cpu_before), pct(r.cpu), pct(r.memory_before), pct(r.memory)) for r in rows],
         )
+    if report.section("pressure").available:
+        out += ["", "### Pressure (PSI: share of time tasks waited)", ""]
+        out += _md_table(PRESSURE_HEADERS, pressure_rows(report, max_nodes))
+    if report.section("utilisation_over_time").available:
+        out += ["", f"### Utilisation {window_text(report)}", ""]
+        out += _md_table(SERIES_HEADERS, series_rows(report, max_nodes))
+    if report.section("tradeoff").available:
+        out += ["", f"**Move trade-off:** {_md(tradeoff_line(report))}"]
     absent = absent_lines(report)
     if absent:
         out += ["", "**Not in this report:**"] + [f"- {_md(line)}" for line in absent]
@@ -406,6 +498,7 @@ def capacity_html(report: CapacityReport) -> str:
     """The report as a self-contained HTML page (`report --html FILE`)."""
     body = _html_overview(report)
     body += _html_bands(report)
+    body += _html_signals(report)
     body += _html_plan(report)
     body += _html_n_plus_one(report)
     body += _html_slots_and_sizing(report)
@@ -476,6 +569,39 @@ def _html_plan(report: CapacityReport) -> list[str]:
             body.append(f'<p class="absent">{left_out} more node(s) not drawn (unchanged, less busy)</p>')
     else:
         body.append('<p class="absent">The plan moves nothing: no before → after chart.</p>')
+    if report.section("tradeoff").available:
+        body.append(f"<h3>Move trade-off: {esc(tradeoff_line(report))}</h3>")
+        body.append(tradeoff_chart(plan.tradeoff, knee=plan.knee, moves=len(plan.moves), chart_id="report-tradeoff"))
+        body.append(
+            "<details><summary>The curve as a table</summary>"
+            + table(
+                ("Moves", "Objective", "Improvement", "GiB to copy", "Cold downtime", ""),
+                [[esc(x) for x in r] for r in tradeoff_rows(plan)],
+            )
+            + "</details>"
+        )
+    return body
+
+
+def _html_signals(report: CapacityReport) -> list[str]:
+    body: list[str] = []
+    if report.section("utilisation_over_time").available:
+        body.append(f"<h2>Utilisation {esc(window_text(report))}</h2>")
+        body.append(
+            series_chart(report.series, chart_id="utilisation-over-time", title="Node utilisation over the window")
+        )
+        body.append(
+            "<details><summary>Mean, minimum and maximum per node</summary>"
+            + table(SERIES_HEADERS, [[esc(x) for x in r] for r in series_rows(report, len(report.series))])
+            + "</details>"
+        )
+    if report.section("pressure").available:
+        body.append("<h2>Pressure (PSI)</h2>")
+        body.append(
+            "<p>The share of time tasks waited for CPU, memory or I/O. A node whose CPU pressure is at or above "
+            "10 % is hot from 70 % CPU (memory: 5 % from 80 %).</p>"
+        )
+        body.append(table(PRESSURE_HEADERS, [[esc(x) for x in r] for r in pressure_rows(report)], numeric=(1, 2, 3, 4)))
     return body
 
 
@@ -551,7 +677,9 @@ __all__ = [
     "headroom_line",
     "n_plus_one_lines",
     "node_rows",
+    "pressure_rows",
     "render_capacity",
+    "series_rows",
     "shown_nodes",
     "sizing_rows",
     "slots_line",

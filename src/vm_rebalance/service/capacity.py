@@ -11,14 +11,17 @@ What it computes, with seed 003's numbers (model/capacity.py holds the threshold
   ``vm-rebalance.io/workload-class`` annotation or label;
 - migration slots: migrations in flight against the cluster and per-node limits.
 
-Optional inputs that do not exist yet (a utilisation time series, PSI, the move trade-off
-curve) are reported as absent sections with the reason, never invented.
+Optional inputs come from the usage source and the plan, and are reported as absent sections
+with the reason where they do not exist, never invented: utilisation over the window (Prometheus /
+Thanos), PSI (Prometheus' node_pressure_*, the kubelet stats summary) — a node under CPU pressure
+is in the "urgent" band from 70 % (it is hot even at 75 %) — network traffic per VM (Prometheus),
+and the plan's move trade-off curve.
 """
 
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from vm_rebalance.model import (
     GIB,
@@ -33,6 +36,7 @@ from vm_rebalance.model import (
     VirtualMachine,
 )
 from vm_rebalance.model.capacity import (
+    Band,
     CapacityReport,
     ClusterCapacity,
     Headroom,
@@ -44,23 +48,28 @@ from vm_rebalance.model.capacity import (
     SizingDirection,
     Unplaced,
     Utilisation,
-    WorkloadClass,
     WorkloadClassification,
     band_of,
     headroom_status,
 )
 from vm_rebalance.model.cluster import DO_NOT_MOVE_ANNOTATION
+from vm_rebalance.model.thresholds import (
+    CPU_PRESSURE,
+    CPU_PRESSURED_WARNING,
+    MEMORY_PRESSURE,
+    MEMORY_PRESSURED_WARNING,
+)
 from vm_rebalance.planner import PlanRequest
 from vm_rebalance.planner.eligibility import node_flags
+from vm_rebalance.planner.workloads import (
+    WORKLOAD_ANNOTATION,
+    WORKLOAD_TYPES,
+    classify_workload,
+    guest_memory_used,
+    migration_profile,
+    profile_considerations,
+)
 from vm_rebalance.service.planning import propose
-
-WORKLOAD_ANNOTATION = "vm-rebalance.io/workload-class"
-"""On the VM (annotation, comma-separated) or its template (label, one value): classes or a workload type."""
-
-CPU_INTENSIVE = 0.70
-"""Seed 003: "CPU-intensive: >70% CPU utilization" (of the guest's vCPUs)."""
-MEMORY_INTENSIVE = 0.80
-"""Seed 003: "Memory-intensive: >80% memory utilization" (of the guest's memory)."""
 
 CPU_TARGET = 0.65
 """Seed 003's CPU target, 60–70 % average usage: suggested vCPUs put usage near its middle."""
@@ -78,45 +87,47 @@ MEMORY_SHRINK = 0.30
 SLOTS_WARNING = 0.80
 """Seed 003: cluster migration limit warning at > 80 % (4/5), critical at the limit."""
 
-WORKLOAD_CLASS_NOTES: Mapping[WorkloadClass, str] = {
-    WorkloadClass.CPU: "CPU-intensive: balance CPU across nodes",
-    WorkloadClass.MEMORY: "memory-intensive: balance memory across nodes; large guests migrate longer",
-    WorkloadClass.IO: "I/O-intensive: distribute across storage backends",
-    WorkloadClass.NETWORK: "network-intensive: stagger migrations (never several at once)",
-}
-
-WORKLOAD_TYPES: Mapping[str, tuple[tuple[WorkloadClass, ...], str]] = {
-    # Seed 003, "Common Workload Types": resource profile → classes; migration considerations.
-    "general": ((), "easy to migrate, low dirty page rate"),
-    "database": (
-        (WorkloadClass.CPU, WorkloadClass.MEMORY, WorkloadClass.IO),
-        "high dirty page rate: schedule migrations carefully",
-    ),
-    "analytics": ((WorkloadClass.NETWORK,), "sensitive to migration pause: use a dedicated migration network"),
-    "ai-ml": ((WorkloadClass.CPU, WorkloadClass.MEMORY), "large memory footprint: long migration times"),
-    "streaming": ((WorkloadClass.NETWORK,), "network-intensive: avoid concurrent migrations"),
-    "batch": ((), "migrate during job idle periods"),
-    "hpc": ((WorkloadClass.CPU, WorkloadClass.MEMORY), "extremely long migrations: consider cold migration"),
-    "edge": ((), "easy to migrate, scale horizontally"),
-    "media": ((WorkloadClass.CPU, WorkloadClass.NETWORK), "high dirty page rate during processing"),
-    "dev-test": ((), "higher overcommit acceptable"),
-}
-
 NO_PLAN = "no plan was given (report --plan FILE; plan_id for the MCP tool)"
 N_PLUS_ONE_OFF = "not checked: switched off (--no-n-plus-one; n_plus_one: false for the MCP tool)"
 
-ABSENT_TODAY: Mapping[str, str] = {
-    "utilisation_over_time": (
-        "no utilisation time series: usage comes from metrics.k8s.io, one instant reading "
-        "(bands are judged on that reading, not on sustained load)"
-    ),
-    "pressure": "no pressure stall information (PSI): the usage source reads CPU and memory only",
-    "io_network_metrics": (
-        "metrics.k8s.io reports CPU and memory only: I/O- and network-intensive classes come from the "
-        f"{WORKLOAD_ANNOTATION} annotation or label alone"
-    ),
-    "tradeoff": "no move trade-off curve was given",
-}
+
+def _absent_over_time(state: ClusterState, basis: Basis) -> str:
+    obs = state.observation
+    if basis is Basis.REQUESTS or obs is None:
+        return "no utilisation time series: the report is on requests (no usage source measured the cluster)"
+    if obs.sustained:
+        return f"no utilisation series came with the {obs.statistic} of {obs.source} (the range queries failed)"
+    return (
+        f"no utilisation time series: usage comes from {obs.source}, one instant reading (bands are judged on "
+        "that reading, not on sustained load; Prometheus over --window gives both)"
+    )
+
+
+def _absent_pressure(state: ClusterState) -> str:
+    source = state.observation.source if state.observation is not None else "no usage source"
+    return (
+        f"no pressure stall information (PSI): {source} reports none (Prometheus with node-exporter's pressure "
+        "collector, or the kubelet stats summary on cgroup v2, does)"
+    )
+
+
+IO_NETWORK_ABSENT = (
+    "no per-VM network or I/O metrics (KubeVirt's, from Prometheus): I/O- and network-intensive classes come "
+    f"from the {WORKLOAD_ANNOTATION} annotation or label alone"
+)
+
+
+def _tradeoff_section(plan: Plan | None) -> Section:
+    if plan is None:
+        return Section("tradeoff", False, "no move trade-off curve was given (report --plan FILE of a balancing plan)")
+    if not plan.tradeoff:
+        return Section(
+            "tradeoff",
+            False,
+            f"the {plan.goal.type.value} plan carries no trade-off curve (drain, named moves and plans that move "
+            "nothing have none)",
+        )
+    return Section("tradeoff", True)
 
 
 def resolve_report_basis(state: ClusterState, basis: str | None, warnings: list[str]) -> Basis:
@@ -146,8 +157,26 @@ def _usage_util(node: Node) -> Utilisation | None:
     return Utilisation(_frac(u.cpu_millicores, a.cpu_millicores), _frac(u.memory_bytes, a.memory_bytes))
 
 
+def _pressure_band(node: Node, util: Utilisation, band: Band, basis: Basis) -> tuple[Band, str | None]:
+    """A node under pressure above the pressured thresholds is hot even below 80 %: at least "urgent"."""
+    p = node.pressure
+    if p is None or basis is not Basis.USAGE:
+        return band, None
+    signals = []
+    if p.cpu is not None and p.cpu >= CPU_PRESSURE and util.cpu > CPU_PRESSURED_WARNING:
+        signals.append(f"CPU pressure {p.cpu * 100:.0f} % of the time at {util.cpu * 100:.0f} % CPU")
+    if p.memory is not None and p.memory >= MEMORY_PRESSURE and util.memory > MEMORY_PRESSURED_WARNING:
+        signals.append(f"memory pressure {p.memory * 100:.0f} % of the time at {util.memory * 100:.0f} % memory")
+    if not signals:
+        return band, None
+    order = list(Band)
+    raised = max(band, Band.URGENT, key=order.index)
+    return raised, "; ".join(signals)
+
+
 def node_capacities(state: ClusterState, basis: Basis) -> tuple[NodeCapacity, ...]:
-    """Every node's utilisation (basis, requests, usage) and band, sorted by name."""
+    """Every node's utilisation (basis, requests, usage) and band, sorted by name; a node under
+    pressure above the pressured thresholds is "urgent" even below 80 %, with the signal."""
     counts = Counter(v.node for v in state.vms if v.running and v.node)
     out = []
     for node in sorted(state.nodes, key=lambda n: n.name):
@@ -155,6 +184,7 @@ def node_capacities(state: ClusterState, basis: Basis) -> tuple[NodeCapacity, ..
         usage = _usage_util(node)
         util = usage if basis is Basis.USAGE and usage is not None else requests
         flags = node_flags(node)
+        band, signal = _pressure_band(node, util, band_of(util.peak), basis)
         out.append(
             NodeCapacity(
                 name=node.name,
@@ -165,7 +195,9 @@ def node_capacities(state: ClusterState, basis: Basis) -> tuple[NodeCapacity, ..
                 utilisation=util,
                 requests=requests,
                 usage=usage,
-                band=band_of(util.peak),
+                band=band,
+                pressure=node.pressure,
+                signal=signal,
             )
         )
     return tuple(out)
@@ -299,14 +331,6 @@ def n_plus_one(state: ClusterState, basis: Basis, node: Node) -> NPlusOne:
 # ------------------------------------------------------------------------------ right-sizing
 
 
-def guest_memory_used(vm: VirtualMachine) -> int | None:
-    """Guest memory in use: the launcher pod's working set less the launcher overhead (request − guest)."""
-    if vm.usage is None:
-        return None
-    overhead = max(0, vm.requests.memory_bytes - vm.guest_memory_bytes)
-    return max(0, vm.usage.memory_bytes - overhead)
-
-
 def _ceil_gib(n: float) -> int:
     return max(1, math.ceil(n / GIB)) * GIB
 
@@ -389,83 +413,18 @@ def _advice(
 # ------------------------------------------------------------------------------ workload classes
 
 
-def _declared(vm: VirtualMachine) -> list[tuple[str, str]]:
-    """(token, where) pairs the user set: the VM annotation (comma-separated) and the template label."""
-    found = []
-    annotation = vm.annotations.get(WORKLOAD_ANNOTATION)
-    if annotation:
-        found += [(t.strip().lower(), "annotation") for t in annotation.split(",") if t.strip()]
-    label = vm.labels.get(WORKLOAD_ANNOTATION)
-    if label:
-        found += [(t.strip().lower(), "label") for t in label.replace(".", ",").split(",") if t.strip()]
-    return found
-
-
-def classify_workload(
-    vm: VirtualMachine, *, bandwidth_bytes_per_second: int | None = None, warnings: list[str] | None = None
-) -> WorkloadClassification:
-    """A VM's classes from its metrics and from what the user declared, with evidence and considerations."""
-    classes: dict[WorkloadClass, None] = {}
-    evidence: list[str] = []
-    considerations: list[str] = []
-    workload_type: str | None = None
-    if vm.running and vm.usage is not None:
-        if vm.vcpus > 0:
-            cpu = vm.usage.cpu_millicores / (vm.vcpus * 1000)
-            if cpu > CPU_INTENSIVE:
-                classes[WorkloadClass.CPU] = None
-                evidence.append(f"CPU {cpu * 100:.0f} % of {vm.vcpus} vCPU (metrics)")
-        used = guest_memory_used(vm)
-        if used is not None and vm.guest_memory_bytes > 0:
-            mem = used / vm.guest_memory_bytes
-            if mem > MEMORY_INTENSIVE:
-                classes[WorkloadClass.MEMORY] = None
-                evidence.append(f"memory {mem * 100:.0f} % of {vm.guest_memory_bytes / GIB:.0f} GiB guest (metrics)")
-    unknown = []
-    for token, where in _declared(vm):
-        if token in WorkloadClass.__members__.values():
-            classes[WorkloadClass(token)] = None
-            evidence.append(f"{where} {WORKLOAD_ANNOTATION}: {token}")
-        elif token in WORKLOAD_TYPES:
-            workload_type = workload_type or token
-            type_classes, note = WORKLOAD_TYPES[token]
-            for k in type_classes:
-                classes[k] = None
-            evidence.append(f"{where} {WORKLOAD_ANNOTATION}: {token}")
-            considerations.append(f"{token}: {note}")
-        else:
-            unknown.append(token)
-    if unknown and warnings is not None:
-        known = ", ".join([*(k.value for k in WorkloadClass), *WORKLOAD_TYPES])
-        warnings.append(
-            f"VM {vm.namespace}/{vm.name}: unknown {WORKLOAD_ANNOTATION} value(s) {', '.join(unknown)} (known: {known})"
-        )
-    ordered = tuple(k for k in WorkloadClass if k in classes)
-    considerations += [WORKLOAD_CLASS_NOTES[k] for k in ordered]
-    if WorkloadClass.MEMORY in classes and bandwidth_bytes_per_second:
-        seconds = vm.guest_memory_bytes / bandwidth_bytes_per_second
-        considerations.append(
-            f"copying {vm.guest_memory_bytes / GIB:.0f} GiB takes ≥ {seconds:.0f} s at the bandwidth limit"
-        )
-    return WorkloadClassification(
-        namespace=vm.namespace,
-        vm=vm.name,
-        node=vm.node,
-        classes=ordered,
-        workload_type=workload_type,
-        evidence=tuple(evidence),
-        considerations=tuple(dict.fromkeys(considerations)),
-    )
-
-
 def workload_classes(state: ClusterState, warnings: list[str]) -> tuple[WorkloadClassification, ...]:
-    """The VMs with at least one class or a declared workload type (the others are general purpose)."""
+    """The VMs with at least one class, a declared workload type or a migration the planner treats
+    differently (high dirty rate, not converging); the others are general purpose. The considerations
+    say what a plan does with each (the planner's own `migration_profile`)."""
     out = []
     bandwidth = state.limits.bandwidth_bytes_per_second
     for vm in sorted(state.vms, key=lambda v: (v.namespace, v.name)):
         c = classify_workload(vm, bandwidth_bytes_per_second=bandwidth, warnings=warnings)
-        if c.classes or c.workload_type:
-            out.append(c)
+        profile = migration_profile(vm, state.limits) if vm.running else None
+        extra = profile_considerations(profile) if profile is not None else ()
+        if c.classes or c.workload_type or (profile is not None and (profile.high_dirty or not profile.converges)):
+            out.append(dataclasses.replace(c, considerations=tuple(dict.fromkeys((*c.considerations, *extra)))))
     return tuple(out)
 
 
@@ -499,7 +458,15 @@ def migration_slots(state: ClusterState) -> MigrationSlots:
 def _observation(state: ClusterState, basis: Basis) -> str:
     if basis is Basis.REQUESTS:
         return "requests of the virt-launcher pods (what the scheduler counts), no measured usage"
-    return f"one instant reading of metrics.k8s.io ({state.source}): not a sustained average"
+    obs = state.observation
+    if obs is None or not obs.sustained:
+        source = obs.source if obs is not None else "metrics.k8s.io"
+        return f"one instant reading of {source} ({state.source}): not a sustained average" + (
+            f"; PSI averaged over {obs.pressure_window_seconds:.0f} s"
+            if obs is not None and obs.pressure_window_seconds
+            else ""
+        )
+    return f"{obs.describe()} ({state.source})"
 
 
 def _plan_warnings(state: ClusterState, plan: Plan) -> list[str]:
@@ -561,7 +528,24 @@ def capacity_report(
     else:
         sections.append(Section("plan", True))
         warnings += _plan_warnings(state, plan)
-    sections += [Section(name, False, reason) for name, reason in ABSENT_TODAY.items()]
+    obs = state.observation
+    series = dict(obs.series) if obs is not None and chosen is Basis.USAGE else {}
+    sections.append(
+        Section("utilisation_over_time", True)
+        if series
+        else Section("utilisation_over_time", False, _absent_over_time(state, chosen))
+    )
+    sections.append(
+        Section("pressure", True)
+        if any(n.pressure is not None for n in nodes)
+        else Section("pressure", False, _absent_pressure(state))
+    )
+    if any(v.network_bytes_per_second is not None for v in state.vms):
+        sections.append(Section("io_network_metrics", True))  # network measured; I/O classes still declared
+    else:
+        sections.append(Section("io_network_metrics", False, IO_NETWORK_ABSENT))
+    sections.append(_tradeoff_section(plan))
+    warnings[:0] = [w for w in state.usage_warnings if w not in warnings]
     return CapacityReport(
         source=state.source,
         basis=chosen.value,
@@ -577,6 +561,8 @@ def capacity_report(
         sections=tuple(sections),
         warnings=tuple(dict.fromkeys(warnings)),
         kubevirt_version=state.kubevirt_version,
+        series=series,
+        window_seconds=obs.window_seconds if obs is not None and chosen is Basis.USAGE else None,
     )
 
 

@@ -15,6 +15,7 @@ from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.kube.kubevirt import KubeVirtApi
 from vm_rebalance.model import ClusterState, Plan
 from vm_rebalance.model.cancel import CancelToken
+from vm_rebalance.service.usage import UsageSpec, note_window, snapshot_usage, usage_source
 from vm_rebalance.sources.kubernetes import KubernetesSource
 from vm_rebalance.sources.snapshot_file import SnapshotFileSource, snapshot_document
 
@@ -29,6 +30,8 @@ class Target:
     from_file: str | None = None
     kubeconfig: str | None = None
     context: str | None = None
+    usage: UsageSpec | None = None
+    """Where usage comes from (``--usage``, ``--window`` …); None: metrics.k8s.io (service/usage.py)."""
 
     @property
     def offline(self) -> bool:
@@ -50,17 +53,20 @@ def read_state(target: Target, *, progress: Progress | None = None) -> ClusterSt
         ConfigError: bad snapshot file. ClusterError: the cluster cannot be read.
     """
     if target.from_file is not None:
-        return SnapshotFileSource(target.from_file).read()
+        return note_window(SnapshotFileSource(target.from_file, usage=snapshot_usage(target)).read(), target)
     with open_client(target) as client:
-        return KubernetesSource(client, progress=progress).read()
+        usage = usage_source(target, client, progress=progress)
+        return note_window(KubernetesSource(client, progress=progress, usage=usage).read(), target)
 
 
 def take_snapshot(target: Target, *, progress: Progress | None = None) -> dict[str, Any]:
     """The snapshot document (a Kubernetes List) of the live cluster, or of a snapshot file re-read."""
     if target.from_file is not None:
+        snapshot_usage(target)  # a live-only usage source is refused on a snapshot
         return snapshot_document(SnapshotFileSource(target.from_file).raw_objects())
     with open_client(target) as client:
-        return snapshot_document(KubernetesSource(client, progress=progress).raw_objects())
+        usage = usage_source(target, client, progress=progress)
+        return snapshot_document(KubernetesSource(client, progress=progress, usage=usage).raw_objects())
 
 
 def write_document(document: dict[str, Any], path: str | Path) -> None:
@@ -85,7 +91,8 @@ class Session:
         """Connect and read the cluster (raises ConfigError on --from-file, ClusterError)."""
         client = open_client(target)
         try:
-            state = KubernetesSource(client, progress=progress).read()
+            usage = usage_source(target, client, progress=progress)
+            state = KubernetesSource(client, progress=progress, usage=usage).read()
         except BaseException:
             client.close()
             raise
