@@ -103,3 +103,19 @@ def test_duration_estimate_uses_memory_and_slots():
     plan = plan_manual_moves(make_state(nodes, vms), [("default", "big", "worker-2", "live")])
     assert estimate_seconds(plan) == 10 + 20
     assert estimate_seconds(plan, MigrationLimits(parallel_per_cluster=1)) == 30
+
+
+def test_a_long_plan_shows_its_first_moves_and_counts_the_rest():
+    plan = propose_plan(_state(), PlanRequest(goal=Goal(type=GoalType.BALANCED)))
+    assert len(plan.moves) >= 3
+    shown = 2
+    out = _text(render_plan(plan, max_moves=shown))
+    md = plan_markdown(plan, max_moves=shown)
+    hidden = len(plan.moves) - shown
+    for text in (out, md):
+        assert f"… and {hidden} more move(s), not shown here (every move: -o json" in text
+    assert plan.moves[0].vm in md and plan.moves[1].vm in md
+    assert f"| {plan.moves[2].id} | {plan.moves[2].vm} |" not in md
+    # The summary still counts every move, shown or not.
+    assert f"- **Total VMs to Rebalance**: {len(plan.moves)}" in md
+    assert "more move(s)" not in plan_markdown(plan)

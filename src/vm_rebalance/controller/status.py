@@ -101,7 +101,7 @@ def tables(plan: Plan, limits: MigrationLimits | None = None) -> dict[str, str]:
     if not move_rows:
         move_rows.append(("-", "-", "-", "-", "-", "-", "-", "-", "no migration needed"))
     moves = text_table(MOVE_HEADERS, move_rows)
-    hidden = len(view.move_rows) - len(move_rows) + view.hidden_stays
+    hidden = len(view.move_rows) - len(move_rows) + view.hidden_moves + view.hidden_stays
     if hidden > 0:
         moves += f"\n… and {hidden} more row(s): see status.plan"
     node_rows = [tuple(c for i, c in enumerate(row) if i != 4) for row in view.node_rows]

@@ -18,7 +18,7 @@ from vm_rebalance import __version__
 from vm_rebalance.model import MigrationLimits, NodeChange, Plan, TradeoffPoint
 from vm_rebalance.model.capacity import BAND_EMERGENCY, BAND_PLAN, BAND_URGENT, Band, band_of
 from vm_rebalance.model.signals import UtilisationSeries
-from vm_rebalance.render.plan import plan_view
+from vm_rebalance.render.plan import hidden_moves_line, plan_view
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
@@ -394,6 +394,8 @@ def plan_sections(plan: Plan, *, limits: MigrationLimits | None = None, alternat
             cls="moves",
         )
     )
+    if view.hidden_moves:
+        out.append(f'<p class="absent">{esc(hidden_moves_line(view.hidden_moves))}</p>')
     if view.hidden_stays:
         out.append(f'<p class="absent">… and {view.hidden_stays} more staying VM(s) with a reason (see -o json)</p>')
     out.append("<h2>📊 Node State: Before → After</h2>")
