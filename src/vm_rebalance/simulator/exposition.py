@@ -22,7 +22,7 @@ Written by hand rather than with prometheus_client: a 500-node cluster is ~300,0
 
 import datetime
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,28 +105,86 @@ class Writer:
         return "".join(self.parts)
 
 
+class _NodeSeries:
+    """Label strings and counter columns of node-exporter's series for some nodes."""
+
+    def __init__(self, view: View, nodes: list[int], extra: dict[str, str] | None) -> None:
+        inv = view.inv
+        self.view = view
+        self.nodes = nodes
+        self.base = {
+            i: (labels(**(extra or {}), instance=inv.node_names[i]) if extra is not None else "") for i in nodes
+        }
+
+    def lab(self, i: int, **more: str) -> str:
+        tail = labels(**more)
+        return ",".join(p for p in (self.base[i], tail) if p)
+
+    def counter(self, col: str, i: int) -> np.ndarray:
+        return np.asarray(self.view.node_counters[:, i, _COL[col]])
+
+
+#: node-exporter's pressure families: name, signal column (None: always zero), help.
+_NODE_PSI = (
+    (
+        "node_pressure_cpu_waiting_seconds_total",
+        "psi_cpu_some",
+        "Total time in seconds that processes have waited for CPU time",
+    ),
+    (
+        "node_pressure_cpu_stalled_seconds_total",
+        None,
+        "Total time in seconds no process could make progress due to CPU congestion",
+    ),
+    (
+        "node_pressure_memory_waiting_seconds_total",
+        "psi_mem_some",
+        "Total time in seconds that processes have waited for memory",
+    ),
+    (
+        "node_pressure_memory_stalled_seconds_total",
+        "psi_mem_full",
+        "Total time in seconds no process could make progress due to memory congestion",
+    ),
+    (
+        "node_pressure_io_waiting_seconds_total",
+        "psi_io_some",
+        "Total time in seconds that processes have waited due to IO congestion",
+    ),
+    (
+        "node_pressure_io_stalled_seconds_total",
+        "psi_io_full",
+        "Total time in seconds no process could make progress due to IO congestion",
+    ),
+)
+
+
 def node_exporter(w: Writer, view: View, nodes: list[int], extra: dict[str, str] | None = None) -> None:
     """node-exporter's families for the given node indexes (``extra`` labels, e.g. instance and job)."""
-    inv = view.inv
-    base = {i: (labels(**(extra or {}), instance=inv.node_names[i]) if extra is not None else "") for i in nodes}
+    s = _NodeSeries(view, nodes, extra)
+    _node_cpu_family(w, s)
+    _node_memory_families(w, s)
+    _node_load_and_pressure_families(w, s)
 
-    def lab(i: int, **more: str) -> str:
-        tail = labels(**more)
-        return ",".join(p for p in (base[i], tail) if p)
 
-    def counter(col: str, i: int) -> np.ndarray:
-        return np.asarray(view.node_counters[:, i, _COL[col]])
-
+def _node_cpu_family(w: Writer, s: _NodeSeries) -> None:
+    """``node_cpu_seconds_total``: one series per CPU and mode."""
+    inv = s.view.inv
     cpu_series: list[tuple[str, np.ndarray | float]] = []
-    for i in nodes:
+    for i in s.nodes:
         cores = max(1, round(float(inv.node_cores[i])))
-        prefix = f"{base[i]}," if base[i] else ""
-        per_mode = [(mode, counter(f"cpu_{mode}", i)) for mode in NODE_CPU_MODES]
+        prefix = f"{s.base[i]}," if s.base[i] else ""
+        per_mode = [(mode, s.counter(f"cpu_{mode}", i)) for mode in NODE_CPU_MODES]
         for cpu in range(cores):  # every CPU of a node carries the node's shares (labels need no escaping)
             cpu_series.extend((f'{prefix}cpu="{cpu}",mode="{mode}"', values) for mode, values in per_mode)
     w.family("node_cpu_seconds_total", "counter", "Seconds the CPUs spent in each mode.", cpu_series)
-    mem_total = {i: float(inv.node_mem[i]) for i in nodes}
-    used = {i: view.node_mem_util[:, i] * mem_total[i] for i in nodes}
+
+
+def _node_memory_families(w: Writer, s: _NodeSeries) -> None:
+    """The ``node_memory_*_bytes`` gauges (/proc/meminfo fields), derived from the memory utilisation."""
+    nodes, lab = s.nodes, s.lab
+    mem_total = {i: float(s.view.inv.node_mem[i]) for i in nodes}
+    used = {i: s.view.node_mem_util[:, i] * mem_total[i] for i in nodes}
     w.family(
         "node_memory_MemTotal_bytes",
         "gauge",
@@ -167,48 +225,24 @@ def node_exporter(w: Writer, view: View, nodes: list[int], extra: dict[str, str]
         "node_memory_SwapFree_bytes",
         "gauge",
         "Memory information field SwapFree_bytes.",
-        [(lab(i), np.floor(8.0 * 2**30 - np.minimum(8.0 * 2**30, counter("pswpout", i) * 4096 * 0.01))) for i in nodes],
+        [
+            (lab(i), np.floor(8.0 * 2**30 - np.minimum(8.0 * 2**30, s.counter("pswpout", i) * 4096 * 0.01)))
+            for i in nodes
+        ],
     )
+
+
+def _node_load_and_pressure_families(w: Writer, s: _NodeSeries) -> None:
+    """Load averages, the pressure (PSI) counters and the swap counters of /proc/vmstat."""
+    nodes, lab, counter, view = s.nodes, s.lab, s.counter, s.view
     for window in ("1", "5", "15"):
         w.family(
             f"node_load{window}",
             "gauge",
             f"{window}m load average.",
-            [(lab(i), np.round(view.node_util[:, i] * inv.node_cores[i] * 1.05, 2)) for i in nodes],
+            [(lab(i), np.round(view.node_util[:, i] * view.inv.node_cores[i] * 1.05, 2)) for i in nodes],
         )
-    psi = (
-        (
-            "node_pressure_cpu_waiting_seconds_total",
-            "psi_cpu_some",
-            "Total time in seconds that processes have waited for CPU time",
-        ),
-        (
-            "node_pressure_cpu_stalled_seconds_total",
-            None,
-            "Total time in seconds no process could make progress due to CPU congestion",
-        ),
-        (
-            "node_pressure_memory_waiting_seconds_total",
-            "psi_mem_some",
-            "Total time in seconds that processes have waited for memory",
-        ),
-        (
-            "node_pressure_memory_stalled_seconds_total",
-            "psi_mem_full",
-            "Total time in seconds no process could make progress due to memory congestion",
-        ),
-        (
-            "node_pressure_io_waiting_seconds_total",
-            "psi_io_some",
-            "Total time in seconds that processes have waited due to IO congestion",
-        ),
-        (
-            "node_pressure_io_stalled_seconds_total",
-            "psi_io_full",
-            "Total time in seconds no process could make progress due to IO congestion",
-        ),
-    )
-    for name, col, help_text in psi:
+    for name, col, help_text in _NODE_PSI:
         series = [(lab(i), counter(col, i) if col else np.zeros(len(view.times))) for i in nodes]
         w.family(name, "counter", help_text, series)
     w.family(
@@ -225,29 +259,80 @@ def node_exporter(w: Writer, view: View, nodes: list[int], extra: dict[str, str]
     )
 
 
+class _VmiSeries:
+    """Label strings and counter columns of virt-handler's series for the VMIs on some nodes."""
+
+    def __init__(self, view: View, nodes: list[int], extra: dict[str, str] | None) -> None:
+        inv = view.inv
+        self.view = view
+        self.wanted = set(nodes)
+        self.vms = [i for i in range(len(inv.vm_keys)) if int(inv.vm_node[i]) in self.wanted]
+        self.vm_labels: dict[int, str] = {}
+        for i in self.vms:
+            ns, name = inv.vm_keys[i]
+            pairs = {**(extra or {})}
+            if extra is not None:
+                pairs["instance"] = inv.node_names[int(inv.vm_node[i])]
+            pairs.update(node=inv.node_names[int(inv.vm_node[i])], namespace=ns, name=name)
+            self.vm_labels[i] = labels(**pairs)
+
+    def lab(self, i: int, **more: str) -> str:
+        return f"{self.vm_labels[i]},{labels(**more)}" if more else self.vm_labels[i]
+
+    def counter(self, col: str, i: int) -> np.ndarray:
+        return np.asarray(self.view.vm_counters[:, i, _VCOL[col]])
+
+
+#: virt-handler's migration families: name, type, help, key of an :func:`active_migrations` row.
+_MIGRATION_FAMILIES = (
+    (
+        "kubevirt_vmi_migration_data_bytes_total",
+        "counter",
+        "The total Guest OS data to be migrated to the new VM.",
+        "total",
+    ),
+    (
+        "kubevirt_vmi_migration_data_processed_bytes",
+        "gauge",
+        "The total Guest OS data processed and migrated to the new VM.",
+        "processed",
+    ),
+    (
+        "kubevirt_vmi_migration_data_remaining_bytes",
+        "gauge",
+        "The remaining guest OS data to be migrated to the new VM.",
+        "remaining",
+    ),
+    (
+        "kubevirt_vmi_migration_dirty_memory_rate_bytes",
+        "gauge",
+        "The rate of memory being dirty in the Guest OS.",
+        "dirty",
+    ),
+    (
+        "kubevirt_vmi_migration_memory_transfer_rate_bytes",
+        "gauge",
+        "The rate at which the memory is being transferred.",
+        "rate",
+    ),
+)
+
+
 def virt_handler(
     w: Writer, view: View, nodes: list[int], extra: dict[str, str] | None = None, migrations: list[Obj] | None = None
 ) -> None:
     """virt-handler's per-VMI families for the VMIs on the given nodes."""
-    inv = view.inv
-    wanted = set(nodes)
-    vms = [i for i in range(len(inv.vm_keys)) if int(inv.vm_node[i]) in wanted]
+    s = _VmiSeries(view, nodes, extra)
+    _vmi_cpu_families(w, s)
+    _vmi_memory_families(w, s)
+    _vmi_dirty_rate_and_network_families(w, s)
+    if migrations:
+        _vmi_migration_families(w, [m for m in migrations if m["source_index"] in s.wanted], extra)
 
-    vm_labels: dict[int, str] = {}
-    for i in vms:
-        ns, name = inv.vm_keys[i]
-        pairs = {**(extra or {})}
-        if extra is not None:
-            pairs["instance"] = inv.node_names[int(inv.vm_node[i])]
-        pairs.update(node=inv.node_names[int(inv.vm_node[i])], namespace=ns, name=name)
-        vm_labels[i] = labels(**pairs)
 
-    def lab(i: int, **more: str) -> str:
-        return f"{vm_labels[i]},{labels(**more)}" if more else vm_labels[i]
-
-    def counter(col: str, i: int) -> np.ndarray:
-        return np.asarray(view.vm_counters[:, i, _VCOL[col]])
-
+def _vmi_cpu_families(w: Writer, s: _VmiSeries) -> None:
+    """CPU time of each VMI (total, user, system) and of each of its vCPUs (running and delayed)."""
+    vms, lab, counter = s.vms, s.lab, s.counter
     w.family(
         "kubevirt_vmi_cpu_usage_seconds_total",
         "counter",
@@ -269,11 +354,11 @@ def virt_handler(
     vcpu_rows = []
     delay_rows = []
     for i in vms:
-        n = max(1, int(inv.vcpus[i]))
+        n = max(1, int(s.view.inv.vcpus[i]))
         cpu_share, delay_share = counter("cpu", i) / n, counter("delay", i) / n
         for vcpu in range(n):
-            vcpu_rows.append((f'{vm_labels[i]},id="{vcpu}",state="running"', cpu_share))
-            delay_rows.append((f'{vm_labels[i]},id="{vcpu}"', delay_share))
+            vcpu_rows.append((f'{s.vm_labels[i]},id="{vcpu}",state="running"', cpu_share))
+            delay_rows.append((f'{s.vm_labels[i]},id="{vcpu}"', delay_share))
     w.family(
         "kubevirt_vmi_vcpu_seconds_total",
         "counter",
@@ -286,9 +371,14 @@ def virt_handler(
         "Amount of time spent by each vcpu waiting in the queue instead of running.",
         delay_rows,
     )
-    guest = {i: float(inv.memory[i]) for i in vms}
-    used = {i: view.vm_mem[:, i] * guest[i] for i in vms}
-    memory_families = (
+
+
+def _vmi_memory_gauges(s: _VmiSeries) -> tuple[tuple[str, str, Callable[[int], Any]], ...]:
+    """The ``kubevirt_vmi_memory_*_bytes`` gauges: name, help and value per VM index."""
+    view, inv = s.view, s.view.inv
+    guest = {i: float(inv.memory[i]) for i in s.vms}
+    used = {i: view.vm_mem[:, i] * guest[i] for i in s.vms}
+    return (
         (
             "kubevirt_vmi_memory_available_bytes",
             "Amount of usable memory as seen by the domain.",
@@ -336,26 +426,36 @@ def virt_handler(
             lambda i: np.zeros(len(view.times)),
         ),
     )
-    for name, help_text, fn in memory_families:
+
+
+def _vmi_memory_families(w: Writer, s: _VmiSeries) -> None:
+    """The memory gauges and the page-fault counters of each VMI."""
+    vms, lab = s.vms, s.lab
+    for name, help_text, fn in _vmi_memory_gauges(s):
         w.family(name, "gauge", help_text, [(lab(i), np.floor(np.asarray(fn(i)))) for i in vms])
     w.family(
         "kubevirt_vmi_memory_pgmajfault_total",
         "counter",
         "The number of page faults when disk IO was required.",
-        [(lab(i), np.floor(counter("pgmajfault", i))) for i in vms],
+        [(lab(i), np.floor(s.counter("pgmajfault", i))) for i in vms],
     )
     w.family(
         "kubevirt_vmi_memory_pgminfault_total",
         "counter",
         "The number of other page faults, when disk IO was not required.",
-        [(lab(i), np.floor(counter("pgminfault", i))) for i in vms],
+        [(lab(i), np.floor(s.counter("pgminfault", i))) for i in vms],
     )
+
+
+def _vmi_dirty_rate_and_network_families(w: Writer, s: _VmiSeries) -> None:
+    """Each VMI's dirty rate (scaled by its CPU activity), launcher overhead and network traffic."""
+    vms, lab, counter, inv = s.vms, s.lab, s.counter, s.view.inv
     base = np.maximum(inv.base_cpu, 0.01)
     w.family(
         "kubevirt_vmi_dirty_rate_bytes_per_second",
         "gauge",
         "Guest dirty-rate in bytes per second.",
-        [(lab(i), np.round(float(inv.dirty[i]) * np.minimum(2.0, view.vm_cpu[:, i] / base[i]))) for i in vms],
+        [(lab(i), np.round(float(inv.dirty[i]) * np.minimum(2.0, s.view.vm_cpu[:, i] / base[i]))) for i in vms],
     )
     w.family(
         "kubevirt_vmi_launcher_memory_overhead_bytes",
@@ -375,49 +475,19 @@ def virt_handler(
         "Total network traffic transmitted in bytes.",
         [(lab(i, interface="default"), np.floor(counter("tx", i))) for i in vms],
     )
-    if migrations:
-        rows = [m for m in migrations if m["source_index"] in wanted]
-        families = (
-            (
-                "kubevirt_vmi_migration_data_bytes_total",
-                "counter",
-                "The total Guest OS data to be migrated to the new VM.",
-                "total",
-            ),
-            (
-                "kubevirt_vmi_migration_data_processed_bytes",
-                "gauge",
-                "The total Guest OS data processed and migrated to the new VM.",
-                "processed",
-            ),
-            (
-                "kubevirt_vmi_migration_data_remaining_bytes",
-                "gauge",
-                "The remaining guest OS data to be migrated to the new VM.",
-                "remaining",
-            ),
-            (
-                "kubevirt_vmi_migration_dirty_memory_rate_bytes",
-                "gauge",
-                "The rate of memory being dirty in the Guest OS.",
-                "dirty",
-            ),
-            (
-                "kubevirt_vmi_migration_memory_transfer_rate_bytes",
-                "gauge",
-                "The rate at which the memory is being transferred.",
-                "rate",
-            ),
-        )
-        for name, kind, help_text, key in families:
-            series = []
-            for m in rows:
-                pairs = {**(extra or {})}
-                if extra is not None:
-                    pairs["instance"] = m["node"]
-                pairs.update(node=m["node"], namespace=m["namespace"], name=m["name"])
-                series.append((labels(**pairs), float(m[key])))
-            w.family(name, kind, help_text, series)
+
+
+def _vmi_migration_families(w: Writer, rows: list[Obj], extra: dict[str, str] | None) -> None:
+    """The transfer progress of the migrations leaving the given nodes (rows of :func:`active_migrations`)."""
+    for name, kind, help_text, key in _MIGRATION_FAMILIES:
+        series = []
+        for m in rows:
+            pairs = {**(extra or {})}
+            if extra is not None:
+                pairs["instance"] = m["node"]
+            pairs.update(node=m["node"], namespace=m["namespace"], name=m["name"])
+            series.append((labels(**pairs), float(m[key])))
+        w.family(name, kind, help_text, series)
 
 
 def active_migrations(cluster: "SimCluster", now: float, node_index: dict[str, int]) -> list[Obj]:
@@ -465,21 +535,8 @@ def active_migrations(cluster: "SimCluster", now: float, node_index: dict[str, i
 def virt_controller(w: Writer, cluster: "SimCluster", extra: dict[str, str] | None = None) -> None:
     """virt-controller's cluster-wide families (current state only)."""
     pre = {**(extra or {})}
-    phases = {"pending": 0, "scheduling": 0, "running": 0, "unset": 0}
-    finished: list[Obj] = []
     with cluster.store.lock:
-        for vmim in cluster.store.iter_objects(_VMIMS):
-            phase = (vmim.get("status") or {}).get("phase") or ""
-            if phase == "":
-                phases["unset"] += 1
-            elif phase == "Pending":
-                phases["pending"] += 1
-            elif phase in ("Scheduling", "Scheduled", "PreparingTarget", "TargetReady"):
-                phases["scheduling"] += 1
-            elif phase == "Running":
-                phases["running"] += 1
-            else:
-                finished.append(vmim)
+        phases, finished = _migrations_by_phase(cluster)
         vmis = list(cluster.store.iter_objects(_VMIS))
         vms = list(cluster.store.iter_objects(_VMS))
     w.family(
@@ -495,6 +552,32 @@ def virt_controller(w: Writer, cluster: "SimCluster", extra: dict[str, str] | No
             f"Number of current {phase} migrations.",
             [(labels(**pre), float(count))],
         )
+    _finished_migration_families(w, pre, finished)
+    _vmi_info_family(w, pre, vmis)
+    _vm_resource_requests_family(w, pre, vms)
+
+
+def _migrations_by_phase(cluster: "SimCluster") -> tuple[dict[str, int], list[Obj]]:
+    """How many migrations are in each unfinished phase group, and the finished ones (store lock held)."""
+    phases = {"pending": 0, "scheduling": 0, "running": 0, "unset": 0}
+    finished: list[Obj] = []
+    for vmim in cluster.store.iter_objects(_VMIMS):
+        phase = (vmim.get("status") or {}).get("phase") or ""
+        if phase == "":
+            phases["unset"] += 1
+        elif phase == "Pending":
+            phases["pending"] += 1
+        elif phase in ("Scheduling", "Scheduled", "PreparingTarget", "TargetReady"):
+            phases["scheduling"] += 1
+        elif phase == "Running":
+            phases["running"] += 1
+        else:
+            finished.append(vmim)
+    return phases, finished
+
+
+def _finished_migration_families(w: Writer, pre: dict[str, str], finished: list[Obj]) -> None:
+    """Outcome, start and end time of each finished migration."""
 
     def mlabels(m: Obj) -> str:
         meta = m["metadata"]
@@ -532,6 +615,10 @@ def virt_controller(w: Writer, cluster: "SimCluster", extra: dict[str, str] | No
         "The time at which the migration ended.",
         [(mlabels(m), when(m, "endTimestamp")) for m in finished if when(m, "endTimestamp")],
     )
+
+
+def _vmi_info_family(w: Writer, pre: dict[str, str], vmis: list[Obj]) -> None:
+    """``kubevirt_vmi_info``: one series per VMI with its node and phase."""
     info = []
     for vmi in sorted(vmis, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
         st = vmi.get("status") or {}
@@ -552,6 +639,10 @@ def virt_controller(w: Writer, cluster: "SimCluster", extra: dict[str, str] | No
             )
         )
     w.family("kubevirt_vmi_info", "gauge", "Information about VirtualMachineInstances.", info)
+
+
+def _vm_resource_requests_family(w: Writer, pre: dict[str, str], vms: list[Obj]) -> None:
+    """``kubevirt_vm_resource_requests``: each VM's vCPUs and guest memory."""
     from .kubevirt import guest_memory_bytes, vcpus
 
     requests = []
