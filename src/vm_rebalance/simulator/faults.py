@@ -503,127 +503,150 @@ def faults_from_document(doc: dict[str, Any]) -> FaultInjector:
         raise ValueError(f"unknown fault sections: {sorted(unknown)}")
     injector = FaultInjector(seed=int(doc.get("seed", 0)))
     for item in doc.get("api") or []:
-        _check_keys(
-            item,
-            {
-                "verbs",
-                "resources",
-                "subresource",
-                "namespace",
-                "name",
-                "code",
-                "count",
-                "probability",
-                "latency",
-                "hang",
-                "afterCommit",
-                "retryAfter",
-                "from",
-                "until",
-                "message",
-            },
-            "api",
-        )
-        injector.inject_api_error(
-            item.get("code"),
-            verbs=item.get("verbs"),
-            resources=item.get("resources"),
-            namespace=item.get("namespace"),
-            name=item.get("name"),
-            count=item.get("count"),
-            probability=float(item.get("probability", 1.0)),
-            latency_seconds=float(item.get("latency", 0.0)),
-            hang=bool(item.get("hang", False)),
-            message=item.get("message"),
-            subresource=item.get("subresource"),
-            after_commit=bool(item.get("afterCommit", False)),
-            retry_after=int(item["retryAfter"]) if item.get("retryAfter") is not None else 1,
-            active_from=_opt_float(item.get("from")),
-            active_until=_opt_float(item.get("until")),
-        )
+        _add_api_fault(injector, item)
     for item in doc.get("watches") or []:
-        _check_keys(item, {"resources", "namespace", "action", "afterEvents", "afterSeconds", "count"}, "watches")
-        injector.cut_watches(
-            item.get("action", "close"),
-            resources=item.get("resources"),
-            namespace=item.get("namespace"),
-            after_events=int(item.get("afterEvents", 0)),
-            after_seconds=_opt_float(item.get("afterSeconds")),
-            count=item.get("count"),
-        )
+        _add_watch_fault(injector, item)
     for item in doc.get("migrations") or []:
-        _check_keys(item, {"action", "vm", "next", "phase", "reason", "at", "target"}, "migrations")
-        action = item.get("action")
-        if action == "foreign":
-            if not item.get("vm") or item.get("at") is None:
-                raise ValueError("a foreign migration needs vm and at")
-            injector.foreign_migration(item["vm"], at=float(item["at"]), target=item.get("target"))
-            continue
-        if action not in _MIGRATION_ACTIONS:
-            raise ValueError(
-                "migration fault action must be fail or stall (or unschedulable, quota, vanish, crash-after, "
-                f"foreign), not {action!r}"
-            )
-        count = int(item.get("next", 1))
-        phase = item.get("phase", "Running")
-        if action == "fail":
-            injector.fail_migration(item.get("vm"), count=count, phase=phase, reason=item.get("reason"))
-        elif action == "stall":
-            injector.stall_migration(item.get("vm"), count=count, phase=phase)
-        else:
-            injector._migration_fault(action, item.get("vm"), count, phase, item.get("reason"))
+        _add_migration_fault(injector, item)
     for item in doc.get("nodes") or []:
-        _check_keys(
-            item,
-            {
-                "node",
-                "notReadyAt",
-                "readyAt",
-                "cordonAt",
-                "uncordonAt",
-                "unschedulableAt",
-                "taintAt",
-                "taint",
-                "notReadyWhen",
-            },
-            "nodes",
-        )
-        name = item["node"]
-        if item.get("notReadyAt") is not None:
-            injector.node_not_ready(name, at=float(item["notReadyAt"]), ready_at=_opt_float(item.get("readyAt")))
-        elif item.get("readyAt") is not None:
-            injector.node_action("node-ready", name, at=float(item["readyAt"]))
-        for key, action in (
-            ("cordonAt", "cordon"),
-            ("uncordonAt", "uncordon"),
-            ("unschedulableAt", "node-unschedulable"),
-        ):
-            if item.get(key) is not None:
-                injector.node_action(action, name, at=float(item[key]))
-        if item.get("taintAt") is not None:
-            taint = item.get("taint") or {"key": "simulator.vm-rebalance.io/injected", "effect": "NoSchedule"}
-            injector.node_action("taint", name, at=float(item["taintAt"]), taint=dict(taint))
-        if item.get("notReadyWhen") is not None:
-            if item["notReadyWhen"] not in ("migration-target", "migration-source"):
-                raise ValueError("notReadyWhen must be migration-target or migration-source")
-            injector.node_action("node-not-ready", name, when=item["notReadyWhen"])
+        _add_node_faults(injector, item)
     for item in doc.get("vms") or []:
-        _check_keys(item, {"vm", "deleteAt", "deleteWhen", "object", "evacuateAt", "failStart", "starts"}, "vms")
-        if item.get("object", "vm") not in ("vm", "vmi"):
-            raise ValueError("object must be vm or vmi")
-        if item.get("deleteAt") is not None or item.get("deleteWhen") is not None:
-            injector.delete_vm(
-                item["vm"],
-                at=_opt_float(item.get("deleteAt")),
-                when=item.get("deleteWhen"),
-                vmi=item.get("object") == "vmi",
-            )
-        if item.get("evacuateAt") is not None:
-            injector.evacuate_vm(item["vm"], at=float(item["evacuateAt"]))
-        if item.get("failStart") is not None:
-            starts = item.get("starts")
-            injector.fail_starts(item["vm"], item["failStart"], starts=int(starts) if starts is not None else None)
+        _add_vm_faults(injector, item)
     return injector
+
+
+_API_KEYS = {
+    "verbs",
+    "resources",
+    "subresource",
+    "namespace",
+    "name",
+    "code",
+    "count",
+    "probability",
+    "latency",
+    "hang",
+    "afterCommit",
+    "retryAfter",
+    "from",
+    "until",
+    "message",
+}
+
+
+def _add_api_fault(injector: FaultInjector, item: dict[str, Any]) -> None:
+    """One item of the ``api`` section: an error, latency or hang on matching requests."""
+    _check_keys(item, _API_KEYS, "api")
+    injector.inject_api_error(
+        item.get("code"),
+        verbs=item.get("verbs"),
+        resources=item.get("resources"),
+        namespace=item.get("namespace"),
+        name=item.get("name"),
+        count=item.get("count"),
+        probability=float(item.get("probability", 1.0)),
+        latency_seconds=float(item.get("latency", 0.0)),
+        hang=bool(item.get("hang", False)),
+        message=item.get("message"),
+        subresource=item.get("subresource"),
+        after_commit=bool(item.get("afterCommit", False)),
+        retry_after=int(item["retryAfter"]) if item.get("retryAfter") is not None else 1,
+        active_from=_opt_float(item.get("from")),
+        active_until=_opt_float(item.get("until")),
+    )
+
+
+def _add_watch_fault(injector: FaultInjector, item: dict[str, Any]) -> None:
+    """One item of the ``watches`` section: cut matching watch streams."""
+    _check_keys(item, {"resources", "namespace", "action", "afterEvents", "afterSeconds", "count"}, "watches")
+    injector.cut_watches(
+        item.get("action", "close"),
+        resources=item.get("resources"),
+        namespace=item.get("namespace"),
+        after_events=int(item.get("afterEvents", 0)),
+        after_seconds=_opt_float(item.get("afterSeconds")),
+        count=item.get("count"),
+    )
+
+
+def _add_migration_fault(injector: FaultInjector, item: dict[str, Any]) -> None:
+    """One item of the ``migrations`` section: a failing, stalling, … migration, or a foreign one."""
+    _check_keys(item, {"action", "vm", "next", "phase", "reason", "at", "target"}, "migrations")
+    action = item.get("action")
+    if action == "foreign":
+        if not item.get("vm") or item.get("at") is None:
+            raise ValueError("a foreign migration needs vm and at")
+        injector.foreign_migration(item["vm"], at=float(item["at"]), target=item.get("target"))
+        return
+    if action not in _MIGRATION_ACTIONS:
+        raise ValueError(
+            "migration fault action must be fail or stall (or unschedulable, quota, vanish, crash-after, "
+            f"foreign), not {action!r}"
+        )
+    count = int(item.get("next", 1))
+    phase = item.get("phase", "Running")
+    if action == "fail":
+        injector.fail_migration(item.get("vm"), count=count, phase=phase, reason=item.get("reason"))
+    elif action == "stall":
+        injector.stall_migration(item.get("vm"), count=count, phase=phase)
+    else:
+        injector._migration_fault(action, item.get("vm"), count, phase, item.get("reason"))
+
+
+_NODE_KEYS = {
+    "node",
+    "notReadyAt",
+    "readyAt",
+    "cordonAt",
+    "uncordonAt",
+    "unschedulableAt",
+    "taintAt",
+    "taint",
+    "notReadyWhen",
+}
+
+
+def _add_node_faults(injector: FaultInjector, item: dict[str, Any]) -> None:
+    """One item of the ``nodes`` section: readiness, cordon and taint changes of one node."""
+    _check_keys(item, _NODE_KEYS, "nodes")
+    name = item["node"]
+    if item.get("notReadyAt") is not None:
+        injector.node_not_ready(name, at=float(item["notReadyAt"]), ready_at=_opt_float(item.get("readyAt")))
+    elif item.get("readyAt") is not None:
+        injector.node_action("node-ready", name, at=float(item["readyAt"]))
+    for key, action in (
+        ("cordonAt", "cordon"),
+        ("uncordonAt", "uncordon"),
+        ("unschedulableAt", "node-unschedulable"),
+    ):
+        if item.get(key) is not None:
+            injector.node_action(action, name, at=float(item[key]))
+    if item.get("taintAt") is not None:
+        taint = item.get("taint") or {"key": "simulator.vm-rebalance.io/injected", "effect": "NoSchedule"}
+        injector.node_action("taint", name, at=float(item["taintAt"]), taint=dict(taint))
+    if item.get("notReadyWhen") is not None:
+        if item["notReadyWhen"] not in ("migration-target", "migration-source"):
+            raise ValueError("notReadyWhen must be migration-target or migration-source")
+        injector.node_action("node-not-ready", name, when=item["notReadyWhen"])
+
+
+def _add_vm_faults(injector: FaultInjector, item: dict[str, Any]) -> None:
+    """One item of the ``vms`` section: deleting, evacuating or failing to start one VM."""
+    _check_keys(item, {"vm", "deleteAt", "deleteWhen", "object", "evacuateAt", "failStart", "starts"}, "vms")
+    if item.get("object", "vm") not in ("vm", "vmi"):
+        raise ValueError("object must be vm or vmi")
+    if item.get("deleteAt") is not None or item.get("deleteWhen") is not None:
+        injector.delete_vm(
+            item["vm"],
+            at=_opt_float(item.get("deleteAt")),
+            when=item.get("deleteWhen"),
+            vmi=item.get("object") == "vmi",
+        )
+    if item.get("evacuateAt") is not None:
+        injector.evacuate_vm(item["vm"], at=float(item["evacuateAt"]))
+    if item.get("failStart") is not None:
+        starts = item.get("starts")
+        injector.fail_starts(item["vm"], item["failStart"], starts=int(starts) if starts is not None else None)
 
 
 def load_faults(path: str | Path) -> FaultInjector:
