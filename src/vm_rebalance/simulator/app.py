@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -955,12 +955,50 @@ class KubeApi:
         include_object: str,
         cut: Any = None,
     ) -> AsyncIterator[bytes]:
+        """The lines of one watch: the initial events, an initial-events-end bookmark, then live events."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()  # None: the server is stopping
-        key = rtype.key
         if self._stop_event().is_set():
             return
         self._watch_queues.add(queue)
+        try:
+            unsubscribe, initial, last_rv = self._subscribe_watch(
+                self._watch_listener(loop, queue, rtype.key, ns), rtype.key, ns, start_rv
+            )
+        except GoneError as err:
+            self._watch_queues.discard(queue)
+            yield dumps({"type": "ERROR", "object": status.expired(err.requested, err.oldest).to_status()})
+            yield b"\n"
+            return
+        cursor = _WatchCursor(self, rtype, table_version, include_object, last_rv, cut, loop)
+        try:
+            for event in initial:
+                if cursor.cut_now():
+                    break
+                if match is None or match(event.obj):
+                    yield cursor.send(event)
+            if cursor.cut_now():
+                line = cursor.cut_line()
+                if line:
+                    yield line
+                return
+            if bookmarks and send_initial:
+                yield _bookmark_line(rtype, last_rv, {"k8s.io/initial-events-end": "true"})
+            async with contextlib.aclosing(self._live_watch_lines(queue, cursor, match, timeout, bookmarks)) as lines:
+                async for line in lines:
+                    yield line
+        finally:
+            unsubscribe()
+            self._watch_queues.discard(queue)
+
+    def _watch_listener(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: "asyncio.Queue[WatchEvent | None]",
+        key: tuple[str, str],
+        ns: str | None,
+    ) -> Callable[[WatchEvent], None]:
+        """A store subscriber that hands the events of ``key`` (in ``ns``) to a watch's queue on its loop."""
 
         def on_event(event: WatchEvent) -> None:
             if event.key != key:
@@ -970,8 +1008,19 @@ class KubeApi:
             with contextlib.suppress(RuntimeError):  # RuntimeError: the loop closed, the server stopped
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
+        return on_event
+
+    def _subscribe_watch(
+        self, on_event: Callable[[WatchEvent], None], key: tuple[str, str], ns: str | None, start_rv: int | None
+    ) -> tuple[Callable[[], None], list[WatchEvent], int]:
+        """Subscribe ``on_event`` and read the events a watch starts with, under the store lock so none is lost.
+
+        Returns the unsubscribe function, the initial events and the resourceVersion they reach.
+
+        Raises:
+            GoneError: ``start_rv`` is older than the events kept (the subscription is already undone).
+        """
         store = self.store
-        initial: list[WatchEvent]
         with store.lock:
             unsubscribe = store.subscribe(on_event)
             try:
@@ -983,95 +1032,52 @@ class KubeApi:
                     initial = [
                         WatchEvent("ADDED", key, o, int(o["metadata"].get("resourceVersion") or 0)) for o in items
                     ]
-            except GoneError as err:
+            except GoneError:
                 unsubscribe()
-                self._watch_queues.discard(queue)
-                yield dumps({"type": "ERROR", "object": status.expired(err.requested, err.oldest).to_status()})
-                yield b"\n"
+                raise
+        return unsubscribe, initial, last_rv
+
+    async def _live_watch_lines(
+        self,
+        queue: "asyncio.Queue[WatchEvent | None]",
+        cursor: "_WatchCursor",
+        match: Callable[[Obj], bool] | None,
+        timeout: float,
+        bookmarks: bool,
+    ) -> AsyncGenerator[bytes]:
+        """The live part of a watch: new events and periodic bookmarks until the timeout, a cut or a stop."""
+        loop = cursor.loop
+        deadline = loop.time() + max(timeout, 0.0)
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 return
-        sent = 0
-        cut_at = loop.time() + cut.after_seconds if cut is not None and cut.after_seconds is not None else None
-
-        def cut_now() -> bool:
-            if cut is None:
-                return False
-            if cut_at is not None and loop.time() >= cut_at:
-                return True
-            if cut.after_seconds is not None and not cut.after_events:
-                return False  # a time-only cut
-            return bool(sent >= cut.after_events)
-
-        def cut_line() -> bytes | None:
-            if cut.action != "expire":
-                return None
-            rv = store.resource_version()
-            return dumps({"type": "ERROR", "object": status.expired(rv, rv).to_status()}) + b"\n"
-
-        try:
-            first = True
-            for event in initial:
-                if cut_now():
-                    break
-                if match is None or match(event.obj):
-                    yield self._event_line(event.type, event.obj, rtype, table_version, include_object, first)
-                    first = False
-                    sent += 1
-            if cut_now():
-                line = cut_line()
-                if line:
-                    yield line
+            wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+            if cursor.cut_at is not None:
+                wait = max(0.0, min(wait, cursor.cut_at - loop.time()))
+            try:
+                arrived = await asyncio.wait_for(queue.get(), wait)
+            except TimeoutError:
+                if cursor.cut_now():
+                    line = cursor.cut_line()
+                    if line:
+                        yield line
+                    return
+                if bookmarks and deadline - loop.time() > 0:
+                    yield _bookmark_line(cursor.rtype, max(cursor.last_rv, self.store.resource_version()))
+                continue
+            if arrived is None:
                 return
-            if bookmarks and send_initial:
-                bookmark = {
-                    "kind": rtype.kind,
-                    "apiVersion": rtype.api_version,
-                    "metadata": {
-                        "resourceVersion": str(last_rv),
-                        "annotations": {"k8s.io/initial-events-end": "true"},
-                    },
-                }
-                yield dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
-            deadline = loop.time() + max(timeout, 0.0)
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+            if arrived.resource_version <= cursor.last_rv:
+                continue
+            cursor.last_rv = arrived.resource_version
+            if match is None or match(arrived.obj):
+                yield cursor.send(arrived)
+                if cursor.cut_now():
+                    line = cursor.cut_line()
+                    if line:
+                        yield line
                     return
-                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
-                if cut_at is not None:
-                    wait = max(0.0, min(wait, cut_at - loop.time()))
-                try:
-                    arrived = await asyncio.wait_for(queue.get(), wait)
-                except TimeoutError:
-                    if cut_now():
-                        line = cut_line()
-                        if line:
-                            yield line
-                        return
-                    if bookmarks and deadline - loop.time() > 0:
-                        bookmark = {
-                            "kind": rtype.kind,
-                            "apiVersion": rtype.api_version,
-                            "metadata": {"resourceVersion": str(max(last_rv, store.resource_version()))},
-                        }
-                        yield dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
-                    continue
-                if arrived is None:
-                    return
-                if arrived.resource_version <= last_rv:
-                    continue
-                last_rv = arrived.resource_version
-                if match is None or match(arrived.obj):
-                    yield self._event_line(arrived.type, arrived.obj, rtype, table_version, include_object, first)
-                    first = False
-                    sent += 1
-                    if cut_now():
-                        line = cut_line()
-                        if line:
-                            yield line
-                        return
-        finally:
-            unsubscribe()
-            self._watch_queues.discard(queue)
 
     # -- write verbs -------------------------------------------------------------------------------------
 
@@ -1614,6 +1620,68 @@ class KubeApi:
                 details = {"name": name, "group": "kubevirt.io", "kind": "virtualmachine"}
             raise ApiError(err.code, err.reason, err.message, details) from None
         return Response(b"", status_code=202)
+
+
+def _bookmark_line(rtype: ResourceType, resource_version: int, annotations: dict[str, str] | None = None) -> bytes:
+    """A BOOKMARK watch line at ``resource_version``."""
+    metadata: Obj = {"resourceVersion": str(resource_version)}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    bookmark = {"kind": rtype.kind, "apiVersion": rtype.api_version, "metadata": metadata}
+    return dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
+
+
+class _WatchCursor:
+    """How far one watch has gone: the last resourceVersion and the events sent, and when an injected cut
+    (``cut``, from the fault injector, or None) ends it."""
+
+    def __init__(
+        self,
+        api: "KubeApi",
+        rtype: ResourceType,
+        table_version: str | None,
+        include_object: str,
+        last_rv: int,
+        cut: Any,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.api = api
+        self.rtype = rtype
+        self.table_version = table_version
+        self.include_object = include_object
+        self.last_rv = last_rv
+        self.cut = cut
+        self.loop = loop
+        self.first = True
+        self.sent = 0
+        self.cut_at = loop.time() + cut.after_seconds if cut is not None and cut.after_seconds is not None else None
+
+    def send(self, event: WatchEvent) -> bytes:
+        """The line of an event the watch sends."""
+        line = self.api._event_line(
+            event.type, event.obj, self.rtype, self.table_version, self.include_object, self.first
+        )
+        self.first = False
+        self.sent += 1
+        return line
+
+    def cut_now(self) -> bool:
+        """Whether the injected cut ends the watch now."""
+        cut = self.cut
+        if cut is None:
+            return False
+        if self.cut_at is not None and self.loop.time() >= self.cut_at:
+            return True
+        if cut.after_seconds is not None and not cut.after_events:
+            return False  # a time-only cut
+        return bool(self.sent >= cut.after_events)
+
+    def cut_line(self) -> bytes | None:
+        """The last line of a cut watch: an expired error for an ``expire`` cut, nothing for a close."""
+        if self.cut.action != "expire":
+            return None
+        rv = self.api.store.resource_version()
+        return dumps({"type": "ERROR", "object": status.expired(rv, rv).to_status()}) + b"\n"
 
 
 class _Denial:
