@@ -1199,46 +1199,36 @@ class KubeApi:
         return self._respond_object(ctx, rtype, updated)
 
     async def _patch(self, ctx: _Ctx, rtype: ResourceType, ns: str | None, name: str, sub: str) -> Response:
+        """PATCH: a JSON, merge, strategic-merge or apply patch, tried again on a concurrent write."""
+        ctype, is_apply = self._patch_type(ctx, rtype)
+        patch = await self._read_patch(ctx, rtype, name, is_apply)
+        force = _truthy(ctx.params.get("force"))
+        for _ in range(_PATCH_RETRIES):
+            response = await self._patch_attempt(ctx, rtype, ns, name, sub, patch, ctype, is_apply, force)
+            if response is not None:
+                return response
+        raise status.optimistic_lock(rtype.group, rtype.plural, name)
+
+    def _patch_type(self, ctx: _Ctx, rtype: ResourceType) -> tuple[str, bool]:
+        """The patch's content type (refused unless the resource accepts it) and whether it is an apply patch;
+        checks the options only an apply patch allows (force) or needs (fieldManager)."""
         ctype = ctx.request.headers.get("content-type", "").split(";")[0].strip().lower()
         accepted = _BUILTIN_PATCH_TYPES if rtype.builtin else _CR_PATCH_TYPES
         if ctype not in accepted:
             raise status.unsupported_media_type(accepted)
         is_apply = ctype == "application/apply-patch+yaml"
-        force_raw = ctx.params.get("force")
-        if force_raw is not None and not is_apply:
-            raise ApiError(
-                422,
-                "Invalid",
-                'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch',
-                {
-                    "group": "meta.k8s.io",
-                    "kind": "PatchOptions",
-                    "causes": [
-                        {
-                            "reason": "FieldValueForbidden",
-                            "message": "Forbidden: may not be specified for non-apply patch",
-                            "field": "force",
-                        }
-                    ],
-                },
+        if ctx.params.get("force") is not None and not is_apply:
+            raise _invalid_patch_options(
+                "force", "FieldValueForbidden", "Forbidden: may not be specified for non-apply patch"
             )
         if is_apply and not ctx.params.get("fieldManager"):
-            raise ApiError(
-                422,
-                "Invalid",
-                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
-                {
-                    "group": "meta.k8s.io",
-                    "kind": "PatchOptions",
-                    "causes": [
-                        {
-                            "reason": "FieldValueRequired",
-                            "message": "Required value: is required for apply patch",
-                            "field": "fieldManager",
-                        }
-                    ],
-                },
+            raise _invalid_patch_options(
+                "fieldManager", "FieldValueRequired", "Required value: is required for apply patch"
             )
+        return ctype, is_apply
+
+    async def _read_patch(self, ctx: _Ctx, rtype: ResourceType, name: str, is_apply: bool) -> Any:
+        """The decoded patch body; an apply patch must be an object of this kind and name."""
         raw = await ctx.request.body()
         try:
             patch = yaml.safe_load(raw) if is_apply else json.loads(raw or b"null")
@@ -1257,57 +1247,87 @@ class KubeApi:
                 raise status.bad_request(
                     f"the name of the object ({pmeta.get('name')}) does not match the name on the URL ({name})"
                 )
-        force = _truthy(force_raw)
-        for _ in range(_PATCH_RETRIES):
-            old = self.store.try_get(rtype.key, ns, name)
-            if old is None:
-                if is_apply and not sub:
-                    applied = patching.server_side_apply(
-                        None, patch, manager=ctx.manager, force=force, subresource="", now=self._now_iso()
-                    )
-                    applied.setdefault("metadata", {})["name"] = name
-                    applied["apiVersion"], applied["kind"] = rtype.api_version, rtype.kind
-                    self._check_namespace(rtype, applied, ns)
-                    return await self._do_create(ctx, rtype, applied, applied=True)
-                raise self._not_found(rtype, name)
-            old_rv = old["metadata"].get("resourceVersion")
-            if rtype.storage:
-                old = _with_type(old, rtype)
-            new = self._patched(ctx, rtype, old, patch, ctype, force, sub)
-            new_meta = new.setdefault("metadata", {})
-            if new_meta.get("resourceVersion") not in (None, "", old_rv):
-                raise status.optimistic_lock(rtype.group, rtype.plural, name)
-            new_meta["name"] = name
-            if rtype.namespaced:
-                new_meta["namespace"] = ns
-            new_meta["resourceVersion"] = old_rv
-            new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
-            if rtype.storage == ("", "events"):
-                new = events.from_events_v1(new)
-            if not sub:
-                admitted = self._admit("patch", rtype, new, old, ctx.user)
-                if admitted is not None:
-                    new = admitted
-            new = self._prepare_write(ctx, rtype, new, old, sub)
-            if not is_apply:
-                patching.record_update(
-                    old,
-                    new,
-                    manager=ctx.manager,
-                    api_version=rtype.api_version,
-                    subresource=sub,
-                    now=self._now_iso(),
+        return patch
+
+    async def _patch_attempt(
+        self,
+        ctx: _Ctx,
+        rtype: ResourceType,
+        ns: str | None,
+        name: str,
+        sub: str,
+        patch: Any,
+        ctype: str,
+        is_apply: bool,
+        force: bool,
+    ) -> Response | None:
+        """One try at a patch on the stored object (an apply patch creates a missing one); None: a concurrent
+        write came first, try again on the new state."""
+        old = self.store.try_get(rtype.key, ns, name)
+        if old is None:
+            if is_apply and not sub:
+                applied = patching.server_side_apply(
+                    None, patch, manager=ctx.manager, force=force, subresource="", now=self._now_iso()
                 )
-            if ctx.dry_run:
-                return self._respond_object(ctx, rtype, new)
-            try:
-                updated = self.store.update(rtype.key, new, subresource=sub or None)
-            except ConflictError:
-                continue  # a concurrent write: retry the patch on the new state, as kube-apiserver does
-            except NotFoundError:
-                raise self._not_found(rtype, name) from None
-            return self._respond_object(ctx, rtype, updated)
-        raise status.optimistic_lock(rtype.group, rtype.plural, name)
+                applied.setdefault("metadata", {})["name"] = name
+                applied["apiVersion"], applied["kind"] = rtype.api_version, rtype.kind
+                self._check_namespace(rtype, applied, ns)
+                return await self._do_create(ctx, rtype, applied, applied=True)
+            raise self._not_found(rtype, name)
+        new = self._patch_result(ctx, rtype, ns, name, sub, old, patch, ctype, is_apply, force)
+        if ctx.dry_run:
+            return self._respond_object(ctx, rtype, new)
+        try:
+            updated = self.store.update(rtype.key, new, subresource=sub or None)
+        except ConflictError:
+            return None  # a concurrent write: retry the patch on the new state, as kube-apiserver does
+        except NotFoundError:
+            raise self._not_found(rtype, name) from None
+        return self._respond_object(ctx, rtype, updated)
+
+    def _patch_result(
+        self,
+        ctx: _Ctx,
+        rtype: ResourceType,
+        ns: str | None,
+        name: str,
+        sub: str,
+        old: Obj,
+        patch: Any,
+        ctype: str,
+        is_apply: bool,
+        force: bool,
+    ) -> Obj:
+        """The object to store: the patch applied to ``old``, admitted, prepared and its managed fields recorded."""
+        old_rv = old["metadata"].get("resourceVersion")
+        if rtype.storage:
+            old = _with_type(old, rtype)
+        new = self._patched(ctx, rtype, old, patch, ctype, force, sub)
+        new_meta = new.setdefault("metadata", {})
+        if new_meta.get("resourceVersion") not in (None, "", old_rv):
+            raise status.optimistic_lock(rtype.group, rtype.plural, name)
+        new_meta["name"] = name
+        if rtype.namespaced:
+            new_meta["namespace"] = ns
+        new_meta["resourceVersion"] = old_rv
+        new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
+        if rtype.storage == ("", "events"):
+            new = events.from_events_v1(new)
+        if not sub:
+            admitted = self._admit("patch", rtype, new, old, ctx.user)
+            if admitted is not None:
+                new = admitted
+        new = self._prepare_write(ctx, rtype, new, old, sub)
+        if not is_apply:
+            patching.record_update(
+                old,
+                new,
+                manager=ctx.manager,
+                api_version=rtype.api_version,
+                subresource=sub,
+                now=self._now_iso(),
+            )
+        return new
 
     def _patched(self, ctx: _Ctx, rtype: ResourceType, old: Obj, patch: Any, ctype: str, force: bool, sub: str) -> Obj:
         if ctype == "application/json-patch+json":
@@ -1620,6 +1640,20 @@ class KubeApi:
                 details = {"name": name, "group": "kubevirt.io", "kind": "virtualmachine"}
             raise ApiError(err.code, err.reason, err.message, details) from None
         return Response(b"", status_code=202)
+
+
+def _invalid_patch_options(field: str, reason: str, detail: str) -> ApiError:
+    """The 422 kube-apiserver answers for PatchOptions that a patch of this type must not have or must have."""
+    return ApiError(
+        422,
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: {field}: {detail}',
+        {
+            "group": "meta.k8s.io",
+            "kind": "PatchOptions",
+            "causes": [{"reason": reason, "message": detail, "field": field}],
+        },
+    )
 
 
 def _bookmark_line(rtype: ResourceType, resource_version: int, annotations: dict[str, str] | None = None) -> bytes:
