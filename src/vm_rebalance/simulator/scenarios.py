@@ -482,7 +482,47 @@ class ScenarioSpec:
 
 
 def _node(pool: Pool, index: int, zone: str) -> Obj:
+    """Node ``index`` of ``pool`` in ``zone``, as a kubelet on an OpenShift worker or control plane reports it."""
     name = f"{pool.prefix}-{index:02d}" if pool.count < 100 else f"{pool.prefix}-{index:03d}"
+    capacity, allocatable = _node_resources(pool)
+    taints = copy_obj(pool.taints)
+    if pool.control_plane:
+        taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+    ip = f"192.168.{10 + index // 250}.{index % 250 + 1 + (100 if pool.control_plane else 0)}"
+    node: Obj = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": _node_labels(pool, name, zone),
+            "annotations": {"kubevirt.io/heartbeat": "2026-08-01T10:00:00Z", "node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": f"10.{128 + index // 256}.{index % 256}.0/24"},
+        "status": {
+            "capacity": capacity,
+            "allocatable": allocatable,
+            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+            "conditions": [
+                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
+                {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure"},
+                {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID"},
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                },
+            ],
+            "nodeInfo": _node_info(index),
+        },
+    }
+    if taints:
+        node["spec"]["taints"] = taints
+    return node
+
+
+def _node_labels(pool: Pool, name: str, zone: str) -> dict[str, str]:
+    """The well-known node labels, the role and KubeVirt labels, then the pool's own."""
     labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
@@ -500,6 +540,11 @@ def _node(pool: Pool, index: int, zone: str) -> Obj:
         labels["kubevirt.io/schedulable"] = "true" if pool.kvm else "false"
         labels["cpu-vendor.node.kubevirt.io/Intel"] = "true"
     labels.update(pool.labels)
+    return labels
+
+
+def _node_resources(pool: Pool) -> tuple[dict[str, str], dict[str, str]]:
+    """A pool node's capacity and allocatable (system reserve taken off), with KubeVirt's devices on KVM workers."""
     mem = pool.memory_gib * GIB
     capacity = {
         "cpu": str(pool.cpu),
@@ -521,51 +566,23 @@ def _node(pool: Pool, index: int, zone: str) -> Obj:
         for device in (KVM, "devices.kubevirt.io/tun", "devices.kubevirt.io/vhost-net"):
             capacity[device] = "1k"
             allocatable[device] = "1k"
-    taints = copy_obj(pool.taints)
-    if pool.control_plane:
-        taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
-    ip = f"192.168.{10 + index // 250}.{index % 250 + 1 + (100 if pool.control_plane else 0)}"
-    node: Obj = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": labels,
-            "annotations": {"kubevirt.io/heartbeat": "2026-08-01T10:00:00Z", "node.alpha.kubernetes.io/ttl": "0"},
-        },
-        "spec": {"podCIDR": f"10.{128 + index // 256}.{index % 256}.0/24"},
-        "status": {
-            "capacity": capacity,
-            "allocatable": allocatable,
-            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
-            "conditions": [
-                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
-                {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure"},
-                {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID"},
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "KubeletReady",
-                    "message": "kubelet is posting ready status",
-                },
-            ],
-            "nodeInfo": {
-                "architecture": "amd64",
-                "containerRuntimeVersion": "cri-o://1.33.2",
-                "kernelVersion": "5.14.0-570.el9.x86_64",
-                "kubeletVersion": "v1.33.2",
-                "kubeProxyVersion": "v1.33.2",
-                "operatingSystem": "linux",
-                "osImage": "Red Hat Enterprise Linux CoreOS 9.6",
-                "machineID": f"{index:032x}",
-                "systemUUID": f"{index:08x}-0000-4000-8000-000000000000",
-                "bootID": f"{index:032x}",
-            },
-        },
+    return capacity, allocatable
+
+
+def _node_info(index: int) -> dict[str, str]:
+    """The ``nodeInfo`` of node ``index``: versions and machine identifiers."""
+    return {
+        "architecture": "amd64",
+        "containerRuntimeVersion": "cri-o://1.33.2",
+        "kernelVersion": "5.14.0-570.el9.x86_64",
+        "kubeletVersion": "v1.33.2",
+        "kubeProxyVersion": "v1.33.2",
+        "operatingSystem": "linux",
+        "osImage": "Red Hat Enterprise Linux CoreOS 9.6",
+        "machineID": f"{index:032x}",
+        "systemUUID": f"{index:08x}-0000-4000-8000-000000000000",
+        "bootID": f"{index:032x}",
     }
-    if taints:
-        node["spec"]["taints"] = taints
-    return node
 
 
 def _pick(rng: random.Random, weighted: list[tuple[Any, float]]) -> Any:
@@ -665,15 +682,47 @@ class _VmPlan:
 
 
 def _vm_objects(plan: _VmPlan, rng: random.Random) -> list[Obj]:
+    """The VirtualMachine of a plan first, then the DataVolume and PVCs its root disk needs."""
     ns = plan.namespace
     labels = {"app.kubernetes.io/name": plan.name.rsplit("-", 1)[0], "kubevirt.io/domain": plan.name}
     if plan.group:
         labels["app"] = plan.group
+    spec = _vm_template_spec(plan)
+    vm_spec: Obj = {"runStrategy": "Always" if plan.running else "Halted"}
+    objs = _vm_root_disk(plan, spec, vm_spec)
+    _vm_placement(plan, spec)
+    vm_spec["template"] = {"metadata": {"labels": labels}, "spec": spec}
+    if plan.instancetype:
+        vm_spec["instancetype"] = {"kind": "VirtualMachineClusterInstancetype", "name": plan.instancetype}
+        vm_spec["preference"] = {"kind": "VirtualMachineClusterPreference", "name": "rhel.9"}
+    vm = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {
+            "name": plan.name,
+            "namespace": ns,
+            "labels": {"app": plan.group or labels["app.kubernetes.io/name"]},
+            "annotations": _vm_annotations(plan),
+        },
+        "spec": vm_spec,
+    }
+    objs.insert(0, vm)
+    return objs
+
+
+def _vm_annotations(plan: _VmPlan) -> dict[str, str]:
+    """The simulator's usage annotations: CPU and memory use, load pattern, dirty rate of busy VMs."""
     annotations = {CPU_USAGE_ANNOTATION: f"{plan.cpu_frac:.3f}", MEMORY_USAGE_ANNOTATION: f"{plan.mem_frac:.3f}"}
     if plan.pattern:
         annotations[PATTERN_ANNOTATION] = plan.pattern
     if plan.cpu_frac > 0.7:
         annotations[DIRTY_RATE_ANNOTATION] = f"{int(plan.memory_gib * 1024 * 0.05)}Mi"
+    return annotations
+
+
+def _vm_template_spec(plan: _VmPlan) -> Obj:
+    """The VMI template's spec without volumes and placement: devices, machine, network, eviction strategy,
+    and CPU and memory unless an instance type gives them."""
     spec: Obj = {
         "domain": {
             "devices": {
@@ -695,59 +744,69 @@ def _vm_objects(plan: _VmPlan, rng: random.Random) -> list[Obj]:
         spec["domain"]["cpu"] = {"cores": 1, "sockets": plan.cpus, "threads": 1}
         mem = f"{int(plan.memory_gib)}Gi" if plan.memory_gib >= 1 else f"{int(plan.memory_gib * 1024)}Mi"
         spec["domain"]["memory"] = {"guest": mem}
+    return spec
+
+
+def _vm_root_disk(plan: _VmPlan, spec: Obj, vm_spec: Obj) -> list[Obj]:
+    """Set the template's volumes (a container disk, a PVC or a DataVolume, and cloud-init) and, for a
+    DataVolume, the VM's template for it; returns the storage objects to create."""
     cloudinit = {"name": "cloudinitdisk", "cloudInitNoCloud": {"userData": "#cloud-config\nuser: cloud-user\n"}}
-    objs: list[Obj] = []
-    vm_spec: Obj = {"runStrategy": "Always" if plan.running else "Halted"}
     size_gib = 30 if plan.memory_gib <= 8 else 60
     if plan.storage == "containerdisk":
         spec["volumes"] = [
             {"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}},
             cloudinit,
         ]
-    elif plan.storage in ("rwx", "rwo"):
+        return []
+    if plan.storage in ("rwx", "rwo"):
         claim = f"{plan.name}-rootdisk"
         spec["volumes"] = [{"name": "rootdisk", "persistentVolumeClaim": {"claimName": claim}}, cloudinit]
-        objs.append(_pvc(claim, ns, plan.storage, size_gib))
-    else:
-        dv = f"{plan.name}-rootdisk"
-        mode = "rwx" if plan.storage == "dv-rwx" else "rwo"
-        spec["volumes"] = [{"name": "rootdisk", "dataVolume": {"name": dv}}, cloudinit]
-        vm_spec["dataVolumeTemplates"] = [
-            {
-                "metadata": {"name": dv},
-                "spec": {
-                    "sourceRef": {
-                        "kind": "DataSource",
-                        "name": "rhel9",
-                        "namespace": "openshift-virtualization-os-images",
-                    },
-                    "storage": {"accessModes": [_mode(mode)], "resources": {"requests": {"storage": f"{size_gib}Gi"}}},
+        return [_pvc(claim, plan.namespace, plan.storage, size_gib)]
+    dv = f"{plan.name}-rootdisk"
+    mode = "rwx" if plan.storage == "dv-rwx" else "rwo"
+    spec["volumes"] = [{"name": "rootdisk", "dataVolume": {"name": dv}}, cloudinit]
+    vm_spec["dataVolumeTemplates"] = [
+        {
+            "metadata": {"name": dv},
+            "spec": {
+                "sourceRef": {
+                    "kind": "DataSource",
+                    "name": "rhel9",
+                    "namespace": "openshift-virtualization-os-images",
                 },
-            }
-        ]
-        objs.append(
-            {
-                "apiVersion": "cdi.kubevirt.io/v1beta1",
-                "kind": "DataVolume",
-                "metadata": {
-                    "name": dv,
-                    "namespace": ns,
-                    "ownerReferences": [
-                        {
-                            "apiVersion": "kubevirt.io/v1",
-                            "kind": "VirtualMachine",
-                            "name": plan.name,
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                            "uid": "",
-                        }
-                    ],
-                },
-                "spec": vm_spec["dataVolumeTemplates"][0]["spec"],
-                "status": {"phase": "Succeeded", "progress": "100.0%", "claimName": dv},
-            }
-        )
-        objs.append(_pvc(dv, ns, mode, size_gib))
+                "storage": {"accessModes": [_mode(mode)], "resources": {"requests": {"storage": f"{size_gib}Gi"}}},
+            },
+        }
+    ]
+    return [_data_volume(plan, dv, vm_spec["dataVolumeTemplates"][0]["spec"]), _pvc(dv, plan.namespace, mode, size_gib)]
+
+
+def _data_volume(plan: _VmPlan, dv: str, dv_spec: Obj) -> Obj:
+    """The imported (Succeeded) DataVolume ``dv`` owned by the plan's VM."""
+    return {
+        "apiVersion": "cdi.kubevirt.io/v1beta1",
+        "kind": "DataVolume",
+        "metadata": {
+            "name": dv,
+            "namespace": plan.namespace,
+            "ownerReferences": [
+                {
+                    "apiVersion": "kubevirt.io/v1",
+                    "kind": "VirtualMachine",
+                    "name": plan.name,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                    "uid": "",
+                }
+            ],
+        },
+        "spec": dv_spec,
+        "status": {"phase": "Succeeded", "progress": "100.0%", "claimName": dv},
+    }
+
+
+def _vm_placement(plan: _VmPlan, spec: Obj) -> None:
+    """Add the plan's node selector, its toleration of the databases pool and its anti-affinity group."""
     if plan.selector:
         spec["nodeSelector"] = dict(plan.selector)
     if plan.tolerate:
@@ -766,23 +825,6 @@ def _vm_objects(plan: _VmPlan, rng: random.Random) -> list[Obj]:
                 ]
             }
         }
-    vm_spec["template"] = {"metadata": {"labels": labels}, "spec": spec}
-    if plan.instancetype:
-        vm_spec["instancetype"] = {"kind": "VirtualMachineClusterInstancetype", "name": plan.instancetype}
-        vm_spec["preference"] = {"kind": "VirtualMachineClusterPreference", "name": "rhel.9"}
-    vm = {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {
-            "name": plan.name,
-            "namespace": ns,
-            "labels": {"app": plan.group or labels["app.kubernetes.io/name"]},
-            "annotations": annotations,
-        },
-        "spec": vm_spec,
-    }
-    objs.insert(0, vm)
-    return objs
 
 
 def _mode(short: str) -> str:
@@ -1114,76 +1156,112 @@ def _plan_spec(plan: _VmPlan) -> Obj:
 
 
 def _place(spec: ScenarioSpec, plans: list[_VmPlan], nodes: list[Obj], rng: random.Random) -> None:
+    """Put each running VM plan on a node (a plan that fits nowhere is stopped), then shape CPU use per node."""
     caps = [_Capacity(n) for n in nodes if n["metadata"]["labels"].get("kubevirt.io/schedulable") == "true"]
     general = [c for c in caps if not c.node["spec"].get("taints") and not c.node["spec"].get("unschedulable")]
     running = [p for p in plans if p.running]
     running.sort(key=lambda p: (p.group is None, not p.tolerate, -p.cpus, -p.memory_gib))
+    targets, weights = _placement_targets(spec, general, rng)
+    if targets:
+        _place_by_counts(spec, running, caps, general, targets)
+    else:
+        _place_weighted(running, caps, weights, rng)
+    _shape_utilisation(spec, caps, general, weights, rng)
+
+
+def _placement_targets(
+    spec: ScenarioSpec, general: list[_Capacity], rng: random.Random
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Fixed VM counts per general-purpose node when the spec has them; otherwise placement weights that
+    make a seeded few nodes hot (3.0) and a few cold (0.15)."""
     weights: dict[str, float] = {}
     if spec.fixed_counts:
-        targets = dict(zip([c.name for c in general], spec.fixed_counts, strict=False))
-    else:
-        targets = {}
-        hot = max(1, int(len(general) * spec.hot_fraction))
-        cold = max(1, int(len(general) * spec.cold_fraction))
-        order = list(general)
-        rng.shuffle(order)
-        for c in order[:hot]:
-            weights[c.name] = 3.0
-        for c in order[hot : hot + cold]:
-            weights[c.name] = 0.15
-    placed_counts: dict[str, int] = {}
+        return dict(zip([c.name for c in general], spec.fixed_counts, strict=False)), weights
+    hot = max(1, int(len(general) * spec.hot_fraction))
+    cold = max(1, int(len(general) * spec.cold_fraction))
+    order = list(general)
+    rng.shuffle(order)
+    for c in order[:hot]:
+        weights[c.name] = 3.0
+    for c in order[hot : hot + cold]:
+        weights[c.name] = 0.15
+    return {}, weights
+
+
+def _place_weighted(
+    running: list[_VmPlan], caps: list[_Capacity], weights: dict[str, float], rng: random.Random
+) -> None:
+    """Place each VM on a node drawn by weight × memory among the nodes it fits on."""
     classes: dict[Any, tuple[list[_Capacity], list[float]]] = {}
     for plan in running:
         requests = launcher_requests(_plan_spec(plan))
         pod_spec = _plan_spec(plan)
-        if not targets:
-            klass = (plan.tolerate, tuple(sorted((plan.selector or {}).items())))
-            if klass not in classes:
-                statics = [c for c in caps if c.static_fit(plan, pod_spec)]
-                cum: list[float] = []
-                total = 0.0
-                for c in statics:
-                    total += weights.get(c.name, 1.0) * max(0.01, c.memory / GIB)
-                    cum.append(total)
-                classes[klass] = (statics, cum)
-            statics, cum = classes[klass]
-            choice = None
-            for _ in range(40):  # weighted rejection sampling: O(log n) per VM on big clusters
-                candidate = rng.choices(statics, cum_weights=cum)[0] if statics else None
-                if candidate is not None and candidate.fits(plan, requests, pod_spec):
-                    choice = candidate
-                    break
-            if choice is None:
-                feasible = [c for c in statics if c.fits(plan, requests, pod_spec)]
-                if not feasible:
-                    plan.running = False
-                    continue
-                choice = max(feasible, key=lambda c: (c.memory, c.name))
-            choice.take(plan, requests)
-            plan.node = choice.name
-            continue
+        klass = (plan.tolerate, tuple(sorted((plan.selector or {}).items())))
+        if klass not in classes:
+            statics = [c for c in caps if c.static_fit(plan, pod_spec)]
+            cum: list[float] = []
+            total = 0.0
+            for c in statics:
+                total += weights.get(c.name, 1.0) * max(0.01, c.memory / GIB)
+                cum.append(total)
+            classes[klass] = (statics, cum)
+        statics, cum = classes[klass]
+        choice = None
+        for _ in range(40):  # weighted rejection sampling: O(log n) per VM on big clusters
+            candidate = rng.choices(statics, cum_weights=cum)[0] if statics else None
+            if candidate is not None and candidate.fits(plan, requests, pod_spec):
+                choice = candidate
+                break
+        if choice is None:
+            feasible = [c for c in statics if c.fits(plan, requests, pod_spec)]
+            if not feasible:
+                plan.running = False
+                continue
+            choice = max(feasible, key=lambda c: (c.memory, c.name))
+        choice.take(plan, requests)
+        plan.node = choice.name
+
+
+def _place_by_counts(
+    spec: ScenarioSpec,
+    running: list[_VmPlan],
+    caps: list[_Capacity],
+    general: list[_Capacity],
+    targets: dict[str, int],
+) -> None:
+    """Place each VM on the feasible node furthest below its fixed count (hottest target first)."""
+    placed_counts: dict[str, int] = {}
+    for plan in running:
+        requests = launcher_requests(_plan_spec(plan))
+        pod_spec = _plan_spec(plan)
         feasible = [c for c in caps if c.fits(plan, requests, pod_spec)]
         if not feasible:
             plan.running = False
             continue
-        if targets:
-            wanting = [c for c in feasible if placed_counts.get(c.name, 0) < targets.get(c.name, 0)]
-            hotness = dict(zip([c.name for c in general], spec.cpu_targets or [], strict=False))
-            choice = max(
-                wanting or feasible,
-                key=lambda c: (
-                    hotness.get(c.name, 0.0),
-                    targets.get(c.name, 0) - placed_counts.get(c.name, 0),
-                    c.memory,
-                    c.name,
-                ),
-            )
-        else:
-            choice = _pick(rng, [(c, weights.get(c.name, 1.0) * max(0.01, c.memory / GIB)) for c in feasible])
+        wanting = [c for c in feasible if placed_counts.get(c.name, 0) < targets.get(c.name, 0)]
+        hotness = dict(zip([c.name for c in general], spec.cpu_targets or [], strict=False))
+        choice = max(
+            wanting or feasible,
+            key=lambda c: (
+                hotness.get(c.name, 0.0),
+                targets.get(c.name, 0) - placed_counts.get(c.name, 0),
+                c.memory,
+                c.name,
+            ),
+        )
         choice.take(plan, requests)
         plan.node = choice.name
         placed_counts[choice.name] = placed_counts.get(choice.name, 0) + 1
-    # Shape utilisation: hot nodes busy, cold nodes idle (scaled per node, clamped per VM).
+
+
+def _shape_utilisation(
+    spec: ScenarioSpec,
+    caps: list[_Capacity],
+    general: list[_Capacity],
+    weights: dict[str, float],
+    rng: random.Random,
+) -> None:
+    """Shape utilisation: hot nodes busy, cold nodes idle (scaled per node, clamped per VM)."""
     cpu_targets: dict[str, float] = {}
     if spec.cpu_targets:
         cpu_targets = dict(zip([c.name for c in general], spec.cpu_targets, strict=False))
