@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .clock import SimClock
 from .crds import CrdController
@@ -75,6 +75,21 @@ def _conflict(name: str, message: str) -> SubresourceError:
     return SubresourceError(
         409, "Conflict", f'Operation cannot be fulfilled on virtualmachine.kubevirt.io "{name}": {message}'
     )
+
+
+class _VmRequest(NamedTuple):
+    """A start/stop/restart/migrate request on a VM, with the VM's state when it arrived."""
+
+    namespace: str
+    name: str
+    body: Obj
+    dry_run: bool
+    vm: Obj
+    vmi: Obj | None
+    strategy: str
+    vmi_phase: str
+    vmi_final: bool
+    requests: list[Obj]
 
 
 class SimCluster:
@@ -396,50 +411,7 @@ class SimCluster:
         """Carry out a scripted fault action."""
         now_iso = self.clock.iso(now)
         if action.action in ("node-not-ready", "node-ready"):
-            ready = action.action == "node-ready"
-            if self.store.try_get(NODES, None, action.target, copy=False) is None:
-                return
-
-            def flip(o: Obj) -> None:
-                st = o.setdefault("status", {})
-                if ready:
-                    _set_condition(
-                        st,
-                        {
-                            "type": "Ready",
-                            "status": "True",
-                            "reason": "KubeletReady",
-                            "message": "kubelet is posting ready status",
-                        },
-                        now_iso,
-                    )
-                else:
-                    _set_condition(
-                        st,
-                        {
-                            "type": "Ready",
-                            "status": "Unknown",
-                            "reason": "NodeStatusUnknown",
-                            "message": "Kubelet stopped posting node status.",
-                        },
-                        now_iso,
-                    )
-                taints = [
-                    t
-                    for t in (o.get("spec") or {}).get("taints") or []
-                    if t.get("key") != "node.kubernetes.io/unreachable"
-                ]
-                if not ready:
-                    taints.append(
-                        {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule", "timeAdded": now_iso}
-                    )
-                o.setdefault("spec", {})["taints"] = taints
-                if not taints:
-                    o["spec"].pop("taints")
-                o["metadata"].setdefault("labels", {})["kubevirt.io/schedulable"] = "true" if ready else "false"
-
-            self.store.mutate(NODES, None, action.target, flip)
-            self.recorder.record(action.action, action.target)
+            self._set_node_readiness(action, now_iso)
         elif action.action in ("delete-vm", "delete-vmi"):
             ns, _, name = action.target.rpartition("/")
             key = VMS if action.action == "delete-vm" else VMIS
@@ -447,25 +419,7 @@ class SimCluster:
                 self.store.delete(key, ns or "default", name)
                 self.recorder.record("vm-deleted" if key == VMS else "vmi-deleted", f"{ns or 'default'}/{name}")
         elif action.action in ("cordon", "uncordon", "node-unschedulable", "taint"):
-            if self.store.try_get(NODES, None, action.target, copy=False) is None:
-                return
-
-            def change(o: Obj, kind: str = action.action, extra: Obj = action.extra) -> None:
-                spec = o.setdefault("spec", {})
-                if kind == "cordon":
-                    spec["unschedulable"] = True
-                elif kind == "uncordon":
-                    spec.pop("unschedulable", None)
-                elif kind == "node-unschedulable":
-                    o["metadata"].setdefault("labels", {})["kubevirt.io/schedulable"] = "false"
-                else:
-                    taint = dict(extra.get("taint") or {})
-                    taint.setdefault("effect", "NoSchedule")
-                    taint["timeAdded"] = now_iso
-                    spec["taints"] = [t for t in spec.get("taints") or [] if t.get("key") != taint.get("key")] + [taint]
-
-            self.store.mutate(NODES, None, action.target, change)
-            self.recorder.record(action.action, action.target)
+            self._change_node_scheduling(action, now_iso)
         elif action.action == "evacuate-vm":
             ns, _, name = action.target.rpartition("/")
             vmi = self.store.try_get(VMIS, ns or "default", name, copy=False)
@@ -478,23 +432,92 @@ class SimCluster:
                 self.store.mutate(VMIS, ns or "default", name, evacuate)
                 self.recorder.record("evacuate", f"{ns or 'default'}/{name}", node=node)
         elif action.action == "foreign-migration":
-            ns, _, name = action.target.rpartition("/")
-            vmim: Obj = {
-                "apiVersion": "kubevirt.io/v1",
-                "kind": "VirtualMachineInstanceMigration",
-                "metadata": {"generateName": f"{name}-descheduler-", "namespace": ns or "default"},
-                "spec": {"vmiName": name},
-            }
-            target = action.extra.get("target")
-            if target:
-                vmim["spec"]["addedNodeSelector"] = {"kubernetes.io/hostname": target}
-            try:
-                mutated = self.admit("create", VMIMS, vmim, None, "system:serviceaccount:kube-system:descheduler")
-            except AdmissionError as exc:
-                self.recorder.record("foreign-migration-refused", action.target, reason=exc.message)
-                return
-            created = self.store.create(VMIMS, mutated or vmim)
-            self.recorder.record("foreign-migration", action.target, migration=created["metadata"]["name"])
+            self._start_foreign_migration(action)
+
+    def _set_node_readiness(self, action: TimedAction, now_iso: str) -> None:
+        """A node stops or resumes posting status: its Ready condition, unreachable taint and KubeVirt label."""
+        ready = action.action == "node-ready"
+        if self.store.try_get(NODES, None, action.target, copy=False) is None:
+            return
+
+        def flip(o: Obj) -> None:
+            st = o.setdefault("status", {})
+            if ready:
+                _set_condition(
+                    st,
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status",
+                    },
+                    now_iso,
+                )
+            else:
+                _set_condition(
+                    st,
+                    {
+                        "type": "Ready",
+                        "status": "Unknown",
+                        "reason": "NodeStatusUnknown",
+                        "message": "Kubelet stopped posting node status.",
+                    },
+                    now_iso,
+                )
+            taints = [
+                t for t in (o.get("spec") or {}).get("taints") or [] if t.get("key") != "node.kubernetes.io/unreachable"
+            ]
+            if not ready:
+                taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule", "timeAdded": now_iso})
+            o.setdefault("spec", {})["taints"] = taints
+            if not taints:
+                o["spec"].pop("taints")
+            o["metadata"].setdefault("labels", {})["kubevirt.io/schedulable"] = "true" if ready else "false"
+
+        self.store.mutate(NODES, None, action.target, flip)
+        self.recorder.record(action.action, action.target)
+
+    def _change_node_scheduling(self, action: TimedAction, now_iso: str) -> None:
+        """Cordon, uncordon, mark KubeVirt-unschedulable or taint a node."""
+        if self.store.try_get(NODES, None, action.target, copy=False) is None:
+            return
+
+        def change(o: Obj, kind: str = action.action, extra: Obj = action.extra) -> None:
+            spec = o.setdefault("spec", {})
+            if kind == "cordon":
+                spec["unschedulable"] = True
+            elif kind == "uncordon":
+                spec.pop("unschedulable", None)
+            elif kind == "node-unschedulable":
+                o["metadata"].setdefault("labels", {})["kubevirt.io/schedulable"] = "false"
+            else:
+                taint = dict(extra.get("taint") or {})
+                taint.setdefault("effect", "NoSchedule")
+                taint["timeAdded"] = now_iso
+                spec["taints"] = [t for t in spec.get("taints") or [] if t.get("key") != taint.get("key")] + [taint]
+
+        self.store.mutate(NODES, None, action.target, change)
+        self.recorder.record(action.action, action.target)
+
+    def _start_foreign_migration(self, action: TimedAction) -> None:
+        """Another tool (a descheduler) creates a migration of the target VM, through admission."""
+        ns, _, name = action.target.rpartition("/")
+        vmim: Obj = {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"generateName": f"{name}-descheduler-", "namespace": ns or "default"},
+            "spec": {"vmiName": name},
+        }
+        target = action.extra.get("target")
+        if target:
+            vmim["spec"]["addedNodeSelector"] = {"kubernetes.io/hostname": target}
+        try:
+            mutated = self.admit("create", VMIMS, vmim, None, "system:serviceaccount:kube-system:descheduler")
+        except AdmissionError as exc:
+            self.recorder.record("foreign-migration-refused", action.target, reason=exc.message)
+            return
+        created = self.store.create(VMIMS, mutated or vmim)
+        self.recorder.record("foreign-migration", action.target, migration=created["metadata"]["name"])
 
     # -- API layer entry points ----------------------------------------------------------------------------------
 
@@ -649,82 +672,108 @@ class SimCluster:
             if vm is None:
                 raise SubresourceError(404, "NotFound", f'virtualmachine.kubevirt.io "{name}" not found')
             vmi = self.store.try_get(VMIS, namespace, name, copy=False)
-            strategy = run_strategy(vm)
             vmi_phase = ((vmi or {}).get("status") or {}).get("phase") or ""
-            vmi_final = vmi_phase in FINAL_VMI_PHASES
-            requests = (vm.get("status") or {}).get("stateChangeRequests") or []
+            request = _VmRequest(
+                namespace=namespace,
+                name=name,
+                body=body,
+                dry_run=dry_run,
+                vm=vm,
+                vmi=vmi,
+                strategy=run_strategy(vm),
+                vmi_phase=vmi_phase,
+                vmi_final=vmi_phase in FINAL_VMI_PHASES,
+                requests=(vm.get("status") or {}).get("stateChangeRequests") or [],
+            )
             if action == "start":
-                if vmi is not None and not vmi_final and vmi_phase not in ("", "Unknown"):
-                    raise _conflict(name, "VM is already running")
-                if strategy in ("Always", "Once"):
-                    raise _conflict(name, f"{strategy} does not support manual start requests")
-                if strategy == "RerunOnFailure" and vmi_phase == "Failed":
-                    raise _conflict(name, "RerunOnFailure does not support starting VM from failed state")
-                if strategy == "Halted" and not body.get("paused"):
-                    if not dry_run:
-                        self._patch_run_strategy(vm, "Always")
-                else:
-                    if requests:
-                        raise _conflict(name, "unable to complete request: stop/start already underway")
-                    if not dry_run:
-                        self._add_requests(namespace, name, [{"action": "Start"}])
+                self._vm_start(request)
             elif action == "stop":
-                if strategy == "Halted":
-                    if vmi is None or vmi_final:
-                        raise _conflict(name, "VM is not running")
-                    if body.get("gracePeriod") is None:
-                        raise _conflict(name, "Halted only supports manual stop requests with a shorter graceperiod")
-                    if not dry_run:
-                        self.lifecycle.dirty.add((namespace, name))
-                elif strategy in ("Manual", "RerunOnFailure"):
-                    if vmi is None or vmi_final:
-                        raise _conflict(name, "VM is not running")
-                    if requests:
-                        raise _conflict(name, "unable to complete request: stop/start already underway")
-                    if not dry_run:
-                        self._add_requests(namespace, name, [{"action": "Stop", "uid": vmi["metadata"]["uid"]}])
-                elif not dry_run:
-                    self._patch_run_strategy(vm, "Halted")
+                self._vm_stop(request)
             elif action == "restart":
-                grace = body.get("gracePeriodSeconds")
-                if grace is not None and int(grace) > 0:
-                    raise SubresourceError(
-                        400, "BadRequest", "For force restart, only gracePeriod=0 is supported for now"
-                    )
-                if strategy in ("Halted", "Once"):
-                    raise _conflict(name, f"RunStategy {strategy} does not support manual restart requests")
-                if vmi is None:
-                    raise _conflict(name, "VM is not running: Halted")
-                if requests:
-                    raise _conflict(name, "unable to complete request: stop/start already underway")
-                if not dry_run:
-                    self._add_requests(
-                        namespace, name, [{"action": "Stop", "uid": vmi["metadata"]["uid"]}, {"action": "Start"}]
-                    )
+                self._vm_restart(request)
             else:
-                if vmi is None or vmi_phase != "Running":
-                    raise _conflict(name, "VM is not running")
-                vmim: Obj = {
-                    "apiVersion": "kubevirt.io/v1",
-                    "kind": "VirtualMachineInstanceMigration",
-                    "metadata": {"generateName": "kubevirt-migrate-vm-", "namespace": namespace},
-                    "spec": {"vmiName": name},
-                }
-                if body.get("addedNodeSelector"):
-                    vmim["spec"]["addedNodeSelector"] = dict(body["addedNodeSelector"])
-                try:
-                    mutated = self.admit("create", VMIMS, vmim, None, user) or vmim
-                except AdmissionError as exc:
-                    raise SubresourceError(
-                        500,
-                        "InternalError",
-                        f'Internal error occurred: virtualmachineinstancemigrations.kubevirt.io "Unknown" is '
-                        f'forbidden: admission webhook "{exc.webhook}" denied the request: {exc.message}',
-                    ) from exc
-                if not dry_run:
-                    self.store.create(VMIMS, mutated)
+                self._vm_migrate(request, user)
             if not dry_run:
                 self.recorder.record(f"subresource-{action}", f"{namespace}/{name}", user=user)
+
+    def _vm_start(self, r: _VmRequest) -> None:
+        """``start``: set runStrategy Always for a Halted VM, otherwise queue a Start request."""
+        name = r.name
+        if r.vmi is not None and not r.vmi_final and r.vmi_phase not in ("", "Unknown"):
+            raise _conflict(name, "VM is already running")
+        if r.strategy in ("Always", "Once"):
+            raise _conflict(name, f"{r.strategy} does not support manual start requests")
+        if r.strategy == "RerunOnFailure" and r.vmi_phase == "Failed":
+            raise _conflict(name, "RerunOnFailure does not support starting VM from failed state")
+        if r.strategy == "Halted" and not r.body.get("paused"):
+            if not r.dry_run:
+                self._patch_run_strategy(r.vm, "Always")
+        else:
+            if r.requests:
+                raise _conflict(name, "unable to complete request: stop/start already underway")
+            if not r.dry_run:
+                self._add_requests(r.namespace, name, [{"action": "Start"}])
+
+    def _vm_stop(self, r: _VmRequest) -> None:
+        """``stop``: by runStrategy, a forced stop of a Halted VM, a Stop request, or runStrategy Halted."""
+        name = r.name
+        if r.strategy == "Halted":
+            if r.vmi is None or r.vmi_final:
+                raise _conflict(name, "VM is not running")
+            if r.body.get("gracePeriod") is None:
+                raise _conflict(name, "Halted only supports manual stop requests with a shorter graceperiod")
+            if not r.dry_run:
+                self.lifecycle.dirty.add((r.namespace, name))
+        elif r.strategy in ("Manual", "RerunOnFailure"):
+            if r.vmi is None or r.vmi_final:
+                raise _conflict(name, "VM is not running")
+            if r.requests:
+                raise _conflict(name, "unable to complete request: stop/start already underway")
+            if not r.dry_run:
+                self._add_requests(r.namespace, name, [{"action": "Stop", "uid": r.vmi["metadata"]["uid"]}])
+        elif not r.dry_run:
+            self._patch_run_strategy(r.vm, "Halted")
+
+    def _vm_restart(self, r: _VmRequest) -> None:
+        """``restart``: queue a Stop and a Start request (only a forced restart takes a grace period, 0)."""
+        name = r.name
+        grace = r.body.get("gracePeriodSeconds")
+        if grace is not None and int(grace) > 0:
+            raise SubresourceError(400, "BadRequest", "For force restart, only gracePeriod=0 is supported for now")
+        if r.strategy in ("Halted", "Once"):
+            raise _conflict(name, f"RunStategy {r.strategy} does not support manual restart requests")
+        if r.vmi is None:
+            raise _conflict(name, "VM is not running: Halted")
+        if r.requests:
+            raise _conflict(name, "unable to complete request: stop/start already underway")
+        if not r.dry_run:
+            self._add_requests(
+                r.namespace, name, [{"action": "Stop", "uid": r.vmi["metadata"]["uid"]}, {"action": "Start"}]
+            )
+
+    def _vm_migrate(self, r: _VmRequest, user: str) -> None:
+        """``migrate``: create a migration of the running VMI, through admission."""
+        if r.vmi is None or r.vmi_phase != "Running":
+            raise _conflict(r.name, "VM is not running")
+        vmim: Obj = {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"generateName": "kubevirt-migrate-vm-", "namespace": r.namespace},
+            "spec": {"vmiName": r.name},
+        }
+        if r.body.get("addedNodeSelector"):
+            vmim["spec"]["addedNodeSelector"] = dict(r.body["addedNodeSelector"])
+        try:
+            mutated = self.admit("create", VMIMS, vmim, None, user) or vmim
+        except AdmissionError as exc:
+            raise SubresourceError(
+                500,
+                "InternalError",
+                f'Internal error occurred: virtualmachineinstancemigrations.kubevirt.io "Unknown" is '
+                f'forbidden: admission webhook "{exc.webhook}" denied the request: {exc.message}',
+            ) from exc
+        if not r.dry_run:
+            self.store.create(VMIMS, mutated)
 
     def _patch_run_strategy(self, vm: Obj, strategy: str) -> None:
         meta = vm["metadata"]
