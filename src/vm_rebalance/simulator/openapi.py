@@ -62,75 +62,85 @@ def gv_document(group: str, version: str, registry: Registry = STATIC) -> Obj | 
         base = f"{prefix}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{prefix}/{r.plural}"
         scope_params = [_param("namespace", "path", True)] if r.namespaced else []
         response = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
-        # Strategic merge patch is accepted for built-in kinds but not advertised: kubectl computes an
-        # advertised kind's patch from the schema's x-kubernetes-patch-merge-key, and these permissive
-        # schemas have none; unadvertised, it uses its compiled-in types, which know them.
-        patch_types = [_JSON_PATCH, _MERGE_PATCH, _APPLY]
-        item: Obj = {
-            "parameters": [_param("name", "path", True), *scope_params],
-            "get": {
-                "operationId": f"read{r.kind}",
-                "x-kubernetes-action": "get",
-                "x-kubernetes-group-version-kind": gvk,
-                "responses": response,
-            },
-        }
-        if "update" in r.verbs:
-            item["put"] = {
-                "operationId": f"replace{r.kind}",
-                "x-kubernetes-action": "put",
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": [_param("dryRun"), _param("fieldManager"), _param("fieldValidation")],
-                "requestBody": {"content": {"application/json": {"schema": ref}}},
-                "responses": response,
-            }
-        if "patch" in r.verbs:
-            item["patch"] = {
-                "operationId": f"patch{r.kind}",
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": [
-                    _param("dryRun"),
-                    _param("fieldManager"),
-                    _param("fieldValidation"),
-                    _param("force"),
-                ],
-                "requestBody": {"content": {t: {"schema": {"type": "object"}} for t in patch_types}},
-                "responses": response,
-            }
-        if "delete" in r.verbs:
-            item["delete"] = {
-                "operationId": f"delete{r.kind}",
-                "x-kubernetes-action": "delete",
-                "x-kubernetes-group-version-kind": gvk,
-                "responses": response,
-            }
-        paths[f"{base}/{{name}}"] = item
-        collection: Obj = {
-            "parameters": scope_params,
-            "get": {
-                "operationId": f"list{r.kind}",
-                "x-kubernetes-action": "list",
-                "x-kubernetes-group-version-kind": gvk,
-                "responses": {"200": {"description": "OK"}},
-            },
-        }
-        if "create" in r.verbs:
-            collection["post"] = {
-                "operationId": f"create{r.kind}",
-                "x-kubernetes-action": "post",
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": [_param("dryRun"), _param("fieldManager"), _param("fieldValidation")],
-                "requestBody": {"content": {"application/json": {"schema": ref}}},
-                "responses": response,
-            }
-        paths[base] = collection
+        paths[f"{base}/{{name}}"] = _object_path(r, gvk, ref, response, scope_params)
+        paths[base] = _collection_path(r, gvk, ref, response, scope_params)
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
         "components": {"schemas": schemas},
     }
+
+
+def _object_path(r: ResourceType, gvk: Obj, ref: Obj, response: Obj, scope_params: list[Obj]) -> Obj:
+    """The path item of one object: get, and put, patch and delete as far as the kind's verbs allow."""
+    # Strategic merge patch is accepted for built-in kinds but not advertised: kubectl computes an
+    # advertised kind's patch from the schema's x-kubernetes-patch-merge-key, and these permissive
+    # schemas have none; unadvertised, it uses its compiled-in types, which know them.
+    patch_types = [_JSON_PATCH, _MERGE_PATCH, _APPLY]
+    item: Obj = {
+        "parameters": [_param("name", "path", True), *scope_params],
+        "get": {
+            "operationId": f"read{r.kind}",
+            "x-kubernetes-action": "get",
+            "x-kubernetes-group-version-kind": gvk,
+            "responses": response,
+        },
+    }
+    if "update" in r.verbs:
+        item["put"] = {
+            "operationId": f"replace{r.kind}",
+            "x-kubernetes-action": "put",
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [_param("dryRun"), _param("fieldManager"), _param("fieldValidation")],
+            "requestBody": {"content": {"application/json": {"schema": ref}}},
+            "responses": response,
+        }
+    if "patch" in r.verbs:
+        item["patch"] = {
+            "operationId": f"patch{r.kind}",
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [
+                _param("dryRun"),
+                _param("fieldManager"),
+                _param("fieldValidation"),
+                _param("force"),
+            ],
+            "requestBody": {"content": {t: {"schema": {"type": "object"}} for t in patch_types}},
+            "responses": response,
+        }
+    if "delete" in r.verbs:
+        item["delete"] = {
+            "operationId": f"delete{r.kind}",
+            "x-kubernetes-action": "delete",
+            "x-kubernetes-group-version-kind": gvk,
+            "responses": response,
+        }
+    return item
+
+
+def _collection_path(r: ResourceType, gvk: Obj, ref: Obj, response: Obj, scope_params: list[Obj]) -> Obj:
+    """The path item of the kind's collection: list, and post when the kind can be created."""
+    collection: Obj = {
+        "parameters": scope_params,
+        "get": {
+            "operationId": f"list{r.kind}",
+            "x-kubernetes-action": "list",
+            "x-kubernetes-group-version-kind": gvk,
+            "responses": {"200": {"description": "OK"}},
+        },
+    }
+    if "create" in r.verbs:
+        collection["post"] = {
+            "operationId": f"create{r.kind}",
+            "x-kubernetes-action": "post",
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [_param("dryRun"), _param("fieldManager"), _param("fieldValidation")],
+            "requestBody": {"content": {"application/json": {"schema": ref}}},
+            "responses": response,
+        }
+    return collection
 
 
 def build_documents(registry: Registry = STATIC) -> tuple[Obj, dict[str, bytes]]:
