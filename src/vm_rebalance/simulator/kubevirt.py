@@ -267,14 +267,60 @@ def build_launcher_pod(
     meta = vmi["metadata"]
     spec = vmi.get("spec") or {}
     name = meta["name"]
-    requests = launcher_requests(spec)
+    pod_spec = _launcher_pod_spec(spec, placement, added_node_selector, extra_affinity_terms)
+    labels = _launcher_labels(meta, extra_labels)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": f"virt-launcher-{name}-",
+            "namespace": meta.get("namespace", "default"),
+            "labels": labels,
+            "annotations": {
+                "kubevirt.io/domain": name,
+                "kubevirt.io/memory-overhead-bytes": str(memory_overhead_bytes(spec)),
+                "kubectl.kubernetes.io/default-container": "compute",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "kubevirt.io/v1",
+                    "kind": "VirtualMachineInstance",
+                    "name": name,
+                    "uid": meta.get("uid", ""),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": pod_spec,
+        "status": {"phase": "Pending", "qosClass": "Burstable"},
+    }
+
+
+def _launcher_labels(meta: Mapping[str, Any], extra_labels: Mapping[str, str] | None) -> dict[str, str]:
+    """The VMI's labels without its node labels, plus virt-launcher's own and ``extra_labels``."""
     labels = dict(meta.get("labels") or {})
     labels.pop("kubevirt.io/nodeName", None)
     labels.pop("kubevirt.io/migrationTargetNodeName", None)
     labels.update(
-        {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": meta.get("uid", ""), "vm.kubevirt.io/name": name}
+        {
+            "kubevirt.io": "virt-launcher",
+            "kubevirt.io/created-by": meta.get("uid", ""),
+            "vm.kubevirt.io/name": meta["name"],
+        }
     )
     labels.update(extra_labels or {})
+    return labels
+
+
+def _launcher_pod_spec(
+    spec: Mapping[str, Any],
+    placement: Mapping[str, Any] | None,
+    added_node_selector: Mapping[str, str] | None,
+    extra_affinity_terms: list[Obj] | None,
+) -> Obj:
+    """The pod spec: the compute container with the launcher's requests, and the VMI's placement rules."""
+    requests = launcher_requests(spec)
     place = dict(placement if placement is not None else placement_of(spec))
     node_selector = dict(added_node_selector or {})
     node_selector.update(place.get("nodeSelector") or {})  # on a collision the VM/VMI value wins
@@ -312,32 +358,7 @@ def build_launcher_pod(
         pod_spec["tolerations"] = _copy(place["tolerations"])
     if place.get("topologySpreadConstraints"):
         pod_spec["topologySpreadConstraints"] = _copy(place["topologySpreadConstraints"])
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "generateName": f"virt-launcher-{name}-",
-            "namespace": meta.get("namespace", "default"),
-            "labels": labels,
-            "annotations": {
-                "kubevirt.io/domain": name,
-                "kubevirt.io/memory-overhead-bytes": str(memory_overhead_bytes(spec)),
-                "kubectl.kubernetes.io/default-container": "compute",
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": "kubevirt.io/v1",
-                    "kind": "VirtualMachineInstance",
-                    "name": name,
-                    "uid": meta.get("uid", ""),
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": pod_spec,
-        "status": {"phase": "Pending", "qosClass": "Burstable"},
-    }
+    return pod_spec
 
 
 def _copy(value: Any) -> Any:
