@@ -244,8 +244,17 @@ def _group_binding(name: str, *groups: str) -> Obj:
 
 def bootstrap_objects() -> Iterator[tuple[tuple[str, str], Obj]]:
     """The ClusterRoles and ClusterRoleBindings every simulated cluster starts with."""
-    yield (
-        CLUSTER_ROLES,
+    for role in (*_kubernetes_bootstrap_roles(), _kubevirt_migrate_role()):
+        yield CLUSTER_ROLES, role
+    yield CLUSTER_ROLE_BINDINGS, _group_binding("cluster-admin", SYSTEM_MASTERS)
+    yield CLUSTER_ROLE_BINDINGS, _group_binding("system:discovery", ALL_AUTHENTICATED)
+    yield CLUSTER_ROLE_BINDINGS, _group_binding("system:basic-user", ALL_AUTHENTICATED)
+    yield CLUSTER_ROLE_BINDINGS, _group_binding("system:public-info-viewer", ALL_AUTHENTICATED, ALL_UNAUTHENTICATED)
+
+
+def _kubernetes_bootstrap_roles() -> list[Obj]:
+    """kube-apiserver's bootstrap ClusterRoles that the simulated API uses: admin, discovery, self reviews."""
+    return [
         _cluster_role(
             "cluster-admin",
             [
@@ -253,9 +262,6 @@ def bootstrap_objects() -> Iterator[tuple[tuple[str, str], Obj]]:
                 {"nonResourceURLs": ["*"], "verbs": ["*"]},
             ],
         ),
-    )
-    yield (
-        CLUSTER_ROLES,
         _cluster_role(
             "system:discovery",
             [
@@ -277,9 +283,6 @@ def bootstrap_objects() -> Iterator[tuple[tuple[str, str], Obj]]:
                 }
             ],
         ),
-    )
-    yield (
-        CLUSTER_ROLES,
         _cluster_role(
             "system:basic-user",
             [
@@ -291,35 +294,29 @@ def bootstrap_objects() -> Iterator[tuple[tuple[str, str], Obj]]:
                 {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
             ],
         ),
-    )
-    yield (
-        CLUSTER_ROLES,
         _cluster_role(
             "system:public-info-viewer",
             [{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}],
         ),
-    )
+    ]
+
+
+def _kubevirt_migrate_role() -> Obj:
+    """KubeVirt's ClusterRole for migrating VMs."""
     # KubeVirt >= 1.5 (virt-operator's rbac/cluster.go newMigrateClusterRole)
-    yield (
-        CLUSTER_ROLES,
-        _cluster_role(
-            "kubevirt.io:migrate",
-            [
-                {
-                    "apiGroups": ["subresources.kubevirt.io"],
-                    "resources": ["virtualmachines/migrate"],
-                    "verbs": ["update"],
-                },
-                {
-                    "apiGroups": ["kubevirt.io"],
-                    "resources": ["virtualmachineinstancemigrations"],
-                    "verbs": ["get", "delete", "create", "update", "patch", "list", "watch", "deletecollection"],
-                },
-            ],
-            labels={"kubevirt.io": ""},
-        ),
+    return _cluster_role(
+        "kubevirt.io:migrate",
+        [
+            {
+                "apiGroups": ["subresources.kubevirt.io"],
+                "resources": ["virtualmachines/migrate"],
+                "verbs": ["update"],
+            },
+            {
+                "apiGroups": ["kubevirt.io"],
+                "resources": ["virtualmachineinstancemigrations"],
+                "verbs": ["get", "delete", "create", "update", "patch", "list", "watch", "deletecollection"],
+            },
+        ],
+        labels={"kubevirt.io": ""},
     )
-    yield CLUSTER_ROLE_BINDINGS, _group_binding("cluster-admin", SYSTEM_MASTERS)
-    yield CLUSTER_ROLE_BINDINGS, _group_binding("system:discovery", ALL_AUTHENTICATED)
-    yield CLUSTER_ROLE_BINDINGS, _group_binding("system:basic-user", ALL_AUTHENTICATED)
-    yield CLUSTER_ROLE_BINDINGS, _group_binding("system:public-info-viewer", ALL_AUTHENTICATED, ALL_UNAUTHENTICATED)
