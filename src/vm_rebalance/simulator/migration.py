@@ -230,11 +230,11 @@ class MigrationController:
         return total, outbound
 
     def _step(self, vmim: Obj, now: float, conf: Obj, running: int, outbound: dict[str, int]) -> None:
+        """Move one migration on by at most one phase, or fail it when its VMI, pods or nodes went away."""
         meta = vmim["metadata"]
-        ns, name, uid = meta.get("namespace") or "", meta["name"], meta.get("uid", "")
-        run = self.runs[uid]
+        ns, name = meta.get("namespace") or "", meta["name"]
+        run = self.runs[meta.get("uid", "")]
         phase = (vmim.get("status") or {}).get("phase") or ""
-        now_iso = self.cluster.clock.iso(now)
         if phase in FINAL:
             self._release_finalizer(ns, name)
             return
@@ -245,27 +245,7 @@ class MigrationController:
             self._abort(vmim, vmi, run, now)
             return
         if phase == "":
-            if vmi is None:
-                self._fail(vmim, run, now, "Migration failed because vmi does not exist.", event_only=True)
-                return
-            for other in self.store.iter_objects(VMIMS):
-                if (
-                    other["metadata"].get("uid") != uid
-                    and other["metadata"].get("namespace") == ns
-                    and (other.get("spec") or {}).get("vmiName") == vmi_name
-                    and ((other.get("status") or {}).get("phase") or "") not in FINAL
-                    and other["metadata"]["uid"] in self.runs
-                    and self.runs[other["metadata"]["uid"]].order < run.order
-                ):
-                    self._fail(
-                        vmim,
-                        run,
-                        now,
-                        "VMI is not eligible for migration because another migration job is in progress.",
-                        event_only=True,
-                    )
-                    return
-            self._set_vmim_phase(ns, name, "Pending", now_iso)
+            self._accept(vmim, vmi, run, now)
             return
         vmi_phase = ((vmi or {}).get("status") or {}).get("phase")
         if vmi is None:
@@ -282,26 +262,68 @@ class MigrationController:
                 return
             self._pending(vmim, vmi, run, now, conf, running, outbound)
             return
+        if self._failed_in_flight(vmim, run, now, phase):
+            return
+        self._advance(vmim, vmi, run, now, conf, phase)
+
+    def _accept(self, vmim: Obj, vmi: Obj | None, run: MigrationRun, now: float) -> None:
+        """A new migration becomes Pending unless its VMI is missing or an older migration of it is unfinished."""
+        meta = vmim["metadata"]
+        ns, name, uid = meta.get("namespace") or "", meta["name"], meta.get("uid", "")
+        vmi_name = (vmim.get("spec") or {}).get("vmiName", "")
+        if vmi is None:
+            self._fail(vmim, run, now, "Migration failed because vmi does not exist.", event_only=True)
+            return
+        for other in self.store.iter_objects(VMIMS):
+            if (
+                other["metadata"].get("uid") != uid
+                and other["metadata"].get("namespace") == ns
+                and (other.get("spec") or {}).get("vmiName") == vmi_name
+                and ((other.get("status") or {}).get("phase") or "") not in FINAL
+                and other["metadata"]["uid"] in self.runs
+                and self.runs[other["metadata"]["uid"]].order < run.order
+            ):
+                self._fail(
+                    vmim,
+                    run,
+                    now,
+                    "VMI is not eligible for migration because another migration job is in progress.",
+                    event_only=True,
+                )
+                return
+        self._set_vmim_phase(ns, name, "Pending", self.cluster.clock.iso(now))
+
+    def _failed_in_flight(self, vmim: Obj, run: MigrationRun, now: float, phase: str) -> bool:
+        """Fail a scheduled migration whose target pod or either node went away, or that an injected fault
+        fails in this phase (after a short delay); True when the migration does not go on this tick."""
+        ns = vmim["metadata"].get("namespace") or ""
         if (
             phase != "Scheduling"
             and run.target_pod
             and self.store.try_get(PODS, ns, run.target_pod, copy=False) is None
         ):
             self._fail(vmim, run, now, "Migration target pod was removed during active migration.")
-            return
+            return True
         if run.target_node and not self._node_ready(run.target_node):
             self._fail(vmim, run, now, "Migration failed because target pod shutdown during migration")
-            return
+            return True
         if not self._node_ready(run.source_node):
             self._fail(vmim, run, now, f"source node {run.source_node} is not ready", source_reported=True)
-            return
+            return True
         if run.fault is not None and run.fault.action == "fail" and phase == run.fault.phase:
             if run.due is None:
                 run.due = now + 2.0 * self.cluster.duration_scale
                 self.cluster.wake_at(run.due)
             if now >= run.due:
                 self._fail(vmim, run, now, run.fault.reason, source_reported=True)
-            return
+            return True
+        return False
+
+    def _advance(self, vmim: Obj, vmi: Obj, run: MigrationRun, now: float, conf: Obj, phase: str) -> None:
+        """The next phase once the current one's time is up: Scheduling → … → Running → Succeeded/Failed."""
+        ns, name = vmim["metadata"].get("namespace") or "", vmim["metadata"]["name"]
+        vmi_name = (vmim.get("spec") or {}).get("vmiName", "")
+        now_iso = self.cluster.clock.iso(now)
         if phase == "Scheduling":
             self._scheduling(vmim, vmi, run, now)
         elif phase == "Scheduled":
