@@ -230,6 +230,27 @@ def node_shares(util: np.ndarray, mem_util: np.ndarray) -> dict[str, np.ndarray]
     }
 
 
+def _add_vms(inv: _Inventory, rows: list[tuple[Any, ...]]) -> None:
+    """Fill the VM columns of ``inv`` from the rows :meth:`Signals._vm_row` returns."""
+    inv.vm_keys = [r[0] for r in rows]
+    inv.vm_node = np.array([r[1] for r in rows], dtype=np.int64)
+    inv.vcpus = np.array([r[2] for r in rows])
+    inv.memory = np.array([r[3] for r in rows])
+    inv.overhead = np.array([r[4] for r in rows])
+    inv.base_cpu = np.array([r[5] for r in rows])
+    inv.base_mem = np.array([r[6] for r in rows])
+    inv.diurnal = np.array([r[7].diurnal for r in rows])
+    inv.peak = np.array([r[7].peak_hour for r in rows])
+    inv.noise = np.array([r[7].noise for r in rows])
+    inv.dirty = np.array([r[8] for r in rows])
+    inv.network = np.array([r[9] for r in rows])
+    inv.info = [r[10] for r in rows]
+    for i, r in enumerate(rows):
+        inv.bursts.extend((i, b) for b in r[7].bursts)
+        if r[7].noise > 0:
+            inv.noisy.append(i)
+
+
 class Signals:
     """The cluster's load over time and the metrics derived from it. Thread-safe; cheap until first used."""
 
@@ -268,7 +289,21 @@ class Signals:
             return self._inv
 
     def _build(self) -> _Inventory:
+        """The inventory of the nodes and the Running VMIs on them, read from the store (its lock held)."""
         inv = _Inventory()
+        index = self._add_nodes(inv)
+        rows: list[tuple[Any, ...]] = []
+        for vmi in sorted(
+            self.store.iter_objects(_VMIS), key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+        ):
+            row = self._vm_row(vmi, index)
+            if row is not None:
+                rows.append(row)
+        _add_vms(inv, rows)
+        return inv
+
+    def _add_nodes(self, inv: _Inventory) -> dict[str, int]:
+        """Fill the node columns of ``inv`` (nodes in name order); returns each node's index."""
         nodes = sorted(self.store.iter_objects(_NODES), key=lambda n: n["metadata"]["name"])
         index = {}
         cores, mem, sys_cpu, sys_mem = [], [], [], []
@@ -290,70 +325,51 @@ class Signals:
             )
         inv.node_cores, inv.node_mem = np.array(cores), np.array(mem)
         inv.node_sys_cpu, inv.node_sys_mem = np.array(sys_cpu), np.array(sys_mem)
-        rows: list[tuple[Any, ...]] = []
-        for vmi in sorted(
-            self.store.iter_objects(_VMIS), key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
-        ):
-            st = vmi.get("status") or {}
-            node = st.get("nodeName")
-            if st.get("phase") != "Running" or node not in index:
-                continue
-            meta = vmi["metadata"]
-            ns, name = meta.get("namespace") or "", meta["name"]
-            vm = self.store.try_get(_VMS, ns, name, copy=False)
-            vm_ann = ((vm or {}).get("metadata") or {}).get("annotations") or {}
-            ann = {**(meta.get("annotations") or {}), **vm_ann}
-            spec = vmi.get("spec") or {}
-            cpu = _fraction(ann, CPU_USAGE_ANNOTATION)
-            memf = _fraction(ann, MEMORY_USAGE_ANNOTATION)
-            try:
-                pattern = parse_pattern(ann.get(PATTERN_ANNOTATION, ""))
-            except ValueError:
-                pattern = LoadPattern()
-            guest = float(guest_memory_bytes(spec))
-            dirty = ann.get(DIRTY_RATE_ANNOTATION)
-            network = ann.get(NETWORK_RATE_ANNOTATION)
-            rows.append(
-                (
-                    (ns, name),
-                    index[node],
-                    float(vcpus(spec)),
-                    guest,
-                    float(memory_overhead_bytes(spec)),
-                    DEFAULT_CPU if cpu is None else min(1.0, cpu),
-                    DEFAULT_MEMORY if memf is None else min(1.0, memf),
-                    pattern,
-                    float(memory_bytes(dirty)) if dirty else 0.02 * guest,
-                    float(memory_bytes(network)) if network else 4.0 * 2**20,
-                    {
-                        "node": node,
-                        "instance_type": ((vm or {}).get("spec") or {}).get("instancetype", {}).get("name", "<none>"),
-                        "evictable": "true"
-                        if spec.get("evictionStrategy") in ("LiveMigrate", "LiveMigrateIfPossible")
-                        else "false",
-                        "migrating": bool((st.get("migrationState") or {}).get("startTimestamp"))
-                        and not (st.get("migrationState") or {}).get("completed"),
-                    },
-                )
-            )
-        inv.vm_keys = [r[0] for r in rows]
-        inv.vm_node = np.array([r[1] for r in rows], dtype=np.int64)
-        inv.vcpus = np.array([r[2] for r in rows])
-        inv.memory = np.array([r[3] for r in rows])
-        inv.overhead = np.array([r[4] for r in rows])
-        inv.base_cpu = np.array([r[5] for r in rows])
-        inv.base_mem = np.array([r[6] for r in rows])
-        inv.diurnal = np.array([r[7].diurnal for r in rows])
-        inv.peak = np.array([r[7].peak_hour for r in rows])
-        inv.noise = np.array([r[7].noise for r in rows])
-        inv.dirty = np.array([r[8] for r in rows])
-        inv.network = np.array([r[9] for r in rows])
-        inv.info = [r[10] for r in rows]
-        for i, r in enumerate(rows):
-            inv.bursts.extend((i, b) for b in r[7].bursts)
-            if r[7].noise > 0:
-                inv.noisy.append(i)
-        return inv
+        return index
+
+    def _vm_row(self, vmi: Obj, index: dict[str, int]) -> tuple[Any, ...] | None:
+        """A Running VMI's row of the inventory (size, usage annotations of the VMI and its VM, pattern,
+        info labels), or None when it is not running on a known node."""
+        st = vmi.get("status") or {}
+        node = st.get("nodeName")
+        if st.get("phase") != "Running" or node not in index:
+            return None
+        meta = vmi["metadata"]
+        ns, name = meta.get("namespace") or "", meta["name"]
+        vm = self.store.try_get(_VMS, ns, name, copy=False)
+        vm_ann = ((vm or {}).get("metadata") or {}).get("annotations") or {}
+        ann = {**(meta.get("annotations") or {}), **vm_ann}
+        spec = vmi.get("spec") or {}
+        cpu = _fraction(ann, CPU_USAGE_ANNOTATION)
+        memf = _fraction(ann, MEMORY_USAGE_ANNOTATION)
+        try:
+            pattern = parse_pattern(ann.get(PATTERN_ANNOTATION, ""))
+        except ValueError:
+            pattern = LoadPattern()
+        guest = float(guest_memory_bytes(spec))
+        dirty = ann.get(DIRTY_RATE_ANNOTATION)
+        network = ann.get(NETWORK_RATE_ANNOTATION)
+        return (
+            (ns, name),
+            index[node],
+            float(vcpus(spec)),
+            guest,
+            float(memory_overhead_bytes(spec)),
+            DEFAULT_CPU if cpu is None else min(1.0, cpu),
+            DEFAULT_MEMORY if memf is None else min(1.0, memf),
+            pattern,
+            float(memory_bytes(dirty)) if dirty else 0.02 * guest,
+            float(memory_bytes(network)) if network else 4.0 * 2**20,
+            {
+                "node": node,
+                "instance_type": ((vm or {}).get("spec") or {}).get("instancetype", {}).get("name", "<none>"),
+                "evictable": "true"
+                if spec.get("evictionStrategy") in ("LiveMigrate", "LiveMigrateIfPossible")
+                else "false",
+                "migrating": bool((st.get("migrationState") or {}).get("startTimestamp"))
+                and not (st.get("migrationState") or {}).get("completed"),
+            },
+        )
 
     # -- load -----------------------------------------------------------------------------------------------
 
