@@ -194,6 +194,30 @@ def plan_view(
 ) -> PlanView:
     """What the plan presentation shows (see the module docstring)."""
     limits = limits or MigrationLimits()
+    node_rows = _node_rows(plan, max_nodes)
+    stopped = [m for m in plan.moves if not m.running]
+    alts = list(alternatives)
+    if stopped:
+        names = ", ".join(m.vm for m in stopped[:3])
+        alts.append(f"{names} {'is' if len(stopped) == 1 else 'are'} stopped: moving now costs no downtime")
+    return PlanView(
+        title="📋 VM Rebalance Plan",
+        goal_line=_goal_line(plan),
+        move_rows=_move_rows(plan, max_moves, max_stays),
+        hidden_moves=max(0, len(plan.moves) - max_moves),
+        hidden_stays=max(0, len(plan.stays) - max_stays),
+        node_rows=node_rows,
+        hidden_nodes=len(plan.nodes) - len(node_rows),
+        key_improvement=_key_improvement(plan),
+        summary=_summary_rows(plan, limits),
+        execution_mode=_execution_mode(plan, limits),
+        warnings=plan.warnings,
+        alternatives=tuple(dict.fromkeys(alts)),
+    )
+
+
+def _move_rows(plan: Plan, max_moves: int, max_stays: int) -> tuple[tuple[str, ...], ...]:
+    """The moves table: the first moves, then the first VMs that stay with their reason."""
     rows: list[tuple[str, ...]] = []
     for m in plan.moves[:max_moves]:
         rows.append(
@@ -211,8 +235,11 @@ def plan_view(
         )
     for s in plan.stays[:max_stays]:
         rows.append(("", s.vm, s.instance_type or "-", s.node or "(stopped)", "-", "*stays*", "-", "-", s.reason))
-    hidden_stays = max(0, len(plan.stays) - max_stays)
+    return tuple(rows)
 
+
+def _node_rows(plan: Plan, max_nodes: int) -> tuple[tuple[str, ...], ...]:
+    """The node table: nodes whose load changes or is above a warning threshold, before → after."""
     changed = [
         n
         for n in plan.nodes
@@ -221,7 +248,7 @@ def plan_view(
         or max(n.before.memory, n.after.memory) > MEMORY_WARNING
     ]
     drained = plan.goal.type is GoalType.DRAIN
-    node_rows = tuple(
+    return tuple(
         (
             n.name,
             str(n.before.vms),
@@ -235,8 +262,10 @@ def plan_view(
         )
         for n in changed[:max_nodes]
     )
-    hidden_nodes = len(plan.nodes) - len(node_rows)
 
+
+def _summary_rows(plan: Plan, limits: MigrationLimits) -> tuple[tuple[str, str], ...]:
+    """The summary: moves by method, VMs staying, downtime, estimated duration, why the plan stops."""
     live = [m for m in plan.moves if m.method is MigrationMethod.LIVE]
     cold_running = [m for m in plan.moves if m.method is MigrationMethod.COLD and m.running]
     stopped = [m for m in plan.moves if not m.running]
@@ -263,34 +292,20 @@ def plan_view(
     summary.append(("Estimated Duration", _duration_text(estimate_seconds(plan, limits), not plan.sequential)))
     if plan.moves and plan.stop_reason:
         summary.append(("Stops Here Because", plan.stop_reason))
+    return tuple(summary)
 
-    waves = len(plan.waves)
+
+def _execution_mode(plan: Plan, limits: MigrationLimits) -> str:
+    """How the moves run: one at a time, or in parallel within the limits and in how many waves."""
     if plan.sequential:
-        mode = "**Sequential** (one migration at a time)"
-    else:
-        mode = (
-            f"**Parallel** (up to {limits.parallel_per_cluster} migrations at a time, "
-            f"{limits.parallel_outbound_per_node} per source node"
-            + (f"; {waves} waves, each starting when the previous one finished" if waves > 1 else "")
-            + (")" if not cold_running else "; cold migrations one at a time)")
-        )
-    alts = list(alternatives)
-    if stopped:
-        names = ", ".join(m.vm for m in stopped[:3])
-        alts.append(f"{names} {'is' if len(stopped) == 1 else 'are'} stopped: moving now costs no downtime")
-    return PlanView(
-        title="📋 VM Rebalance Plan",
-        goal_line=_goal_line(plan),
-        move_rows=tuple(rows),
-        hidden_moves=max(0, len(plan.moves) - max_moves),
-        hidden_stays=hidden_stays,
-        node_rows=node_rows,
-        hidden_nodes=hidden_nodes,
-        key_improvement=_key_improvement(plan),
-        summary=tuple(summary),
-        execution_mode=mode,
-        warnings=plan.warnings,
-        alternatives=tuple(dict.fromkeys(alts)),
+        return "**Sequential** (one migration at a time)"
+    cold_running = any(m.method is MigrationMethod.COLD and m.running for m in plan.moves)
+    waves = len(plan.waves)
+    return (
+        f"**Parallel** (up to {limits.parallel_per_cluster} migrations at a time, "
+        f"{limits.parallel_outbound_per_node} per source node"
+        + (f"; {waves} waves, each starting when the previous one finished" if waves > 1 else "")
+        + (")" if not cold_running else "; cold migrations one at a time)")
     )
 
 
