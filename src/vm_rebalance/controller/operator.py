@@ -222,6 +222,74 @@ def serve_http(host: str, port: int, metrics: Metrics, probes: Probes) -> Thread
 # ---------------------------------------------------------------------------------------- the process
 
 
+class _Process:
+    """The controller process's moving parts between the threads: leadership callbacks, the resync loop,
+    signal handling and the shutdown of a running execution."""
+
+    def __init__(self, controller: Controller, metrics: Metrics, registry: Any, options: Options) -> None:
+        self.controller = controller
+        self.metrics = metrics
+        self.registry = registry
+        self.options = options
+        self.kopf_runner: list[KopfRunner] = []
+        self.stop = threading.Event()
+        self.lost = threading.Event()
+        self.kick = threading.Event()
+        self.lease_ref = ObjectRef("coordination.k8s.io/v1", "Lease", options.lease_name, options.namespace)
+
+    def started(self) -> None:
+        """This replica became the leader: start the kopf handlers and resync now."""
+        self.controller.leading.set()
+        self.metrics.leader.set(1)
+        self.controller.lease_event(self.lease_ref, f"{self.options.identity} leads the vm-rebalance controller")
+        runner = KopfRunner(self.registry)
+        self.kopf_runner.append(runner)
+        runner.start()
+        self.kick.set()
+
+    def lost_lease(self) -> None:
+        """The lease is lost: cancel the running execution and stop the process."""
+        self.controller.leading.clear()
+        self.metrics.leader.set(0)
+        self.controller.executions.cancel(CancelReason.LEASE_LOST)
+        self.lost.set()
+        self.stop.set()
+
+    def resync_loop(self) -> None:
+        """Resync every ``resync_seconds`` (or when kicked) while this replica acts, until stopped."""
+        while not self.stop.is_set():
+            if self.controller.acting:
+                try:
+                    self.controller.resync()
+                except Exception as exc:  # keep resyncing; the next round retries
+                    log.warning("resync: %s", exc)
+            self.kick.wait(self.options.resync_seconds)
+            self.kick.clear()
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        """SIGTERM / SIGINT: shut down."""
+        log.info("signal %s: shutting down", signum)
+        self.stop.set()
+        self.kick.set()
+
+    def finish_executions(self) -> None:
+        """Stop the handlers; let a running execution finish its safe path (lost lease) or its running
+        migrations within the grace period (shutdown), then cancel what is still in flight."""
+        controller, options = self.controller, self.options
+        controller.draining.set()
+        for runner in self.kopf_runner:
+            runner.stop()
+        if self.lost.is_set():
+            controller.executions.wait(60)  # the cancelled execution finishes its safe path first
+        elif not controller.executions.wait(0):
+            log.info("holding the execution: running migrations finish (up to %.0fs)", options.shutdown_grace_seconds)
+            controller.executions.hold(CancelReason.SHUTDOWN)
+            if not controller.executions.wait(options.shutdown_grace_seconds):
+                log.warning("grace period over: cancelling what is still in flight")
+                controller.executions.cancel(CancelReason.SHUTDOWN)
+                controller.executions.wait(60)
+
+
 def run(target: service.Target, options: Options) -> int:
     """Run the controller until SIGTERM / SIGINT (exit 0) or a lost lease (exit 1)."""
     cluster = InCluster.open(target)
@@ -233,56 +301,18 @@ def run(target: service.Target, options: Options) -> int:
         metrics=metrics,
         options=options.execution,
     )
-    registry = build_registry(controller, target)
-    kopf_runner: list[KopfRunner] = []
-    stop = threading.Event()
-    lost = threading.Event()
-    kick = threading.Event()
-    lease_ref = ObjectRef("coordination.k8s.io/v1", "Lease", options.lease_name, options.namespace)
-
-    def started() -> None:
-        controller.leading.set()
-        metrics.leader.set(1)
-        controller.lease_event(lease_ref, f"{options.identity} leads the vm-rebalance controller")
-        runner = KopfRunner(registry)
-        kopf_runner.append(runner)
-        runner.start()
-        kick.set()
-
-    def lost_lease() -> None:
-        controller.leading.clear()
-        metrics.leader.set(0)
-        controller.executions.cancel(CancelReason.LEASE_LOST)
-        lost.set()
-        stop.set()
-
+    process = _Process(controller, metrics, build_registry(controller, target), options)
     elector = LeaderElector(
         cluster,
         namespace=options.namespace,
         name=options.lease_name,
         identity=options.identity,
         timing=options.timing,
-        started=started,
-        lost=lost_lease,
+        started=process.started,
+        lost=process.lost_lease,
     )
     server = serve_http(options.host, options.port, metrics, Probes(elector, options.timing))
-
-    def resync_loop() -> None:
-        while not stop.is_set():
-            if controller.acting:
-                try:
-                    controller.resync()
-                except Exception as exc:  # keep resyncing; the next round retries
-                    log.warning("resync: %s", exc)
-            kick.wait(options.resync_seconds)
-            kick.clear()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %s: shutting down", signum)
-        stop.set()
-        kick.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, process.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     log.info(
         "vm-rebalance controller %s: lease %s/%s, probes and metrics on %s:%d",
         options.identity,
@@ -292,27 +322,16 @@ def run(target: service.Target, options: Options) -> int:
         options.port,
     )
     elector.start()
-    resync = threading.Thread(target=resync_loop, name="resync", daemon=True)
+    resync = threading.Thread(target=process.resync_loop, name="resync", daemon=True)
     resync.start()
     try:
-        while not stop.wait(1.0):
+        while not process.stop.wait(1.0):
             pass
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        controller.draining.set()
-        for runner in kopf_runner:
-            runner.stop()
-        if lost.is_set():
-            controller.executions.wait(60)  # the cancelled execution finishes its safe path first
-        elif not controller.executions.wait(0):
-            log.info("holding the execution: running migrations finish (up to %.0fs)", options.shutdown_grace_seconds)
-            controller.executions.hold(CancelReason.SHUTDOWN)
-            if not controller.executions.wait(options.shutdown_grace_seconds):
-                log.warning("grace period over: cancelling what is still in flight")
-                controller.executions.cancel(CancelReason.SHUTDOWN)
-                controller.executions.wait(60)
-        elector.stop(release=not lost.is_set())
+        process.finish_executions()
+        elector.stop(release=not process.lost.is_set())
         server.shutdown()
         cluster.close()
-    return 1 if lost.is_set() else 0
+    return 1 if process.lost.is_set() else 0
