@@ -494,32 +494,9 @@ def capacity_report(
     chosen = resolve_report_basis(state, basis, warnings)
     nodes = node_capacities(state, chosen)
     cluster = cluster_capacity(state, chosen, warnings)
-    sections: list[Section] = []
-
-    n1: NPlusOne | None = None
-    if not check_n_plus_one:
-        sections.append(Section("n_plus_one", False, N_PLUS_ONE_OFF))
-    else:
-        lost = largest_node(state)
-        if lost is None:
-            sections.append(Section("n_plus_one", False, "fewer than two nodes can host VMs: no node can be lost"))
-        else:
-            n1 = n_plus_one(state, chosen, lost)
-            sections.append(Section("n_plus_one", True))
-
-    measured = [v for v in state.vms if v.running and v.usage is not None]
-    sizing: tuple[SizingAdvice, ...] = ()
-    if not measured:
-        sections.append(
-            Section("right_sizing", False, "no VM has measured usage (metrics.k8s.io): right-sizing needs usage")
-        )
-    else:
-        sizing = right_sizing(measured)
-        sections.append(Section("right_sizing", True))
-        unmeasured = sum(1 for v in state.vms if v.running and v.usage is None)
-        if unmeasured:
-            warnings.append(f"{unmeasured} running VM(s) have no usage reading: not assessed for right-sizing")
-
+    n1, n1_section = _n_plus_one_part(state, chosen, check_n_plus_one)
+    sizing, sizing_section = _right_sizing_part(state, warnings)
+    sections: list[Section] = [n1_section, sizing_section]
     workloads = workload_classes(state, warnings)
     sections.append(Section("workload_classes", True))
     sections.append(Section("migration_slots", True))
@@ -530,20 +507,7 @@ def capacity_report(
         warnings += _plan_warnings(state, plan)
     obs = state.observation
     series = dict(obs.series) if obs is not None and chosen is Basis.USAGE else {}
-    sections.append(
-        Section("utilisation_over_time", True)
-        if series
-        else Section("utilisation_over_time", False, _absent_over_time(state, chosen))
-    )
-    sections.append(
-        Section("pressure", True)
-        if any(n.pressure is not None for n in nodes)
-        else Section("pressure", False, _absent_pressure(state))
-    )
-    if any(v.network_bytes_per_second is not None for v in state.vms):
-        sections.append(Section("io_network_metrics", True))  # network measured; I/O classes still declared
-    else:
-        sections.append(Section("io_network_metrics", False, IO_NETWORK_ABSENT))
+    sections += _measurement_sections(state, chosen, nodes, bool(series))
     sections.append(_tradeoff_section(plan))
     warnings[:0] = [w for w in state.usage_warnings if w not in warnings]
     return CapacityReport(
@@ -564,6 +528,45 @@ def capacity_report(
         series=series,
         window_seconds=obs.window_seconds if obs is not None and chosen is Basis.USAGE else None,
     )
+
+
+def _n_plus_one_part(state: ClusterState, chosen: Basis, check: bool) -> tuple[NPlusOne | None, Section]:
+    """The N+1 drain simulation of the largest node, unless switched off or no node can be lost."""
+    if not check:
+        return None, Section("n_plus_one", False, N_PLUS_ONE_OFF)
+    lost = largest_node(state)
+    if lost is None:
+        return None, Section("n_plus_one", False, "fewer than two nodes can host VMs: no node can be lost")
+    return n_plus_one(state, chosen, lost), Section("n_plus_one", True)
+
+
+def _right_sizing_part(state: ClusterState, warnings: list[str]) -> tuple[tuple[SizingAdvice, ...], Section]:
+    """Right-sizing advice for the running VMs with measured usage (a warning counts those without)."""
+    measured = [v for v in state.vms if v.running and v.usage is not None]
+    if not measured:
+        return (), Section("right_sizing", False, "no VM has measured usage (metrics.k8s.io): right-sizing needs usage")
+    sizing = right_sizing(measured)
+    unmeasured = sum(1 for v in state.vms if v.running and v.usage is None)
+    if unmeasured:
+        warnings.append(f"{unmeasured} running VM(s) have no usage reading: not assessed for right-sizing")
+    return sizing, Section("right_sizing", True)
+
+
+def _measurement_sections(
+    state: ClusterState, chosen: Basis, nodes: tuple[NodeCapacity, ...], has_series: bool
+) -> list[Section]:
+    """Whether the report has usage over time, node pressure and network readings, and why not."""
+    return [
+        Section("utilisation_over_time", True)
+        if has_series
+        else Section("utilisation_over_time", False, _absent_over_time(state, chosen)),
+        Section("pressure", True)
+        if any(n.pressure is not None for n in nodes)
+        else Section("pressure", False, _absent_pressure(state)),
+        Section("io_network_metrics", True)  # network measured; I/O classes still declared
+        if any(v.network_bytes_per_second is not None for v in state.vms)
+        else Section("io_network_metrics", False, IO_NETWORK_ABSENT),
+    ]
 
 
 __all__ = [
