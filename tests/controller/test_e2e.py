@@ -316,6 +316,8 @@ def test_sigterm_lets_running_migrations_finish_and_the_next_leader_resumes(tmp_
         assert len(migrations) == len(final["plan"]["moves"]) > done_before
         assert len({m["spec"]["vmiName"] for m in migrations}) == len(migrations)  # nothing repeated
         env.sim.assert_clean()
+        # The Event follows the final status write: wait for it rather than read at once.
+        wait_for("the last Event", lambda: env.events("ExecutionSucceeded", name=name))
         assert [e["reason"] for e in env.events(name=name)][-3:] == [
             "ExecutionPaused",
             "ExecutionResumed",
