@@ -149,6 +149,10 @@ class FakeKubeVirt(KubeVirtApi):
             mig["status"]["phase"] = "Running"
         return mig
 
+    def running(self, name: str, namespace: str = "default") -> bool:
+        vmi = self.vmis.get((namespace, name))
+        return vmi is not None and vmi["status"].get("phase") == "Running"
+
     def node_of(self, name: str, namespace: str = "default") -> str | None:
         vmi = self.vmis.get((namespace, name))
         return vmi["status"]["nodeName"] if vmi else None
@@ -275,8 +279,14 @@ class FakeKubeVirt(KubeVirtApi):
     def delete(self, resource: ApiResource, name: str, *, namespace: str | None = None) -> None:
         assert resource is r.VMIMS
         self.deleted.append(name)
-        if self.migrations.pop((namespace or "", name), None) is None:
+        mig = self.migrations.pop((namespace or "", name), None)
+        if mig is None:
             raise status_error(404, "not found", reason="NotFound", verb="delete", resource=resource, name=name)
+        # KubeVirt aborts a deleted migration that is still running: the VMI's state says it ended.
+        vmi = self.vmis.get((namespace or "", mig["spec"]["vmiName"]))
+        state = (vmi or {}).get("status", {}).get("migrationState")
+        if state and state.get("migrationUid") == mig["metadata"]["uid"] and not state.get("completed"):
+            state.update(abortRequested=True, failed=True, endTimestamp="2026-01-01T00:01:00Z")
 
     def put_subresource(
         self, resource: ApiResource, name: str, subresource: str, body: Any = None, *, namespace: str | None = None
@@ -300,7 +310,7 @@ class FakeKubeVirt(KubeVirtApi):
             vm["spec"]["runStrategy"] = "Always"
             vm["status"]["printableStatus"] = "Starting"
         elif subresource == "stop":
-            if (ns, name) not in self.vmis:
+            if (ns, name) not in self.vmis and vm["spec"].get("runStrategy") != "Always":
                 raise status_error(
                     409, conflict + "VM is not running", reason="Conflict", verb="update", resource=resource, name=name
                 )

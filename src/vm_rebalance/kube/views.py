@@ -8,7 +8,7 @@ half-way (the planner's conversion, kube/convert.py, is the strict reader of sna
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
@@ -175,7 +175,12 @@ class PinOwner(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodePins:
-    """A VM's required placement rules as far as pins go, and whose they are."""
+    """A VM's required placement rules as far as pins go, and whose they are.
+
+    vm-rebalance's pin is the requirement ``kubernetes.io/hostname In [N]`` whose node N its
+    annotation names (`PIN_ANNOTATION`, or `TEMP_PIN_ANNOTATION` while it steers a live
+    migration); every other hostname requirement is the user's.
+    """
 
     hostname_nodes: tuple[str, ...] = ()
     """Nodes named by ``kubernetes.io/hostname In`` requirements in the VM template's required node affinity."""
@@ -185,20 +190,37 @@ class NodePins:
     """The node a temporary live-migration pin points at (``vm-rebalance.io/temporary-pin``)."""
     other_required_terms: bool = False
     """Required node-affinity requirements other than hostname pins (zones, labels): always the user's."""
+    user_terms: tuple[tuple[str, ...], ...] = ()
+    """Per required node-selector term, the nodes its user hostname requirements allow (their
+    intersection); a term without a user hostname requirement is left out, so empty means no user pin."""
+    user_unrestricted_term: bool = False
+    """Some required term has no user hostname requirement (it allows any node as far as pins go)."""
+
+    @property
+    def ours(self) -> tuple[str, ...]:
+        """The nodes of vm-rebalance's own pins that are present in the affinity."""
+        return tuple(n for n in (self.marked, self.temporary) if n and n in self.hostname_nodes)
 
     @property
     def owner(self) -> PinOwner:
-        """Whose the hostname pin is: vm-rebalance's when every pinned node is the one it marked."""
+        """Whose the hostname pin is: the user's as soon as one hostname requirement is not vm-rebalance's."""
         if not self.hostname_nodes:
             return PinOwner.NONE
-        ours = {n for n in (self.marked, self.temporary) if n}
-        return PinOwner.VM_REBALANCE if ours and set(self.hostname_nodes) <= ours else PinOwner.USER
+        return PinOwner.USER if self.user_terms else PinOwner.VM_REBALANCE
 
     @property
     def user_nodes(self) -> tuple[str, ...]:
-        """Pinned nodes that are not vm-rebalance's marked pin."""
-        ours = {n for n in (self.marked, self.temporary) if n}
-        return tuple(n for n in self.hostname_nodes if n not in ours)
+        """Nodes the user's own hostname pins name (in the order they appear)."""
+        out: list[str] = []
+        for term in self.user_terms:
+            out += [n for n in term if n not in out]
+        return tuple(out)
+
+    def user_allows(self, node: str) -> bool:
+        """Whether the user's hostname pins let the VM run on ``node`` (no user pin: yes)."""
+        if not self.user_terms or self.user_unrestricted_term:
+            return True
+        return any(node in term for term in self.user_terms)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,11 +237,23 @@ class VmView:
     printable_status: str = "Unknown"
     """``status.printableStatus`` as served (for people; decide on `status`)."""
     pins: NodePins = NodePins()
+    affinity: Mapping[str, Any] | None = None
+    """``spec.template.spec.affinity`` as served (opaque JSON: journalled so it can be restored exactly)."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def stopped(self) -> bool:
         """Whether the VM reports Stopped."""
         return self.status is PrintableStatus.STOPPED
+
+    @property
+    def wants_running(self) -> bool:
+        """Whether its runStrategy asks KubeVirt to keep it running (Always, RerunOnFailure)."""
+        return self.run_strategy in WANTS_RUNNING
+
+
+WANTS_RUNNING = frozenset({"Always", "RerunOnFailure"})
+"""Run strategies under which KubeVirt itself keeps (re)starting the VM."""
 
 
 def _hostname_pin(expr: Any) -> bool:
@@ -251,20 +285,42 @@ def hostname_pins(vm: Obj) -> list[str]:
     return nodes
 
 
+def _ours(expr: Any, marks: set[str]) -> bool:
+    """Whether a hostname requirement is one of vm-rebalance's pins (exactly ``In [marked node]``)."""
+    values = _list(expr.get("values")) if isinstance(expr, Mapping) else []
+    return len(values) == 1 and str(values[0]) in marks
+
+
 def pins_of(vm: Obj) -> NodePins:
     """The pins of a VM object."""
     annotations = _strings(_map(vm, "metadata").get("annotations"))
+    marked = annotations.get(PIN_ANNOTATION) or None
+    temporary = annotations.get(TEMP_PIN_ANNOTATION) or None
+    marks = {n for n in (marked, temporary) if n}
     other = False
+    user_terms: list[tuple[str, ...]] = []
+    unrestricted = False
     for term in required_node_terms(vm) or ():
         term_map = term if isinstance(term, Mapping) else {}
         exprs = _list(term_map.get("matchExpressions"))
         if any(not _hostname_pin(e) for e in exprs) or _list(term_map.get("matchFields")):
             other = True
+        allowed: set[str] | None = None
+        for expr in exprs:
+            if _hostname_pin(expr) and not _ours(expr, marks):
+                values = {str(v) for v in _list(expr.get("values"))}
+                allowed = values if allowed is None else allowed & values
+        if allowed is None:
+            unrestricted = True
+        else:
+            user_terms.append(tuple(sorted(allowed)))
     return NodePins(
         hostname_nodes=tuple(hostname_pins(vm)),
-        marked=annotations.get(PIN_ANNOTATION) or None,
-        temporary=annotations.get(TEMP_PIN_ANNOTATION) or None,
+        marked=marked,
+        temporary=temporary,
         other_required_terms=other,
+        user_terms=tuple(user_terms),
+        user_unrestricted_term=unrestricted,
     )
 
 
@@ -290,6 +346,8 @@ def vm_view(obj: Obj) -> VmView:
         status=PrintableStatus.parse(printable),
         printable_status=printable,
         pins=pins_of(obj),
+        affinity=_map(template_spec(obj), "affinity") or None,
+        annotations=_strings(meta.get("annotations")),
     )
 
 
@@ -347,6 +405,8 @@ class VmiView:
     """The LiveMigratable condition; None when the VMI has none."""
     evacuation_node: str | None = None
     """``status.evacuationNodeName``: KubeVirt is evacuating the VMI off that node."""
+    problem: str | None = None
+    """Why it does not run, in KubeVirt's / the scheduler's words (PodScheduled=False, a Failed reason)."""
 
     @property
     def running(self) -> bool:
@@ -364,9 +424,16 @@ def vmi_view(obj: Obj) -> VmiView:
     meta = _map(obj, "metadata")
     status = _map(obj, "status")
     live: bool | None = None
+    problem: str | None = None
     for cond in _list(status.get("conditions")):
-        if isinstance(cond, Mapping) and cond.get("type") == "LiveMigratable":
+        if not isinstance(cond, Mapping):
+            continue
+        if cond.get("type") == "LiveMigratable":
             live = cond.get("status") == "True"
+        elif cond.get("type") in ("PodScheduled", "Synchronized") and cond.get("status") == "False":
+            problem = problem or _str(cond.get("message")) or _str(cond.get("reason"))
+    if problem is None and status.get("phase") == "Failed":
+        problem = _str(status.get("reason")) or "the VM instance failed"
     return VmiView(
         namespace=_str(meta.get("namespace")) or "",
         name=_str(meta.get("name")) or "",
@@ -376,6 +443,7 @@ def vmi_view(obj: Obj) -> VmiView:
         migration=migration_state_of(status.get("migrationState")),
         live_migratable=live,
         evacuation_node=_str(status.get("evacuationNodeName")),
+        problem=problem,
     )
 
 
@@ -465,6 +533,16 @@ class NodeView:
     """The Ready condition is True."""
     kubevirt_schedulable: bool = False
     """virt-handler's ``kubevirt.io/schedulable=true`` label."""
+    pressure: tuple[str, ...] = ()
+    """Pressure conditions that are True (MemoryPressure, DiskPressure, PIDPressure)."""
+
+    @property
+    def eligible_now(self) -> bool:
+        """Ready, not cordoned and schedulable for VMs (what a target must be right before a move)."""
+        return self.ready and not self.unschedulable and self.kubevirt_schedulable
+
+
+PRESSURE_CONDITIONS = ("MemoryPressure", "DiskPressure", "PIDPressure")
 
 
 def node_view(obj: Obj) -> NodeView:
@@ -479,6 +557,7 @@ def node_view(obj: Obj) -> NodeView:
         unschedulable=_map(obj, "spec").get("unschedulable") is True,
         ready=conditions.get("Ready") == "True",
         kubevirt_schedulable=_strings(meta.get("labels")).get("kubevirt.io/schedulable") == "true",
+        pressure=tuple(c for c in PRESSURE_CONDITIONS if conditions.get(c) == "True"),
     )
 
 

@@ -96,6 +96,8 @@ class Outcome:
     pinned: bool = False
     """A cold move left a required node affinity to the target (see `unpin`)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    state: str | None = None
+    """What the cluster showed for the VM when the outcome was verified (None: not read)."""
 
     def __post_init__(self) -> None:
         if (self.status is MoveStatus.FAILED) != (self.failure is not None):
@@ -129,6 +131,8 @@ def outcome_document(outcome: Outcome) -> dict[str, Any]:
         "error": outcome.error,
         "failure": None if outcome.failure is None else outcome.failure.value,
         "migration": outcome.migration_name,
+        "final_node": outcome.final_node,
+        "state": outcome.state,
         "pinned": outcome.pinned,
         "notes": list(outcome.notes),
     }
