@@ -305,6 +305,9 @@ class VirtualMachine:
     last_migration_seconds_ago: float | None = None
     """How long ago the newest finished migration of this VM ended, for the anti-thrash cooldown."""
     dirty_rate_bytes_per_second: int | None = None
+    pinned_to: str | None = None
+    """The node vm-rebalance pinned the VM to (an earlier cold move). That pin is the tool's to change:
+    it is not part of ``placement``; a later move or drain re-pins (or unpins) the VM."""
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.name:
@@ -377,6 +380,8 @@ class ClusterState:
     """Things the user should know about how the state was read (e.g. metrics missing)."""
     source: str = "cluster"
     """``cluster`` or ``snapshot``; never a path."""
+    identity: str | None = None
+    """The cluster's identity (its kube-system namespace uid) when it was read from a live cluster."""
     _nodes_by_name: Mapping[str, Node] = field(init=False, repr=False, compare=False)
     _vms_by_ref: Mapping[VmRef, VirtualMachine] = field(init=False, repr=False, compare=False)
 
