@@ -6,7 +6,7 @@ seeds' seven common errors.
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -25,6 +25,7 @@ from vm_rebalance.model.execution import (
     outcome_document,
 )
 from vm_rebalance.render.inventory import inventory_document
+from vm_rebalance.render.text import md
 
 
 def status_icon(status: MoveStatus) -> str:
@@ -191,11 +192,11 @@ def troubleshooting(outcome: Outcome) -> list[str]:
                 "Something else is editing the VM; vm-rebalance re-reads before every write — retry when it is quiet"
             ]
         case FailureKind.INTERRUPTED:
-            return ["Execution was interrupted: `vm-rebalance apply PLAN --resume` continues where it stopped"]
+            return ["Execution was interrupted: `vm-rebalance resume ID` (shown below) continues where it stopped"]
         case FailureKind.USER_AFFINITY:
             return [
-                "The VM has a node pin of its own: approve replacing it (--replace-affinity) or pick a node "
-                "the pin allows"
+                "The VM has a node pin of its own: approve replacing it (--replace-affinity shows old → new) or pick "
+                "a node the pin allows"
             ]
         case FailureKind.RUN_STRATEGY:
             return ["The VM's runStrategy does not allow this start/stop: check `kubectl get vm -o yaml`, then retry"]
@@ -204,7 +205,10 @@ def troubleshooting(outcome: Outcome) -> list[str]:
         case FailureKind.WRONG_NODE | FailureKind.MIGRATION_LOST:
             return ["The VM is not where it should be: check `vm-rebalance inventory`, then retry or re-plan"]
         case FailureKind.CLUSTER_UNAVAILABLE:
-            return ["The API server kept failing to answer: check the cluster's health, then retry"]
+            return [
+                "The API server kept failing to answer: check the cluster's health, then `vm-rebalance resume ID` "
+                "(it finishes or rolls back a cold move left half-way)"
+            ]
         case FailureKind.STOP_FAILED | FailureKind.ADMISSION_DENIED | FailureKind.API_ERROR:
             return list(_GENERIC)
         case _:
@@ -234,6 +238,31 @@ def _std(values: Iterable[float | None]) -> float | None:
     return math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
 
 
+def execution_result(counts: dict[str, int], *, complete: bool, interrupted: bool) -> str:
+    """complete / failed / interrupted / skipped: what the report's header and the exit code follow."""
+    if complete:
+        return "complete"
+    if interrupted:
+        return "interrupted"
+    if counts.get(MoveStatus.FAILED.value):
+        return "failed"
+    return "skipped"
+
+
+_TITLES = {
+    "complete": "✓ Rebalancing Complete",
+    "failed": "⚠️ Rebalancing Paused - Migration Failed",
+    "interrupted": "⏸ Rebalancing Interrupted",
+    "skipped": "↷ Rebalancing Finished - Moves Skipped",
+}
+
+
+def report_title(doc: dict[str, Any]) -> str:
+    """The report's header: a skipped move is not a failure, an interruption neither."""
+    result = doc.get("result") or ("complete" if doc["complete"] else "failed")
+    return _TITLES.get(result, _TITLES["failed"])
+
+
 def report_document(
     plan: Plan,
     outcomes: Iterable[Outcome],
@@ -259,6 +288,7 @@ def report_document(
             }
         )
     counts = {s.value: sum(1 for o in outs if o.status is s) for s in MoveStatus}
+    interrupted = list(interrupted)
     return {
         "apiVersion": "vm-rebalance/v1",
         "kind": "RebalanceReport",
@@ -266,6 +296,7 @@ def report_document(
         "moves": [outcome_document(o) | {"troubleshooting": troubleshooting(o)} for o in outs],
         "counts": counts,
         "complete": all(o.ok for o in outs),
+        "result": execution_result(counts, complete=all(o.ok for o in outs), interrupted=bool(interrupted)),
         "nodes": nodes,
         "metrics": {
             "before": {
@@ -281,7 +312,7 @@ def report_document(
         },
         "pinned": [f"{o.move.namespace}/{o.move.vm}" for o in outs if o.pinned],
         "warnings": list(warnings),
-        "interrupted": list(interrupted),
+        "interrupted": interrupted,
     }
 
 
@@ -302,7 +333,7 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
     """The seeds' final report: executed migrations, cluster state before → after, improvements."""
     parts: list[RenderableType] = []
     complete = doc["complete"]
-    title = "✓ Rebalancing Complete" if complete else "⚠️ Rebalancing Paused - Migration Failed"
+    title = report_title(doc)
     counts = doc["counts"]
     head = Text(title + "\n", style="bold green" if complete else "bold yellow")
     head.append(
@@ -312,7 +343,7 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
     )
     parts.append(head)
     table = Table(title="Executed migrations", title_justify="left", header_style="bold")
-    for col in ("VM", "From", "To", "Type", "Duration", "Status"):
+    for col in ("VM", "From", "To", "Type", "Duration", "Status", "Now (read from the cluster)"):
         table.add_column(col)
     for m in doc["moves"]:
         status = MoveStatus(m["status"])
@@ -323,8 +354,12 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
             m["method"],
             duration_text(m["duration_seconds"]),
             Text(status_label(status), style=status_style(status)),
+            m.get("state") or ("not read" if status is not MoveStatus.NOT_ATTEMPTED else "-"),
         )
     parts.append(table)
+    for m in doc["moves"]:
+        for note in m.get("notes") or ():
+            parts.append(Text(f"• {m['namespace']}/{m['vm']}: {note}", style="dim"))
     failed = [m for m in doc["moves"] if m["status"] == MoveStatus.FAILED.value]
     for m in failed:
         t = Text(f"✗ {m['namespace']}/{m['vm']}: {m['error']}\n", style="red")
@@ -366,30 +401,31 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
         parts.append(Text(f"Interrupted: {state}", style="yellow"))
     for w in doc["warnings"]:
         parts.append(Text(f"⚠ {w}", style="yellow"))
+    if doc.get("resume"):
+        parts.append(Text(f"Continue with: {doc['resume']}", style="bold"))
     return Group(*parts)
 
 
 def report_markdown(doc: dict[str, Any]) -> str:
     """The final report as Markdown (for agents)."""
-    complete = doc["complete"]
     counts = doc["counts"]
     lines = [
-        "## ✓ Rebalancing Complete" if complete else "## ⚠️ Rebalancing Paused - Migration Failed",
+        f"## {report_title(doc)}",
         "",
         f"**Status:** {counts['succeeded']}/{len(doc['moves'])} successful, {counts['failed']} failed, "
         f"{counts['not attempted']} not attempted, {counts['skipped']} skipped",
         "",
-        "| VM | From | To | Type | Duration | Status |",
-        "|----|------|----|------|----------|--------|",
+        "| VM | From | To | Type | Duration | Status | Now |",
+        "|----|------|----|------|----------|--------|-----|",
     ]
     for m in doc["moves"]:
         lines.append(
-            f"| {m['vm']} | {m['from'] or '-'} | {m['to']} | {m['method']} | "
-            f"{duration_text(m['duration_seconds'])} | {m['status']} |"
+            f"| {md(m['vm'])} | {md(m['from'] or '-')} | {md(m['to'])} | {m['method']} | "
+            f"{duration_text(m['duration_seconds'])} | {m['status']} | {md(m.get('state') or '-')} |"
         )
     for m in doc["moves"]:
         if m["status"] == MoveStatus.FAILED.value:
-            lines += ["", f"**Failed:** {m['vm']}: {m['error']}", "", "**Troubleshooting:**"]
+            lines += ["", f"**Failed:** {md(m['vm'])}: {md(m['error'] or '')}", "", "**Troubleshooting:**"]
             lines += [f"- {t}" for t in m["troubleshooting"]]
     if doc["nodes"] and any(n["after"] for n in doc["nodes"]):
         lines += [
@@ -406,21 +442,42 @@ def report_markdown(doc: dict[str, Any]) -> str:
                 f"{_pct(n['before']['memory'])} | {_pct(a.get('memory'))} |"
             )
     if doc["pinned"]:
-        lines += ["", f"Pinned by cold migration: {', '.join(doc['pinned'])} (use unpin_vm to remove)."]
+        lines += ["", f"Pinned by cold migration: {md(', '.join(doc['pinned']))} (use unpin_vm to remove)."]
     return "\n".join(lines)
 
 
-def failure_choices_text(outcome: Outcome, not_attempted: list[Move]) -> Text:
-    """The question after a failure."""
+DEFAULT_CHOICES: tuple[tuple[str, str], ...] = (
+    ("retry", "retry the failed migration with the same settings"),
+    ("retry cold", "retry it as a cold migration (~30-60s downtime)"),
+    ("skip", "skip it and continue"),
+    ("abort", "stop, leave the cluster as it is now"),
+)
+
+
+def failure_choices_text(
+    outcome: Outcome,
+    not_attempted: list[Move],
+    choices: Sequence[tuple[str, str]] = DEFAULT_CHOICES,
+    *,
+    held: bool = False,
+) -> Text:
+    """The question after a failure: the choices that apply, each with what it does."""
     t = Text("How would you like to proceed?\n", style="bold")
-    t.append("  retry       – retry the failed migration with the same settings\n")
-    t.append("  retry cold  – retry it as a cold migration (~30-60s downtime)\n")
-    t.append(
-        f"  skip        – skip {outcome.move.vm} and continue"
-        + (f" with {len(not_attempted)} remaining" if not_attempted else "")
-        + "\n"
-    )
-    t.append("  abort       – stop, leave the cluster as it is now\n")
+    if held:
+        t.append(
+            f"{outcome.move.namespace}/{outcome.move.vm} is NOT running: it could not start on {outcome.move.target}. "
+            "Without an answer it is rolled back (started with its original placement).\n",
+            style="yellow",
+        )
+    width = max(len(name) for name, _ in choices) + 2
+    for name, what in choices:
+        if name == "skip":
+            what = (
+                f"skip {outcome.move.vm} and continue"
+                + (f" with {len(not_attempted)} remaining" if not_attempted else "")
+                + (" (rolled back first)" if held else "")
+            )
+        t.append(f"  {name.ljust(width)}– {what}\n")
     return t
 
 
