@@ -563,3 +563,68 @@ def progress_markdown(rows: Iterable[dict[str, Any]], *, title: str = "⏳ Rebal
             f"{r['method'].capitalize()} | {icon} {r['status']} | {r['phase']} | {r['elapsed']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _route(source: str | None, target: str | None) -> str:
+    if source and target:
+        return f"{source} → {target}"
+    if source:
+        return f"from {source} (target not chosen yet)"
+    if target:
+        return f"→ {target} (source not reported)"
+    return "not reported yet"
+
+
+def status_view(doc: dict[str, Any]) -> RenderableType:
+    """`vm-rebalance status`: the cluster's migrations in flight and the unfinished executions, as tables."""
+    parts: list[RenderableType] = []
+    migrations = doc.get("migrations_in_flight") or []
+    if migrations:
+        table = Table(title="Migrations in flight", title_justify="left", header_style="bold")
+        for col in ("VM", "Phase", "Route", "Migration"):
+            table.add_column(col)
+        for m in migrations:
+            table.add_row(
+                f"{m['namespace']}/{m['vm']}", m["phase"] or "Pending", _route(m["from"], m["to"]), m["name"] or "-"
+            )
+        parts.append(table)
+    else:
+        parts.append(Text("No migration in flight."))
+    unfinished = doc.get("unfinished_executions") or []
+    if unfinished:
+        table = Table(title="Unfinished executions", title_justify="left", header_style="bold")
+        for col in ("Execution", "Command", "Started", "Moves", "Needs attention", "Continue with"):
+            table.add_column(col)
+        for u in unfinished:
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(u["moves"].items())) or "-"
+            age = u.get("age_seconds")
+            started = u["started_at"] + (f" ({_age_text(age)})" if age is not None else "")
+            table.add_row(
+                u["plan_id"],
+                u.get("command") or "(recorded before commands were kept)",
+                started,
+                counts,
+                ", ".join(u.get("needs_attention") or ()) or "-",
+                u["resume"],
+            )
+        parts.append(table)
+        parts.append(
+            Text(
+                "Set one aside with `vm-rebalance status --clear ID` (finished journals: --clear finished).",
+                style="dim",
+            )
+        )
+    else:
+        parts.append(Text("No unfinished vm-rebalance execution."))
+    return Group(*parts)
+
+
+def _age_text(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s ago"
+    if s < 7200:
+        return f"{s // 60} min ago"
+    if s < 172800:
+        return f"{s // 3600} h ago"
+    return f"{s // 86400} days ago"

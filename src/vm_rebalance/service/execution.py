@@ -459,8 +459,11 @@ class Run:
         cancel: CancelToken | None = None,
         lock: bool = True,
         wait_lock_seconds: float = 0.0,
+        hold_failed_cold_start: bool | None = None,
     ) -> "Run":
         """The unfinished execution ``journal_id``, ready to continue (its plan and options from its journal).
+
+        ``hold_failed_cold_start`` overrides the journalled option (whether someone can be asked now).
 
         Moves the journal calls done are verified against the cluster when it runs; moves that
         never started are re-validated first (those that no longer validate are left out, with
@@ -488,10 +491,13 @@ class Run:
         checked = revalidate(session.state, plan, skip_ids=started)
         kept = tuple(sorted((*checked.plan.moves, *(m for m in plan.moves if m.id in started)), key=lambda m: m.id))
         resumed = dataclasses.replace(plan, moves=kept)
+        options = options or options_from_document(journal.options)
+        if hold_failed_cold_start is not None:
+            options = dataclasses.replace(options, hold_failed_cold_start=hold_failed_cold_start)
         run = cls(
             session,
             resumed,
-            options=options or options_from_document(journal.options),
+            options=options,
             journal_id=journal_id,
             fresh=False,
             warnings=checked.warnings,
