@@ -19,6 +19,7 @@ from kubernetes.utils import parse_quantity
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.kube.views import (
     PIN_ANNOTATION,
+    PRESSURE_CONDITIONS,
     TEMP_PIN_ANNOTATION,
     MigrationPhase,
     in_flight,
@@ -273,6 +274,7 @@ def node_from(obj: Obj, *, requested: Resources, pods: int, usage: Resources | N
         ),
         unschedulable=bool(spec.get("unschedulable", False)),
         ready=conditions.get("Ready") == "True",
+        pressure=tuple(c for c in PRESSURE_CONDITIONS if conditions.get(c) == "True"),
         capacity=_resources(capacity, where=where, field="status.capacity"),
         allocatable=_resources(allocatable, where=where, field="status.allocatable"),
         kvm_devices=int(quantity(kvm, where=where, field="devices.kubevirt.io/kvm")) if kvm is not None else 0,

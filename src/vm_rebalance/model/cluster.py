@@ -243,6 +243,8 @@ class Node:
     taints: tuple[Taint, ...] = ()
     unschedulable: bool = False
     ready: bool = True
+    pressure: tuple[str, ...] = ()
+    """Node conditions reporting pressure that are True (MemoryPressure, DiskPressure, PIDPressure)."""
     capacity: Resources = Resources()
     allocatable: Resources = Resources()
     kvm_devices: int = 0
