@@ -438,7 +438,12 @@ def move(
         typer.Argument(help="VMs: NAME or NAMESPACE/NAME, each optionally =NODE for its own target (web=worker-05)."),
     ],
     to: Annotated[
-        str | None, typer.Option("--to", help="Target node of the VMs that do not name their own (VM=NODE).")
+        str | None,
+        typer.Option(
+            "--to",
+            help="Target node of the VMs that do not name their own (VM=NODE). Without it, live moves go where "
+            "the scheduler chooses.",
+        ),
     ] = None,
     namespace: NamespaceOpt = "default",
     method: Annotated[str, typer.Option("--method", help="auto (live when possible), live or cold.")] = "auto",
@@ -467,9 +472,21 @@ def move(
     the unfinished move (restoring a VM it had stopped) before anything else.
     """
     c = ctx_obj(ctx)
-    requests = service.move_requests(vms, to, namespace, method)
-    command = "move " + " ".join(f"{r.namespace}/{r.vm}={r.target}" for r in requests)
+    untargeted = [item for item in vms if "=" not in item] if not (to or "").strip() else []
+    if not untargeted:
+        requests = service.move_requests(vms, to, namespace, method)
+    command = "move " + " ".join(vms) + (f" --to {to}" if to else "") + f" -n {namespace}"
     with service.Session.open(c.target, progress=progress_printer(c)) as session:
+        chosen: list[tuple[str, str]] = []
+        if untargeted:
+            # No --to: for live moves the scheduler decides (seed 002); a cold move needs a target.
+            if method == "cold":
+                raise ConfigError("a cold move needs a target node: give --to NODE")
+            chosen = service.vm_refs(untargeted, namespace)
+            service.require_namespaces(session, [ns for ns, _ in chosen])
+            expected = service.scheduler_targets(session.state, chosen)
+            items = [f"{ns}/{name}={expected[(ns, name)]}" for ns, name in chosen]
+            requests = service.move_requests(items + [i for i in vms if "=" in i], None, namespace, method)
         service.require_namespaces(session, [r.namespace for r in requests])
         if not dry_run and _continue_unfinished(
             c, session, [(r.namespace, r.vm) for r in requests], yes, output, wait_lock
@@ -478,6 +495,8 @@ def move(
         plan = service.plan_moves(
             session.state, requests, sequential=sequential, replace_affinity=replace_affinity
         ).plan
+        if chosen:
+            plan = service.scheduler_chooses(plan, chosen)
         if not plan.moves:
             _print_warnings(c, plan.warnings)
             c.err.print("nothing to do", highlight=False)

@@ -339,7 +339,7 @@ class LiveRunner(Runner):
                 source=self.move.source,
                 migration=migration_name(self.plan_id, self.move.id, attempt),
             )
-            if (vm.pins.ours or vm.pins.user_terms) and not self.record.repinned:
+            if (vm.pins.ours or vm.pins.user_terms) and not self.record.repinned and not self.move.scheduler_chooses:
                 # The VM's pin would keep the target pod off the target: move the pin along (LiveUpdate).
                 self.capture_original(vm)
                 self.save(repinned=True)
@@ -355,9 +355,14 @@ class LiveRunner(Runner):
         if resumed and self._resumable(name):
             self.emit("resumed", estimate=self.options.live_estimate(self.move))
             return
-        use_selector = supports_added_node_selector(self.kubevirt_version)
+        use_selector = supports_added_node_selector(self.kubevirt_version) and not self.move.scheduler_chooses
         try:
-            if not use_selector and not self.record.temporary_affinity and not self.record.repinned:
+            if (
+                not use_selector
+                and not self.move.scheduler_chooses
+                and not self.record.temporary_affinity
+                and not self.record.repinned
+            ):
                 self.api.add_pin(self.move.namespace, self.move.vm, self.move.target, temporary=True)
                 self.save(temporary_affinity=True)
             adopted = None if use_selector and not self.record.repinned else self._adopt_existing()
@@ -460,7 +465,8 @@ class LiveRunner(Runner):
             return self.fail(
                 FailureKind.VM_NOT_FOUND, "the VM was deleted during its migration; nothing was re-created"
             )
-        if vmi is not None and vmi.running and node == self.move.target and not vmi.migrating:
+        arrived = node == self.move.target or (self.move.scheduler_chooses and node and node != self.move.source)
+        if vmi is not None and vmi.running and arrived and not vmi.migrating:
             if self.record.temporary_affinity:
                 self._cleanup_temporary_affinity()
             duration = mig.server_duration_seconds if mig is not None else None

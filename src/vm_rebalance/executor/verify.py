@@ -35,8 +35,9 @@ def arrived(move: Move, vm: VmView | None, vmi: VmiView | None) -> bool:
     """Whether the cluster shows the move done: Running on its target (a stopped VM: pinned to it)."""
     if vm is None:
         return False
-    if vmi is not None and vmi.running and vmi.node == move.target and not vmi.migrating:
-        return True
+    placed = vmi is not None and vmi.running and not vmi.migrating
+    if placed and vmi is not None:
+        return vmi.node == move.target or bool(move.scheduler_chooses and vmi.node and vmi.node != move.source)
     return not move.running and vmi is None and move.target in vm.pins.ours
 
 

@@ -125,6 +125,7 @@ def outcome_document(outcome: Outcome) -> dict[str, Any]:
         "namespace": m.namespace,
         "from": m.source,
         "to": m.target,
+        "scheduler_chooses": m.scheduler_chooses,
         "method": m.method.value,
         "status": outcome.status.value,
         "duration_seconds": None if outcome.duration_seconds is None else round(outcome.duration_seconds, 1),

@@ -126,6 +126,9 @@ class Move:
     """RWX / RWO / containerdisk / none."""
     affinity: AffinityChange | None = None
     """The node pin this move changes (optional plan-file key ``affinity``); None: no pin involved."""
+    scheduler_chooses: bool = False
+    """A live move the user gave no target: the migration carries no node selector and the scheduler
+    chooses; ``target`` is where it is expected (optional plan-file key ``scheduler_chooses``)."""
 
     def __post_init__(self) -> None:
         if self.source == self.target:
@@ -229,15 +232,14 @@ def _load_to_document(load: NodeLoad) -> dict[str, Any]:
 
 def _move_extras(m: Move) -> dict[str, Any]:
     """The optional keys of a move document (present only when they say something)."""
-    if m.affinity is None:
-        return {}
-    return {
-        "affinity": {
+    extras: dict[str, Any] = {"scheduler_chooses": True} if m.scheduler_chooses else {}
+    if m.affinity is not None:
+        extras["affinity"] = {
             "owner": m.affinity.owner.value,
             "from": list(m.affinity.before),
             "to": list(m.affinity.after),
         }
-    }
+    return extras
 
 
 def _affinity_from_document(raw: Any, where: str) -> AffinityChange | None:
@@ -397,6 +399,7 @@ def plan_from_document(doc: Any) -> Plan:
                     guest_memory_bytes=int(m.get("guest_memory_bytes", 0)),
                     storage=str(m.get("storage", "")),
                     affinity=_affinity_from_document(m.get("affinity"), where),
+                    scheduler_chooses=m.get("scheduler_chooses") is True,
                 )
             )
         stays = tuple(

@@ -173,6 +173,12 @@ def troubleshooting(outcome: Outcome) -> list[str]:
         case FailureKind.NOT_LIVE_MIGRATABLE:
             return list(_RWX)
         case FailureKind.START_FAILED:
+            if outcome.final_node is not None and not outcome.pinned:
+                return [
+                    f"The VM was rolled back: it runs on {outcome.final_node} with its original placement",
+                    f"{outcome.move.target} could not take it (reason above): make room there, fix its taints or "
+                    "labels, or choose another target (`vm-rebalance inventory` shows the candidates), then retry",
+                ]
             return list(_UNSCHEDULABLE)
         case FailureKind.MIGRATION_TIMEOUT:
             return list(_CONVERGENCE)
@@ -329,6 +335,15 @@ def _change(b: float | None, a: float | None) -> Text:
     return Text(f"{d:+.0f}%" + (" ✓" if d < 0 else ""), style="green" if d < 0 else "yellow")
 
 
+def _to(m: dict[str, Any]) -> str:
+    """A move's target as the report shows it (the scheduler's choice when the user named none)."""
+    if not m.get("scheduler_chooses"):
+        return str(m["to"])
+    if m.get("final_node") and m["status"] == MoveStatus.SUCCEEDED.value:
+        return f"{m['final_node']} (scheduler's choice)"
+    return f"scheduler decides (expected {m['to']})"
+
+
 def report_view(doc: dict[str, Any]) -> RenderableType:
     """The seeds' final report: executed migrations, cluster state before → after, improvements."""
     parts: list[RenderableType] = []
@@ -350,7 +365,7 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
         table.add_row(
             f"{m['namespace']}/{m['vm']}",
             m["from"] or "-",
-            m["to"],
+            _to(m),
             m["method"],
             duration_text(m["duration_seconds"]),
             Text(status_label(status), style=status_style(status)),
@@ -420,7 +435,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
     ]
     for m in doc["moves"]:
         lines.append(
-            f"| {md(m['vm'])} | {md(m['from'] or '-')} | {md(m['to'])} | {m['method']} | "
+            f"| {md(m['vm'])} | {md(m['from'] or '-')} | {md(_to(m))} | {m['method']} | "
             f"{duration_text(m['duration_seconds'])} | {m['status']} | {md(m.get('state') or '-')} |"
         )
     for m in doc["moves"]:

@@ -66,6 +66,7 @@ from vm_rebalance.service.execution import (
 )
 from vm_rebalance.service.identity import require_same_cluster
 from vm_rebalance.service.names import missing_node, missing_vm, require_namespaces, require_vms
+from vm_rebalance.service.pins import scheduler_chooses, scheduler_targets
 from vm_rebalance.service.planning import (
     PlanView,
     Revalidation,
@@ -199,6 +200,8 @@ __all__ = [
     "resume_lifecycle",
     "revalidate",
     "run_plan",
+    "scheduler_chooses",
+    "scheduler_targets",
     "status",
     "take_snapshot",
     "unfinished_executions",

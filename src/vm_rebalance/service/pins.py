@@ -100,3 +100,53 @@ def pin_refusals(state: ClusterState, requests: Collection[tuple[str, str, str]]
             f"replacing it (In [{old}] → In [{target}]) needs your approval — add --replace-affinity"
         )
     return out
+
+
+def scheduler_targets(state: ClusterState, refs: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Where the scheduler is expected to place each VM of a live move given no target (seed 002: "scheduler decides").
+
+    The expectation follows kube-scheduler's default scoring (least allocated) among the nodes every
+    placement rule allows; the migration itself carries no node selector.
+
+    Raises:
+        ConfigError: a VM does not exist, cannot move live (a cold move needs a target), or is pinned.
+        InfeasiblePlanError: no other node can take it now.
+    """
+    from vm_rebalance.errors import ConfigError, InfeasiblePlanError
+    from vm_rebalance.planner.eligibility import fit_reasons, move_method
+
+    out: dict[tuple[str, str], str] = {}
+    for namespace, name in refs:
+        vm = state.vm(namespace, name)
+        if vm is None:
+            raise ConfigError(f"VM '{name}' does not exist in namespace '{namespace}'")
+        if not vm.running or move_method(vm).value != "live":
+            raise ConfigError(
+                f"{vm.ref} cannot move live, and a cold move needs a target node",
+                hint=f"give --to NODE (or {vm.ref}=NODE)",
+            )
+        if vm.pinned_to or user_pin_nodes(vm):
+            raise ConfigError(f"{vm.ref} is pinned to a node: the scheduler cannot choose", hint="give --to NODE")
+        fits = [n for n in state.nodes if n.name != vm.node and not list(fit_reasons(vm, n, state))]
+        if not fits:
+            raise InfeasiblePlanError(f"no other node can take {vm.ref} now")
+        best = min(fits, key=lambda n: (n.requested.cpu_millicores / max(1, n.allocatable.cpu_millicores), n.name))
+        out[(namespace, name)] = best.name
+    return out
+
+
+def scheduler_chooses(plan: Plan, refs: Collection[tuple[str, str]]) -> Plan:
+    """The plan with the moves of ``refs`` marked as the scheduler's choice (no node selector)."""
+    wanted = set(refs)
+    moves = tuple(
+        dataclasses.replace(
+            m,
+            scheduler_chooses=True,
+            reason=(m.reason + "; " if m.reason else "")
+            + f"no target given: the scheduler decides (expected {m.target}, the eligible node with the most room)",
+        )
+        if (m.namespace, m.vm) in wanted
+        else m
+        for m in plan.moves
+    )
+    return dataclasses.replace(plan, moves=moves)
