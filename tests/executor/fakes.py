@@ -419,13 +419,31 @@ class FakeKubeVirt(KubeVirtApi):
             self.vmis.pop((namespace, name), None)
             vm["status"]["printableStatus"] = "Stopped"
         else:
-            pins = existing_node_pin(vm)
-            self.vmis[(namespace, name)] = self._vmi(name, namespace, pins[0] if pins else "old-node")
+            self.vmis[(namespace, name)] = self._vmi(name, namespace, _allowed_node(vm) or "old-node")
             vm["status"]["printableStatus"] = "Running"
 
     @staticmethod
     def _bump(vm: Obj) -> None:
         vm["metadata"]["resourceVersion"] = str(int(vm["metadata"]["resourceVersion"]) + 1)
+
+
+def _allowed_node(vm: Obj) -> str | None:
+    """The node the VM's hostname requirements allow (their intersection, as a scheduler would)."""
+    terms = (
+        vm["spec"]["template"]["spec"]
+        .get("affinity", {})
+        .get("nodeAffinity", {})
+        .get("requiredDuringSchedulingIgnoredDuringExecution", {})
+        .get("nodeSelectorTerms", [])
+    )
+    for term in terms:
+        allowed: set[str] | None = None
+        for expr in term.get("matchExpressions", []):
+            if expr.get("key") == "kubernetes.io/hostname" and expr.get("operator") == "In":
+                allowed = set(expr["values"]) if allowed is None else allowed & set(expr["values"])
+        if allowed:
+            return sorted(allowed)[0]
+    return None
 
 
 def live_move(id_: int, vm: str, source: str, target: str, *, gib: float = 4, wave: int = 1) -> Move:

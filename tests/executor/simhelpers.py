@@ -116,11 +116,11 @@ class Sim:
     def vmi(self, name: str, namespace: str = "default") -> Obj | None:
         return self.cluster.store.try_get(VMIS, namespace, name)
 
-    def node_of(self, name: str) -> str | None:
-        return ((self.vmi(name) or {}).get("status") or {}).get("nodeName")
+    def node_of(self, name: str, namespace: str = "default") -> str | None:
+        return ((self.vmi(name, namespace) or {}).get("status") or {}).get("nodeName")
 
-    def running(self, name: str) -> bool:
-        return ((self.vmi(name) or {}).get("status") or {}).get("phase") == "Running"
+    def running(self, name: str, namespace: str = "default") -> bool:
+        return ((self.vmi(name, namespace) or {}).get("status") or {}).get("phase") == "Running"
 
     def migrations(self) -> list[Obj]:
         return list(self.cluster.store.iter_objects(VMIMS))
