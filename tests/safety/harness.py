@@ -62,7 +62,8 @@ def cli(sim: Sim, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 def json_doc(text: str) -> Obj:
     """The JSON document printed on stdout (after any progress lines)."""
-    return dict(json.loads(text[text.index("{") :]))
+    doc, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
+    return dict(doc)
 
 
 def report_json(sim: Sim, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, Obj]:
@@ -155,6 +156,6 @@ def assert_invariants(
 def env(tmp_path: Path) -> dict[str, str]:
     """The environment of a CLI subprocess: private state and home, no real kubeconfig."""
     out = dict(os.environ)
-    out.update(VM_REBALANCE_STATE_DIR=str(tmp_path / "state"), HOME=str(tmp_path / "home"))
+    out.update(VM_REBALANCE_STATE_DIR=str(tmp_path / "state"), HOME=str(tmp_path / "home"), COLUMNS="250", TERM="dumb")
     out.pop("KUBECONFIG", None)
     return out

@@ -511,6 +511,7 @@ def move(
             what="this move" if len(plan.moves) == 1 else "these moves",
             options=_options(sequential, replace_affinity, unpin_after, None),
             manual=True,
+            warnings=plan.warnings,
             command=command,
             wait_lock=wait_lock,
         )
@@ -560,6 +561,7 @@ def drain(
 
         executed = False
         if not plan.moves:
+            _print_warnings(c, plan.warnings)
             if not dry_run and not no_cordon:
                 require_terminal(yes, "cordoning the node")
                 service.require_permissions(
@@ -577,6 +579,7 @@ def drain(
                 dry_run=dry_run,
                 output=output,
                 what=f"draining {node}",
+                warnings=plan.warnings,
                 options=_options(sequential, replace_affinity, False, None),
                 before_execute=cordon,
                 cordon=None if no_cordon else node,
