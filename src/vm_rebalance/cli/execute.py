@@ -543,7 +543,7 @@ def drain(
     c = ctx_obj(ctx)
     with service.Session.open(c.target, progress=progress_printer(c)) as session:
         on_node = [(v.namespace, v.name) for v in session.state.vms if v.node == node or v.pinned_to == node]
-        if not dry_run and _continue_unfinished(c, session, on_node, yes, output, wait_lock):
+        if not dry_run and _continue_unfinished(c, session, on_node, yes, output, wait_lock, f"drain {node}"):
             return
         plan = service.plan_drain(
             session.state, node, live_only=live_only, sequential=sequential, replace_affinity=replace_affinity
@@ -731,13 +731,14 @@ def _continue_unfinished(
     yes: bool,
     output: Output,
     wait_lock: float,
+    command: str | None = None,
 ) -> bool:
     """A re-run after a crash: continue the unfinished execution that touches these VMs; True when one ran.
 
     Planning anew would see a VM that the crashed run stopped as "stopped" and merely pin it: the
     unfinished execution must be finished (or its VM restored) first.
     """
-    unfinished = service.unfinished_for(refs)
+    unfinished = service.unfinished_for(refs, command=command)
     if not unfinished:
         return False
     journal = unfinished[0]

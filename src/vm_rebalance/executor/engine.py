@@ -230,6 +230,25 @@ class Executor:
                     notes=(note,),
                     state=seen if done else None,
                 )
+            elif (
+                record
+                and record.status is RecordStatus.FAILED
+                and not record.held
+                and (found := verify_done(self.api, move))[0]
+            ):
+                # An earlier attempt "failed" (or could not tell), but the VM is where the move puts it: done.
+                seen = found[1]
+                record.status, record.failure, record.error, record.verified = RecordStatus.SUCCEEDED, None, None, seen
+                self.journal.update(record)
+                run.outcomes[move.id] = Outcome(
+                    move=move,
+                    status=MoveStatus.SUCCEEDED,
+                    final_node=move.target,
+                    pinned=record.pinned,
+                    migration_name=record.migration,
+                    notes=("found on its target: an earlier attempt completed after all",),
+                    state=seen,
+                )
             elif record and record.status is RecordStatus.SKIPPED:
                 run.outcomes[move.id] = Outcome(
                     move=move, status=MoveStatus.SKIPPED, error=record.error or "skipped by the user"

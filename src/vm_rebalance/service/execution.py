@@ -527,8 +527,10 @@ def open_execution(journal_id: str, *, journal_dir: Path | None = None) -> Journ
     return journal
 
 
-def unfinished_for(refs: Sequence[tuple[str, str]], *, journal_dir: Path | None = None) -> list[Journal]:
-    """Unfinished executions (of plans) that touch any of these VMs, oldest first.
+def unfinished_for(
+    refs: Sequence[tuple[str, str]], *, command: str | None = None, journal_dir: Path | None = None
+) -> list[Journal]:
+    """Unfinished executions (of plans) that touch any of these VMs, or were started by ``command``, oldest first.
 
     A re-run of `move` or `drain` after a crash continues one of these instead of planning anew
     (the VM it stopped must be restored, not reported as already "moved").
@@ -539,7 +541,11 @@ def unfinished_for(refs: Sequence[tuple[str, str]], *, journal_dir: Path | None 
     found = [
         j
         for j in unfinished_journals(FileJournalStore(journal_dir))
-        if j.kind is JournalKind.PLAN and any((r.namespace, r.vm) in wanted for r in j.moves.values())
+        if j.kind is JournalKind.PLAN
+        and (
+            any((r.namespace, r.vm) in wanted for r in j.moves.values())
+            or (command is not None and j.command == command)
+        )
     ]
     return sorted(found, key=lambda j: j.started_at)
 
