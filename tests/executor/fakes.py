@@ -175,7 +175,12 @@ class FakeKubeVirt(KubeVirtApi):
             if found is not None:
                 self._advance(found)
         elif resource is r.NODES:
-            found = self.nodes.get(name)
+            # Nodes nobody set up are Ready, schedulable workers (the fake's cluster has them all).
+            found = self.nodes.get(name) or {
+                "metadata": {"name": name, "labels": {"kubevirt.io/schedulable": "true"}},
+                "spec": {},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+            }
         else:
             raise AssertionError(f"unexpected get of {resource.plural}")
         if found is None:

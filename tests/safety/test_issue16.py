@@ -177,9 +177,13 @@ def test_3_with_every_vmi_read_failing_the_report_states_nothing_it_did_not_read
     session = service.Session.open(service.Target(kubeconfig=str(sim.kubeconfig)))
     try:
         plan = service.plan_moves(session.state, [ManualMoveRequest("default", "a", "w3", "live")]).plan
-        sim.cluster.faults.inject_api_error(503, verbs=["get"], resources=["virtualmachineinstances"])
+
+        def fail_vmi_reads_once_created(event: service.MoveEvent) -> None:
+            if event.phase == "created" and not sim.cluster.faults.api_rules:
+                sim.cluster.faults.inject_api_error(503, verbs=["get"], resources=["virtualmachineinstances"])
+
         with service.Run(session, plan, options=service.ExecutionOptions(poll_interval_seconds=0.05)) as run:
-            report = run.execute()
+            report = run.execute(fail_vmi_reads_once_created)
     finally:
         session.close()
         sim.cluster.faults.api_rules.clear()

@@ -119,8 +119,8 @@ class _Run:
         assert runner.outcome is not None
         self.active.pop(runner.move.id, None)
         self.outcomes[runner.move.id] = runner.outcome
-        if not runner.outcome.ok:
-            self.failed = True
+        if runner.outcome.status is MoveStatus.FAILED:
+            self.failed = True  # a move that is skipped (its VM gone, its target unusable) does not stop the plan
 
 
 class Executor:
@@ -408,7 +408,7 @@ class Executor:
         if runner.outcome is None:
             return False
         run.end(runner)
-        return not runner.outcome.ok
+        return runner.outcome.status is MoveStatus.FAILED
 
     def _pause(self) -> None:
         """Wait a poll interval; a migration watch or a cancel ends the wait early."""

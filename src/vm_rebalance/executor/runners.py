@@ -40,6 +40,7 @@ from vm_rebalance.kube.views import (
     VmiPhase,
     VmiView,
     VmView,
+    target_refusal,
 )
 from vm_rebalance.model import GIB, MigrationMethod, Move
 from vm_rebalance.model.execution import FailureKind, MoveEvent, MoveStatus, Outcome, Report
@@ -267,6 +268,49 @@ class Runner:
             "nothing was changed"
         )
 
+    def precheck(self, vm: VmView | None, vmi: VmiView | None) -> bool:
+        """Right before the move changes anything: is it still to do? Ends it (SKIPPED / SUCCEEDED) when not.
+
+        The VM may be gone, under a KubeVirt evacuation, already on its target, or its target may
+        have become unable to take it since planning (NotReady, cordoned, not schedulable, tainted):
+        such a move is not started and says why (fault matrix rows 16, 23, 26, 33, 34).
+        """
+        if vm is None:
+            self.finish(MoveStatus.SKIPPED, error="the VM no longer exists: nothing to move (nothing was changed)")
+            return True
+        if vmi is not None and vmi.evacuation_node:
+            self.finish(
+                MoveStatus.SKIPPED,
+                error=f"KubeVirt is evacuating the VM off {vmi.evacuation_node}: it is left to KubeVirt "
+                "(nothing was changed)",
+            )
+            return True
+        if self.move.running and vmi is not None and vmi.running and vmi.node == self.move.target and not vmi.migrating:
+            self.finish(
+                MoveStatus.SUCCEEDED,
+                final_node=vmi.node,
+                duration=0.0,
+                notes=("already on its target: nothing was done",),
+            )
+            return True
+        if self.move.scheduler_chooses:
+            return False
+        try:
+            node = self.api.get_node(self.move.target)
+        except ResourceNotFoundError:
+            self.finish(
+                MoveStatus.SKIPPED, error=f"target {self.move.target} no longer exists: not moved (nothing was changed)"
+            )
+            return True
+        refusal = target_refusal(node, vm)
+        if refusal is not None:
+            self.finish(
+                MoveStatus.SKIPPED,
+                error=f"{refusal} since planning: the VM was not moved there (nothing was changed); re-plan",
+            )
+            return True
+        return False
+
     def observe(self) -> tuple[VmView | None, VmiView | None]:
         """The VM and its instance as the cluster shows them now (VM None: it is gone).
 
@@ -316,14 +360,10 @@ class LiveRunner(Runner):
         """
         resumed = self.record.status is RecordStatus.RUNNING and self.record.migration
         if not resumed:
-            try:
-                vm = self.api.get_vm(self.move.namespace, self.move.vm)
-            except ResourceNotFoundError:
-                self.fail(
-                    FailureKind.VM_NOT_FOUND,
-                    f"VM '{self.move.vm}' does not exist in namespace '{self.move.namespace}' (nothing was changed)",
-                )
+            vm, vmi = self.observe()
+            if self.precheck(vm, vmi):
                 return
+            assert vm is not None
             refusal = self.user_pin_refusal(vm)
             if refusal is not None:
                 self.fail(FailureKind.USER_AFFINITY, refusal)
@@ -379,11 +419,35 @@ class LiveRunner(Runner):
                 )
                 self.save(migration_uid=created.uid)
         except ClusterError as exc:
+            if not isinstance(exc, ApiRejectedError) and self._found_after_ambiguous_create(name, exc):
+                return
             self._cleanup_temporary_affinity()
             self.fail(failure_of(exc), rejection_text(exc) + "; nothing was migrated")
             return
         self.save(migration=name)
         self.emit("created", estimate=self.options.live_estimate(self.move))
+
+    def _found_after_ambiguous_create(self, name: str, exc: ClusterError) -> bool:
+        """A create whose answer was lost (5xx, timeout): it may have happened. Look it up by its name;
+        adopt it if it exists, else create it once more (fault matrix rows 2, 19, 20). True when following one."""
+        log.debug("create of migration %s ended ambiguously (%s): looking it up", name, exc)
+        try:
+            found = self.api.get_migration(self.move.namespace, name)
+            if found is None:
+                found = self.api.create_migration(
+                    self.move.namespace,
+                    name,
+                    self.move.vm,
+                    target=self.move.target
+                    if supports_added_node_selector(self.kubevirt_version) and not self.move.scheduler_chooses
+                    else None,
+                    plan_id=self.plan_id,
+                )
+        except ClusterError:
+            return False
+        self.save(migration=name, migration_uid=found.uid)
+        self.emit("created", message="the create's answer was lost: found it by its name")
+        return True
 
     def _resumable(self, name: str) -> bool:
         """After a crash: follow the journalled migration if it exists or the VM already arrived.
@@ -443,6 +507,16 @@ class LiveRunner(Runner):
             state = f"the VM runs on {where}" if where else f"the VM is {describe_state(vm, vmi)}"
             return self.fail(
                 FailureKind.MIGRATION_FAILED, f"{failure_reason(mig, vmi)}; {state}{restored}", final_node=where
+            )
+        if "migrationRejectedByResourceQuota" in mig.condition_types:
+            self.api.delete_migration(self.move.namespace, name)
+            restored = self._cleanup_temporary_affinity()
+            why = next(iter(mig.condition_messages), "the target pod exceeds the namespace's quota")
+            return self.fail(
+                FailureKind.ADMISSION_DENIED,
+                f"the namespace's ResourceQuota rejected the migration's target pod ({why}); the migration was "
+                f"cancelled{restored}: during a migration namespace {self.move.namespace}'s quota must fit the "
+                "source and the target pod at once",
             )
         timeout = self.options.live_timeout(self.move)
         if self.elapsed > timeout:
@@ -575,12 +649,12 @@ class ColdRunner(Runner):
 
     def _init(self) -> None:
         ns, name = self.move.namespace, self.move.vm
-        try:
-            vm = self.api.get_vm(ns, name)
-        except ResourceNotFoundError:
+        vm, vmi = self.observe()
+        if self.record.attempt <= 1 and self.record.was_running is None and self.precheck(vm, vmi):
+            return
+        if vm is None:
             self.fail(FailureKind.VM_NOT_FOUND, f"VM '{name}' does not exist in namespace '{ns}'")
             return
-        vmi = self.api.get_vmi(ns, name)
         was_running = vmi is not None and vmi.running
         if (vmi is not None and vmi.migrating) or any(not m.final for m in self.api.migrations_of(ns, name)):
             self.fail(
@@ -615,6 +689,16 @@ class ColdRunner(Runner):
                 self.save(step=Step.INIT)
                 where = f"it keeps running on {vmi.node}" if was_running and vmi else f"it is {describe_state(vm, vmi)}"
                 self.fail(_stop_failure(exc), f"stopping the VM failed: {exc}; {where} (nothing was changed)")
+                return
+            # "VM is not running": idempotent only if that is what the cluster shows (fault matrix row 11).
+            again = self.api.get_vmi(ns, name)
+            if again is not None and again.running:
+                self.save(step=Step.INIT)
+                self.fail(
+                    FailureKind.STOP_FAILED,
+                    f"KubeVirt answered that the VM is not running, but its instance runs on {again.node}: the stop "
+                    "did not happen (nothing was changed); try again",
+                )
                 return
         self.emit("stopping VM", estimate=60.0)
 

@@ -239,6 +239,8 @@ class VmView:
     pins: NodePins = NodePins()
     affinity: Mapping[str, Any] | None = None
     """``spec.template.spec.affinity`` as served (opaque JSON: journalled so it can be restored exactly)."""
+    tolerations: tuple[tuple[str, str, str, str], ...] = ()
+    """(key, operator, value, effect) of the template's tolerations."""
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -348,6 +350,16 @@ def vm_view(obj: Obj) -> VmView:
         pins=pins_of(obj),
         affinity=_map(template_spec(obj), "affinity") or None,
         annotations=_strings(meta.get("annotations")),
+        tolerations=tuple(
+            (
+                str(t.get("key") or ""),
+                str(t.get("operator") or "Equal"),
+                str(t.get("value") or ""),
+                str(t.get("effect") or ""),
+            )
+            for t in _list(template_spec(obj).get("tolerations"))
+            if isinstance(t, Mapping)
+        ),
     )
 
 
@@ -464,6 +476,8 @@ class MigrationView:
     state: MigrationState | None = None
     """The migration state KubeVirt copies onto the object when it finalizes (None before that)."""
     condition_messages: tuple[str, ...] = ()
+    condition_types: tuple[str, ...] = ()
+    """The types of the migration's conditions that are True (e.g. migrationRejectedByResourceQuota)."""
     selected_node: str | None = None
     """The node ``spec.addedNodeSelector`` asks for (KubeVirt >= 1.6), if any."""
     plan: str | None = None
@@ -503,6 +517,11 @@ def migration_view(obj: Obj) -> MigrationView:
     messages = tuple(
         str(c["message"]) for c in _list(status.get("conditions")) if isinstance(c, Mapping) and c.get("message")
     )
+    types = tuple(
+        str(c["type"])
+        for c in _list(status.get("conditions"))
+        if isinstance(c, Mapping) and c.get("type") and c.get("status") in ("True", None)
+    )
     return MigrationView(
         namespace=_str(meta.get("namespace")) or "",
         name=_str(meta.get("name")) or "",
@@ -513,6 +532,7 @@ def migration_view(obj: Obj) -> MigrationView:
         phase_times=tuple(times),
         state=migration_state_of(status.get("migrationState")),
         condition_messages=messages,
+        condition_types=types,
         selected_node=_strings(spec.get("addedNodeSelector")).get(HOSTNAME_LABEL),
         plan=_strings(meta.get("labels")).get(MIGRATION_LABEL),
     )
@@ -535,6 +555,8 @@ class NodeView:
     """virt-handler's ``kubevirt.io/schedulable=true`` label."""
     pressure: tuple[str, ...] = ()
     """Pressure conditions that are True (MemoryPressure, DiskPressure, PIDPressure)."""
+    hard_taints: tuple[tuple[str, str, str], ...] = ()
+    """(key, value, effect) of its NoSchedule / NoExecute taints (the cordon taint left out)."""
 
     @property
     def eligible_now(self) -> bool:
@@ -558,6 +580,13 @@ def node_view(obj: Obj) -> NodeView:
         ready=conditions.get("Ready") == "True",
         kubevirt_schedulable=_strings(meta.get("labels")).get("kubevirt.io/schedulable") == "true",
         pressure=tuple(c for c in PRESSURE_CONDITIONS if conditions.get(c) == "True"),
+        hard_taints=tuple(
+            (str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect") or ""))
+            for t in _list(_map(obj, "spec").get("taints"))
+            if isinstance(t, Mapping)
+            and t.get("effect") in ("NoSchedule", "NoExecute")
+            and t.get("key") != "node.kubernetes.io/unschedulable"
+        ),
     )
 
 
@@ -667,3 +696,36 @@ def watch_event(raw: Any) -> WatchEvent:
     obj = _map(raw, "object")
     version = None if kind is WatchEventType.ERROR else _str(_map(obj, "metadata").get("resourceVersion"))
     return WatchEvent(type=kind, resource_version=version)
+
+
+def untolerated(node: NodeView, vm: VmView) -> list[str]:
+    """The node's NoSchedule / NoExecute taints the VM does not tolerate (as ``key=value:effect``)."""
+    out = []
+    for key, value, effect in node.hard_taints:
+        tolerated = False
+        for t_key, op, t_value, t_effect in vm.tolerations:
+            if t_effect and t_effect != effect:
+                continue
+            if not t_key:
+                tolerated = op == "Exists"
+            elif t_key == key:
+                tolerated = op == "Exists" or t_value == value
+            if tolerated:
+                break
+        if not tolerated:
+            out.append(f"{key}={value}:{effect}" if value else f"{key}:{effect}")
+    return out
+
+
+def target_refusal(node: NodeView, vm: VmView) -> str | None:
+    """Why ``node`` cannot take ``vm`` right now (None: nothing the node itself says against it)."""
+    if not node.ready:
+        return f"{node.name} is not Ready"
+    if node.unschedulable:
+        return f"{node.name} is cordoned"
+    if not node.kubevirt_schedulable:
+        return f"{node.name} is not schedulable for VMs (kubevirt.io/schedulable is not true)"
+    taints = untolerated(node, vm)
+    if taints:
+        return f"{node.name} has taints the VM does not tolerate ({', '.join(taints)})"
+    return None
