@@ -9,10 +9,13 @@ back). Every execution is journalled: `vm-rebalance resume ID` continues it; a r
 `move` or `drain` after a crash continues the unfinished one instead of planning anew.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +31,7 @@ from vm_rebalance.cli.main import Context, Output, app, ctx_obj, emit_document, 
 from vm_rebalance.cli.options import positive_number
 from vm_rebalance.errors import ConfigError, ExecutionIncompleteError, InfeasiblePlanError
 from vm_rebalance.model import Plan
+from vm_rebalance.model.cancel import CancelReason
 from vm_rebalance.render.dialogue import (
     affinity_kept_markdown,
     affinity_question_markdown,
@@ -79,6 +83,28 @@ def _options(
         unpin_after_cold=unpin_after,
         timeout_per_gib_seconds=timeout_per_gib,
     )
+
+
+@contextlib.contextmanager
+def _on_sigterm(handler: Callable[[], None]) -> Iterator[None]:
+    """While executing, SIGTERM stops the execution the safe way (as Ctrl-C does) instead of killing it."""
+
+    def handle(_signum: int, _frame: object) -> None:
+        handler()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread (a library caller): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 def _resume_hint(journal_id: str | None, yes: bool) -> str | None:
@@ -256,7 +282,8 @@ def carry_out(
         run.acquire()  # before the cordon: a second drain waits or stops here, having changed nothing
         if callable(before_execute):
             before_execute()
-        report = _carry_on(c, run, interactive)
+        with _on_sigterm(lambda: run.cancel.cancel(CancelReason.SHUTDOWN)):
+            report = _carry_on(c, run, interactive)
     finally:
         run.close()  # a VM still held for a decision (Ctrl-C at the question) is rolled back
     report = run.report
@@ -626,9 +653,21 @@ def _lifecycle(
             c.err.print(f"{escape(ref)}: {escape(phase)} {escape(message)}", highlight=False)
 
         command = f"{action.value} " + " ".join(f"{ns}/{name}" for ns, name in refs)
-        run = service.lifecycle_run(
-            session, action, refs, report=progress, command=command, wait_lock_seconds=wait_lock
-        )
+        journal_id = service.lifecycle_journal_id(action, refs)
+        try:
+            with _on_sigterm(_interrupt):
+                run = service.lifecycle_run(
+                    session,
+                    action,
+                    refs,
+                    report=progress,
+                    command=command,
+                    wait_lock_seconds=wait_lock,
+                    journal_id=journal_id,
+                )
+        except KeyboardInterrupt:
+            c.err.print(f"continue with: {escape(_resume_hint(journal_id, yes) or '')}", highlight=False)
+            raise
     _lifecycle_report(c, action, run, output, yes)
 
 
@@ -765,7 +804,8 @@ def _resume_plan(
         c.err.print("cancelled: nothing was changed", highlight=False)
         raise typer.Exit(0)
     try:
-        _carry_on(c, run, interactive)
+        with _on_sigterm(lambda: run.cancel.cancel(CancelReason.SHUTDOWN)):
+            _carry_on(c, run, interactive)
     finally:
         run.close()
     return _report(
