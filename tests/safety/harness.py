@@ -61,6 +61,7 @@ def cli(sim: Sim, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 def json_doc(text: str) -> Obj:
     """The JSON document printed on stdout (after any progress lines)."""
+    assert "{" in text, f"no JSON document in the output:\n{text}"
     doc, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
     return dict(doc)
 

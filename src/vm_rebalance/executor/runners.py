@@ -939,12 +939,17 @@ class ColdRunner(Runner):
         except ApiRejectedError as exc:
             if exc.kind is not Rejection.ALREADY_RUNNING:
                 raise
-            # It was started meanwhile (an earlier attempt's recovery, or someone else)
-            # before the pin could place it: stop it again, then pin and start.
-            self.save(step=Step.STOPPING)
-            self.api.stop_vm(ns, name)
-            self.emit("the VM was running again: stopping it")
-            return False
+            vmi = self.api.get_vmi(ns, name)
+            if vmi is None:
+                # "Already running" with no instance at all: believe the cluster, not the answer (row 10).
+                self.api.start_vm(ns, name)
+            elif vmi.node != self.move.target and vmi.phase not in (VmiPhase.SUCCEEDED, VmiPhase.FAILED):
+                # It was started meanwhile (an earlier attempt's recovery, or someone else)
+                # before the pin could place it: stop it again, then pin and start.
+                self.save(step=Step.STOPPING)
+                self.api.stop_vm(ns, name)
+                self.emit("the VM was running again: stopping it")
+                return False
         self.save(step=Step.STARTING)
         self.emit("starting VM on target", estimate=30.0)
         return False

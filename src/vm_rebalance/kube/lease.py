@@ -45,6 +45,10 @@ HOLDER_PID = "vm-rebalance.io/holder-pid"
 
 Obj = dict[str, Any]
 
+_HELD_HERE: set[str] = set()
+"""Identities of the locks this process holds now: a lease naming this process but none of these is a
+leftover of an earlier execution of this process that could not release it (e.g. during an outage)."""
+
 
 class LeaseClient(Protocol):
     """The raw requests the lock sends (`KubeClient` is one)."""
@@ -236,6 +240,8 @@ class WriterLock:
         now = self.clock()
         if holder.host == self.me.host and holder.pid and holder.pid != self.me.pid and not _alive(holder.pid):
             return True  # it ran on this machine and its process is gone (killed)
+        if holder.host == self.me.host and holder.pid == self.me.pid and holder.identity not in _HELD_HERE:
+            return True  # this very process, from an execution that ended without releasing it
         if holder.renewed_at is None:
             return True
         return now > holder.renewed_at + holder.duration_seconds + CLOCK_SKEW_SECONDS
@@ -281,6 +287,7 @@ class WriterLock:
     def _mark_held(self) -> None:
         self.held = True
         self.lost = False
+        _HELD_HERE.add(self.me.identity)
 
     # ------------------------------------------------------------------------------------ renew
 
@@ -328,6 +335,7 @@ class WriterLock:
         log.warning("single-writer lock lost: %s", why)
         self.lost = True
         self.held = False
+        _HELD_HERE.discard(self.me.identity)
         if self._on_lost is not None:
             self._on_lost()
 
@@ -340,6 +348,7 @@ class WriterLock:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         with self._lock:
+            _HELD_HERE.discard(self.me.identity)
             if not self.held:
                 return
             self.held = False
