@@ -257,3 +257,41 @@ def test_4_a_second_execution_stops_naming_the_holder_then_takes_over_from_a_dea
     assert code == 0, text
     assert sim.node_of("a") == "w3"
     assert_invariants(sim, fast_cli)
+
+
+@pytest.mark.slow
+def test_1_a_restart_batch_killed_after_the_stop_is_resumed_and_the_vm_started(
+    tmp_path: Path, fast_cli: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resume covers lifecycle batches too: `status` lists it, `resume ID` starts the VM the restart stopped."""
+    objs = cluster_objects(2)
+    add_vm(objs, "web", "w1")
+    with simulator(tmp_path, objs, time_scale=20) as sim:
+        script = tmp_path / "launch.py"
+        script.write_text(
+            LAUNCHER.replace(
+                "from vm_rebalance.cli.main import run\n",
+                "import functools\nfrom vm_rebalance.executor import lifecycle\n"
+                "import vm_rebalance.service.vms as vms\n"
+                "vms.run_lifecycle = functools.partial(lifecycle.run_lifecycle, poll_interval_seconds=0.05)\n"
+                "from vm_rebalance.cli.main import run\n",
+            )
+        )
+        proc = subprocess.Popen(
+            [sys.executable, str(script), "--kubeconfig", str(sim.kubeconfig), "restart", "web", "--yes"],
+            env=env(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait(lambda: sim.cluster.store.get(VMS, "default", "web")["spec"].get("runStrategy") == "Halted")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        wait(lambda: sim.vmi("web") is None)
+        code, status = cli(sim, "status", "-o", "json", capsys=capsys)
+        (unfinished,) = json_doc(status)["unfinished_executions"]
+        assert unfinished["kind"] == "lifecycle" and unfinished["command"] == "restart default/web"
+        code, text = cli(sim, "resume", unfinished["plan_id"], "--yes", capsys=capsys)
+        assert code == 0, text
+        assert sim.running("web")
+        assert json_doc(cli(sim, "status", "-o", "json", capsys=capsys)[1])["unfinished_executions"] == []
+        assert_invariants(sim, fast_cli)
