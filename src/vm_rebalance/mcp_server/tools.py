@@ -39,7 +39,7 @@ from vm_rebalance.render.dialogue import (
     lifecycle_result_markdown,
     manual_plan_markdown,
 )
-from vm_rebalance.render.execution import progress_markdown, report_markdown
+from vm_rebalance.render.execution import migration_route, progress_markdown, report_markdown
 from vm_rebalance.render.inventory import inventory_markdown
 from vm_rebalance.render.lifecycle import unpin_plan_markdown
 from vm_rebalance.render.plan import plan_markdown
@@ -457,7 +457,9 @@ class Tools:
                 for m in state.migrations
             ]
             lines = [
-                f"- {m['namespace']}/{m['vm']}: {m['phase']} ({m['from'] or '?'} → {m['to'] or '?'})" for m in flights
+                f"- {md(m['namespace'])}/{md(m['vm'])}: {md(m['phase'] or 'Pending')} "
+                f"({md(migration_route(m['from'], m['to']))})"
+                for m in flights
             ]
             markdown = "No execution on this server.\n\n" + (
                 "**Migrations in flight:**\n" + "\n".join(lines) if lines else "No migration in flight in the cluster."

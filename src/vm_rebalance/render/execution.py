@@ -580,7 +580,8 @@ def progress_markdown(rows: Iterable[dict[str, Any]], *, title: str = "⏳ Rebal
     return "\n".join(lines) + "\n"
 
 
-def _route(source: str | None, target: str | None) -> str:
+def migration_route(source: str | None, target: str | None) -> str:
+    """``w1 → w3``, or what is known of it (never question marks)."""
     if source and target:
         return f"{source} → {target}"
     if source:
@@ -600,7 +601,10 @@ def status_view(doc: dict[str, Any]) -> RenderableType:
             table.add_column(col)
         for m in migrations:
             table.add_row(
-                f"{m['namespace']}/{m['vm']}", m["phase"] or "Pending", _route(m["from"], m["to"]), m["name"] or "-"
+                f"{m['namespace']}/{m['vm']}",
+                m["phase"] or "Pending",
+                migration_route(m["from"], m["to"]),
+                m["name"] or "-",
             )
         parts.append(table)
     else:
