@@ -10,7 +10,7 @@ from mcp_server.conftest import VMIS, VMS, Sim
 from vm_rebalance import service
 from vm_rebalance.mcp_server.server import create_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def text(result: Any) -> str:

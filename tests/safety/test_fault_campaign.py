@@ -29,7 +29,7 @@ from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
 from vm_rebalance.service.identity import stamped
 from vm_rebalance.simulator.faults import TimedAction
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 __all__ = ["fast_cli"]
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 FAST = service.ExecutionOptions(poll_interval_seconds=0.05)

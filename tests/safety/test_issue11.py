@@ -28,7 +28,7 @@ from vm_rebalance.executor.kubevirt import PIN_ANNOTATION, existing_node_pin
 from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
 from vm_rebalance.simulator.faults import TimedAction
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 __all__ = ["fast_cli"]  # the fixture, used by name
 HOST = "kubernetes.io/hostname"
 SRC = str(Path(__file__).resolve().parents[2] / "src")

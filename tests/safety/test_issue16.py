@@ -27,7 +27,7 @@ from vm_rebalance.executor.journal import Journal
 from vm_rebalance.planner import ManualMoveRequest, plan_manual_moves
 from vm_rebalance.service.identity import stamped
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 __all__ = ["fast_cli"]
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 LAUNCHER = (
