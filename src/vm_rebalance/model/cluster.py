@@ -243,6 +243,8 @@ class Node:
     taints: tuple[Taint, ...] = ()
     unschedulable: bool = False
     ready: bool = True
+    pressure: tuple[str, ...] = ()
+    """Node conditions reporting pressure that are True (MemoryPressure, DiskPressure, PIDPressure)."""
     capacity: Resources = Resources()
     allocatable: Resources = Resources()
     kvm_devices: int = 0
@@ -305,6 +307,9 @@ class VirtualMachine:
     last_migration_seconds_ago: float | None = None
     """How long ago the newest finished migration of this VM ended, for the anti-thrash cooldown."""
     dirty_rate_bytes_per_second: int | None = None
+    pinned_to: str | None = None
+    """The node vm-rebalance pinned the VM to (an earlier cold move). That pin is the tool's to change:
+    it is not part of ``placement``; a later move or drain re-pins (or unpins) the VM."""
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.name:
@@ -377,6 +382,8 @@ class ClusterState:
     """Things the user should know about how the state was read (e.g. metrics missing)."""
     source: str = "cluster"
     """``cluster`` or ``snapshot``; never a path."""
+    identity: str | None = None
+    """The cluster's identity (its kube-system namespace uid) when it was read from a live cluster."""
     _nodes_by_name: Mapping[str, Node] = field(init=False, repr=False, compare=False)
     _vms_by_ref: Mapping[VmRef, VirtualMachine] = field(init=False, repr=False, compare=False)
 
