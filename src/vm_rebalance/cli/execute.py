@@ -188,7 +188,7 @@ def _ask_failure_choice(
         if not nodes:
             c.err.print("no other node can take this VM now; choose something else", highlight=False)
             continue
-        node = ask(f"which node? ({', '.join(nodes[:8])}): ").strip()
+        node = ask(f"which node? ({escape(', '.join(nodes[:8]))}): ").strip()
         if node in ("", "cancel"):
             continue
         return choice, node
@@ -917,7 +917,8 @@ def status(
     if clear:
         cleared = service.clear_executions([x.strip() for x in clear])
         c.out.print(
-            f"cleared {len(cleared)} execution(s)" + (f": {', '.join(cleared)}" if cleared else ""), highlight=False
+            f"cleared {len(cleared)} execution(s)" + (f": {escape(', '.join(cleared))}" if cleared else ""),
+            highlight=False,
         )
         return
     view = service.status(c.target, progress=progress_printer(c))
