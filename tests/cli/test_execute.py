@@ -126,7 +126,7 @@ def test_failed_migration_exit_5_then_resume(sim: Sim, tmp_path: Path, capsys: p
     sim.cluster.faults.fail_migration("cache")
     code, text = cli(sim, "apply", plan, "--yes", capsys=capsys)
     assert code == 5, text
-    assert "failed" in text and "not attempted" in text and "--resume" in text
+    assert "failed" in text and "not attempted" in text and "vm-rebalance resume " in text
     assert sim.node_of("cache") == "w1"
     code, text = cli(sim, "apply", plan, "--yes", capsys=capsys)
     assert code == 2 and "--resume" in text  # an unfinished journal is not silently restarted
@@ -294,7 +294,7 @@ def test_failure_prompt(sim: Sim, tmp_path: Path, answer: str) -> None:
     child = spawn(sim, tmp_path, "apply", plan)
     child.expect("explain N / cancel: ")
     child.sendline("approve")
-    child.expect("retry / retry cold / skip / abort", timeout=60)
+    child.expect("retry / retry cold / retry on another node / skip / abort", timeout=60)
     child.sendline(answer)
     child.expect(pexpect.EOF, timeout=60)
     child.close()

@@ -149,6 +149,10 @@ class FakeKubeVirt(KubeVirtApi):
             mig["status"]["phase"] = "Running"
         return mig
 
+    def running(self, name: str, namespace: str = "default") -> bool:
+        vmi = self.vmis.get((namespace, name))
+        return vmi is not None and vmi["status"].get("phase") == "Running"
+
     def node_of(self, name: str, namespace: str = "default") -> str | None:
         vmi = self.vmis.get((namespace, name))
         return vmi["status"]["nodeName"] if vmi else None
@@ -171,7 +175,12 @@ class FakeKubeVirt(KubeVirtApi):
             if found is not None:
                 self._advance(found)
         elif resource is r.NODES:
-            found = self.nodes.get(name)
+            # Nodes nobody set up are Ready, schedulable workers (the fake's cluster has them all).
+            found = self.nodes.get(name) or {
+                "metadata": {"name": name, "labels": {"kubevirt.io/schedulable": "true"}},
+                "spec": {},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+            }
         else:
             raise AssertionError(f"unexpected get of {resource.plural}")
         if found is None:
@@ -275,8 +284,14 @@ class FakeKubeVirt(KubeVirtApi):
     def delete(self, resource: ApiResource, name: str, *, namespace: str | None = None) -> None:
         assert resource is r.VMIMS
         self.deleted.append(name)
-        if self.migrations.pop((namespace or "", name), None) is None:
+        mig = self.migrations.pop((namespace or "", name), None)
+        if mig is None:
             raise status_error(404, "not found", reason="NotFound", verb="delete", resource=resource, name=name)
+        # KubeVirt aborts a deleted migration that is still running: the VMI's state says it ended.
+        vmi = self.vmis.get((namespace or "", mig["spec"]["vmiName"]))
+        state = (vmi or {}).get("status", {}).get("migrationState")
+        if state and state.get("migrationUid") == mig["metadata"]["uid"] and not state.get("completed"):
+            state.update(abortRequested=True, failed=True, endTimestamp="2026-01-01T00:01:00Z")
 
     def put_subresource(
         self, resource: ApiResource, name: str, subresource: str, body: Any = None, *, namespace: str | None = None
@@ -300,7 +315,7 @@ class FakeKubeVirt(KubeVirtApi):
             vm["spec"]["runStrategy"] = "Always"
             vm["status"]["printableStatus"] = "Starting"
         elif subresource == "stop":
-            if (ns, name) not in self.vmis:
+            if (ns, name) not in self.vmis and vm["spec"].get("runStrategy") != "Always":
                 raise status_error(
                     409, conflict + "VM is not running", reason="Conflict", verb="update", resource=resource, name=name
                 )
@@ -409,13 +424,31 @@ class FakeKubeVirt(KubeVirtApi):
             self.vmis.pop((namespace, name), None)
             vm["status"]["printableStatus"] = "Stopped"
         else:
-            pins = existing_node_pin(vm)
-            self.vmis[(namespace, name)] = self._vmi(name, namespace, pins[0] if pins else "old-node")
+            self.vmis[(namespace, name)] = self._vmi(name, namespace, _allowed_node(vm) or "old-node")
             vm["status"]["printableStatus"] = "Running"
 
     @staticmethod
     def _bump(vm: Obj) -> None:
         vm["metadata"]["resourceVersion"] = str(int(vm["metadata"]["resourceVersion"]) + 1)
+
+
+def _allowed_node(vm: Obj) -> str | None:
+    """The node the VM's hostname requirements allow (their intersection, as a scheduler would)."""
+    terms = (
+        vm["spec"]["template"]["spec"]
+        .get("affinity", {})
+        .get("nodeAffinity", {})
+        .get("requiredDuringSchedulingIgnoredDuringExecution", {})
+        .get("nodeSelectorTerms", [])
+    )
+    for term in terms:
+        allowed: set[str] | None = None
+        for expr in term.get("matchExpressions", []):
+            if expr.get("key") == "kubernetes.io/hostname" and expr.get("operator") == "In":
+                allowed = set(expr["values"]) if allowed is None else allowed & set(expr["values"])
+        if allowed:
+            return sorted(allowed)[0]
+    return None
 
 
 def live_move(id_: int, vm: str, source: str, target: str, *, gib: float = 4, wave: int = 1) -> Move:

@@ -74,6 +74,8 @@ class InFlight:
     peak_per_source: dict[str, int] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
+    peak_per_vmi: dict[str, int] = field(default_factory=dict)
+    """The most unfinished migrations one VMI ever had at once (KubeVirt allows one: a second is a duplicate)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -101,6 +103,12 @@ class InFlight:
                 per[src] = per.get(src, 0) + 1
             for node, n in per.items():
                 self.peak_per_source[node] = max(self.peak_per_source.get(node, 0), n)
+            per_vmi: dict[str, int] = {}
+            for m in active:
+                key = f"{m['metadata'].get('namespace')}/{m['spec']['vmiName']}"
+                per_vmi[key] = per_vmi.get(key, 0) + 1
+            for key, n in per_vmi.items():
+                self.peak_per_vmi[key] = max(self.peak_per_vmi.get(key, 0), n)
 
 
 @dataclass
@@ -116,11 +124,11 @@ class Sim:
     def vmi(self, name: str, namespace: str = "default") -> Obj | None:
         return self.cluster.store.try_get(VMIS, namespace, name)
 
-    def node_of(self, name: str) -> str | None:
-        return ((self.vmi(name) or {}).get("status") or {}).get("nodeName")
+    def node_of(self, name: str, namespace: str = "default") -> str | None:
+        return ((self.vmi(name, namespace) or {}).get("status") or {}).get("nodeName")
 
-    def running(self, name: str) -> bool:
-        return ((self.vmi(name) or {}).get("status") or {}).get("phase") == "Running"
+    def running(self, name: str, namespace: str = "default") -> bool:
+        return ((self.vmi(name, namespace) or {}).get("status") or {}).get("phase") == "Running"
 
     def migrations(self) -> list[Obj]:
         return list(self.cluster.store.iter_objects(VMIMS))

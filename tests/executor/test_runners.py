@@ -100,7 +100,7 @@ def test_live_failure_reports_reason_and_cleans_up(journal: Journal) -> None:
     r = make(LiveRunner, live_move(1, "db", "w1", "w2"), api, journal, clock)
     drive(r, clock)
     assert r.outcome is not None and r.outcome.status is MoveStatus.FAILED
-    assert "injected failure" in (r.outcome.error or "") and "stays on w1" in (r.outcome.error or "")
+    assert "injected failure" in (r.outcome.error or "") and "the VM runs on w1" in (r.outcome.error or "")
     assert r.outcome.failure is FailureKind.MIGRATION_FAILED
     assert existing_node_pin(api.vms[("default", "db")]) == []
 
@@ -141,7 +141,7 @@ def test_live_interrupt_cancels(journal: Journal) -> None:
     r.begin()
     r.step()
     state = r.interrupt()
-    assert "stays on w1" in state and api.deleted == ["vmr-feedfaceca-1-1"]
+    assert "migration cancelled; Running on w1" in state and api.deleted == ["vmr-feedfaceca-1-1"]
     assert r.outcome is not None and r.outcome.failure is FailureKind.INTERRUPTED
     assert journal.record(1).status == "failed"  # type: ignore[union-attr]
 
@@ -346,8 +346,9 @@ def test_cold_failure_after_the_stop_starts_the_vm_again_and_a_retry_finishes_th
     first = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
     drive(first, clock)
     assert first.outcome is not None and not first.outcome.ok
-    assert "started again" in (first.outcome.error or "")
+    assert "rolled back: the VM runs on old-node again" in (first.outcome.error or ""), first.outcome.error
     assert api.calls.count(("start", "web")) == 1  # restarted after the failed pin
+    assert api.running("web") and existing_node_pin(api.vms[("default", "web")]) == []
 
     # The retry (same journal) remembers the VM was running and so starts it on the target.
     retry = make(ColdRunner, cold_move(1, "web", "w1", "w2"), api, journal, clock)
@@ -454,8 +455,13 @@ def test_a_cold_move_that_cannot_start_on_its_target_fails_with_start_failed(jou
         r.step()
     api.pending_lifecycle.clear()
     api.vms[("default", "web")]["status"]["printableStatus"] = "ErrorUnschedulable"
-    assert r.step()
+    assert not r.step()  # the safety net: roll back instead of leaving the VM down
+    assert journal.record(1).step == "rollback-stopping"  # type: ignore[union-attr]
+    while not r.step():
+        clock.sleep(1)
     assert r.outcome is not None and r.outcome.failure is FailureKind.START_FAILED
+    assert "rolled back: the VM runs on old-node again" in (r.outcome.error or ""), r.outcome.error
+    assert api.running("web") and existing_node_pin(api.vms[("default", "web")]) == []
 
 
 def test_a_cold_stop_refused_by_the_run_strategy_keeps_its_kind(journal: Journal) -> None:

@@ -38,7 +38,12 @@ def test_pin_keeps_other_terms_and_replaces_previous_pin() -> None:
         },
     )
     assert existing_node_pin(vm) == ["w1"]
-    aff = pinned_affinity(vm, "w2")
+    kept = pinned_affinity(vm, "w2")  # the user's own pin stays unless its replacement was approved
+    kept_exprs = kept["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"
+    ]
+    assert {"key": "kubernetes.io/hostname", "operator": "In", "values": ["w1"]} in kept_exprs and len(kept_exprs) == 3
+    aff = pinned_affinity(vm, "w2", replace_user=True)
     exprs = aff["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
         "matchExpressions"
     ]

@@ -146,13 +146,20 @@ async def test_a_crafted_failure_reason_is_data_not_structure(sim: Sim):
             progress_callback=on_progress,
         )
         status = await c.call_tool("migration_status", {"plan_id": planned["plan_id"]})
+        # The execution waits for the human's decision after the failure; aborting ends it.
+        aborted = await c.call_tool(
+            "resolve_failure", {"plan_id": planned["plan_id"], "choice": "abort", "confirm": True, "wait_seconds": 60}
+        )
     report = text(result)
-    assert not result.is_error and result.structured_content["state"] == "finished", report
+    assert not result.is_error and result.structured_content["state"] == "awaiting-decision", report
     assert result.structured_content["complete"] is False
     assert report.startswith("## ⚠️ Rebalancing Paused")
+    assert not aborted.is_error and aborted.structured_content["state"] == "finished", text(aborted)
+    assert aborted.structured_content["complete"] is False
     # Shown, on the failure's own line, escaped: the heading is inline text, the image and link are not.
-    assert f"**Failed:** {name}: boom ## ✓ Rebalancing Complete \\*\\*Status:\\*\\* 8/8" in report
-    for shown in (report, text(status)):
+    for shown in (report, text(aborted)):
+        assert f"**Failed:** {name}: boom ## ✓ Rebalancing Complete \\*\\*Status:\\*\\* 8/8" in shown
+    for shown in (report, text(status), text(aborted)):
         assert not INJECTED.search(shown), shown
         assert "![x](" not in shown and "[click](" not in shown and not re.search(r"(?<!\\)<img", shown)
         assert shown.count("Rebalancing Complete") <= 1

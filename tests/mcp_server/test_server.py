@@ -17,6 +17,7 @@ Sim = Any  # the `sim` fixture of conftest.py
 
 ALL_TOOLS = {
     "capacity_report",
+    "resolve_failure",
     "cluster_inventory",
     "plan_rebalance",
     "plan_move",

@@ -11,8 +11,24 @@ from vm_rebalance.model.cancel import CancelToken
 from vm_rebalance.service import ExecutionOptions, FailureChoice, MoveStatus, Run
 
 
+class FakeLock:
+    """The single-writer lock as a Run uses it (the real one is tested against the simulator)."""
+
+    def __init__(self, holders: list[str], what: str) -> None:
+        self.holders, self.what = holders, what
+
+    def acquire(self, *, wait_seconds: float = 0.0) -> None:
+        self.holders.append(self.what)
+
+    def keep_renewing(self, on_lost: object) -> None:
+        pass
+
+    def release(self) -> None:
+        self.holders.remove(self.what)
+
+
 class FakeSession:
-    """What a Run needs of a Session: the state, an executor over the fake API, a refresh."""
+    """What a Run needs of a Session: the state, an executor over the fake API, a refresh, the lock."""
 
     def __init__(self, api: FakeKubeVirt, state: ClusterState, journal_dir: Path) -> None:
         self.api = api
@@ -21,6 +37,10 @@ class FakeSession:
         self.clock = FakeClock()
         api.clock = self.clock
         self.refreshed = 0
+        self.holders: list[str] = []
+
+    def writer_lock(self, what: str) -> FakeLock:
+        return FakeLock(self.holders, what)
 
     def executor(
         self,

@@ -50,6 +50,19 @@ def test_an_automatic_plan_round_trips_through_a_file(tmp_path: Path):
     assert plan_to_document(load_plan(write(tmp_path, plan_to_document(plan)))) == plan_to_document(plan)
 
 
+def test_the_optional_keys_of_failure_paths_load_from_a_file(tmp_path: Path):
+    doc = real_plan_document()
+    doc["cluster"] = {"uid": "5f0c-uid"}
+    doc["moves"][0]["affinity"] = {"owner": "user", "from": ["worker-1"], "to": ["worker-2"]}
+    doc["moves"][0]["scheduler_chooses"] = True
+    jsonschema.Draft202012Validator(planfile.plan_schema()).validate(doc)
+    plan = load_plan(write(tmp_path, doc))
+    assert plan.cluster == "5f0c-uid"
+    assert plan.moves[0].affinity is not None and plan.moves[0].affinity.after == ("worker-2",)
+    assert plan.moves[0].scheduler_chooses
+    assert plan_to_document(plan) == doc
+
+
 def mutated(path: str, value: Any) -> dict[str, Any]:
     doc = real_plan_document()
     target: Any = doc
@@ -95,6 +108,23 @@ LEVELS = list(zip("abcdefg", "bcdefgh", strict=True))
         pytest.param("options", {"max_parallel": 0}, r"options\.max_parallel", id="max-parallel"),
         pytest.param("apiVersion", "vm-rebalance/v2", r"apiVersion", id="api-version"),
         pytest.param("warnings", "none", r"warnings", id="warnings-string"),
+        pytest.param("cluster", {"uid": ""}, r"cluster\.uid", id="cluster-uid-empty"),
+        pytest.param("cluster", "5f0c-uid", r"cluster", id="cluster-string"),
+        pytest.param(
+            "moves.0.affinity",
+            {"owner": "someone", "to": ["worker-2"]},
+            r"moves\[0\]\.affinity\.owner",
+            id="affinity-owner",
+        ),
+        pytest.param(
+            "moves.0.affinity",
+            {"owner": "user", "to": ["worker 2\n# H"]},
+            r"moves\[0\]\.affinity\.to",
+            id="affinity-node",
+        ),
+        pytest.param(
+            "moves.0.scheduler_chooses", "yes", r"moves\[0\]\.scheduler_chooses", id="scheduler-chooses-string"
+        ),
     ],
 )
 def test_invalid_values_are_refused_naming_the_field(tmp_path: Path, path: str, value: Any, words: str):

@@ -1,16 +1,23 @@
-"""Commands that change the cluster: apply, move, drain, start / stop / restart, unpin, status.
+"""Commands that change the cluster: apply, move, drain, start / stop / restart, unpin, resume, status.
 
 Each one shows what it will do, asks (unless --yes; refuses without a terminal), then
-executes with live progress and prints the seeds' final report. On the first failure it
-stops starting moves and asks: retry / retry cold / skip / abort (without a terminal it
-stops with exit code 5).
+executes with live progress under the cluster's single-writer lock and prints the seeds' final
+report, read back from the cluster. On the first failure it stops starting moves and asks what
+applies: retry / retry cold / retry on another node / roll back / leave stopped / skip / abort
+(without a terminal it stops with exit code 5, and a cold move whose VM could not start is rolled
+back). Every execution is journalled: `vm-rebalance resume ID` continues it; a re-run of the same
+`move` or `drain` after a crash continues the unfinished one instead of planning anew.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +32,7 @@ from vm_rebalance.cli.main import Context, Output, app, ctx_obj, emit_document, 
 from vm_rebalance.cli.options import positive_number
 from vm_rebalance.errors import ClusterForbiddenError, ConfigError, ExecutionIncompleteError, InfeasiblePlanError
 from vm_rebalance.model import Plan
+from vm_rebalance.model.cancel import CancelReason
 from vm_rebalance.model.execution import FailureKind
 from vm_rebalance.render.dialogue import (
     affinity_kept_markdown,
@@ -41,14 +49,30 @@ from vm_rebalance.render.execution import (
     failure_choices_text,
     lifecycle_view,
     report_view,
+    status_view,
 )
 from vm_rebalance.render.lifecycle import batch_warnings
 from vm_rebalance.render.plan import render_plan
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking (needed without a terminal).")]
+WaitLockOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait-lock",
+        help="Seconds to wait for another vm-rebalance execution on this cluster to finish (default: do not "
+        "wait; say who holds the lock).",
+        callback=lambda v: _non_negative(v, "--wait-lock"),
+    ),
+]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the VMs.")]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json (the final report).")]
+
+
+def _non_negative(value: float, name: str) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"must be a finite number of seconds, 0 or more, not {value:g}", param_hint=name)
+    return value
 
 
 def _options(
@@ -62,6 +86,34 @@ def _options(
         unpin_after_cold=unpin_after,
         timeout_per_gib_seconds=timeout_per_gib,
     )
+
+
+@contextlib.contextmanager
+def _on_sigterm(handler: Callable[[], None]) -> Iterator[None]:
+    """While executing, SIGTERM stops the execution the safe way (as Ctrl-C does) instead of killing it."""
+
+    def handle(_signum: int, _frame: object) -> None:
+        handler()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread (a library caller): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _resume_hint(journal_id: str | None, yes: bool) -> str | None:
+    if journal_id is None:
+        return None
+    return f"vm-rebalance resume {journal_id}" + (" --yes" if yes else "")
 
 
 def _print_warnings(c: Context, warnings: list[str] | tuple[str, ...]) -> None:
@@ -94,19 +146,70 @@ def _execute_with_progress(c: Context, run: service.Run) -> service.ExecutionRep
     return run.execute(report_line)
 
 
-def _ask_failure_choice(c: Context, report: service.ExecutionReport) -> service.FailureChoice:
+_SHORTCUTS = {
+    "retry elsewhere": service.FailureChoice.RETRY_ELSEWHERE,
+    "elsewhere": service.FailureChoice.RETRY_ELSEWHERE,
+    "other node": service.FailureChoice.RETRY_ELSEWHERE,
+    "rollback": service.FailureChoice.ROLLBACK,
+    "leave": service.FailureChoice.LEAVE_STOPPED,
+    "cancel": service.FailureChoice.ABORT,
+    "q": service.FailureChoice.ABORT,
+    "quit": service.FailureChoice.ABORT,
+}
+
+
+def _ask_failure_choice(
+    c: Context, run: service.Run, report: service.ExecutionReport
+) -> tuple[service.FailureChoice, str | None]:
+    """Show the report and the choices that apply to the first failure; the answer (and a node for "elsewhere")."""
     first = report.failed[0]
     c.out.print(report_view(report.to_document()))
-    c.err.print(failure_choices_text(first, list(report.not_attempted)))
-    choices = {choice.value: choice for choice in service.FailureChoice}
+    choices = run.choices()
+    held = bool(run.held())
+    c.err.print(
+        failure_choices_text(
+            first,
+            list(report.not_attempted),
+            [(choice.value, service.FAILURE_CHOICE_HELP[choice]) for choice in choices],
+            held=held,
+        )
+    )
+    by_name = {choice.value: choice for choice in choices}
     ask = ask_with(c.err)
     while True:
-        answer = " ".join(ask(f"{' / '.join(choices)}: ").lower().split())
-        if answer in choices:
-            return choices[answer]
-        if answer in ("cancel", "q", "quit"):
-            return service.FailureChoice.ABORT
-        c.err.print(f"answer {', '.join(choices)}", highlight=False)
+        answer = " ".join(ask(f"{' / '.join(by_name)}: ").lower().split())
+        choice = by_name.get(answer) or _SHORTCUTS.get(answer)
+        if choice is None or choice not in choices:
+            c.err.print(f"answer {', '.join(by_name)}", highlight=False)
+            continue
+        if choice is not service.FailureChoice.RETRY_ELSEWHERE:
+            return choice, None
+        nodes = run.other_nodes()
+        if not nodes:
+            c.err.print("no other node can take this VM now; choose something else", highlight=False)
+            continue
+        node = ask(f"which node? ({escape(', '.join(nodes[:8]))}): ").strip()
+        if node in ("", "cancel"):
+            continue
+        return choice, node
+
+
+def _carry_on(c: Context, run: service.Run, interactive: bool) -> service.ExecutionReport:
+    """Execute, then ask after each failure until it is done, the human stops, or nobody can be asked."""
+    while True:
+        report = _execute_with_progress(c, run)
+        if not report.failed or report.interrupted or not interactive:
+            return report
+        choice, node = _ask_failure_choice(c, run, report)
+        try:
+            go_on = run.choose(choice, node=node)
+        except (ConfigError, InfeasiblePlanError) as exc:
+            c.err.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+            if exc.hint:
+                c.err.print(f"[dim]hint:[/dim] {escape(exc.hint)}", highlight=False)
+            continue
+        if not go_on:
+            return run.report
 
 
 def carry_out(
@@ -127,6 +230,8 @@ def carry_out(
     fresh_journal: bool = True,
     manual: bool = False,
     offered: service.PlanView | None = None,
+    command: str = "",
+    wait_lock: float = 0.0,
 ) -> service.ExecutionReport | None:
     """Show, approve, execute, handle failures and report: the common path of apply/move/drain.
 
@@ -173,49 +278,96 @@ def carry_out(
     if approved is None:
         c.err.print("cancelled: nothing was changed", highlight=False)
         return None
-    if callable(before_execute):
-        before_execute()
-    run = service.Run(session, approved, options=options, journal_id=journal_id, fresh=fresh_journal, warnings=warnings)
     interactive = not yes and sys.stdin.isatty()
+    # A cold move whose VM cannot start waits for the human's decision only when someone can answer.
+    options = dataclasses.replace(options, hold_failed_cold_start=interactive)
+    run = service.Run(
+        session,
+        approved,
+        options=options,
+        journal_id=journal_id,
+        fresh=fresh_journal,
+        warnings=warnings,
+        command=command,
+        wait_lock_seconds=wait_lock,
+    )
     started = time.monotonic()
-    while True:
-        report = _execute_with_progress(c, run)
-        if not report.failed or report.interrupted or not interactive:
-            break
-        if not run.choose(_ask_failure_choice(c, report)):
-            break
+    try:
+        run.acquire()  # before the cordon: a second drain waits or stops here, having changed nothing
+        if callable(before_execute):
+            before_execute()
+        with _on_sigterm(lambda: run.cancel.cancel(CancelReason.SHUTDOWN)):
+            report = _carry_on(c, run, interactive)
+    finally:
+        run.close()  # a VM still held for a decision (Ctrl-C at the question) is rolled back
+    report = run.report
+    return _report(
+        c,
+        session,
+        run,
+        report,
+        output=output,
+        manual=manual,
+        interactive=interactive,
+        yes=yes,
+        unpin_after=options.unpin_after_cold,
+        resume_hint=resume_hint,
+        elapsed_seconds=time.monotonic() - started,
+    )
+
+
+def _report(
+    c: Context,
+    session: service.Session,
+    run: service.Run,
+    report: service.ExecutionReport,
+    *,
+    output: Output,
+    manual: bool,
+    interactive: bool,
+    yes: bool,
+    unpin_after: bool,
+    resume_hint: str | None,
+    elapsed_seconds: float | None,
+) -> service.ExecutionReport:
+    """Print the final report (read back from the cluster) and turn what is left into the exit code."""
     doc = report.to_document()
     if output is Output.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif manual and len(report.outcomes) == 1 and not report.interrupted:
-        _manual_result(c, session, report, interactive=interactive, unpin_after=options.unpin_after_cold)
+        _manual_result(c, session, report, interactive=interactive, unpin_after=unpin_after)
     else:
         c.out.print(report_view(doc))
         for outcome in report.failed if manual else ():
             c.out.print(Markdown(move_failure_markdown(outcome)))
-        if not report.interrupted:
-            hint = resume_hint or f"continue with `vm-rebalance apply <plan file> --resume` (journal {run.journal_id})"
-            c.out.print(
-                Markdown(improvements_markdown(doc, elapsed_seconds=time.monotonic() - started, resume_hint=hint))
-            )
+    hint = resume_hint or _resume_hint(report.resume_command and run.journal_id, yes)
+    if output is not Output.json and not (manual and len(report.outcomes) == 1) and not report.interrupted:
+        next_step = resume_hint or (f"continue with `{hint}`" if hint else None)
+        c.out.print(Markdown(improvements_markdown(doc, elapsed_seconds=elapsed_seconds, resume_hint=next_step)))
     if report.interrupted:
+        if hint:
+            c.err.print(f"continue with: {escape(hint)}", highlight=False)
         raise KeyboardInterrupt
     if not doc["complete"]:
+        counts = doc["counts"]
         forbidden = [m for m in doc["moves"] if m.get("failure") == FailureKind.FORBIDDEN.value]
         if forbidden:
             # The cluster refused a write: that is exit 3 (design.md §3), whatever else the report says.
             raise ClusterForbiddenError(
                 f"execution stopped: the cluster refused a write for {len(forbidden)} move(s) "
-                f"({_move_names(forbidden)}); {doc['counts']['succeeded']} succeeded, "
-                f"{doc['counts']['not attempted']} not attempted",
-                hint="grant the missing permissions (see the RBAC section of the README), then continue with: "
-                f"vm-rebalance apply <plan file> --resume (journal {run.journal_id})",
+                f"({_move_names(forbidden)}); {counts['succeeded']} succeeded, "
+                f"{counts['not attempted']} not attempted",
+                hint="grant the missing permissions (see the RBAC section of the README)"
+                + (f", then continue with: {hint}" if hint else ""),
             )
+        summary = (
+            f"{counts['succeeded']} succeeded, {counts['failed']} failed, {counts['not attempted']} not attempted, "
+            f"{counts['skipped']} skipped"
+        )
+        stopped = "execution stopped" if counts["failed"] else "execution finished with skipped moves"
         raise ExecutionIncompleteError(
-            f"execution stopped: {doc['counts']['succeeded']} succeeded, {doc['counts']['failed']} failed, "
-            f"{doc['counts']['not attempted']} not attempted, {doc['counts']['skipped']} skipped",
-            hint=resume_hint
-            or f"fix the cause, then continue with: vm-rebalance apply <plan file> --resume (journal {run.journal_id})",
+            f"{stopped}: {summary}",
+            hint=f"fix the cause, then continue with: {hint}" if hint and counts["failed"] else hint,
         )
     return report
 
@@ -290,12 +442,14 @@ def apply(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
+    wait_lock: WaitLockOpt = 0.0,
 ) -> None:
     """Carry out a saved plan: re-validate every move against the cluster, ask, execute, report.
 
     Moves run wave by wave, live before cold, smallest first, within KubeVirt's limits.
-    Progress is journalled: after a crash or Ctrl-C, `apply PLAN --resume` continues
-    without repeating finished moves.
+    Progress is journalled: after a crash or Ctrl-C, `apply PLAN --resume` (or `vm-rebalance
+    resume ID`) continues without repeating finished moves — those are read back from the
+    cluster first. A plan made for another cluster is refused.
     """
     c = ctx_obj(ctx)
     saved = service.load_plan(plan_file)
@@ -303,7 +457,14 @@ def apply(
     edits = [_retarget_pair(item) for item in retarget or ()]
     with service.Session.open(c.target, progress=progress_printer(c)) as session:
         prepared = service.prepare_apply(
-            session, saved, resume=resume, dry_run=dry_run, skip=skip or (), retarget=edits, sequential=sequential
+            session,
+            saved,
+            resume=resume,
+            dry_run=dry_run,
+            skip=skip or (),
+            retarget=edits,
+            sequential=sequential,
+            replace_affinity=replace_affinity,
         )
         if prepared.done:
             c.err.print(f"resuming: {prepared.done} move(s) already done", highlight=False)
@@ -319,6 +480,8 @@ def apply(
             warnings=prepared.warnings,
             journal_id=prepared.journal_id,
             fresh_journal=not resume,
+            command=f"apply {Path(plan_file).name}",
+            wait_lock=wait_lock,
         )
 
 
@@ -337,7 +500,12 @@ def move(
         typer.Argument(help="VMs: NAME or NAMESPACE/NAME, each optionally =NODE for its own target (web=worker-05)."),
     ],
     to: Annotated[
-        str | None, typer.Option("--to", help="Target node of the VMs that do not name their own (VM=NODE).")
+        str | None,
+        typer.Option(
+            "--to",
+            help="Target node of the VMs that do not name their own (VM=NODE). Without it, live moves go where "
+            "the scheduler chooses.",
+        ),
     ] = None,
     namespace: NamespaceOpt = "default",
     method: Annotated[str, typer.Option("--method", help="auto (live when possible), live or cold.")] = "auto",
@@ -351,6 +519,7 @@ def move(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
+    wait_lock: WaitLockOpt = 0.0,
 ) -> None:
     """Move named VMs to named nodes: live when the VM's storage allows it, cold otherwise.
 
@@ -359,14 +528,36 @@ def move(
     already there, storage, target Ready and not cordoned, plus taints, selectors, affinity and
     capacity), shows what will happen (steps, downtime, rollback), asks, moves, and reports what
     the cluster shows afterwards. After a cold move it asks whether to keep the node pin.
-    Batches above 5 VMs get a warning, above 10 a strong recommendation to split.
+    Batches above 5 VMs get a warning, above 10 a strong recommendation to split. A VM's own
+    node pin that excludes the target is replaced only with --replace-affinity (shown old → new);
+    a pin vm-rebalance added earlier simply moves along. Run again after a crash, it continues
+    the unfinished move (restoring a VM it had stopped) before anything else.
     """
     c = ctx_obj(ctx)
-    requests = service.move_requests(vms, to, namespace, method)
+    untargeted = [item for item in vms if "=" not in item] if not (to or "").strip() else []
+    if not untargeted:
+        requests = service.move_requests(vms, to, namespace, method)
+    command = "move " + " ".join(vms) + (f" --to {to}" if to else "") + f" -n {namespace}"
     with service.Session.open(c.target, progress=progress_printer(c)) as session:
+        chosen: list[tuple[str, str]] = []
+        if untargeted:
+            # No --to: for live moves the scheduler decides (seed 002); a cold move needs a target.
+            if method == "cold":
+                raise ConfigError("a cold move needs a target node: give --to NODE")
+            chosen = service.vm_refs(untargeted, namespace)
+            service.require_namespaces(session, [ns for ns, _ in chosen])
+            expected = service.scheduler_targets(session.state, chosen)
+            items = [f"{ns}/{name}={expected[(ns, name)]}" for ns, name in chosen]
+            requests = service.move_requests(items + [i for i in vms if "=" in i], None, namespace, method)
         service.require_namespaces(session, [r.namespace for r in requests])
-        view = service.plan_moves(session.state, requests, sequential=sequential)
+        if not dry_run and _continue_unfinished(
+            c, session, [(r.namespace, r.vm) for r in requests], yes, output, wait_lock
+        ):
+            return
+        view = service.plan_moves(session.state, requests, sequential=sequential, replace_affinity=replace_affinity)
         plan = view.plan
+        if chosen:
+            plan = service.scheduler_chooses(plan, chosen)
         if not plan.moves:  # every VM is already where it was asked to go
             for rejection in view.rejections:
                 c.err.print(escape(rejection.message), highlight=False)
@@ -383,6 +574,9 @@ def move(
             what="this move" if len(plan.moves) == 1 else "these moves",
             options=_options(sequential, replace_affinity, unpin_after, None),
             manual=True,
+            warnings=plan.warnings,
+            command=command,
+            wait_lock=wait_lock,
         )
 
 
@@ -393,17 +587,30 @@ def drain(
     no_cordon: Annotated[bool, typer.Option("--no-cordon", help="Do not cordon the node first.")] = False,
     live_only: Annotated[bool, typer.Option("--live-only", help="Leave VMs that cannot move live.")] = False,
     sequential: Annotated[bool, typer.Option("--sequential", help="One move at a time.")] = False,
+    replace_affinity: Annotated[
+        bool,
+        typer.Option("--replace-affinity", help="Replace VMs' own node pins that keep them on this node (old → new)."),
+    ] = False,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
+    wait_lock: WaitLockOpt = 0.0,
 ) -> None:
     """Move every VM off a node (for maintenance): cordon it, plan with the drain goal, apply.
 
-    What cannot move is listed with its reason. Running VMs with RWO storage move cold.
+    What cannot move is listed with its reason. Running VMs with RWO storage move cold. A VM
+    that vm-rebalance pinned to the node earlier is re-pinned to its new node; one pinned there by
+    its own node affinity moves only with --replace-affinity (the plan shows old → new). Run again
+    after a crash, it continues the unfinished drain first.
     """
     c = ctx_obj(ctx)
     with service.Session.open(c.target, progress=progress_printer(c)) as session:
-        view = service.plan_drain(session.state, node, live_only=live_only, sequential=sequential)
+        on_node = [(v.namespace, v.name) for v in session.state.vms if v.node == node or v.pinned_to == node]
+        if not dry_run and _continue_unfinished(c, session, on_node, yes, output, wait_lock, f"drain {node}"):
+            return
+        view = service.plan_drain(
+            session.state, node, live_only=live_only, sequential=sequential, replace_affinity=replace_affinity
+        )
         plan = view.plan
         stuck = [s for s in plan.stays if s.node == node]
         for s in stuck:
@@ -418,6 +625,7 @@ def drain(
 
         executed = False
         if not plan.moves:
+            _print_warnings(c, plan.warnings)
             if not dry_run and not no_cordon:
                 require_terminal(yes, "cordoning the node")
                 service.require_permissions(
@@ -435,10 +643,13 @@ def drain(
                 dry_run=dry_run,
                 output=output,
                 what=f"draining {node}",
-                options=_options(sequential, False, False, None),
+                warnings=plan.warnings,
+                options=_options(sequential, replace_affinity, False, None),
                 before_execute=cordon,
                 cordon=None if no_cordon else node,
                 offered=view,
+                command=f"drain {node}",
+                wait_lock=wait_lock,
             )
         # The node stays non-empty (after the drain ran, or because nothing could move): exit 4.
         # A dry run, or a drain the user cancelled, exits 0.
@@ -450,7 +661,13 @@ def drain(
 
 
 def _lifecycle(
-    ctx: typer.Context, action: service.Action, vms: list[str], namespace: str, yes: bool, output: Output
+    ctx: typer.Context,
+    action: service.Action,
+    vms: list[str],
+    namespace: str,
+    yes: bool,
+    output: Output,
+    wait_lock: float = 0.0,
 ) -> None:
     c = ctx_obj(ctx)
     refs = service.vm_refs(vms, namespace)
@@ -473,7 +690,27 @@ def _lifecycle(
         def progress(ref: str, phase: str, message: str) -> None:
             c.err.print(f"{escape(ref)}: {escape(phase)} {escape(message)}", highlight=False)
 
-        results = service.lifecycle(session, action, refs, report=progress)
+        command = f"{action.value} " + " ".join(f"{ns}/{name}" for ns, name in refs)
+        journal_id = service.lifecycle_journal_id(action, refs)
+        try:
+            with _on_sigterm(_interrupt):
+                run = service.lifecycle_run(
+                    session,
+                    action,
+                    refs,
+                    report=progress,
+                    command=command,
+                    wait_lock_seconds=wait_lock,
+                    journal_id=journal_id,
+                )
+        except KeyboardInterrupt:
+            c.err.print(f"continue with: {escape(_resume_hint(journal_id, yes) or '')}", highlight=False)
+            raise
+    _lifecycle_report(c, action, run, output, yes)
+
+
+def _lifecycle_report(c: Context, action: service.Action, run: service.LifecycleRun, output: Output, yes: bool) -> None:
+    results = list(run.results)
     if output is Output.json:
         sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in results], indent=2, default=str) + "\n")
     else:
@@ -487,7 +724,8 @@ def _lifecycle(
     if failed:
         raise ExecutionIncompleteError(
             f"{len(failed)} of {len(results)} VM(s) failed to {action.value}: "
-            + "; ".join(f"{r.name}: {r.message}" for r in failed)
+            + "; ".join(f"{r.name}: {r.message}" for r in failed),
+            hint=f"after fixing the cause: {_resume_hint(run.journal_id, yes)}" if run.journal_id else None,
         )
 
 
@@ -498,9 +736,14 @@ def start(
     namespace: NamespaceOpt = "default",
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
+    wait_lock: WaitLockOpt = 0.0,
 ) -> None:
-    """Start VMs and verify they run (already running is reported, not an error)."""
-    _lifecycle(ctx, service.Action.START, vms, namespace, yes, output)
+    """Start VMs and verify they run (already running is reported, not an error).
+
+    A VM that should run but does not (ErrorUnschedulable, CrashLoopBackOff, …) is re-created and
+    verified; when it still cannot run, the cause and the fix are named.
+    """
+    _lifecycle(ctx, service.Action.START, vms, namespace, yes, output, wait_lock)
 
 
 @app.command()
@@ -510,9 +753,10 @@ def stop(
     namespace: NamespaceOpt = "default",
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
+    wait_lock: WaitLockOpt = 0.0,
 ) -> None:
     """Stop VMs gracefully and verify they stopped."""
-    _lifecycle(ctx, service.Action.STOP, vms, namespace, yes, output)
+    _lifecycle(ctx, service.Action.STOP, vms, namespace, yes, output, wait_lock)
 
 
 @app.command()
@@ -522,9 +766,10 @@ def restart(
     namespace: NamespaceOpt = "default",
     yes: YesOpt = False,
     output: OutputOpt = Output.table,
+    wait_lock: WaitLockOpt = 0.0,
 ) -> None:
-    """Restart VMs: stop → verify stopped → start → verify running."""
-    _lifecycle(ctx, service.Action.RESTART, vms, namespace, yes, output)
+    """Restart VMs: stop → verify stopped → start → verify running (a VM that should run but does not is re-created)."""
+    _lifecycle(ctx, service.Action.RESTART, vms, namespace, yes, output, wait_lock)
 
 
 @app.command()
@@ -556,26 +801,128 @@ def unpin(
             c.out.print(f"{escape(ns)}/{escape(name)} has no node pin: nothing to do", highlight=False)
 
 
+def _continue_unfinished(
+    c: Context,
+    session: service.Session,
+    refs: list[tuple[str, str]],
+    yes: bool,
+    output: Output,
+    wait_lock: float,
+    command: str | None = None,
+) -> bool:
+    """A re-run after a crash: continue the unfinished execution that touches these VMs; True when one ran.
+
+    Planning anew would see a VM that the crashed run stopped as "stopped" and merely pin it: the
+    unfinished execution must be finished (or its VM restored) first.
+    """
+    unfinished = service.unfinished_for(refs, command=command)
+    if not unfinished:
+        return False
+    journal = unfinished[0]
+    what = journal.command or f"execution {journal.plan_id}"
+    c.err.print(
+        f"[yellow]an earlier run did not finish: {escape(what)} (execution {escape(journal.plan_id)}, started "
+        f"{escape(journal.started_at)}) — continuing it first[/yellow]",
+        highlight=False,
+    )
+    _resume_plan(c, session, journal.plan_id, yes=yes, output=output, wait_lock=wait_lock)
+    return True
+
+
+def _resume_plan(
+    c: Context, session: service.Session, journal_id: str, *, yes: bool, output: Output, wait_lock: float
+) -> service.ExecutionReport:
+    interactive = not yes and sys.stdin.isatty()
+    run = service.Run.resume(session, journal_id, wait_lock_seconds=wait_lock, hold_failed_cold_start=interactive)
+    _print_warnings(c, run.warnings)
+    require_terminal(yes, f"resuming execution {journal_id}")
+    (c.out if output is Output.table else c.err).print(render_plan(run.plan, limits=session.state.limits))
+    if not confirm(c.err, f"continue execution {escape(journal_id)}?", yes=yes):
+        run.close()
+        c.err.print("cancelled: nothing was changed", highlight=False)
+        raise typer.Exit(0)
+    started = time.monotonic()
+    try:
+        with _on_sigterm(lambda: run.cancel.cancel(CancelReason.SHUTDOWN)):
+            _carry_on(c, run, interactive)
+    finally:
+        run.close()
+    return _report(
+        c,
+        session,
+        run,
+        run.report,
+        output=output,
+        manual=False,
+        interactive=interactive,
+        yes=yes,
+        unpin_after=run.options.unpin_after_cold,
+        resume_hint=None,
+        elapsed_seconds=time.monotonic() - started,
+    )
+
+
 @app.command()
-def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
-    """Show migrations in flight in the cluster and unfinished vm-rebalance executions."""
+def resume(
+    ctx: typer.Context,
+    execution: Annotated[
+        str, typer.Argument(help="The execution's id (printed when it stopped; `status` lists them).")
+    ],
+    yes: YesOpt = False,
+    output: OutputOpt = Output.table,
+    wait_lock: WaitLockOpt = 0.0,
+) -> None:
+    """Continue an unfinished execution of apply, move, drain or a start / stop / restart batch.
+
+    Its plan, options and command come from its journal (no plan file needed). Moves an earlier
+    run finished are read back from the cluster first and redone if the VM is not where they put
+    it; a cold move left half-way is finished or rolled back; a VM a restart stopped is started.
+    An execution made against another cluster is refused.
+    """
     c = ctx_obj(ctx)
+    journal = service.open_execution(execution.strip())
+    with service.Session.open(c.target, progress=progress_printer(c)) as session:
+        if journal.kind.value == "lifecycle":
+            service.require_same_cluster(journal.cluster, session.state.identity, what=f"execution {execution}")
+            require_terminal(yes, f"resuming execution {execution}")
+            if not confirm(c.err, f"continue {escape(journal.command or execution)}?", yes=yes):
+                c.err.print("cancelled: nothing was changed", highlight=False)
+                return
+
+            def progress(ref: str, phase: str, message: str) -> None:
+                c.err.print(f"{escape(ref)}: {escape(phase)} {escape(message)}", highlight=False)
+
+            run = service.resume_lifecycle(session, journal.plan_id, report=progress, wait_lock_seconds=wait_lock)
+            action = service.Action(str(journal.options.get("action") or "start"))
+            _lifecycle_report(c, action, run, output, yes)
+            return
+        _resume_plan(c, session, journal.plan_id, yes=yes, output=output, wait_lock=wait_lock)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    output: OutputOpt = Output.table,
+    clear: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--clear",
+            help="Set an execution aside so it is no longer listed or resumed: an id, 'finished' (every finished "
+            "journal) or 'all' (every unfinished one). One that may have left a VM not running is refused.",
+        ),
+    ] = None,
+) -> None:
+    """Show migrations in flight in the cluster and unfinished vm-rebalance executions (with their command and age)."""
+    c = ctx_obj(ctx)
+    if clear:
+        cleared = service.clear_executions([x.strip() for x in clear])
+        c.out.print(
+            f"cleared {len(cleared)} execution(s)" + (f": {escape(', '.join(cleared))}" if cleared else ""),
+            highlight=False,
+        )
+        return
     view = service.status(c.target, progress=progress_printer(c))
     if output is not Output.table:
         emit_document(c, view.to_document(), output)
         return
-    if not view.migrations:
-        c.out.print("no migration in flight")
-    for m in view.migrations:
-        c.out.print(
-            f"{escape(m.namespace)}/{escape(m.vm)}: {escape(m.phase)} ({escape(m.source or '?')} → "
-            f"{escape(m.target or '?')}) [{escape(m.name)}]",
-            highlight=False,
-        )
-    for j in view.unfinished:
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(j.moves.items()))
-        c.out.print(
-            f"unfinished execution {j.plan_id} started {j.started_at}: {counts} — "
-            "continue with `vm-rebalance apply PLAN --resume`",
-            highlight=False,
-        )
+    c.out.print(status_view(view.to_document()))

@@ -8,7 +8,11 @@ parallelOutboundMigrationsPerNode — counting every migration in the cluster, w
 it, and admitting no live move while they cannot be counted (executor/limits.py); at the first
 failure no new move starts, running ones finish, and the rest is reported not attempted.
 A `CancelToken` (Ctrl-C, an MCP cancel, a shutdown, a lost lease) stops it the same safe way:
-no new move, in-flight migrations cancelled, a stopped VM started again.
+no new move, in-flight migrations cancelled, a cold move between its stop and its start rolled
+back (or finished) before the run ends.
+Before anything is reported, every move's outcome is verified against the cluster
+(executor/verify.py); on resume, moves the journal calls done are verified too, and one whose
+VM is not where the plan put it runs again.
 The executor decides nothing about placement: it carries out the plan's moves as given.
 """
 
@@ -23,9 +27,17 @@ from typing import Any, Protocol
 
 from vm_rebalance.errors import ClusterError, ClusterForbiddenError
 from vm_rebalance.executor.failures import failure_of
-from vm_rebalance.executor.journal import Journal, MoveRecord, RecordStatus
+from vm_rebalance.executor.journal import Journal, MoveRecord, RecordStatus, Step
 from vm_rebalance.executor.limits import Census, InFlightCounter, admits
-from vm_rebalance.executor.runners import MAX_CONSECUTIVE_ERRORS, ExecutionOptions, Runner, runner_for
+from vm_rebalance.executor.runners import (
+    MAX_CONSECUTIVE_ERRORS,
+    ColdRunner,
+    ExecutionOptions,
+    Resolution,
+    Runner,
+    runner_for,
+)
+from vm_rebalance.executor.verify import verify, verify_done
 from vm_rebalance.kube.kubevirt import KubeVirtApi
 from vm_rebalance.model import MigrationLimits, MigrationMethod, Move, Plan, plan_to_document
 from vm_rebalance.model.cancel import CancelReason, CancelToken
@@ -107,8 +119,8 @@ class _Run:
         assert runner.outcome is not None
         self.active.pop(runner.move.id, None)
         self.outcomes[runner.move.id] = runner.outcome
-        if not runner.outcome.ok:
-            self.failed = True
+        if runner.outcome.status is MoveStatus.FAILED:
+            self.failed = True  # a move that is skipped (its VM gone, its target unusable) does not stop the plan
 
 
 class Executor:
@@ -177,11 +189,22 @@ class Executor:
                 self.waker.stop()
         if self.cancel.cancelled:
             raise self._interrupted(plan, run) from None
-        result = self._complete(plan, run.outcomes, held=self.hold.reason if self.hold.cancelled else None)
-        if all(o.ok or o.status is MoveStatus.SKIPPED for o in result):
+        result = self._verified(
+            self._complete(plan, run.outcomes, held=self.hold.reason if self.hold.cancelled else None)
+        )
+        self._close_if_done(result)
+        return result
+
+    def _verified(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Every outcome as the cluster shows it now (see executor/verify.py)."""
+        return [verify(self.api, o, self.journal) for o in outcomes]
+
+    def _close_if_done(self, outcomes: list[Outcome]) -> None:
+        if all(o.ok or o.status is MoveStatus.SKIPPED for o in outcomes) and not any(
+            r.status is RecordStatus.RUNNING for r in self.journal.moves.values()
+        ):
             self.journal.finished = True
             self.journal.save()
-        return result
 
     def _run_waves(self, plan: Plan, run: _Run, report: Report) -> None:
         for wave in plan.waves:
@@ -192,19 +215,49 @@ class Executor:
                 return
 
     def _resume_wave(self, wave: tuple[Move, ...], run: _Run) -> list[Move]:
-        """The wave's moves still to run; those the journal records as done or skipped are reported so."""
+        """The wave's moves still to run; those the journal records as done (verified now) or skipped are reported."""
         queue: list[Move] = []
         for move in _ordered(wave):
             record = self.journal.record(move.id)
             if record and record.status is RecordStatus.SUCCEEDED:
+                done, seen = verify_done(self.api, move)
+                if done is False:
+                    # The journal says done, the cluster disagrees (moved by hand since, or never arrived): redo it.
+                    log.info(
+                        "move %s: recorded as done, but the cluster shows the VM %s: running it again", move.id, seen
+                    )
+                    self._reopen(record, f"recorded as done, but the cluster showed the VM {seen}")
+                    queue.append(move)
+                    continue
+                note = "done in an earlier run" + ("" if done else f" (not re-verified: {seen})")
                 run.outcomes[move.id] = Outcome(
                     move=move,
                     status=MoveStatus.SUCCEEDED,
                     duration_seconds=record.duration_seconds,
                     migration_name=record.migration,
+                    final_node=move.target if done else None,
+                    pinned=record.pinned,
+                    notes=(note,),
+                    state=seen if done else None,
+                )
+            elif (
+                record
+                and record.status is RecordStatus.FAILED
+                and not record.held
+                and (found := verify_done(self.api, move))[0]
+            ):
+                # An earlier attempt "failed" (or could not tell), but the VM is where the move puts it: done.
+                seen = found[1]
+                record.status, record.failure, record.error, record.verified = RecordStatus.SUCCEEDED, None, None, seen
+                self.journal.update(record)
+                run.outcomes[move.id] = Outcome(
+                    move=move,
+                    status=MoveStatus.SUCCEEDED,
                     final_node=move.target,
                     pinned=record.pinned,
-                    notes=("done in an earlier run",),
+                    migration_name=record.migration,
+                    notes=("found on its target: an earlier attempt completed after all",),
+                    state=seen,
                 )
             elif record and record.status is RecordStatus.SKIPPED:
                 run.outcomes[move.id] = Outcome(
@@ -365,7 +418,7 @@ class Executor:
         if runner.outcome is None:
             return False
         run.end(runner)
-        return not runner.outcome.ok
+        return runner.outcome.status is MoveStatus.FAILED
 
     def _pause(self) -> None:
         """Wait a poll interval; a migration watch or a cancel ends the wait early."""
@@ -383,13 +436,17 @@ class Executor:
         states = []
         for move_id, runner in list(run.active.items()):
             try:
-                states.append(runner.interrupt())
+                states.append(runner.interrupt(self._sleep_for_safety))
             except (ClusterError, KeyboardInterrupt) as exc:
                 states.append(f"{runner.move.namespace}/{runner.move.vm}: state unknown ({exc})")
             if runner.outcome is not None:
                 run.outcomes[move_id] = runner.outcome
         reason = self.cancel.reason or CancelReason.INTERRUPT
-        return ExecutionInterruptedError(self._complete(plan, run.outcomes), states, reason)
+        try:
+            outcomes = self._verified(self._complete(plan, run.outcomes))
+        except KeyboardInterrupt:
+            outcomes = self._complete(plan, run.outcomes)
+        return ExecutionInterruptedError(outcomes, states, reason)
 
     @staticmethod
     def _complete(plan: Plan, outcomes: dict[int, Outcome], held: CancelReason | None = None) -> list[Outcome]:
@@ -399,6 +456,60 @@ class Executor:
             else "not attempted (an earlier move failed)"
         )
         return [outcomes.get(m.id) or Outcome(move=m, status=MoveStatus.NOT_ATTEMPTED, error=why) for m in plan.moves]
+
+    def _reopen(self, record: MoveRecord, why: str) -> None:
+        """Make a move recorded as done (or held) run again from the start, as a new attempt."""
+        record.status = RecordStatus.PENDING
+        record.step = Step.NONE
+        record.held = False
+        record.migration = None
+        record.migration_uid = None
+        record.temporary_affinity = False
+        record.repinned = False
+        record.pinned = False
+        record.was_running = None
+        record.original_captured = False
+        record.original_affinity = None
+        record.original_marks = {}
+        record.error = why
+        record.failure = None
+        self.journal.update(record)
+
+    def resolve(self, move: Move, resolution: Resolution, report: Report = ignore) -> Outcome:
+        """Carry out the human's decision for a cold move held after its start failed (see `Resolution`).
+
+        Runs that one move's rollback (or stop) to its end, then verifies it against the cluster.
+
+        Raises:
+            ValueError: the move is not held for a decision.
+        """
+        runner = ColdRunner(
+            move,
+            api=self.api,
+            journal=self.journal,
+            options=self.options,
+            report=report,
+            clock=self.clock,
+            plan_id=self.journal.plan_id,
+            kubevirt_version=self.kubevirt_version,
+        )
+        runner.resolve(resolution)
+        errors: dict[int, int] = {}
+        while not self._step(runner, None, errors):
+            self._sleep_for_safety(self.options.poll_interval_seconds)
+        assert runner.outcome is not None
+        return verify(self.api, runner.outcome, self.journal)
+
+    def held(self) -> list[int]:
+        """Ids of the moves held for a decision (a cold start that failed, with `hold_failed_cold_start`)."""
+        return [r.id for r in self.journal.moves.values() if r.held]
+
+    def _sleep_for_safety(self, seconds: float) -> None:
+        """A sleep that a cancel does not cut short (used while a VM is put back in a safe state)."""
+        if self.sleep is not None:
+            self.sleep(seconds)
+        else:
+            time.sleep(seconds)
 
     def mark_skipped(self, move: Move, reason: str = "skipped by the user") -> None:
         """Record that the user chose to skip a move (after a failure)."""

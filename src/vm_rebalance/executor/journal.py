@@ -1,9 +1,14 @@
 """A journal per plan, so a resumed execution continues after a crash without repeating work.
 
 It records, per move, its status, attempt number, the step it reached, the migration it
-created, the VM's original runStrategy and whether a pin or a temporary affinity was added —
-what resume needs to reconcile with the cluster. The cluster remains the source of truth:
-resume re-reads it. Every state change is saved before the action it announces.
+created, the VM's original runStrategy, affinity and pin marks (what a rollback restores) and
+whether a pin or a temporary affinity was added — what resume needs to reconcile with the
+cluster. The cluster remains the source of truth: resume re-reads it and verifies every move
+the journal calls done. Every state change is saved before the action it announces.
+
+A journal also keeps what is needed to continue without the user's files: the plan document
+(or the VMs of a lifecycle batch), the command that started it, the execution options, and
+the identity of the cluster it runs against (`vm-rebalance resume ID` reads them back).
 
 Where journals are kept is a port, `JournalStore`: today `FileJournalStore`, one JSON file
 per plan id under the state directory (``$VM_REBALANCE_STATE_DIR``, else
@@ -25,7 +30,8 @@ from typing import Any, Protocol
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.model.execution import FailureKind
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
+"""2 added the plan, command, options, cluster identity and lifecycle records (1 is read as well)."""
 
 
 def state_dir() -> Path:
@@ -62,6 +68,20 @@ class Step(StrEnum):
     """Cold: pinned and started; waiting for it to run on the target."""
     MIGRATING = "migrating"
     """Live: the migration's name is journalled (before it is created); following it."""
+    HELD = "held"
+    """Cold: the start on the target failed and the VM is held as it is for the human's decision
+    (retry / retry on another node / roll back / leave stopped)."""
+    ROLLBACK_STOPPING = "rollback-stopping"
+    """Cold rollback: making sure the VM (stuck on the target) is stopped before its placement is restored."""
+    ROLLBACK_RESTORE = "rollback-restore"
+    """Cold rollback: the VM is stopped; restore its original affinity and pin marks, then start it."""
+    ROLLBACK_STARTING = "rollback-starting"
+    """Cold rollback: started with its original placement; waiting for it to run."""
+    LEAVING_STOPPED = "leaving-stopped"
+    """Cold: the human chose to leave the VM stopped (pinned to the target); waiting for the stop."""
+
+
+ROLLBACK_STEPS = frozenset({Step.ROLLBACK_STOPPING, Step.ROLLBACK_RESTORE, Step.ROLLBACK_STARTING})
 
 
 @dataclass(slots=True, kw_only=True)
@@ -85,6 +105,25 @@ class MoveRecord:
     failure: FailureKind | None = None
     duration_seconds: float | None = None
     updated_at: str = ""
+    source: str = ""
+    """The node the VM ran on when the move began ('' for a stopped VM)."""
+    original_captured: bool = False
+    """Whether ``original_affinity`` / ``original_marks`` hold the VM's placement from before its first change."""
+    original_affinity: dict[str, Any] | None = None
+    """The VM template's affinity before vm-rebalance changed it (what a rollback restores)."""
+    original_marks: dict[str, str | None] = field(default_factory=dict)
+    """vm-rebalance's pin annotations before it changed them (annotation → value or None)."""
+    repinned: bool = False
+    """Live: the VM's affinity was changed to the target before migrating (its pin moves with it);
+    restored if the migration does not succeed."""
+    held: bool = False
+    """Cold: the start failed and the VM waits for the human's decision (see `Step.HELD`)."""
+    rollback_reason: str | None = None
+    """Why a rollback runs (the failure it undoes)."""
+    migration_uid: str | None = None
+    """The uid of the migration vm-rebalance created (checked against the VMI's migrationState)."""
+    verified: str | None = None
+    """What the cluster showed when the outcome was last verified (for people)."""
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> "MoveRecord":
@@ -93,11 +132,49 @@ class MoveRecord:
         Raises:
             ValueError / TypeError / KeyError: not a record.
         """
-        fields = dict(doc)
+        fields = {k: v for k, v in doc.items() if k in _MOVE_FIELDS}
         fields["status"] = RecordStatus(fields.get("status", "pending"))
         fields["step"] = Step(fields.get("step") or "")
         failure = fields.get("failure")
         fields["failure"] = FailureKind(failure) if failure else None
+        fields["original_marks"] = dict(fields.get("original_marks") or {})
+        return cls(**fields)
+
+
+class LifecycleStep(StrEnum):
+    """How far a lifecycle operation on one VM got."""
+
+    NONE = ""
+    STOPPING = "stopping"
+    """The stop was requested (journalled first); waiting for Stopped (a restart then starts it)."""
+    STARTING = "starting"
+    """The start was requested; waiting for Running."""
+
+
+@dataclass(slots=True, kw_only=True)
+class LifecycleRecord:
+    """What the journal knows about one VM of a start / stop / restart batch."""
+
+    namespace: str
+    name: str
+    action: str
+    status: RecordStatus = RecordStatus.PENDING
+    step: LifecycleStep = LifecycleStep.NONE
+    was_running: bool | None = None
+    message: str = ""
+    updated_at: str = ""
+
+    @property
+    def ref(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> "LifecycleRecord":
+        """A record as `asdict` wrote it."""
+        fields = {k: v for k, v in doc.items() if k in _LIFECYCLE_FIELDS}
+        fields["status"] = RecordStatus(fields.get("status", "pending"))
+        fields["step"] = LifecycleStep(fields.get("step") or "")
         return cls(**fields)
 
 
@@ -206,20 +283,45 @@ class MemoryJournalStore:
 
 
 def _unreadable(plan_id: str, exc: BaseException, where: str) -> ConfigError:
+    at = f" at byte {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
     return ConfigError(
-        f"the journal of plan {plan_id} is unreadable: {exc}", hint=f"remove it from {where}/ to start over"
+        f"the journal of execution {plan_id} is unreadable{at} ({type(exc).__name__}); nothing was changed",
+        hint=f"inspect the cluster (vm-rebalance status), then remove it from {where}/ "
+        f"(or `vm-rebalance status --clear {plan_id}`) to start over",
     )
+
+
+class JournalKind(StrEnum):
+    """What a journal records."""
+
+    PLAN = "plan"
+    """Moves of a plan (apply, move, drain)."""
+    LIFECYCLE = "lifecycle"
+    """A start / stop / restart batch."""
 
 
 @dataclass(slots=True, kw_only=True)
 class Journal:
-    """The journal of one plan's execution, saved through its store after every change."""
+    """The journal of one execution, saved through its store after every change."""
 
     plan_id: str
     store: JournalStore
     moves: dict[int, MoveRecord] = field(default_factory=dict)
     started_at: str = ""
     finished: bool = False
+    kind: JournalKind = JournalKind.PLAN
+    command: str = ""
+    """The command line that started it (for people: `status` shows it)."""
+    plan: dict[str, Any] | None = None
+    """The plan document it executes (`resume` continues it without the user's file)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The execution options it ran with (`resume` uses them again)."""
+    cluster: str | None = None
+    """The identity of the cluster it runs against (the kube-system namespace's uid), when known."""
+    lifecycle: dict[str, LifecycleRecord] = field(default_factory=dict)
+    """A lifecycle batch's VMs by ``namespace/name`` (kind LIFECYCLE)."""
+    abandoned: bool = False
+    """Set aside by the user (`status --clear`): no longer resumed."""
 
     @classmethod
     def open(
@@ -247,6 +349,12 @@ class Journal:
             return cls(plan_id=plan_id, store=store, started_at=_now())
         try:
             moves = {int(m["id"]): MoveRecord.from_document(m) for m in doc.get("moves", [])}
+            lifecycle = {rec.ref: rec for rec in (LifecycleRecord.from_document(v) for v in doc.get("lifecycle") or [])}
+            kind = JournalKind(doc.get("kind") or JournalKind.PLAN.value)
+            plan = doc.get("plan")
+            options = doc.get("options") or {}
+            if (plan is not None and not isinstance(plan, dict)) or not isinstance(options, dict):
+                raise TypeError("plan and options must be objects")
         except (ValueError, TypeError, KeyError) as exc:
             raise _unreadable(plan_id, exc, "the state directory") from exc
         return cls(
@@ -255,12 +363,24 @@ class Journal:
             moves=moves,
             started_at=str(doc.get("started_at", "")),
             finished=bool(doc.get("finished", False)),
+            kind=kind,
+            command=str(doc.get("command") or ""),
+            plan=plan,
+            options=dict(options),
+            cluster=doc.get("cluster") if isinstance(doc.get("cluster"), str) else None,
+            lifecycle=lifecycle,
+            abandoned=bool(doc.get("abandoned", False)),
         )
 
     @property
     def exists(self) -> bool:
         """Whether a journal was saved for this plan before."""
         return self.store.load(self.plan_id) is not None
+
+    @property
+    def open_work(self) -> bool:
+        """Neither finished nor abandoned: `resume` continues it."""
+        return not self.finished and not self.abandoned
 
     def record(self, move_id: int) -> MoveRecord | None:
         """The record of a move, if any."""
@@ -272,32 +392,56 @@ class Journal:
         self.moves[record.id] = record
         self.save()
 
+    def update_vm(self, record: LifecycleRecord) -> None:
+        """Store a lifecycle record and save."""
+        record.updated_at = _now()
+        self.lifecycle[record.ref] = record
+        self.save()
+
     def document(self) -> dict[str, Any]:
         """The journal as its store keeps it (the file format)."""
         return {
             "version": JOURNAL_VERSION,
             "plan_id": self.plan_id,
+            "kind": self.kind.value,
+            "command": self.command,
             "started_at": self.started_at,
             "finished": self.finished,
+            "abandoned": self.abandoned,
+            "cluster": self.cluster,
+            "options": self.options,
+            "plan": self.plan,
             "moves": [asdict(m) for m in sorted(self.moves.values(), key=lambda m: m.id)],
+            "lifecycle": [asdict(v) for v in self.lifecycle.values()],
         }
 
     def save(self) -> None:
         """Save through the store."""
         self.store.save(self.plan_id, self.document())
 
+    def counts(self) -> dict[str, int]:
+        """How many moves (or lifecycle VMs) are in each status."""
+        out: dict[str, int] = {}
+        for status in [m.status for m in self.moves.values()] + [v.status for v in self.lifecycle.values()]:
+            out[status.value] = out.get(status.value, 0) + 1
+        return out
+
 
 def unfinished_journals(store: JournalStore) -> list[Journal]:
-    """The journals of executions that did not finish (unreadable ones are left out)."""
+    """The journals of executions that did not finish and were not abandoned (unreadable ones are left out)."""
     out = []
     for plan_id in store.plan_ids():
         try:
             journal = Journal.open(plan_id, store=store)
         except ConfigError:
             continue
-        if not journal.finished:
+        if journal.open_work:
             out.append(journal)
     return out
+
+
+_MOVE_FIELDS = frozenset(MoveRecord.__dataclass_fields__)
+_LIFECYCLE_FIELDS = frozenset(LifecycleRecord.__dataclass_fields__)
 
 
 def _now() -> str:

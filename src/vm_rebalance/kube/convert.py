@@ -5,6 +5,7 @@ obtained — a live list or a snapshot file — so both paths give the same Clus
 Quantities are parsed with the Kubernetes client's own parser.
 """
 
+import dataclasses
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -17,7 +18,15 @@ from kubernetes.utils import parse_quantity
 
 from vm_rebalance.errors import ConfigError
 from vm_rebalance.kube import sustained
-from vm_rebalance.kube.views import MigrationPhase, in_flight, migration_view, vmi_view
+from vm_rebalance.kube.views import (
+    PIN_ANNOTATION,
+    PRESSURE_CONDITIONS,
+    TEMP_PIN_ANNOTATION,
+    MigrationPhase,
+    in_flight,
+    migration_view,
+    vmi_view,
+)
 from vm_rebalance.model import (
     ClusterState,
     InFlightMigration,
@@ -35,6 +44,7 @@ from vm_rebalance.model import (
     VirtualMachine,
     Volume,
 )
+from vm_rebalance.model.cluster import HOSTNAME_LABEL
 from vm_rebalance.model.signals import Observation, Pressure
 from vm_rebalance.model.usage import UsageSample
 
@@ -269,6 +279,7 @@ def node_from(
         ),
         unschedulable=bool(spec.get("unschedulable", False)),
         ready=conditions.get("Ready") == "True",
+        pressure_conditions=tuple(c for c in PRESSURE_CONDITIONS if conditions.get(c) == "True"),
         capacity=_resources(capacity, where=where, field="status.capacity"),
         allocatable=_resources(allocatable, where=where, field="status.allocatable"),
         kvm_devices=int(quantity(kvm, where=where, field="devices.kubevirt.io/kvm")) if kvm is not None else 0,
@@ -722,6 +733,29 @@ def _vm_size(obj: Obj, live_spec: Obj, ctx: _Context) -> tuple[str | None, int, 
     return it_name, vcpus, guest_bytes or it_mem or explicit.memory_bytes, explicit
 
 
+def without_own_pin(placement: Placement, marks: set[str]) -> Placement:
+    """The placement without vm-rebalance's own pins (``kubernetes.io/hostname In [marked node]``).
+
+    Such a pin is the tool's to change on a later move or drain (design.md §4), so planning and
+    validation do not treat it as a rule; the executor moves or replaces it. A term left empty
+    by the removal goes (it held only the pin); with no term left there is no required affinity.
+    """
+    if not marks or not placement.required_node_terms:
+        return placement
+
+    def ours(req: Requirement) -> bool:
+        return req.key == HOSTNAME_LABEL and req.operator == "In" and len(req.values) == 1 and req.values[0] in marks
+
+    terms = []
+    for term in placement.required_node_terms:
+        kept = tuple(r for r in term.match_expressions if not ours(r))
+        if kept or term.match_fields:
+            terms.append(NodeSelectorTerm(match_expressions=kept, match_fields=term.match_fields))
+        elif len(kept) == len(term.match_expressions):
+            terms.append(term)  # an empty term stays what it was (it matches nothing)
+    return dataclasses.replace(placement, required_node_terms=tuple(terms))
+
+
 def vm_from(obj: Obj, ctx: _Context) -> VirtualMachine:
     """A VirtualMachine from its API object and what the other objects say about it."""
     ns, name = _key(obj)
@@ -746,6 +780,11 @@ def vm_from(obj: Obj, ctx: _Context) -> VirtualMachine:
     template_meta = (spec.get("template") or {}).get("metadata") or {}
     labels = (vmi or {}).get("metadata", {}).get("labels") or template_meta.get("labels") or {}
     run_strategy = spec.get("runStrategy") or ("Always" if spec.get("running") else "Halted")
+    annotations = {str(a): str(b) for a, b in ((obj.get("metadata") or {}).get("annotations") or {}).items()}
+    marks = {annotations[k] for k in (PIN_ANNOTATION, TEMP_PIN_ANNOTATION) if annotations.get(k)}
+    placement = placement_from(live_spec)
+    unpinned = without_own_pin(placement, marks)
+    own_pin = annotations.get(PIN_ANNOTATION) if unpinned != placement else None
     return VirtualMachine(
         namespace=ns,
         name=name,
@@ -759,8 +798,9 @@ def vm_from(obj: Obj, ctx: _Context) -> VirtualMachine:
         usage=usage,
         instance_type=it_name,
         labels={str(a): str(b) for a, b in labels.items()},
-        annotations={str(a): str(b) for a, b in ((obj.get("metadata") or {}).get("annotations") or {}).items()},
-        placement=placement_from(live_spec),
+        annotations=annotations,
+        placement=unpinned,
+        pinned_to=own_pin,
         eviction_strategy=live_spec.get("evictionStrategy"),
         volumes=volumes_from(template or live_spec, ns, ctx.pvc_modes),
         live_migratable=live_ok,

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from vm_rebalance.errors import ClusterError, ResourceNotFoundError
 from vm_rebalance.kube import resources as r
 from vm_rebalance.kube.errors import ApiRejectedError, Rejection
-from vm_rebalance.kube.pins import pin_ops, run_strategy_ops, unpin_ops
+from vm_rebalance.kube.pins import pin_ops, restore_ops, run_strategy_ops, unpin_ops
 from vm_rebalance.kube.resources import ApiResource
 from vm_rebalance.kube.views import (
     MIGRATION_LABEL,
@@ -142,6 +142,20 @@ class KubeVirtApi:
         """A Node. Raises ResourceNotFoundError when absent."""
         return node_view(self.client.get(r.NODES, name))
 
+    def cluster_identity(self) -> str | None:
+        """The cluster's identity: the uid of its ``kube-system`` namespace (None when it cannot be read).
+
+        Every cluster has that namespace and its uid never changes, so a plan or a journal made
+        for one cluster can be told from another (kubectl contexts and server URLs can change).
+        """
+        try:
+            ns = self.client.get(r.NAMESPACES, "kube-system")
+        except ClusterError as exc:
+            log.debug("cluster identity unknown: %s", exc)
+            return None
+        uid = (ns.get("metadata") or {}).get("uid")
+        return str(uid) if uid else None
+
     # ------------------------------------------------------------------------------ writes
 
     def create_migration(
@@ -189,9 +203,25 @@ class KubeVirtApi:
         """
         self.client.put_subresource(r.VM_SUBRESOURCES, name, "stop", {}, namespace=namespace)
 
-    def add_pin(self, namespace: str, name: str, node: str, *, temporary: bool = False) -> VmView:
-        """Pin the VM to ``node`` (required node affinity) and mark the pin as vm-rebalance's."""
-        return vm_view(self.update_vm(namespace, name, lambda vm: pin_ops(vm, node, temporary=temporary)))
+    def add_pin(
+        self, namespace: str, name: str, node: str, *, temporary: bool = False, replace_user: bool = False
+    ) -> VmView:
+        """Pin the VM to ``node`` (required node affinity) and mark the pin as vm-rebalance's.
+
+        vm-rebalance's earlier pin is replaced; the user's own hostname pin is kept (ANDed) unless
+        ``replace_user`` (the user approved replacing it).
+        """
+        return vm_view(
+            self.update_vm(
+                namespace, name, lambda vm: pin_ops(vm, node, temporary=temporary, replace_user=replace_user)
+            )
+        )
+
+    def restore_placement(
+        self, namespace: str, name: str, affinity: Obj | None, marks: dict[str, str | None]
+    ) -> VmView:
+        """Put the VM's template affinity and pin annotations back as they were before vm-rebalance changed them."""
+        return vm_view(self.update_vm(namespace, name, lambda vm: restore_ops(vm, affinity, marks)))
 
     def remove_pin(self, namespace: str, name: str, node: str, *, temporary: bool = False) -> VmView:
         """Remove vm-rebalance's pin to ``node`` and its mark; any other pin stays."""

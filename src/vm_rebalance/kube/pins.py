@@ -3,7 +3,10 @@
 A pin is a required node affinity ``kubernetes.io/hostname In [node]`` in the VM template,
 marked with an annotation saying vm-rebalance added it (`PIN_ANNOTATION`, or
 `TEMP_PIN_ANNOTATION` while it steers a live migration on KubeVirt < 1.6). Other affinity
-terms are always kept. `KubeVirtApi` applies these through guarded patches.
+terms are always kept; a hostname requirement of the user's own is kept too (the new pin is
+ANDed with it) unless its replacement was approved (``replace_user``). `restore_ops` puts a
+VM's affinity and pin annotations back exactly as they were read (a cold move's rollback).
+`KubeVirtApi` applies these through guarded patches.
 """
 
 import copy
@@ -18,6 +21,8 @@ from vm_rebalance.kube.views import (
 )
 from vm_rebalance.model.cluster import HOSTNAME_LABEL
 
+PIN_ANNOTATIONS = (PIN_ANNOTATION, TEMP_PIN_ANNOTATION)
+
 Obj = dict[str, Any]
 
 existing_node_pin = hostname_pins
@@ -30,21 +35,37 @@ def _is_hostname_pin(expr: Obj) -> bool:
     return expr.get("key") == HOSTNAME_LABEL and expr.get("operator") == "In"
 
 
-def pinned_affinity(vm: Obj, node: str) -> Obj:
+def _marks(vm: Obj) -> set[str]:
+    annotations = (vm.get("metadata") or {}).get("annotations") or {}
+    return {str(annotations[k]) for k in PIN_ANNOTATIONS if annotations.get(k)}
+
+
+def _is_our_pin(expr: Obj, marks: set[str]) -> bool:
+    values = list(expr.get("values") or ())
+    return _is_hostname_pin(expr) and len(values) == 1 and str(values[0]) in marks
+
+
+def pinned_affinity(vm: Obj, node: str, *, replace_user: bool = False) -> Obj:
     """The VM template's ``affinity`` with a required pin to ``node`` added.
 
     Other affinity (pod affinity, preferred terms, other node requirements) is kept: the
-    hostname requirement is ANDed into every existing node-selector term, replacing any
-    previous hostname pin. Whether a pin may be replaced is decided before (see `NodePins.owner`).
+    hostname requirement is ANDed into every existing node-selector term, replacing vm-rebalance's
+    previous pin. A hostname requirement of the user's own stays (ANDed with the new pin) unless
+    ``replace_user``: whether it may be replaced is decided before (see `NodePins.user_allows`).
     """
     affinity = copy.deepcopy(dict(template_spec(vm).get("affinity") or {}))
+    marks = _marks(vm)
     node_aff = affinity.setdefault("nodeAffinity", {})
     required = node_aff.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
     pin = {"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}
     terms = required.get("nodeSelectorTerms") or [{}]
     new_terms = []
     for term in terms:
-        exprs = [e for e in term.get("matchExpressions") or () if not _is_hostname_pin(e)]
+        exprs = [
+            e
+            for e in term.get("matchExpressions") or ()
+            if not (_is_our_pin(e, marks) or (replace_user and _is_hostname_pin(e)))
+        ]
         new_terms.append({**term, "matchExpressions": [*exprs, pin]})
     required["nodeSelectorTerms"] = new_terms
     return affinity
@@ -119,10 +140,29 @@ def run_strategy_ops(vm: Obj, strategy: str) -> list[Obj]:
     return ops
 
 
-def pin_ops(vm: Obj, node: str, *, temporary: bool = False) -> list[Obj]:
-    """Pin ``vm`` to ``node`` and mark the pin as vm-rebalance's (temporary: a live-migration steer)."""
+def pin_ops(vm: Obj, node: str, *, temporary: bool = False, replace_user: bool = False) -> list[Obj]:
+    """Pin ``vm`` to ``node`` and mark the pin as vm-rebalance's (temporary: a live-migration steer).
+
+    A permanent pin replaces vm-rebalance's earlier pin and its mark; ``replace_user`` also drops the
+    user's own hostname requirements (only with the user's approval).
+    """
     marker = TEMP_PIN_ANNOTATION if temporary else PIN_ANNOTATION
-    return affinity_ops(vm, pinned_affinity(vm, node)) + annotation_ops(vm, marker, node)
+    return affinity_ops(vm, pinned_affinity(vm, node, replace_user=replace_user)) + annotation_ops(vm, marker, node)
+
+
+def restore_ops(vm: Obj, affinity: Obj | None, marks: dict[str, str | None]) -> list[Obj]:
+    """Put the VM template's affinity and vm-rebalance's pin annotations back as they were read.
+
+    ``marks`` maps `PIN_ANNOTATION` / `TEMP_PIN_ANNOTATION` to their earlier values (None: absent).
+    """
+    ops = affinity_ops(vm, copy.deepcopy(affinity) if affinity else None)
+    meta = vm.get("metadata") or {}
+    if meta.get("annotations") is None:
+        wanted = {k: v for k in PIN_ANNOTATIONS if (v := marks.get(k)) is not None}
+        return ops + ([{"op": "add", "path": "/metadata/annotations", "value": wanted}] if wanted else [])
+    for key in PIN_ANNOTATIONS:
+        ops += annotation_ops(vm, key, marks.get(key))
+    return ops
 
 
 def unpin_ops(vm: Obj, node: str, *, temporary: bool = False) -> list[Obj]:

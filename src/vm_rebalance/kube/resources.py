@@ -58,3 +58,4 @@ NODE_METRICS = ApiResource("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", 
 POD_METRICS = ApiResource("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", True)
 VM_SUBRESOURCES = ApiResource("subresources.kubevirt.io", "v1", "virtualmachines", "VirtualMachine", True)
 NAMESPACES = ApiResource("", "v1", "namespaces", "Namespace", False)
+LEASES = ApiResource("coordination.k8s.io", "v1", "leases", "Lease", True)

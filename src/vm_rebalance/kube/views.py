@@ -8,7 +8,7 @@ half-way (the planner's conversion, kube/convert.py, is the strict reader of sna
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
@@ -175,7 +175,12 @@ class PinOwner(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodePins:
-    """A VM's required placement rules as far as pins go, and whose they are."""
+    """A VM's required placement rules as far as pins go, and whose they are.
+
+    vm-rebalance's pin is the requirement ``kubernetes.io/hostname In [N]`` whose node N its
+    annotation names (`PIN_ANNOTATION`, or `TEMP_PIN_ANNOTATION` while it steers a live
+    migration); every other hostname requirement is the user's.
+    """
 
     hostname_nodes: tuple[str, ...] = ()
     """Nodes named by ``kubernetes.io/hostname In`` requirements in the VM template's required node affinity."""
@@ -185,20 +190,37 @@ class NodePins:
     """The node a temporary live-migration pin points at (``vm-rebalance.io/temporary-pin``)."""
     other_required_terms: bool = False
     """Required node-affinity requirements other than hostname pins (zones, labels): always the user's."""
+    user_terms: tuple[tuple[str, ...], ...] = ()
+    """Per required node-selector term, the nodes its user hostname requirements allow (their
+    intersection); a term without a user hostname requirement is left out, so empty means no user pin."""
+    user_unrestricted_term: bool = False
+    """Some required term has no user hostname requirement (it allows any node as far as pins go)."""
+
+    @property
+    def ours(self) -> tuple[str, ...]:
+        """The nodes of vm-rebalance's own pins that are present in the affinity."""
+        return tuple(n for n in (self.marked, self.temporary) if n and n in self.hostname_nodes)
 
     @property
     def owner(self) -> PinOwner:
-        """Whose the hostname pin is: vm-rebalance's when every pinned node is the one it marked."""
+        """Whose the hostname pin is: the user's as soon as one hostname requirement is not vm-rebalance's."""
         if not self.hostname_nodes:
             return PinOwner.NONE
-        ours = {n for n in (self.marked, self.temporary) if n}
-        return PinOwner.VM_REBALANCE if ours and set(self.hostname_nodes) <= ours else PinOwner.USER
+        return PinOwner.USER if self.user_terms else PinOwner.VM_REBALANCE
 
     @property
     def user_nodes(self) -> tuple[str, ...]:
-        """Pinned nodes that are not vm-rebalance's marked pin."""
-        ours = {n for n in (self.marked, self.temporary) if n}
-        return tuple(n for n in self.hostname_nodes if n not in ours)
+        """Nodes the user's own hostname pins name (in the order they appear)."""
+        out: list[str] = []
+        for term in self.user_terms:
+            out += [n for n in term if n not in out]
+        return tuple(out)
+
+    def user_allows(self, node: str) -> bool:
+        """Whether the user's hostname pins let the VM run on ``node`` (no user pin: yes)."""
+        if not self.user_terms or self.user_unrestricted_term:
+            return True
+        return any(node in term for term in self.user_terms)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,11 +237,25 @@ class VmView:
     printable_status: str = "Unknown"
     """``status.printableStatus`` as served (for people; decide on `status`)."""
     pins: NodePins = NodePins()
+    affinity: Mapping[str, Any] | None = None
+    """``spec.template.spec.affinity`` as served (opaque JSON: journalled so it can be restored exactly)."""
+    tolerations: tuple[tuple[str, str, str, str], ...] = ()
+    """(key, operator, value, effect) of the template's tolerations."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def stopped(self) -> bool:
         """Whether the VM reports Stopped."""
         return self.status is PrintableStatus.STOPPED
+
+    @property
+    def wants_running(self) -> bool:
+        """Whether its runStrategy asks KubeVirt to keep it running (Always, RerunOnFailure)."""
+        return self.run_strategy in WANTS_RUNNING
+
+
+WANTS_RUNNING = frozenset({"Always", "RerunOnFailure"})
+"""Run strategies under which KubeVirt itself keeps (re)starting the VM."""
 
 
 def _hostname_pin(expr: Any) -> bool:
@@ -251,20 +287,42 @@ def hostname_pins(vm: Obj) -> list[str]:
     return nodes
 
 
+def _ours(expr: Any, marks: set[str]) -> bool:
+    """Whether a hostname requirement is one of vm-rebalance's pins (exactly ``In [marked node]``)."""
+    values = _list(expr.get("values")) if isinstance(expr, Mapping) else []
+    return len(values) == 1 and str(values[0]) in marks
+
+
 def pins_of(vm: Obj) -> NodePins:
     """The pins of a VM object."""
     annotations = _strings(_map(vm, "metadata").get("annotations"))
+    marked = annotations.get(PIN_ANNOTATION) or None
+    temporary = annotations.get(TEMP_PIN_ANNOTATION) or None
+    marks = {n for n in (marked, temporary) if n}
     other = False
+    user_terms: list[tuple[str, ...]] = []
+    unrestricted = False
     for term in required_node_terms(vm) or ():
         term_map = term if isinstance(term, Mapping) else {}
         exprs = _list(term_map.get("matchExpressions"))
         if any(not _hostname_pin(e) for e in exprs) or _list(term_map.get("matchFields")):
             other = True
+        allowed: set[str] | None = None
+        for expr in exprs:
+            if _hostname_pin(expr) and not _ours(expr, marks):
+                values = {str(v) for v in _list(expr.get("values"))}
+                allowed = values if allowed is None else allowed & values
+        if allowed is None:
+            unrestricted = True
+        else:
+            user_terms.append(tuple(sorted(allowed)))
     return NodePins(
         hostname_nodes=tuple(hostname_pins(vm)),
-        marked=annotations.get(PIN_ANNOTATION) or None,
-        temporary=annotations.get(TEMP_PIN_ANNOTATION) or None,
+        marked=marked,
+        temporary=temporary,
         other_required_terms=other,
+        user_terms=tuple(user_terms),
+        user_unrestricted_term=unrestricted,
     )
 
 
@@ -290,6 +348,18 @@ def vm_view(obj: Obj) -> VmView:
         status=PrintableStatus.parse(printable),
         printable_status=printable,
         pins=pins_of(obj),
+        affinity=_map(template_spec(obj), "affinity") or None,
+        annotations=_strings(meta.get("annotations")),
+        tolerations=tuple(
+            (
+                str(t.get("key") or ""),
+                str(t.get("operator") or "Equal"),
+                str(t.get("value") or ""),
+                str(t.get("effect") or ""),
+            )
+            for t in _list(template_spec(obj).get("tolerations"))
+            if isinstance(t, Mapping)
+        ),
     )
 
 
@@ -347,6 +417,8 @@ class VmiView:
     """The LiveMigratable condition; None when the VMI has none."""
     evacuation_node: str | None = None
     """``status.evacuationNodeName``: KubeVirt is evacuating the VMI off that node."""
+    problem: str | None = None
+    """Why it does not run, in KubeVirt's / the scheduler's words (PodScheduled=False, a Failed reason)."""
 
     @property
     def running(self) -> bool:
@@ -364,9 +436,16 @@ def vmi_view(obj: Obj) -> VmiView:
     meta = _map(obj, "metadata")
     status = _map(obj, "status")
     live: bool | None = None
+    problem: str | None = None
     for cond in _list(status.get("conditions")):
-        if isinstance(cond, Mapping) and cond.get("type") == "LiveMigratable":
+        if not isinstance(cond, Mapping):
+            continue
+        if cond.get("type") == "LiveMigratable":
             live = cond.get("status") == "True"
+        elif cond.get("type") in ("PodScheduled", "Synchronized") and cond.get("status") == "False":
+            problem = problem or _str(cond.get("message")) or _str(cond.get("reason"))
+    if problem is None and status.get("phase") == "Failed":
+        problem = _str(status.get("reason")) or "the VM instance failed"
     return VmiView(
         namespace=_str(meta.get("namespace")) or "",
         name=_str(meta.get("name")) or "",
@@ -376,6 +455,7 @@ def vmi_view(obj: Obj) -> VmiView:
         migration=migration_state_of(status.get("migrationState")),
         live_migratable=live,
         evacuation_node=_str(status.get("evacuationNodeName")),
+        problem=problem,
     )
 
 
@@ -396,6 +476,8 @@ class MigrationView:
     state: MigrationState | None = None
     """The migration state KubeVirt copies onto the object when it finalizes (None before that)."""
     condition_messages: tuple[str, ...] = ()
+    condition_types: tuple[str, ...] = ()
+    """The types of the migration's conditions that are True (e.g. migrationRejectedByResourceQuota)."""
     selected_node: str | None = None
     """The node ``spec.addedNodeSelector`` asks for (KubeVirt >= 1.6), if any."""
     plan: str | None = None
@@ -435,6 +517,11 @@ def migration_view(obj: Obj) -> MigrationView:
     messages = tuple(
         str(c["message"]) for c in _list(status.get("conditions")) if isinstance(c, Mapping) and c.get("message")
     )
+    types = tuple(
+        str(c["type"])
+        for c in _list(status.get("conditions"))
+        if isinstance(c, Mapping) and c.get("type") and c.get("status") in ("True", None)
+    )
     return MigrationView(
         namespace=_str(meta.get("namespace")) or "",
         name=_str(meta.get("name")) or "",
@@ -445,6 +532,7 @@ def migration_view(obj: Obj) -> MigrationView:
         phase_times=tuple(times),
         state=migration_state_of(status.get("migrationState")),
         condition_messages=messages,
+        condition_types=types,
         selected_node=_strings(spec.get("addedNodeSelector")).get(HOSTNAME_LABEL),
         plan=_strings(meta.get("labels")).get(MIGRATION_LABEL),
     )
@@ -465,6 +553,18 @@ class NodeView:
     """The Ready condition is True."""
     kubevirt_schedulable: bool = False
     """virt-handler's ``kubevirt.io/schedulable=true`` label."""
+    pressure: tuple[str, ...] = ()
+    """Pressure conditions that are True (MemoryPressure, DiskPressure, PIDPressure)."""
+    hard_taints: tuple[tuple[str, str, str], ...] = ()
+    """(key, value, effect) of its NoSchedule / NoExecute taints (the cordon taint left out)."""
+
+    @property
+    def eligible_now(self) -> bool:
+        """Ready, not cordoned and schedulable for VMs (what a target must be right before a move)."""
+        return self.ready and not self.unschedulable and self.kubevirt_schedulable
+
+
+PRESSURE_CONDITIONS = ("MemoryPressure", "DiskPressure", "PIDPressure")
 
 
 def node_view(obj: Obj) -> NodeView:
@@ -479,6 +579,14 @@ def node_view(obj: Obj) -> NodeView:
         unschedulable=_map(obj, "spec").get("unschedulable") is True,
         ready=conditions.get("Ready") == "True",
         kubevirt_schedulable=_strings(meta.get("labels")).get("kubevirt.io/schedulable") == "true",
+        pressure=tuple(c for c in PRESSURE_CONDITIONS if conditions.get(c) == "True"),
+        hard_taints=tuple(
+            (str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect") or ""))
+            for t in _list(_map(obj, "spec").get("taints"))
+            if isinstance(t, Mapping)
+            and t.get("effect") in ("NoSchedule", "NoExecute")
+            and t.get("key") != "node.kubernetes.io/unschedulable"
+        ),
     )
 
 
@@ -588,3 +696,36 @@ def watch_event(raw: Any) -> WatchEvent:
     obj = _map(raw, "object")
     version = None if kind is WatchEventType.ERROR else _str(_map(obj, "metadata").get("resourceVersion"))
     return WatchEvent(type=kind, resource_version=version)
+
+
+def untolerated(node: NodeView, vm: VmView) -> list[str]:
+    """The node's NoSchedule / NoExecute taints the VM does not tolerate (as ``key=value:effect``)."""
+    out = []
+    for key, value, effect in node.hard_taints:
+        tolerated = False
+        for t_key, op, t_value, t_effect in vm.tolerations:
+            if t_effect and t_effect != effect:
+                continue
+            if not t_key:
+                tolerated = op == "Exists"
+            elif t_key == key:
+                tolerated = op == "Exists" or t_value == value
+            if tolerated:
+                break
+        if not tolerated:
+            out.append(f"{key}={value}:{effect}" if value else f"{key}:{effect}")
+    return out
+
+
+def target_refusal(node: NodeView, vm: VmView) -> str | None:
+    """Why ``node`` cannot take ``vm`` right now (None: nothing the node itself says against it)."""
+    if not node.ready:
+        return f"{node.name} is not Ready"
+    if node.unschedulable:
+        return f"{node.name} is cordoned"
+    if not node.kubevirt_schedulable:
+        return f"{node.name} is not schedulable for VMs (kubevirt.io/schedulable is not true)"
+    taints = untolerated(node, vm)
+    if taints:
+        return f"{node.name} has taints the VM does not tolerate ({', '.join(taints)})"
+    return None

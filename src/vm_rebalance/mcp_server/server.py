@@ -57,7 +57,7 @@ SKILL_URI = "vm-rebalance://skill"
 MAX_ERROR = 2000
 """An error line is cut here: a message quoting a huge argument cannot flood the agent's context."""
 MAX_BLOCKING = 50
-CHANGING_TOOLS = ("execute_plan", "vm_lifecycle", "unpin_vm")
+CHANGING_TOOLS = ("execute_plan", "resolve_failure", "vm_lifecycle", "unpin_vm")
 INSTRUCTIONS = (
     "vm-rebalance plans and executes the rebalancing of KubeVirt VMs across nodes. Read the skill "
     f"({SKILL_URI}, or the 'rebalance_skill' prompt) first. Protocol: make a plan (plan_rebalance, plan_move, "
@@ -388,10 +388,39 @@ class RebalanceServer:
             Moves run in waves, live before cold, within KubeVirt's concurrency limits, stopping at the first
             failure. Progress notifications report each move's phase. The execution runs in the background:
             this call waits up to wait_seconds and returns the final report (or the progress so far; then
-            follow it with migration_status). Cancelling the call does not stop the execution. On a failure,
-            show the report and ask the human how to proceed; never continue on your own."""
+            follow it with migration_status). Cancelling the call does not stop the execution. On a failure
+            the execution waits (state awaiting-decision) with the choices that apply: show the report and ask
+            the human, then pass their decision to resolve_failure; never decide on your own."""
             return await self._result(
                 "execute_plan", tools.execute_plan(plan_id, plan_hash, confirm, wait_seconds, _with_progress(ctx))
+            )
+
+        @tool("Resolve a failed move", changing)
+        async def resolve_failure(
+            ctx: Context,
+            plan_id: Annotated[str, Field(description="The execution waiting for a decision (its plan_id).")],
+            choice: Annotated[
+                Literal["retry", "retry cold", "retry on another node", "roll back", "leave stopped", "skip", "abort"],
+                Field(description="The human's decision: one of the choices the execution offered."),
+            ],
+            node: Annotated[
+                str | None, Field(description="For 'retry on another node': the node (one the question lists).")
+            ] = None,
+            confirm: Annotated[
+                StrictBool, Field(description="Required: true, and only after the human made this decision.")
+            ] = False,
+            wait_seconds: Annotated[
+                StrictFloat, Field(ge=0, le=3600, description="Wait up to this long for the execution to go on.")
+            ] = 600,
+        ) -> Annotated[CallToolResult, ExecutionOutput]:
+            """CHANGES THE CLUSTER: carry out the human's decision for an execution waiting after a failure
+            (state awaiting-decision): retry, retry cold, retry on another node (with node), roll back (a cold
+            move's VM that could not start is started again with its original placement), leave stopped,
+            skip (continue with the rest) or abort. Only the choices the execution offered apply. Without a
+            decision the execution takes the safe default after a while (roll back, stop)."""
+            return await self._result(
+                "resolve_failure",
+                tools.resolve_failure(plan_id, choice, node, confirm, wait_seconds, _with_progress(ctx)),
             )
 
         @tool("Start / stop / restart VMs", changing)

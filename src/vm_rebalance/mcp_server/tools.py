@@ -40,13 +40,13 @@ from vm_rebalance.render.dialogue import (
     lifecycle_result_markdown,
     manual_plan_markdown,
 )
-from vm_rebalance.render.execution import progress_markdown, report_markdown
+from vm_rebalance.render.execution import migration_route, progress_markdown, report_markdown
 from vm_rebalance.render.inventory import inventory_markdown
 from vm_rebalance.render.lifecycle import unpin_plan_markdown
 from vm_rebalance.render.plan import plan_markdown
 from vm_rebalance.render.report import capacity_markdown
 from vm_rebalance.render.text import md
-from vm_rebalance.service import Execution, Executions, PlanKind, PlanStore, StoredPlan, run_plan
+from vm_rebalance.service import Execution, Executions, FailureQuestion, PlanKind, PlanStore, StoredPlan, run_plan
 from vm_rebalance.service.usage import UsageSpec
 
 T = TypeVar("T")
@@ -350,15 +350,47 @@ class Tools:
                 if value > last_value:
                     last_value = value
                     await progress(value, total, message)
-            if execution.done.is_set() or time.monotonic() >= deadline:
-                break
+            if execution.done.is_set() or execution.question is not None or time.monotonic() >= deadline:
+                break  # finished, or waiting for the human's decision (resolve_failure)
             await anyio.sleep(_POLL_SECONDS)
         if execution.done.is_set() and total > last_value:
             await progress(total, total, f"execution {execution.state}")
 
+    def _awaiting_decision_output(self, execution: Execution, question: FailureQuestion) -> tuple[ExecutionOutput, str]:
+        """A failed move waits for the human: the report, the choices that apply and the way to answer."""
+        rows = execution.moves()
+        doc = question.to_document()
+        choices = ", ".join(f"'{c['choice']}' ({c['what']})" for c in doc["choices"])
+        down = " The VM is NOT running until then." if question.held else ""
+        next_step = (
+            f"A move failed and the execution waits for the human's decision.{down} Show the report and "
+            f"the choices to the human: {choices}. Then call resolve_failure with plan_id "
+            f"'{execution.plan_id}', the chosen choice (and node for 'retry on another node') and confirm: true. "
+            f"Without a decision within {doc['default_in_seconds']} s the safe default is taken (roll back, stop)."
+        )
+        report = execution.report or {}
+        markdown = (report_markdown(report) if report else "") + "\n\n### ⏸ Waiting for your decision\n\n"
+        markdown += "".join(f"- **{md(c['choice'])}** – {md(c['what'])}\n" for c in doc["choices"])
+        if question.problem:
+            markdown += f"\nThe last answer could not be carried out: {md(question.problem)}\n"
+        return ExecutionOutput(
+            plan_id=execution.plan_id,
+            state="awaiting-decision",
+            complete=False,
+            moves=rows,
+            report=report or None,
+            warnings=list(execution.warnings),
+            question=doc,
+            execution=execution.journal_id,
+            next_step=next_step,
+        ), markdown
+
     def _execution_output(self, execution: Execution) -> tuple[ExecutionOutput, str]:
         state = execution.state
         rows = execution.moves()
+        question = execution.question
+        if state == "awaiting-decision" and question is not None:
+            return self._awaiting_decision_output(execution, question)
         if state == "running":
             next_step = (
                 f"Still running. Call migration_status with plan_id '{execution.plan_id}' (and wait_seconds) "
@@ -391,9 +423,9 @@ class Tools:
                 next_step += " Cold-moved VMs are pinned to their new node; offer unpin_vm."
         else:
             next_step = (
-                "Execution stopped at the first failure. Show the report and troubleshooting to the human and "
-                "ask how to proceed (retry, retry cold, skip, abort). Do NOT continue without their "
-                "decision; to continue, make a new plan (plan_move / plan_rebalance) and get it approved."
+                "Execution stopped. Show the report (every VM's state is read from the cluster) and the "
+                "troubleshooting to the human. Do NOT continue without their decision; to continue, make a new "
+                "plan (plan_move / plan_rebalance) and get it approved."
             )
         markdown = report_markdown(report) if report else "## Execution finished\n"
         if report:
@@ -407,8 +439,34 @@ class Tools:
             moves=rows,
             report=report,
             warnings=list(execution.warnings),
+            execution=execution.journal_id,
             next_step=next_step,
         ), markdown
+
+    async def resolve_failure(
+        self,
+        plan_id: str,
+        choice: str,
+        node: str | None,
+        confirm: bool,
+        wait_seconds: float,
+        progress: Progress = _no_progress,
+    ) -> tuple[ExecutionOutput, str]:
+        """The human's decision for an execution waiting after a failure (the CLI's failure question)."""
+        if confirm is not True:
+            raise ConfigError("resolve_failure changes the cluster: pass confirm: true once the human decided")
+        execution = self.executions.get(plan_id)
+        if execution is None:
+            raise ConfigError(f"no execution of plan {plan_id} on this server")
+        try:
+            decided = service.FailureChoice(choice.strip().lower())
+        except ValueError:
+            names = ", ".join(c.value for c in service.FailureChoice)
+            raise ConfigError(f"unknown choice '{md(choice)}'", hint=f"one of: {names}") from None
+        execution.answer(decided, node.strip() if node else None)
+        await anyio.sleep(_POLL_SECONDS)
+        await self._follow(execution, wait_seconds, progress)
+        return self._execution_output(execution)
 
     async def migration_status(
         self, plan_id: str | None, wait_seconds: float, progress: Progress = _no_progress
@@ -436,8 +494,8 @@ class Tools:
                 for m in state.migrations
             ]
             lines = [
-                f"- {md(m['namespace'])}/{md(m['vm'])}: {md(m['phase'])} "
-                f"({md(m['from'] or '?')} → {md(m['to'] or '?')})"
+                f"- {md(m['namespace'])}/{md(m['vm'])}: {md(m['phase'] or 'Pending')} "
+                f"({md(migration_route(m['from'], m['to']))})"
                 for m in flights
             ]
             markdown = "No execution on this server.\n\n" + (

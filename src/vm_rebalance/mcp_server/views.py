@@ -115,12 +115,19 @@ class ExecutionOutput(_Model):
     """The state of one execution (a running one, or its final report)."""
 
     plan_id: str = Field(description="The approved plan being executed.")
-    state: Literal["running", "finished", "error"]
+    state: Literal["running", "awaiting-decision", "finished", "error"]
     complete: bool | None = Field(default=None, description="Finished: whether every move succeeded.")
     moves: list[dict[str, Any]] = Field(description="Per move: id, vm, namespace, from, to, method, status, phase.")
     report: dict[str, Any] | None = Field(default=None, description="Finished: the RebalanceReport document.")
     error: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    question: dict[str, Any] | None = Field(
+        default=None,
+        description="awaiting-decision: the failed move, whether its VM is not running, the choices that apply "
+        "(pass one to resolve_failure), the nodes that fit for 'retry on another node', the seconds before the "
+        "safe default (roll back a held VM, stop).",
+    )
+    execution: str | None = Field(default=None, description="The execution's journal id (`vm-rebalance resume ID`).")
     next_step: str
 
 

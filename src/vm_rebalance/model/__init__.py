@@ -22,6 +22,7 @@ from vm_rebalance.model.cluster import (
     vm_ref,
 )
 from vm_rebalance.model.plan import (
+    AffinityChange,
     Basis,
     Goal,
     GoalType,
@@ -29,6 +30,7 @@ from vm_rebalance.model.plan import (
     Move,
     NodeChange,
     NodeLoad,
+    PinOwnerKind,
     Plan,
     PlanDocumentError,
     Stay,
@@ -43,6 +45,7 @@ from vm_rebalance.model.plan import (
 __all__ = [
     "DO_NOT_MOVE_ANNOTATION",
     "GIB",
+    "AffinityChange",
     "Basis",
     "ClusterState",
     "Goal",
@@ -56,6 +59,7 @@ __all__ = [
     "NodeChange",
     "NodeLoad",
     "NodeSelectorTerm",
+    "PinOwnerKind",
     "Placement",
     "Plan",
     "PlanDocumentError",

@@ -245,6 +245,9 @@ class Node:
     taints: tuple[Taint, ...] = ()
     unschedulable: bool = False
     ready: bool = True
+    pressure_conditions: tuple[str, ...] = ()
+    """Node conditions reporting pressure that are True (MemoryPressure, DiskPressure, PIDPressure); PSI
+    figures are ``pressure``."""
     capacity: Resources = Resources()
     allocatable: Resources = Resources()
     kvm_devices: int = 0
@@ -312,6 +315,9 @@ class VirtualMachine:
     """The guest's memory dirty rate (KubeVirt's ``kubevirt_vmi_dirty_rate_bytes_per_second``), when measured."""
     network_bytes_per_second: int | None = None
     """Guest network traffic, received + transmitted, when measured."""
+    pinned_to: str | None = None
+    """The node vm-rebalance pinned the VM to (an earlier cold move). That pin is the tool's to change:
+    it is not part of ``placement``; a later move or drain re-pins (or unpins) the VM."""
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.name:
@@ -392,6 +398,8 @@ class ClusterState:
     """How the usage was observed (source, window, statistic, PSI); None when there is no usage."""
     usage_warnings: tuple[str, ...] = ()
     """Usage sources skipped or read only partly (e.g. Prometheus unreachable): plans and reports repeat them."""
+    identity: str | None = None
+    """The cluster's identity (its kube-system namespace uid) when it was read from a live cluster."""
     _nodes_by_name: Mapping[str, Node] = field(init=False, repr=False, compare=False)
     _vms_by_ref: Mapping[VmRef, VirtualMachine] = field(init=False, repr=False, compare=False)
 

@@ -96,6 +96,8 @@ class Outcome:
     pinned: bool = False
     """A cold move left a required node affinity to the target (see `unpin`)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    state: str | None = None
+    """What the cluster showed for the VM when the outcome was verified (None: not read)."""
 
     def __post_init__(self) -> None:
         if (self.status is MoveStatus.FAILED) != (self.failure is not None):
@@ -123,12 +125,15 @@ def outcome_document(outcome: Outcome) -> dict[str, Any]:
         "namespace": m.namespace,
         "from": m.source,
         "to": m.target,
+        "scheduler_chooses": m.scheduler_chooses,
         "method": m.method.value,
         "status": outcome.status.value,
         "duration_seconds": None if outcome.duration_seconds is None else round(outcome.duration_seconds, 1),
         "error": outcome.error,
         "failure": None if outcome.failure is None else outcome.failure.value,
         "migration": outcome.migration_name,
+        "final_node": outcome.final_node,
+        "state": outcome.state,
         "pinned": outcome.pinned,
         "notes": list(outcome.notes),
     }

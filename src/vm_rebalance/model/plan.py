@@ -128,6 +128,36 @@ class Goal:
         return hash((self.type, tuple(sorted(self.weights.items())), self.node))
 
 
+class PinOwnerKind(StrEnum):
+    """Whose node pin a move changes."""
+
+    VM_REBALANCE = "vm-rebalance"
+    """vm-rebalance's own pin (from an earlier cold move): the tool's to change, no approval needed."""
+    USER = "user"
+    """The user's own node affinity: replaced only because the user approved it (``--replace-affinity``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AffinityChange:
+    """A move's change of the VM's hostname pin, shown in the plan as old → new."""
+
+    owner: PinOwnerKind
+    before: tuple[str, ...]
+    """The nodes the pin allows now."""
+    after: tuple[str, ...]
+    """The nodes it allows after the move."""
+
+    @property
+    def replaces_user(self) -> bool:
+        """Whether the user's own pin is replaced (what needs explicit approval)."""
+        return self.owner is PinOwnerKind.USER
+
+    def describe(self) -> str:
+        """``your node affinity kubernetes.io/hostname In [w3, w4] → In [w6]``."""
+        whose = "your node affinity" if self.replaces_user else "vm-rebalance's pin"
+        return f"{whose} kubernetes.io/hostname In [{', '.join(self.before)}] → In [{', '.join(self.after)}]"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Move:
     """One VM going from one node to another."""
@@ -155,6 +185,11 @@ class Move:
     estimated_seconds: float | None = None
     """A live move's estimated copy time (guest memory at the cluster's migration bandwidth, with the
     measured dirty rate); None when not estimated (cold moves, older plans)."""
+    affinity: AffinityChange | None = None
+    """The node pin this move changes (optional plan-file key ``affinity``); None: no pin involved."""
+    scheduler_chooses: bool = False
+    """A live move the user gave no target: the migration carries no node selector and the scheduler
+    chooses; ``target`` is where it is expected (optional plan-file key ``scheduler_chooses``)."""
 
     def __post_init__(self) -> None:
         if self.source == self.target:
@@ -239,6 +274,9 @@ class Plan:
     observation: str = ""
     """On the usage basis: how the usage was observed (the basis line, e.g. "Prometheus: mean over 1h
     ending …; PSI over the same window"); empty on requests or when unknown."""
+    cluster: str | None = None
+    """The identity of the cluster the plan was made for (its kube-system namespace uid; optional
+    plan-file key ``cluster``): `apply` refuses it on another cluster."""
 
     def __post_init__(self) -> None:
         ids = [m.id for m in self.moves]
@@ -280,6 +318,7 @@ class Plan:
                 self.knee,
                 self.derived_warnings,
                 self.observation,
+                self.cluster,
             )
         )
 
@@ -288,8 +327,42 @@ def _load_to_document(load: NodeLoad) -> dict[str, Any]:
     return {"vms": load.vms, "cpu": round(load.cpu, 4), "memory": round(load.memory, 4)}
 
 
+def _move_extras(m: Move) -> dict[str, Any]:
+    """The optional keys of a move document (present only when they say something)."""
+    extras: dict[str, Any] = {"scheduler_chooses": True} if m.scheduler_chooses else {}
+    if m.affinity is not None:
+        extras["affinity"] = {
+            "owner": m.affinity.owner.value,
+            "from": list(m.affinity.before),
+            "to": list(m.affinity.after),
+        }
+    return extras
+
+
+def _affinity_from_document(raw: Any, where: str) -> AffinityChange | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise PlanDocumentError(f"{where}.affinity: must be an object")
+    try:
+        return AffinityChange(
+            owner=PinOwnerKind(str(raw.get("owner"))),
+            before=tuple(str(n) for n in raw.get("from") or ()),
+            after=tuple(str(n) for n in raw.get("to") or ()),
+        )
+    except (ValueError, TypeError) as exc:
+        raise PlanDocumentError(f"{where}.affinity: {exc}") from exc
+
+
 def plan_to_document(plan: Plan) -> dict[str, Any]:
     """The plan as the versioned JSON document of design.md §3."""
+    doc = _plan_document(plan)
+    if plan.cluster is not None:
+        doc["cluster"] = {"uid": plan.cluster}
+    return doc
+
+
+def _plan_document(plan: Plan) -> dict[str, Any]:
     return {
         "apiVersion": PLAN_API_VERSION,
         "kind": PLAN_KIND,
@@ -316,6 +389,7 @@ def plan_to_document(plan: Plan) -> dict[str, Any]:
                 "storage": m.storage,
                 **({} if m.estimated_seconds is None else {"estimated_seconds": round(m.estimated_seconds, 1)}),
             }
+            | _move_extras(m)
             for m in plan.moves
         ],
         "stays": [
@@ -423,6 +497,14 @@ class PlanDocumentError(ValueError):
 _MOVE_FIELDS = frozenset({"id", "vm", "namespace", "from", "to", "method"})
 
 
+def _cluster_from_document(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("uid"), str) or not raw["uid"]:
+        raise PlanDocumentError("cluster: must be an object with a non-empty 'uid'")
+    return str(raw["uid"])
+
+
 def _req(doc: Mapping[str, Any], key: str, where: str) -> Any:
     if not isinstance(doc, Mapping) or key not in doc:
         raise PlanDocumentError(f"{where}: missing field '{key}'")
@@ -525,6 +607,8 @@ def plan_from_document(doc: Any) -> Plan:
                     guest_memory_bytes=int(m.get("guest_memory_bytes", 0)),
                     storage=str(m.get("storage", "")),
                     estimated_seconds=None if m.get("estimated_seconds") is None else float(m["estimated_seconds"]),
+                    affinity=_affinity_from_document(m.get("affinity"), where),
+                    scheduler_chooses=m.get("scheduler_chooses") is True,
                 )
             )
         stays = tuple(
@@ -564,6 +648,7 @@ def plan_from_document(doc: Any) -> Plan:
             headroom=headroom,
             keep_order=keep_order,
             **_economy_from_document(doc),
+            cluster=_cluster_from_document(doc.get("cluster")),
         )
     except PlanDocumentError:
         raise

@@ -139,10 +139,10 @@ def _cold_story(move: Move) -> list[str]:
         "",
         "**Estimated Downtime:** ~30-60 seconds",
         "",
-        f"**Rollback:** If stopping or pinning fails, the VM is started again on {code(move.source)}. If it "
-        f"cannot start on {code(move.target)}, it stays stopped and pinned there and vm-rebalance says so: "
-        f"retry, or remove the pin and start it (`vm-rebalance unpin {move.namespace}/{move.vm}`, "
-        f"`vm-rebalance start {move.namespace}/{move.vm}`).",
+        f"**Rollback:** If stopping or pinning fails, or the VM cannot start on {code(move.target)}, "
+        "vm-rebalance rolls back: it restores the VM's original placement, starts it again (on "
+        f"{code(move.source)} or wherever that placement allows) and verifies it runs. In a terminal it asks "
+        "first: retry / retry on another node / roll back / leave stopped.",
         "",
         "**Note on Node Affinity:** vm-rebalance uses a node affinity (not a nodeSelector) and marks it as "
         f"its own; after the move you can remove it, so the VM can reschedule elsewhere if {code(move.target)} "

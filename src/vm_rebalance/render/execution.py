@@ -6,7 +6,7 @@ seeds' seven common errors.
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -173,6 +173,13 @@ def troubleshooting(outcome: Outcome) -> list[str]:
         case FailureKind.NOT_LIVE_MIGRATABLE:
             return list(_RWX)
         case FailureKind.START_FAILED:
+            if outcome.final_node is not None and not outcome.pinned:
+                return [
+                    f"The VM was rolled back: it runs on {plain(outcome.final_node)} with its original placement",
+                    f"{plain(outcome.move.target)} could not take it (reason above): make room there, fix its "
+                    "taints or labels, or choose another target (`vm-rebalance inventory` shows the candidates), "
+                    "then retry",
+                ]
             return list(_UNSCHEDULABLE)
         case FailureKind.MIGRATION_TIMEOUT:
             return list(_CONVERGENCE)
@@ -192,11 +199,11 @@ def troubleshooting(outcome: Outcome) -> list[str]:
                 "Something else is editing the VM; vm-rebalance re-reads before every write — retry when it is quiet"
             ]
         case FailureKind.INTERRUPTED:
-            return ["Execution was interrupted: `vm-rebalance apply PLAN --resume` continues where it stopped"]
+            return ["Execution was interrupted: `vm-rebalance resume ID` (shown below) continues where it stopped"]
         case FailureKind.USER_AFFINITY:
             return [
-                "The VM has a node pin of its own: approve replacing it (--replace-affinity) or pick a node "
-                "the pin allows"
+                "The VM has a node pin of its own: approve replacing it (--replace-affinity shows old → new) or pick "
+                "a node the pin allows"
             ]
         case FailureKind.RUN_STRATEGY:
             return ["The VM's runStrategy does not allow this start/stop: check `kubectl get vm -o yaml`, then retry"]
@@ -205,7 +212,10 @@ def troubleshooting(outcome: Outcome) -> list[str]:
         case FailureKind.WRONG_NODE | FailureKind.MIGRATION_LOST:
             return ["The VM is not where it should be: check `vm-rebalance inventory`, then retry or re-plan"]
         case FailureKind.CLUSTER_UNAVAILABLE:
-            return ["The API server kept failing to answer: check the cluster's health, then retry"]
+            return [
+                "The API server kept failing to answer: check the cluster's health, then `vm-rebalance resume ID` "
+                "(it finishes or rolls back a cold move left half-way)"
+            ]
         case FailureKind.STOP_FAILED | FailureKind.ADMISSION_DENIED | FailureKind.API_ERROR:
             return list(_GENERIC)
         case _:
@@ -235,6 +245,31 @@ def _std(values: Iterable[float | None]) -> float | None:
     return math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
 
 
+def execution_result(counts: dict[str, int], *, complete: bool, interrupted: bool) -> str:
+    """complete / failed / interrupted / skipped: what the report's header and the exit code follow."""
+    if complete:
+        return "complete"
+    if interrupted:
+        return "interrupted"
+    if counts.get(MoveStatus.FAILED.value):
+        return "failed"
+    return "skipped"
+
+
+_TITLES = {
+    "complete": "✓ Rebalancing Complete",
+    "failed": "⚠️ Rebalancing Paused - Migration Failed",
+    "interrupted": "⏸ Rebalancing Interrupted",
+    "skipped": "↷ Rebalancing Finished - Moves Skipped",
+}
+
+
+def report_title(doc: dict[str, Any]) -> str:
+    """The report's header: a skipped move is not a failure, an interruption neither."""
+    result = doc.get("result") or ("complete" if doc["complete"] else "failed")
+    return _TITLES.get(result, _TITLES["failed"])
+
+
 def report_document(
     plan: Plan,
     outcomes: Iterable[Outcome],
@@ -260,6 +295,7 @@ def report_document(
             }
         )
     counts = {s.value: sum(1 for o in outs if o.status is s) for s in MoveStatus}
+    interrupted = list(interrupted)
     return {
         "apiVersion": "vm-rebalance/v1",
         "kind": "RebalanceReport",
@@ -267,6 +303,7 @@ def report_document(
         "moves": [outcome_document(o) | {"troubleshooting": troubleshooting(o)} for o in outs],
         "counts": counts,
         "complete": all(o.ok for o in outs),
+        "result": execution_result(counts, complete=all(o.ok for o in outs), interrupted=bool(interrupted)),
         "nodes": nodes,
         "metrics": {
             "before": {
@@ -282,7 +319,7 @@ def report_document(
         },
         "pinned": [f"{o.move.namespace}/{o.move.vm}" for o in outs if o.pinned],
         "warnings": list(warnings),
-        "interrupted": list(interrupted),
+        "interrupted": interrupted,
     }
 
 
@@ -299,11 +336,20 @@ def _change(b: float | None, a: float | None) -> Text:
     return Text(f"{d:+.0f}%" + (" ✓" if d < 0 else ""), style="green" if d < 0 else "yellow")
 
 
+def _to(m: dict[str, Any]) -> str:
+    """A move's target as the report shows it (the scheduler's choice when the user named none)."""
+    if not m.get("scheduler_chooses"):
+        return str(m["to"])
+    if m.get("final_node") and m["status"] == MoveStatus.SUCCEEDED.value:
+        return f"{m['final_node']} (scheduler's choice)"
+    return f"scheduler decides (expected {m['to']})"
+
+
 def report_view(doc: dict[str, Any]) -> RenderableType:
     """The seeds' final report: executed migrations, cluster state before → after, improvements."""
     parts: list[RenderableType] = []
     complete = doc["complete"]
-    title = "✓ Rebalancing Complete" if complete else "⚠️ Rebalancing Paused - Migration Failed"
+    title = report_title(doc)
     counts = doc["counts"]
     head = Text(title + "\n", style="bold green" if complete else "bold yellow")
     head.append(
@@ -313,19 +359,23 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
     )
     parts.append(head)
     table = Table(title="Executed migrations", title_justify="left", header_style="bold")
-    for col in ("VM", "From", "To", "Type", "Duration", "Status"):
+    for col in ("VM", "From", "To", "Type", "Duration", "Status", "Now (read from the cluster)"):
         table.add_column(col)
     for m in doc["moves"]:
         status = MoveStatus(m["status"])
         table.add_row(
             markup(f"{m['namespace']}/{m['vm']}"),
             markup(m["from"] or "-"),
-            markup(m["to"]),
+            markup(_to(m)),
             m["method"],
             duration_text(m["duration_seconds"]),
             Text(status_label(status), style=status_style(status)),
+            markup(m.get("state") or ("not read" if status is not MoveStatus.NOT_ATTEMPTED else "-")),
         )
     parts.append(table)
+    for m in doc["moves"]:
+        for note in m.get("notes") or ():
+            parts.append(Text(f"• {plain(m['namespace'])}/{plain(m['vm'])}: {plain(note, limit=1000)}", style="dim"))
     failed = [m for m in doc["moves"] if m["status"] == MoveStatus.FAILED.value]
     for m in failed:
         t = Text(f"✗ {plain(m['namespace'])}/{plain(m['vm'])}: {plain(m['error'], limit=1000)}\n", style="red")
@@ -368,31 +418,37 @@ def report_view(doc: dict[str, Any]) -> RenderableType:
         parts.append(Text(f"Interrupted: {plain(state, limit=1000)}", style="yellow"))
     for w in doc["warnings"]:
         parts.append(Text(f"⚠ {plain(w, limit=1000)}", style="yellow"))
+    if doc.get("resume"):
+        parts.append(Text(f"Continue with: {plain(doc['resume'], limit=1000)}", style="bold"))
     return Group(*parts)
 
 
 def report_markdown(doc: dict[str, Any]) -> str:
     """The final report as Markdown (for agents)."""
-    complete = doc["complete"]
     counts = doc["counts"]
     lines = [
-        "## ✓ Rebalancing Complete" if complete else "## ⚠️ Rebalancing Paused - Migration Failed",
+        f"## {report_title(doc)}",
         "",
         f"**Status:** {counts['succeeded']}/{len(doc['moves'])} successful, {counts['failed']} failed, "
         f"{counts['not attempted']} not attempted, {counts['skipped']} skipped",
         "",
-        "| VM | From | To | Type | Duration | Status |",
-        "|----|------|----|------|----------|--------|",
+        "| VM | From | To | Type | Duration | Status | Now |",
+        "|----|------|----|------|----------|--------|-----|",
     ]
     for m in doc["moves"]:
         lines.append(
-            f"| {md(m['vm'])} | {md(m['from'] or '-')} | {md(m['to'])} | {m['method']} | "
-            f"{duration_text(m['duration_seconds'])} | {m['status']} |"
+            f"| {md(m['vm'])} | {md(m['from'] or '-')} | {md(_to(m))} | {m['method']} | "
+            f"{duration_text(m['duration_seconds'])} | {m['status']} | {md(m.get('state') or '-')} |"
         )
     for m in doc["moves"]:
         if m["status"] == MoveStatus.FAILED.value:
             # The failure reason comes from the cluster: escaped, on one line, capped — never structure.
-            lines += ["", f"**Failed:** {md(m['vm'])}: {md(m['error'], limit=1000)}", "", "**Troubleshooting:**"]
+            lines += [
+                "",
+                f"**Failed:** {md(m['vm'])}: {md(m['error'] or '', limit=1000)}",
+                "",
+                "**Troubleshooting:**",
+            ]
             lines += [f"- {t}" for t in m["troubleshooting"]]
     if doc["nodes"] and any(n["after"] for n in doc["nodes"]):
         lines += [
@@ -413,17 +469,39 @@ def report_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def failure_choices_text(outcome: Outcome, not_attempted: list[Move]) -> Text:
-    """The question after a failure."""
+DEFAULT_CHOICES: tuple[tuple[str, str], ...] = (
+    ("retry", "retry the failed migration with the same settings"),
+    ("retry cold", "retry it as a cold migration (~30-60s downtime)"),
+    ("skip", "skip it and continue"),
+    ("abort", "stop, leave the cluster as it is now"),
+)
+
+
+def failure_choices_text(
+    outcome: Outcome,
+    not_attempted: list[Move],
+    choices: Sequence[tuple[str, str]] = DEFAULT_CHOICES,
+    *,
+    held: bool = False,
+) -> Text:
+    """The question after a failure: the choices that apply, each with what it does."""
     t = Text("How would you like to proceed?\n", style="bold")
-    t.append("  retry       – retry the failed migration with the same settings\n")
-    t.append("  retry cold  – retry it as a cold migration (~30-60s downtime)\n")
-    t.append(
-        f"  skip        – skip {plain(outcome.move.vm)} and continue"
-        + (f" with {len(not_attempted)} remaining" if not_attempted else "")
-        + "\n"
-    )
-    t.append("  abort       – stop, leave the cluster as it is now\n")
+    if held:
+        t.append(
+            f"{plain(outcome.move.namespace)}/{plain(outcome.move.vm)} is NOT running: it could not start on "
+            f"{plain(outcome.move.target)}. Without an answer it is rolled back "
+            "(started with its original placement).\n",
+            style="yellow",
+        )
+    width = max(len(name) for name, _ in choices) + 2
+    for name, what in choices:
+        if name == "skip":
+            what = (
+                f"skip {plain(outcome.move.vm)} and continue"
+                + (f" with {len(not_attempted)} remaining" if not_attempted else "")
+                + (" (rolled back first)" if held else "")
+            )
+        t.append(f"  {name.ljust(width)}– {what}\n")
     return t
 
 
@@ -509,3 +587,72 @@ def progress_markdown(rows: Iterable[dict[str, Any]], *, title: str = "⏳ Rebal
             f"{r['method'].capitalize()} | {icon} {r['status']} | {md(r['phase'])} | {r['elapsed']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def migration_route(source: str | None, target: str | None) -> str:
+    """``w1 → w3``, or what is known of it (never question marks)."""
+    if source and target:
+        return f"{source} → {target}"
+    if source:
+        return f"from {source} (target not chosen yet)"
+    if target:
+        return f"→ {target} (source not reported)"
+    return "not reported yet"
+
+
+def status_view(doc: dict[str, Any]) -> RenderableType:
+    """`vm-rebalance status`: the cluster's migrations in flight and the unfinished executions, as tables."""
+    parts: list[RenderableType] = []
+    migrations = doc.get("migrations_in_flight") or []
+    if migrations:
+        table = Table(title="Migrations in flight", title_justify="left", header_style="bold")
+        for col in ("VM", "Phase", "Route", "Migration"):
+            table.add_column(col)
+        for m in migrations:
+            table.add_row(
+                markup(f"{m['namespace']}/{m['vm']}"),
+                markup(m["phase"] or "Pending"),
+                markup(migration_route(m["from"], m["to"])),
+                markup(m["name"] or "-"),
+            )
+        parts.append(table)
+    else:
+        parts.append(Text("No migration in flight."))
+    unfinished = doc.get("unfinished_executions") or []
+    if unfinished:
+        table = Table(title="Unfinished executions", title_justify="left", header_style="bold")
+        for col in ("Execution", "Command", "Started", "Moves", "Needs attention", "Continue with"):
+            table.add_column(col)
+        for u in unfinished:
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(u["moves"].items())) or "-"
+            age = u.get("age_seconds")
+            started = u["started_at"] + (f" ({_age_text(age)})" if age is not None else "")
+            table.add_row(
+                markup(u["plan_id"]),
+                markup(u.get("command") or "(recorded before commands were kept)"),
+                markup(started),
+                markup(counts),
+                markup(", ".join(u.get("needs_attention") or ()) or "-", limit=1000),
+                markup(u["resume"]),
+            )
+        parts.append(table)
+        parts.append(
+            Text(
+                "Set one aside with `vm-rebalance status --clear ID` (finished journals: --clear finished).",
+                style="dim",
+            )
+        )
+    else:
+        parts.append(Text("No unfinished vm-rebalance execution."))
+    return Group(*parts)
+
+
+def _age_text(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s ago"
+    if s < 7200:
+        return f"{s // 60} min ago"
+    if s < 172800:
+        return f"{s // 3600} h ago"
+    return f"{s // 86400} days ago"

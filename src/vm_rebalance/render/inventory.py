@@ -33,13 +33,25 @@ def _ratio(used: int, total: int) -> float | None:
     return round(used / total, 4) if total > 0 else None
 
 
-def health(cpu: float | None, memory: float | None) -> str:
-    """ok / warning / critical at the seeds' thresholds (CPU 80/90 %, memory 85/95 %)."""
-    if (cpu or 0) > CPU_CRITICAL or (memory or 0) > MEMORY_CRITICAL:
+def health(cpu: float | None, memory: float | None, *, ready: bool = True, pressure: tuple[str, ...] = ()) -> str:
+    """ok / warning / critical: a NotReady node is critical, one reporting pressure at least a warning, and
+    utilisation at the seeds' thresholds (CPU 80/90 %, memory 85/95 %)."""
+    if not ready or (cpu or 0) > CPU_CRITICAL or (memory or 0) > MEMORY_CRITICAL:
         return "critical"
-    if (cpu or 0) > CPU_WARNING or (memory or 0) > MEMORY_WARNING:
+    if pressure or (cpu or 0) > CPU_WARNING or (memory or 0) > MEMORY_WARNING:
         return "warning"
     return "ok"
+
+
+def health_reasons(node: Node, cpu: float | None, memory: float | None) -> list[str]:
+    """Why a node's health is not ok (NotReady, pressure conditions, utilisation over the thresholds)."""
+    reasons = [] if node.ready else ["NotReady"]
+    reasons += list(node.pressure_conditions)
+    if (cpu or 0) > CPU_WARNING:
+        reasons.append(f"CPU {round((cpu or 0) * 100)} %")
+    if (memory or 0) > MEMORY_WARNING:
+        reasons.append(f"memory {round((memory or 0) * 100)} %")
+    return reasons
 
 
 def _node_doc(node: Node, vm_count: int) -> dict[str, Any]:
@@ -66,7 +78,15 @@ def _node_doc(node: Node, vm_count: int) -> dict[str, Any]:
         "memory_usage": mem_use,
         "cpu_requests": cpu_req,
         "memory_requests": mem_req,
-        "health": health(cpu_use if cpu_use is not None else cpu_req, mem_use if mem_use is not None else mem_req),
+        "health": health(
+            cpu_use if cpu_use is not None else cpu_req,
+            mem_use if mem_use is not None else mem_req,
+            ready=node.ready,
+            pressure=node.pressure_conditions,
+        ),
+        "health_reasons": health_reasons(
+            node, cpu_use if cpu_use is not None else cpu_req, mem_use if mem_use is not None else mem_req
+        ),
         "pods": node.pods,
         "pressure": pressure_document(node.pressure),
     }
@@ -237,7 +257,10 @@ def node_table(doc: dict[str, Any]) -> Table:
             _pct(n["memory_requests"], warn=MEMORY_WARNING, crit=MEMORY_CRITICAL),
             f"{_cores(n['allocatable']['cpu_millicores'])} / {_gib(n['allocatable']['memory_bytes'])}",
             *extra,
-            Text(n["health"], style=health_style),
+            Text(
+                plain(n["health"] + (f" ({', '.join(n['health_reasons'])})" if n.get("health_reasons") else "")),
+                style=health_style,
+            ),
             Text(plain(flags), style="dim" if flags == "-" else "magenta"),
         )
     return table
@@ -361,6 +384,8 @@ def inventory_markdown(doc: dict[str, Any], *, max_vms: int = 200) -> str:
     ]
     for n in doc["nodes"]:
         health_text = {"critical": "🔴 critical", "warning": "🟡 warning"}.get(n["health"], "ok")
+        if n.get("health_reasons"):
+            health_text += f" ({_md(', '.join(n['health_reasons']))})"
         out.append(
             f"| {_md(n['name'])} | {n['vms']} | {_pct_plain(n['cpu_usage'])} | {_pct_plain(n['cpu_requests'])} | "
             f"{_pct_plain(n['memory_usage'])} | {_pct_plain(n['memory_requests'])} | "

@@ -9,13 +9,15 @@ is re-exported here.
 Modules: ``session`` (targets, reading the cluster, sessions), ``requests`` (PlanSpec, VM
 references, plan files), ``planning`` (propose, named moves, drain, explain, re-validation),
 ``edits`` (skip / retarget / reorder / sequential), ``preflight`` (permissions), ``execution`` (runs, failure choices,
-reports, apply), ``vms`` (start / stop / restart, pins), ``cluster`` (inventory, status),
+reports, apply, resume), ``vms`` (start / stop / restart, pins), ``cluster`` (inventory, status, clearing
+executions), ``pins`` (whose pin a move changes), ``identity`` (which cluster a plan belongs to),
 ``approvals`` (approval by hash), ``background`` (executions in threads) and ``report`` (the
 capacity report; its pure analysis is ``capacity``).
 """
 
 from vm_rebalance.executor.engine import plan_id
 from vm_rebalance.executor.runners import ExecutionOptions
+from vm_rebalance.kube.lease import WriterLockHeldError
 from vm_rebalance.model.execution import (
     Action,
     FailureKind,
@@ -27,15 +29,17 @@ from vm_rebalance.model.execution import (
     Report,
 )
 from vm_rebalance.service.approvals import PlanKind, PlanStore, StoredPlan
-from vm_rebalance.service.background import Execution, Executions, run_plan
+from vm_rebalance.service.background import Execution, Executions, FailureQuestion, run_plan
 from vm_rebalance.service.cluster import (
     InventoryView,
     MigrationInFlight,
     StatusView,
     UnfinishedExecution,
+    clear_executions,
     inventory,
     inventory_of,
     status,
+    unfinished_executions,
 )
 from vm_rebalance.service.edits import (
     EDIT_HELP,
@@ -50,15 +54,20 @@ from vm_rebalance.service.edits import (
     parse_edit,
 )
 from vm_rebalance.service.execution import (
+    FAILURE_CHOICE_HELP,
     ApplyPreparation,
     ExecutionReport,
     ExecutionResult,
     FailureChoice,
     Run,
     execute_plan,
+    open_execution,
     prepare_apply,
+    unfinished_for,
 )
+from vm_rebalance.service.identity import require_same_cluster
 from vm_rebalance.service.names import missing_node, missing_vm, require_namespaces, require_vms
+from vm_rebalance.service.pins import scheduler_chooses, scheduler_targets
 from vm_rebalance.service.planning import (
     PlanView,
     Revalidation,
@@ -99,9 +108,13 @@ from vm_rebalance.service.session import (
 )
 from vm_rebalance.service.vms import (
     LifecyclePlan,
+    LifecycleRun,
     lifecycle,
+    lifecycle_journal_id,
     lifecycle_plan,
+    lifecycle_run,
     node_pin,
+    resume_lifecycle,
     unpin,
     unpin_plan,
 )
@@ -109,6 +122,7 @@ from vm_rebalance.service.vms import (
 __all__ = [
     "BASES",
     "EDIT_HELP",
+    "FAILURE_CHOICE_HELP",
     "GOALS",
     "METHODS",
     "Action",
@@ -122,9 +136,11 @@ __all__ = [
     "Executions",
     "FailureChoice",
     "FailureKind",
+    "FailureQuestion",
     "InventoryView",
     "LifecyclePlan",
     "LifecycleResult",
+    "LifecycleRun",
     "LifecycleStatus",
     "MigrationInFlight",
     "MoveEvent",
@@ -150,7 +166,9 @@ __all__ = [
     "Target",
     "UnfinishedExecution",
     "UseAlternative",
+    "WriterLockHeldError",
     "check_namespaces",
+    "clear_executions",
     "cordon",
     "edit_plan",
     "execute_plan",
@@ -158,14 +176,17 @@ __all__ = [
     "inventory",
     "inventory_of",
     "lifecycle",
+    "lifecycle_journal_id",
     "lifecycle_permissions",
     "lifecycle_plan",
+    "lifecycle_run",
     "load_plan",
     "missing_node",
     "missing_vm",
     "move_requests",
     "node_pin",
     "open_client",
+    "open_execution",
     "parse_edit",
     "parse_weights",
     "plan",
@@ -181,11 +202,17 @@ __all__ = [
     "require_namespaces",
     "require_permissions",
     "require_plan_names",
+    "require_same_cluster",
     "require_vms",
+    "resume_lifecycle",
     "revalidate",
     "run_plan",
+    "scheduler_chooses",
+    "scheduler_targets",
     "status",
     "take_snapshot",
+    "unfinished_executions",
+    "unfinished_for",
     "unpin",
     "unpin_permissions",
     "unpin_plan",

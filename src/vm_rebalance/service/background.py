@@ -3,9 +3,17 @@ wait for one, poll it, or leave it running.
 
 An execution is never cancelled with its tool call: stopping a cold migration half-way would
 leave a VM stopped, so the thread always runs to the end (the executor itself stops starting
-moves at the first failure). One execution at a time per server: changes are serialised.
+moves at the first failure). One execution at a time per server: changes are serialised, and
+each execution also holds the cluster's single-writer lock (a `Run`).
+
+After a failure the execution waits for the human's decision — the same choices the CLI asks
+(retry, retry cold, retry on another node, roll back, leave stopped, skip, abort) — which the
+caller passes with `Execution.answer` (the MCP tool `resolve_failure`). A cold move whose VM could
+not start is held meanwhile; without an answer within ``decision_timeout`` it is rolled back and
+the execution stops, so an agent that never answers cannot leave a VM down.
 """
 
+import dataclasses
 import logging
 import threading
 import time
@@ -18,8 +26,44 @@ from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.model import Plan
 from vm_rebalance.model.execution import MoveEvent, MoveStatus
 from vm_rebalance.render.execution import ProgressTracker, progress_rows
-from vm_rebalance.service.execution import execute_plan
+from vm_rebalance.service.execution import FAILURE_CHOICE_HELP, FailureChoice, Run
 from vm_rebalance.service.session import Session
+
+DECISION_TIMEOUT_SECONDS = 900.0
+"""How long an execution waits for the human's decision after a failure before the safe default
+(roll back a held cold move, stop)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailureQuestion:
+    """What an execution waiting for a decision asks."""
+
+    move_id: int
+    vm: str
+    namespace: str
+    error: str
+    held: bool
+    """The VM is not running (its cold start failed) until the decision."""
+    choices: tuple[FailureChoice, ...]
+    other_nodes: tuple[str, ...]
+    deadline: float
+    """time.time() after which the safe default is taken."""
+    problem: str = ""
+    """Why the last answer could not be carried out (asked again)."""
+
+    def to_document(self) -> dict[str, Any]:
+        """The question as tool results carry it."""
+        return {
+            "move": self.move_id,
+            "vm": f"{self.namespace}/{self.vm}",
+            "error": self.error,
+            "vm_not_running": self.held,
+            "choices": [{"choice": c.value, "what": FAILURE_CHOICE_HELP[c]} for c in self.choices],
+            "other_nodes": list(self.other_nodes),
+            "default_in_seconds": max(0, round(self.deadline - time.time())),
+            "problem": self.problem or None,
+        }
+
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +86,12 @@ class Execution:
     report: dict[str, Any] | None = None
     error: RebalanceError | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    question: FailureQuestion | None = None
+    """Set while the execution waits for the human's decision after a failure."""
+    journal_id: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _answered: threading.Event = field(default_factory=threading.Event)
+    _answer: tuple[FailureChoice, str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.tracker is None:
@@ -59,10 +108,43 @@ class Execution:
 
     @property
     def state(self) -> str:
-        """running / finished / failed (could not run at all)."""
+        """running / awaiting-decision / finished / error (could not run at all)."""
         if not self.done.is_set():
-            return "running"
+            return "awaiting-decision" if self.question is not None else "running"
         return "error" if self.error is not None else "finished"
+
+    def answer(self, choice: FailureChoice, node: str | None = None) -> None:
+        """The human's decision for the failure the execution waits on.
+
+        Raises:
+            ConfigError: it waits for no decision, or ``choice`` does not apply.
+        """
+        question = self.question
+        if question is None:
+            raise ConfigError(f"execution {self.plan_id} is not waiting for a decision (state: {self.state})")
+        if choice not in question.choices:
+            raise ConfigError(
+                f"'{choice.value}' does not apply to this failure",
+                hint="choose one of: " + ", ".join(c.value for c in question.choices),
+            )
+        if choice is FailureChoice.RETRY_ELSEWHERE and not node:
+            raise ConfigError(
+                "retry on another node needs the node",
+                hint="nodes that fit now: " + (", ".join(question.other_nodes) or "none"),
+            )
+        self._answer = (choice, node)
+        self.question = None
+        self._answered.set()
+
+    def wait_for_answer(self, question: FailureQuestion) -> tuple[FailureChoice, str | None] | None:
+        """Ask ``question`` and wait until it is answered or its deadline passes (None)."""
+        self._answer = None
+        self._answered.clear()
+        self.question = question
+        self.sequence += 1
+        answered = self._answered.wait(max(0.0, question.deadline - time.time()))
+        self.question = None
+        return self._answer if answered else None
 
     def progress(self) -> tuple[int, float, str]:
         """(sequence, progress value, message): moves finished plus a fraction per change, and the latest step."""
@@ -161,9 +243,58 @@ class Executions:
             return list(self._items.values())
 
 
-def run_plan(execution: Execution, session: Session, options: ExecutionOptions) -> None:
-    """Carry out ``execution.plan`` and store its final report on the execution."""
-    result = execute_plan(
-        session, execution.plan, options=options, report=execution.handle, warnings=execution.warnings
+def run_plan(
+    execution: Execution,
+    session: Session,
+    options: ExecutionOptions,
+    *,
+    decision_timeout: float = DECISION_TIMEOUT_SECONDS,
+    command: str = "",
+) -> None:
+    """Carry out ``execution.plan`` under the cluster's lock, asking after each failure; store the final report."""
+    options = dataclasses.replace(options, hold_failed_cold_start=decision_timeout > 0)
+    run = Run(
+        session,
+        execution.plan,
+        options=options,
+        warnings=execution.warnings,
+        command=command or f"MCP execute_plan {execution.plan_id}",
     )
-    execution.report = result.to_document()
+    execution.journal_id = run.journal_id
+    try:
+        while True:
+            report = run.execute(execution.handle)
+            execution.report = report.to_document()
+            if not report.failed or report.interrupted or decision_timeout <= 0:
+                break
+            if not _decide(execution, run, report.failed[0], decision_timeout):
+                break
+    finally:
+        run.close()
+    execution.report = run.report.to_document()
+
+
+def _decide(execution: Execution, run: Run, failed: Any, decision_timeout: float) -> bool:
+    """Ask the caller after a failure; True when the run goes on. No answer in time: the safe default (stop)."""
+    problem = ""
+    while True:
+        question = FailureQuestion(
+            move_id=failed.move.id,
+            vm=failed.move.vm,
+            namespace=failed.move.namespace,
+            error=failed.error or "",
+            held=bool(run.held()),
+            choices=run.choices(),
+            other_nodes=run.other_nodes(),
+            deadline=time.time() + decision_timeout,
+            problem=problem,
+        )
+        answer = execution.wait_for_answer(question)
+        if answer is None:
+            log.info("execution %s: no decision in time; taking the safe default", execution.plan_id)
+            return False  # Run.close rolls back a held VM
+        choice, node = answer
+        try:
+            return run.choose(choice, node=node)
+        except RebalanceError as exc:
+            problem = str(exc) + (f" ({exc.hint})" if exc.hint else "")

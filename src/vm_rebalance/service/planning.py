@@ -12,6 +12,7 @@ from typing import Any
 
 from vm_rebalance.errors import ConfigError, InfeasiblePlanError, RebalanceError
 from vm_rebalance.model import ClusterState, Goal, GoalType, MigrationLimits, Move, Plan, plan_to_document
+from vm_rebalance.model.cluster import vm_ref
 from vm_rebalance.planner import (
     ManualMoveRequest,
     PlanRequest,
@@ -22,7 +23,15 @@ from vm_rebalance.planner import (
 )
 from vm_rebalance.planner.alternatives import alternatives
 from vm_rebalance.planner.explain import explain_move
+from vm_rebalance.service.identity import stamped
 from vm_rebalance.service.names import missing_node, require_vms
+from vm_rebalance.service.pins import (
+    approve_replacing,
+    pin_refusals,
+    user_pin_allows,
+    user_pin_nodes,
+    with_affinity_changes,
+)
 from vm_rebalance.service.requests import PlanSpec
 
 
@@ -53,7 +62,7 @@ def propose(state: ClusterState, spec: PlanSpec | PlanRequest) -> Plan:
     request = spec.to_request() if isinstance(spec, PlanSpec) else spec
     _require_node(state, request)
     try:
-        return propose_plan(state, request)
+        return with_affinity_changes(stamped(propose_plan(state, request), state), state)
     except ValueError as exc:
         if isinstance(exc, RebalanceError):
             raise
@@ -82,22 +91,55 @@ def _require_node(state: ClusterState, request: PlanRequest) -> None:
         raise missing_node(state, node)
 
 
-def plan_drain(state: ClusterState, node: str, *, live_only: bool = False, sequential: bool = False) -> PlanView:
+def plan_drain(
+    state: ClusterState, node: str, *, live_only: bool = False, sequential: bool = False, replace_affinity: bool = False
+) -> PlanView:
     """The plan that empties ``node``; what cannot move is in the plan's stays with its reason.
+
+    ``replace_affinity``: the user approved replacing the node pins of their own that keep VMs on
+    ``node`` (each such move shows the pin old → new); without it those VMs stay, and a warning
+    says how to approve it.
 
     Raises:
         ConfigError: the node does not exist.
     """
     request = PlanRequest(goal=Goal(type=GoalType.DRAIN, node=node), live_only=live_only, sequential=sequential)
-    return _with_alternatives(state, request)
+    on_node = {v.ref for v in state.vms if v.node == node}
+    checked = approve_replacing(state, on_node) if replace_affinity else state
+    view = _with_alternatives(checked, request)
+    # The pins as read (not as approved): each move that replaces one shows it old → new.
+    plan = with_affinity_changes(view.plan, state)
+    offered = {key: with_affinity_changes(p, state) for key, p in view.alternative_plans.items()}
+    if not replace_affinity:
+        staying = {(st.namespace, st.vm) for st in plan.stays}
+        hints = [
+            f"{v.ref} stays: its own node affinity kubernetes.io/hostname In [{', '.join(user_pin_nodes(v))}] keeps "
+            f"it on {node}; drain --replace-affinity moves it and replaces that pin (shown old → new)"
+            for v in state.vms
+            if v.ref in on_node
+            and (v.namespace, v.name) in staying
+            and user_pin_nodes(v)
+            and not any(user_pin_allows(v, n.name) for n in state.nodes if n.name != node)
+        ]
+        plan = dataclasses.replace(plan, warnings=(*plan.warnings, *hints))
+    return dataclasses.replace(view, plan=plan, alternative_plans=offered)
 
 
-def plan_moves(state: ClusterState, requests: Sequence[ManualMoveRequest], *, sequential: bool = False) -> PlanView:
+def plan_moves(
+    state: ClusterState,
+    requests: Sequence[ManualMoveRequest],
+    *,
+    sequential: bool = False,
+    replace_affinity: bool = False,
+) -> PlanView:
     """A validated plan of user-named moves; the moves that fail validation are in ``rejections`` and,
     when others remain, in the plan's warnings ("Migration #2 (db) failed validation: … Proceeding with
     remaining migrations.").
 
     An empty plan is returned when every VM is already on its target (nothing to do; the rejections say so).
+    ``replace_affinity``: the user approved replacing the named VMs' own node pins (each move that
+    does shows the pin old → new); without it a move its VM's own pin excludes fails validation,
+    with the pin and the way to approve it in the warnings.
 
     Raises:
         ConfigError: the target node or a named VM does not exist (and nothing else is left to do).
@@ -106,18 +148,24 @@ def plan_moves(state: ClusterState, requests: Sequence[ManualMoveRequest], *, se
     for target in sorted({r.target for r in requests}):
         if state.node(target) is None:
             raise missing_node(state, target, role="target")
-    checked = check_manual_moves(state, requests, sequential=sequential)
+    named = {vm_ref(r.namespace, r.vm) for r in requests}
+    approved = approve_replacing(state, named) if replace_affinity else state
+    checked = check_manual_moves(approved, requests, sequential=sequential)
     rejections = checked.rejections
+    refusals = () if replace_affinity else tuple(pin_refusals(state, [(r.namespace, r.vm, r.target) for r in requests]))
     if checked.plan.moves:
         texts = tuple(r.sentence() for r in rejections)
-        plan = dataclasses.replace(checked.plan, warnings=texts + checked.plan.warnings)
+        plan = dataclasses.replace(checked.plan, warnings=texts + checked.plan.warnings + refusals)
+        plan = with_affinity_changes(stamped(plan, state), state)
         return PlanView(plan=plan, limits=state.limits, rejections=rejections)
     kinds = {r.kind for r in rejections}
     if kinds == {RejectionKind.VM_NOT_FOUND}:
         require_vms(state, [(r.namespace, r.vm) for r in rejections])
     if not rejections or kinds == {RejectionKind.ALREADY_ON_TARGET}:
-        return PlanView(plan=checked.plan, limits=state.limits, rejections=rejections)
-    raise InfeasiblePlanError("no requested move passes validation", blocking=[r.message for r in rejections])
+        return PlanView(plan=stamped(checked.plan, state), limits=state.limits, rejections=rejections)
+    raise InfeasiblePlanError(
+        "no requested move passes validation", blocking=[r.message for r in rejections] + list(refusals)
+    )
 
 
 def explain(state: ClusterState, plan: Plan, move_id: int) -> tuple[str, ...]:
@@ -166,16 +214,29 @@ class Revalidation:
         return self.plan.warnings
 
 
-def revalidate(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ()) -> Revalidation:
+def revalidate(
+    state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = (), replace_affinity: bool = False
+) -> Revalidation:
     """Re-validate a plan's moves against the cluster as it is now (the seeds' four validations + fit).
 
     The remaining moves keep their ids, goal and method; ``skip_ids`` are left out silently
-    (already done in an earlier run) and are not re-validated.
+    (already done in an earlier run) and are not re-validated. A move whose plan carries the
+    user's approval to replace its VM's own pin (or every move, with ``replace_affinity``) is
+    validated without that pin.
     """
     skip = set(skip_ids)
     kept = [m for m in plan.moves if m.id not in skip]
     requests = [ManualMoveRequest(m.namespace, m.vm, m.target, m.method.value) for m in kept]
-    checked = check_manual_moves(state, requests, basis=plan.basis, sequential=plan.sequential)
+    approved = {
+        vm_ref(m.namespace, m.vm) for m in kept if replace_affinity or (m.affinity and m.affinity.replaces_user)
+    }
+    checked = check_manual_moves(
+        approve_replacing(state, approved) if approved else state,
+        requests,
+        basis=plan.basis,
+        sequential=plan.sequential,
+    )
+    checked = dataclasses.replace(checked, plan=with_affinity_changes(checked.plan, state))
     ids = {(m.namespace, m.vm): m.id for m in kept}
     # Requests are numbered from 1 in the order given: speak of the plan's own move ids.
     warnings = [r.sentence(kept[r.number - 1].id) for r in checked.rejections] + list(checked.plan.warnings)
@@ -189,6 +250,7 @@ def revalidate(state: ClusterState, plan: Plan, *, skip_ids: Iterable[int] = ())
         max_parallel=plan.max_parallel,
         headroom=plan.headroom,
         keep_order=plan.keep_order,
+        cluster=plan.cluster,
     )
     remaining = {m.id for m in moves}
     dropped = tuple(m.id for m in kept if m.id not in remaining)

@@ -13,6 +13,7 @@ from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.executor.watch import MigrationWatcher
 from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.kube.kubevirt import KubeVirtApi
+from vm_rebalance.kube.lease import WriterLock
 from vm_rebalance.model import ClusterState, Plan
 from vm_rebalance.model.cancel import CancelToken
 from vm_rebalance.service.usage import UsageSpec, note_window, snapshot_usage, usage_source
@@ -106,6 +107,10 @@ class Session:
     def close(self) -> None:
         """Release the connection."""
         self.client.close()
+
+    def writer_lock(self, what: str) -> WriterLock:
+        """The cluster's single-writer lock for an execution described by ``what`` (not taken yet)."""
+        return WriterLock(self.client, what)
 
     def __enter__(self) -> "Session":
         return self

@@ -1,5 +1,6 @@
 """A ClusterState read from a live cluster through the Kubernetes API, with a usage source laid over it."""
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -8,6 +9,7 @@ from vm_rebalance.errors import ClusterError, ClusterForbiddenError, ResourceNot
 from vm_rebalance.kube import resources as r
 from vm_rebalance.kube.client import KubeClient
 from vm_rebalance.kube.convert import state_from_objects
+from vm_rebalance.kube.kubevirt import KubeVirtApi
 from vm_rebalance.model import ClusterState
 from vm_rebalance.sources.usage import MetricsServerUsage, UsageSource
 
@@ -85,7 +87,8 @@ class KubernetesSource:
             ClusterError: the cluster cannot be read. ConfigError: an object is malformed.
         """
         objects = self.inventory_objects()
-        return state_from_objects(objects, source="cluster", notes=self._notes, usage=self._usage.read_usage())
+        state = state_from_objects(objects, source="cluster", notes=self._notes, usage=self._usage.read_usage())
+        return dataclasses.replace(state, identity=KubeVirtApi(self._client).cluster_identity())
 
 
 __all__ = ["ClusterError", "KubernetesSource"]
