@@ -6,6 +6,7 @@ version and runs the demo.
 
 import email
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,8 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # Built from a copy: setuptools writes its egg-info and the sdist's staging folder into the
+    # source tree, and two builds there at once (pytest-xdist workers) collide.
+    tree = tmp_path_factory.mktemp("source") / "vm-rebalance"
+    shutil.copytree(
+        ROOT,
+        tree,
+        ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "build", "dist"),
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(out), str(tree)],
         capture_output=True,
         text=True,
         timeout=600,
