@@ -323,3 +323,27 @@ def test_sigterm_lets_running_migrations_finish_and_the_next_leader_resumes(tmp_
             "ExecutionResumed",
             "ExecutionSucceeded",
         ]
+
+
+def test_an_approved_plan_waits_while_another_execution_holds_the_writer_lock(tmp_path: Path) -> None:
+    from vm_rebalance.kube.client import KubeClient
+    from vm_rebalance.kube.lease import WriterLock
+
+    with environment(tmp_path, imbalanced()) as env, KubeClient.from_kubeconfig(str(env.sim.kubeconfig)) as client:
+        other = WriterLock(client, "apply plan.json")  # a CLI execution elsewhere
+        other.acquire()
+        try:
+            env.start("ctl-a")
+            env.policy("busy", automation="Approve", goal="memory", schedule={"interval": "1h"})
+            name = first_plan(env)
+            env.patch_plan(name, {"approvedHash": env.plan(name)["status"]["planHash"]})
+            wait_for("the refusal", lambda: "apply plan.json" in env.plan(name)["status"].get("message", ""))
+            status = env.plan(name)["status"]
+            assert status["phase"] == "Executing" and "retrying" in status["message"]
+            assert env.sim.migrations() == []  # nothing ran while the lock was held
+        finally:
+            other.release()
+        wait_for("the plan to run once the lock is free", lambda: env.phase(name) in FINAL, timeout=120)
+        assert env.plan(name)["status"]["phase"] == "Succeeded"
+        assert env.sim.migrations()
+        env.sim.assert_clean()

@@ -146,7 +146,12 @@ class Executions:
 
     def _execute(self, run: Running, resume: bool, started: float) -> Finished:
         session = service.Session.open(self.target)
+        # The cluster's single-writer lock, as every executing command takes it: a CLI, MCP or
+        # controller execution never overlaps another one (a held lock is retried on the next resync).
+        lock = session.writer_lock(f"controller plan {run.name}")
         try:
+            lock.acquire()
+            lock.keep_renewing(lambda: run.cancel.cancel(CancelReason.LEASE_LOST))
             self.metrics.slots.set(session.state.limits.parallel_per_cluster)
             store = PlanStatusJournal(self.cluster, run.name, self.identity)
             earlier = _done_ids(store.load(run.name)) if resume else set()
@@ -163,6 +168,7 @@ class Executions:
             result = service.execute_plan(session, run.plan, executor=executor, report=reporter)
             reporter.flush(force=True)
         finally:
+            lock.release()
             session.close()
         document = result.to_document()
         self.metrics.count_moves(

@@ -531,7 +531,7 @@ class Controller:
         result = "succeeded"
         phase, message, reason, warning = "Succeeded", "every move succeeded", "ExecutionSucceeded", False
         if f.error is not None:
-            retry = isinstance(f.error, ClusterError)
+            retry = isinstance(f.error, ClusterError | service.WriterLockHeldError)  # lock held: retried on resync
             phase = "Executing" if retry else "Failed"
             message = f"could not execute: {f.error}" + ("; retrying" if retry else "")
             reason, warning, result = "ExecutionError", True, "failed"
