@@ -19,10 +19,11 @@ LIMIT = 80
 # still exist and still be over the limit, so the list only shrinks; the lead empties it once those
 # merges are in and the functions are split.
 ALLOWED_OVER_LIMIT = {
-    "mcp_server/server.py::RebalanceServer._register",  # being changed by another merge
-    "cli/execute.py::carry_out",  # being merged
-    "mcp_server/tools.py::Tools.vm_lifecycle",  # being changed by another merge
-    "model/plan.py::plan_from_document",  # being changed by another merge
+    # Not split yet (each is a known debt, named in the README):
+    "mcp_server/server.py::RebalanceServer._register",  # one nested function per MCP tool
+    "cli/execute.py::carry_out",
+    "mcp_server/tools.py::Tools.vm_lifecycle",
+    "model/plan.py::plan_from_document",
 }
 
 

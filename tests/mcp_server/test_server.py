@@ -18,6 +18,7 @@ Sim = Any  # the `sim` fixture of conftest.py
 ALL_TOOLS = {
     "capacity_report",
     "resolve_failure",
+    "cancel_execution",
     "cluster_inventory",
     "plan_rebalance",
     "plan_move",

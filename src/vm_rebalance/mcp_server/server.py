@@ -57,7 +57,7 @@ SKILL_URI = "vm-rebalance://skill"
 MAX_ERROR = 2000
 """An error line is cut here: a message quoting a huge argument cannot flood the agent's context."""
 MAX_BLOCKING = 50
-CHANGING_TOOLS = ("execute_plan", "resolve_failure", "vm_lifecycle", "unpin_vm")
+CHANGING_TOOLS = ("execute_plan", "resolve_failure", "cancel_execution", "vm_lifecycle", "unpin_vm")
 INSTRUCTIONS = (
     "vm-rebalance plans and executes the rebalancing of KubeVirt VMs across nodes. Read the skill "
     f"({SKILL_URI}, or the 'rebalance_skill' prompt) first. Protocol: make a plan (plan_rebalance, plan_move, "
@@ -421,6 +421,27 @@ class RebalanceServer:
             return await self._result(
                 "resolve_failure",
                 tools.resolve_failure(plan_id, choice, node, confirm, wait_seconds, _with_progress(ctx)),
+            )
+
+        @tool("Cancel an execution", changing)
+        async def cancel_execution(
+            ctx: Context,
+            plan_id: Annotated[
+                str | None, Field(description="The running execution (its plan_id; default: the newest).")
+            ] = None,
+            confirm: Annotated[
+                StrictBool, Field(description="Required: true, and only after the human asked to stop.")
+            ] = False,
+            wait_seconds: Annotated[
+                StrictFloat, Field(ge=0, le=3600, description="Wait up to this long for the execution to stop.")
+            ] = 120,
+        ) -> Annotated[CallToolResult, ExecutionOutput]:
+            """CHANGES THE CLUSTER: stop a running execution the safe way, as Ctrl-C does in the CLI: no new
+            move starts; live migrations in flight are cancelled (their VMs stay where the cluster shows
+            them); a cold move in progress is finished or rolled back so that no VM is left down; a decision
+            the execution waits for gets the safe default. Returns the report read from the cluster."""
+            return await self._result(
+                "cancel_execution", tools.cancel_execution(plan_id, confirm, wait_seconds, _with_progress(ctx))
             )
 
         @tool("Start / stop / restart VMs", changing)

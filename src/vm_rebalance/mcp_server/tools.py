@@ -468,6 +468,24 @@ class Tools:
         await self._follow(execution, wait_seconds, progress)
         return self._execution_output(execution)
 
+    async def cancel_execution(
+        self, plan_id: str | None, confirm: bool, wait_seconds: float, progress: Progress = _no_progress
+    ) -> tuple[ExecutionOutput, str]:
+        """Stop an execution of this server the safe way (the human asked for it)."""
+        if confirm is not True:
+            raise ConfigError("cancel_execution changes the cluster: pass confirm: true once the human asked for it")
+        execution = self.executions.get(plan_id)
+        if execution is None:
+            raise ConfigError(f"no execution of plan {plan_id} on this server" if plan_id else "no execution to cancel")
+        if execution.done.is_set():
+            raise ConfigError(
+                f"the execution of plan {execution.plan_id} already ended ({execution.state}); nothing to cancel",
+                hint="migration_status shows its report",
+            )
+        execution.request_cancel()
+        await self._follow(execution, wait_seconds, progress)
+        return self._execution_output(execution)
+
     async def migration_status(
         self, plan_id: str | None, wait_seconds: float, progress: Progress = _no_progress
     ) -> tuple[StatusOutput, str]:

@@ -3,8 +3,10 @@ wait for one, poll it, or leave it running.
 
 An execution is never cancelled with its tool call: stopping a cold migration half-way would
 leave a VM stopped, so the thread always runs to the end (the executor itself stops starting
-moves at the first failure). One execution at a time per server: changes are serialised, and
-each execution also holds the cluster's single-writer lock (a `Run`).
+moves at the first failure). Only an explicit `Execution.request_cancel` (the MCP tool
+`cancel_execution`) stops it early, the safe way, through its cancel token. One execution at a
+time per server: changes are serialised, and each execution also holds the cluster's
+single-writer lock (a `Run`).
 
 After a failure the execution waits for the human's decision — the same choices the CLI asks
 (retry, retry cold, retry on another node, roll back, leave stopped, skip, abort) — which the
@@ -24,6 +26,7 @@ from typing import Any
 from vm_rebalance.errors import ConfigError, RebalanceError
 from vm_rebalance.executor.runners import ExecutionOptions
 from vm_rebalance.model import Plan
+from vm_rebalance.model.cancel import CancelReason, CancelToken
 from vm_rebalance.model.execution import MoveEvent, MoveStatus
 from vm_rebalance.render.execution import ProgressTracker, progress_rows
 from vm_rebalance.service.execution import FAILURE_CHOICE_HELP, FailureChoice, Run
@@ -89,6 +92,8 @@ class Execution:
     question: FailureQuestion | None = None
     """Set while the execution waits for the human's decision after a failure."""
     journal_id: str | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    """Stops the execution the safe way (`request_cancel`: an MCP client's cancel)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _answered: threading.Event = field(default_factory=threading.Event)
     _answer: tuple[FailureChoice, str | None] | None = None
@@ -136,12 +141,24 @@ class Execution:
         self.question = None
         self._answered.set()
 
+    def request_cancel(self) -> None:
+        """Stop the safe way: no new move starts, moves in flight are cancelled without leaving a VM down;
+        a pending decision gets the safe default (a held VM is rolled back)."""
+        self.cancel.cancel(CancelReason.CLIENT)
+        if self.question is not None:
+            self._answer = None
+            self.question = None
+            self._answered.set()
+
     def wait_for_answer(self, question: FailureQuestion) -> tuple[FailureChoice, str | None] | None:
         """Ask ``question`` and wait until it is answered or its deadline passes (None)."""
         self._answer = None
         self._answered.clear()
         self.question = question
         self.sequence += 1
+        if self.cancel.cancelled:  # cancelled meanwhile: the safe default, without waiting
+            self.question = None
+            return None
         answered = self._answered.wait(max(0.0, question.deadline - time.time()))
         self.question = None
         return self._answer if answered else None
@@ -259,13 +276,14 @@ def run_plan(
         options=options,
         warnings=execution.warnings,
         command=command or f"MCP execute_plan {execution.plan_id}",
+        cancel=execution.cancel,
     )
     execution.journal_id = run.journal_id
     try:
         while True:
             report = run.execute(execution.handle)
             execution.report = report.to_document()
-            if not report.failed or report.interrupted or decision_timeout <= 0:
+            if not report.failed or report.interrupted or decision_timeout <= 0 or execution.cancel.cancelled:
                 break
             if not _decide(execution, run, report.failed[0], decision_timeout):
                 break
