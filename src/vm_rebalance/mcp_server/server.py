@@ -158,7 +158,7 @@ class RebalanceServer:
         return decorator
 
     def _register(self) -> None:
-        tool, tools = self._tool, self.tools
+        """Register the tools in the order clients list them; --read-only stops before the changing ones."""
         reading = ToolAnnotations(read_only_hint=True, open_world_hint=False)
         planning = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
         changing = ToolAnnotations(
@@ -167,6 +167,19 @@ class RebalanceServer:
         editing = ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
         )
+        self._register_inventory_tools(reading)
+        self._register_rebalance_tools(planning)
+        self._register_move_planning_tools(planning)
+        self._register_plan_inspection_tools(reading)
+        if self.read_only:
+            return
+        self._register_execution_tools(changing)
+        self._register_execution_control_tools(changing)
+        self._register_vm_tools(changing, editing)
+
+    def _register_inventory_tools(self, reading: ToolAnnotations) -> None:
+        """Cluster inventory and capacity report (read-only)."""
+        tool, tools = self._tool, self.tools
 
         @tool("Cluster inventory", reading)
         async def cluster_inventory(
@@ -213,6 +226,10 @@ class RebalanceServer:
             return await self._result(
                 "capacity_report", tools.capacity_report(basis, n_plus_one, plan_id, max_rows, window, percentile)
             )
+
+    def _register_rebalance_tools(self, planning: ToolAnnotations) -> None:
+        """plan_rebalance (changes nothing)."""
+        tool, tools = self._tool, self.tools
 
         @tool("Plan a rebalance", planning)
         async def plan_rebalance(
@@ -267,6 +284,10 @@ class RebalanceServer:
                 ),
             )
 
+    def _register_move_planning_tools(self, planning: ToolAnnotations) -> None:
+        """plan_move and modify_plan (change nothing)."""
+        tool, tools = self._tool, self.tools
+
         @tool("Plan moving named VMs", planning)
         async def plan_move(
             vms: Annotated[list[str], Field(min_length=1, description="VM names, or NAMESPACE/NAME.")],
@@ -313,6 +334,10 @@ class RebalanceServer:
                 tools.modify_plan(plan_id, skip=skip, retarget=retarget, order=order, sequential=sequential),
             )
 
+    def _register_plan_inspection_tools(self, reading: ToolAnnotations) -> None:
+        """explain_move and migration_status (read-only)."""
+        tool, tools = self._tool, self.tools
+
         @tool("Explain a move", reading)
         async def explain_move(
             plan_id: Annotated[str, Field(description="The plan.")],
@@ -348,8 +373,9 @@ class RebalanceServer:
                 "migration_status", tools.migration_status(plan_id, wait_seconds, _with_progress(ctx))
             )
 
-        if self.read_only:
-            return
+    def _register_execution_tools(self, changing: ToolAnnotations) -> None:
+        """execute_plan (changes the cluster)."""
+        tool, tools = self._tool, self.tools
 
         @tool("Execute an approved plan", changing)
         async def execute_plan(
@@ -394,6 +420,10 @@ class RebalanceServer:
             return await self._result(
                 "execute_plan", tools.execute_plan(plan_id, plan_hash, confirm, wait_seconds, _with_progress(ctx))
             )
+
+    def _register_execution_control_tools(self, changing: ToolAnnotations) -> None:
+        """resolve_failure and cancel_execution (change the cluster)."""
+        tool, tools = self._tool, self.tools
 
         @tool("Resolve a failed move", changing)
         async def resolve_failure(
@@ -443,6 +473,10 @@ class RebalanceServer:
             return await self._result(
                 "cancel_execution", tools.cancel_execution(plan_id, confirm, wait_seconds, _with_progress(ctx))
             )
+
+    def _register_vm_tools(self, changing: ToolAnnotations, editing: ToolAnnotations) -> None:
+        """vm_lifecycle (changes the cluster) and unpin_vm (edits a VM)."""
+        tool, tools = self._tool, self.tools
 
         @tool("Start / stop / restart VMs", changing)
         async def vm_lifecycle(

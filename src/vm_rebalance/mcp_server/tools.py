@@ -68,6 +68,41 @@ def _approval_footer(entry: StoredPlan, what: str) -> str:
     )
 
 
+def _lifecycle_outcome(entry: StoredPlan, results: list[service.LifecycleResult]) -> tuple[LifecycleOutput, str]:
+    """The output and Markdown of an executed lifecycle plan: one row per VM, complete when all succeeded."""
+    rows = [
+        {
+            "namespace": r.namespace,
+            "name": r.name,
+            "action": r.action.value,
+            "status": r.status.value,
+            "message": r.message,
+            "printable_status": r.printable_status,
+            "run_strategy": r.run_strategy,
+            "duration_seconds": round(r.duration_seconds, 1),
+        }
+        for r in results
+    ]
+    complete = all(r.ok for r in results)
+    next_step = (
+        "Show the results to the human."
+        if complete
+        else ("Some VMs failed: show the messages to the human and ask how to proceed.")
+    )
+    return (
+        LifecycleOutput(
+            plan_id=entry.plan_id,
+            plan_hash=entry.plan_hash,
+            plan=entry.document,
+            executed=True,
+            results=rows,
+            complete=complete,
+            next_step=next_step,
+        ),
+        "\n".join(lifecycle_result_markdown(r) for r in results),
+    )
+
+
 class Tools:
     """The tool implementations of one server: its target cluster, plans and executions."""
 
@@ -540,28 +575,48 @@ class Tools:
         """Step 1 (no plan_id): a lifecycle plan to approve. Step 2 (plan_id, hash, confirm): run it."""
         self._require_live()
         if plan_id is None:
-            if action is None or not vms:
-                raise ConfigError("vm_lifecycle needs action and vms to make a plan (or plan_id to run one)")
-            refs = vm_refs(vms, namespace)
-            state = await self._state()
-            planned = service.lifecycle_plan(state, service.Action(action), refs)
-            await self._require(
-                service.lifecycle_permissions(planned.action, refs), f"{planned.action.value} of {len(refs)} VM(s)"
-            )
-            doc = planned.to_document()
-            entry = self.store.add(PlanKind.LIFECYCLE, doc, extra={"action": planned.action, "vms": refs})
-            next_step = (
-                f"Show the plan to the human. After explicit approval call vm_lifecycle with plan_id "
-                f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true."
-            )
-            return (
-                LifecycleOutput(
-                    plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False, next_step=next_step
-                ),
-                lifecycle_confirmation_markdown(planned.action, doc["vms"])
-                + "".join(f"\n⚠️ {md(w)}\n" for w in planned.warnings)
-                + _approval_footer(entry, "lifecycle plan"),
-            )
+            return await self._propose_lifecycle(action, vms, namespace)
+        entry, planned_action, refs = self._authorize_lifecycle(action, vms, namespace, plan_id, plan_hash, confirm)
+        results = await self._run_lifecycle(entry, planned_action, refs, progress)
+        return _lifecycle_outcome(entry, results)
+
+    async def _propose_lifecycle(
+        self, action: LifecycleAction | None, vms: list[str] | None, namespace: str
+    ) -> tuple[LifecycleOutput, str]:
+        """Step 1 of vm_lifecycle: plan the action on the VMs and store the plan for approval."""
+        if action is None or not vms:
+            raise ConfigError("vm_lifecycle needs action and vms to make a plan (or plan_id to run one)")
+        refs = vm_refs(vms, namespace)
+        state = await self._state()
+        planned = service.lifecycle_plan(state, service.Action(action), refs)
+        await self._require(
+            service.lifecycle_permissions(planned.action, refs), f"{planned.action.value} of {len(refs)} VM(s)"
+        )
+        doc = planned.to_document()
+        entry = self.store.add(PlanKind.LIFECYCLE, doc, extra={"action": planned.action, "vms": refs})
+        next_step = (
+            f"Show the plan to the human. After explicit approval call vm_lifecycle with plan_id "
+            f"'{entry.plan_id}', plan_hash '{entry.plan_hash}' and confirm: true."
+        )
+        return (
+            LifecycleOutput(
+                plan_id=entry.plan_id, plan_hash=entry.plan_hash, plan=doc, executed=False, next_step=next_step
+            ),
+            lifecycle_confirmation_markdown(planned.action, doc["vms"])
+            + "".join(f"\n⚠️ {md(w)}\n" for w in planned.warnings)
+            + _approval_footer(entry, "lifecycle plan"),
+        )
+
+    def _authorize_lifecycle(
+        self,
+        action: LifecycleAction | None,
+        vms: list[str] | None,
+        namespace: str,
+        plan_id: str,
+        plan_hash: str | None,
+        confirm: bool,
+    ) -> tuple[StoredPlan, service.Action, list[tuple[str, str]]]:
+        """Step 2 of vm_lifecycle: the approved plan, its action and VMs; any action or vms given must match."""
         entry = self.store.authorize(plan_id, plan_hash, PlanKind.LIFECYCLE, confirm)
         planned_action: service.Action = entry.extra["action"]
         refs = entry.extra["vms"]
@@ -572,6 +627,12 @@ class Tools:
                 f"the VMs given differ from those of plan {entry.plan_id}",
                 hint="pass only plan_id, plan_hash and confirm to run an approved plan",
             )
+        return entry, planned_action, refs
+
+    async def _run_lifecycle(
+        self, entry: StoredPlan, planned_action: service.Action, refs: list[tuple[str, str]], progress: Progress
+    ) -> list[service.LifecycleResult]:
+        """Run an approved lifecycle plan in a worker thread, holding the execution slot, with progress."""
         self.executions.claim(f"{planned_action.value} of {len(refs)} VM(s)")
         try:
             session = await self._thread(service.Session.open, self.target)
@@ -591,40 +652,9 @@ class Tools:
                 session.close()
 
         try:
-            results = await self._run_reporting(run, messages, progress)
+            return await self._run_reporting(run, messages, progress)
         finally:
             self.executions.release()
-        rows = [
-            {
-                "namespace": r.namespace,
-                "name": r.name,
-                "action": r.action.value,
-                "status": r.status.value,
-                "message": r.message,
-                "printable_status": r.printable_status,
-                "run_strategy": r.run_strategy,
-                "duration_seconds": round(r.duration_seconds, 1),
-            }
-            for r in results
-        ]
-        complete = all(r.ok for r in results)
-        next_step = (
-            "Show the results to the human."
-            if complete
-            else ("Some VMs failed: show the messages to the human and ask how to proceed.")
-        )
-        return (
-            LifecycleOutput(
-                plan_id=entry.plan_id,
-                plan_hash=entry.plan_hash,
-                plan=entry.document,
-                executed=True,
-                results=rows,
-                complete=complete,
-                next_step=next_step,
-            ),
-            "\n".join(lifecycle_result_markdown(r) for r in results),
-        )
 
     async def _run_reporting(self, fn: Callable[[], T], messages: list[str], progress: Progress) -> T:
         """Run ``fn`` in a thread, forwarding each new message as a progress notification."""
