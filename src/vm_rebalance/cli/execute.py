@@ -212,6 +212,96 @@ def _carry_on(c: Context, run: service.Run, interactive: bool) -> service.Execut
             return run.report
 
 
+def _show_plan(
+    where: Console, session: service.Session, plan: Plan, *, manual: bool, offered: service.PlanView | None
+) -> None:
+    """Print the plan: seed 002's manual-mode summary, or the plan table with any alternatives offered."""
+    if manual:
+        where.print(Markdown(manual_plan_markdown(plan, session.state)))
+    else:
+        shown = offered.alternatives if offered is not None else ()
+        where.print(render_plan(plan, limits=session.state.limits, alternatives=shown))
+
+
+def _nothing_to_run(
+    c: Context,
+    session: service.Session,
+    plan: Plan,
+    warnings: list[str] | tuple[str, ...],
+    *,
+    dry_run: bool,
+    manual: bool,
+    offered: service.PlanView | None,
+) -> bool:
+    """Print the warnings; with no move or on a dry run, show the plan, say why nothing runs, return True."""
+    _print_warnings(c, warnings)
+    if not plan.moves:
+        _show_plan(c.out, session, plan, manual=manual, offered=offered)
+        c.err.print("nothing to do: no move is needed or possible", highlight=False)
+        return True
+    if dry_run:
+        _show_plan(c.out, session, plan, manual=manual, offered=offered)
+        c.err.print(
+            f"dry run: {len(plan.moves)} move(s) in {len(plan.waves)} wave(s) would run "
+            f"(live before cold, within {session.state.limits.parallel_per_cluster} per cluster and "
+            f"{session.state.limits.parallel_outbound_per_node} per source node); nothing was changed",
+            highlight=False,
+        )
+        return True
+    return False
+
+
+def _approved_plan(
+    c: Context,
+    session: service.Session,
+    plan: Plan,
+    *,
+    yes: bool,
+    output: Output,
+    what: str,
+    cordon: str | None,
+    manual: bool,
+    offered: service.PlanView | None,
+) -> Plan | None:
+    """Check terminal and permissions, show the plan and ask; None (said on stderr) when cancelled."""
+    require_terminal(yes, what)
+    service.require_permissions(session, service.plan_permissions(plan, cordon=cordon), what=what)
+    # The plan is data in table mode (stdout); with -o json stdout is reserved for the report,
+    # so the plan and every question go to stderr.
+    _show_plan(c.out if output is Output.table else c.err, session, plan, manual=manual, offered=offered)
+    approved = approve_plan(
+        c.err,
+        session.state,
+        plan,
+        yes=yes,
+        show=False,
+        alternatives=offered.alternative_plans if offered is not None else None,
+    )
+    if approved is None:
+        c.err.print("cancelled: nothing was changed", highlight=False)
+    return approved
+
+
+def _execute(
+    c: Context,
+    run: service.Run,
+    *,
+    interactive: bool,
+    before_execute: object,
+) -> float:
+    """Take the lock, run ``before_execute`` and execute with progress; the seconds it took."""
+    started = time.monotonic()
+    try:
+        run.acquire()  # before the cordon: a second drain waits or stops here, having changed nothing
+        if callable(before_execute):
+            before_execute()
+        with _on_sigterm(lambda: run.cancel.cancel(CancelReason.SHUTDOWN)):
+            _carry_on(c, run, interactive)
+    finally:
+        run.close()  # a VM still held for a decision (Ctrl-C at the question) is rolled back
+    return time.monotonic() - started
+
+
 def carry_out(
     c: Context,
     session: service.Session,
@@ -240,79 +330,37 @@ def carry_out(
     and can be accepted at the approval prompt. Returns the final report, or None when nothing was executed
     (nothing to do, a dry run, or cancelled).
     """
-    _print_warnings(c, warnings)
-
-    def show(where: Console) -> None:
-        if manual:
-            where.print(Markdown(manual_plan_markdown(plan, session.state)))
-        else:
-            shown = offered.alternatives if offered is not None else ()
-            where.print(render_plan(plan, limits=session.state.limits, alternatives=shown))
-
-    if not plan.moves:
-        show(c.out)
-        c.err.print("nothing to do: no move is needed or possible", highlight=False)
+    if _nothing_to_run(c, session, plan, warnings, dry_run=dry_run, manual=manual, offered=offered):
         return None
-    if dry_run:
-        show(c.out)
-        c.err.print(
-            f"dry run: {len(plan.moves)} move(s) in {len(plan.waves)} wave(s) would run "
-            f"(live before cold, within {session.state.limits.parallel_per_cluster} per cluster and "
-            f"{session.state.limits.parallel_outbound_per_node} per source node); nothing was changed",
-            highlight=False,
-        )
-        return None
-    require_terminal(yes, what)
-    service.require_permissions(session, service.plan_permissions(plan, cordon=cordon), what=what)
-    # The plan is data in table mode (stdout); with -o json stdout is reserved for the report,
-    # so the plan and every question go to stderr.
-    show(c.out if output is Output.table else c.err)
-    approved = approve_plan(
-        c.err,
-        session.state,
-        plan,
-        yes=yes,
-        show=False,
-        alternatives=offered.alternative_plans if offered is not None else None,
+    approved = _approved_plan(
+        c, session, plan, yes=yes, output=output, what=what, cordon=cordon, manual=manual, offered=offered
     )
     if approved is None:
-        c.err.print("cancelled: nothing was changed", highlight=False)
         return None
     interactive = not yes and sys.stdin.isatty()
-    # A cold move whose VM cannot start waits for the human's decision only when someone can answer.
-    options = dataclasses.replace(options, hold_failed_cold_start=interactive)
     run = service.Run(
         session,
         approved,
-        options=options,
+        # A cold move whose VM cannot start waits for the human's decision only when someone can answer.
+        options=dataclasses.replace(options, hold_failed_cold_start=interactive),
         journal_id=journal_id,
         fresh=fresh_journal,
         warnings=warnings,
         command=command,
         wait_lock_seconds=wait_lock,
     )
-    started = time.monotonic()
-    try:
-        run.acquire()  # before the cordon: a second drain waits or stops here, having changed nothing
-        if callable(before_execute):
-            before_execute()
-        with _on_sigterm(lambda: run.cancel.cancel(CancelReason.SHUTDOWN)):
-            report = _carry_on(c, run, interactive)
-    finally:
-        run.close()  # a VM still held for a decision (Ctrl-C at the question) is rolled back
-    report = run.report
+    elapsed = _execute(c, run, interactive=interactive, before_execute=before_execute)
     return _report(
         c,
         session,
         run,
-        report,
         output=output,
         manual=manual,
         interactive=interactive,
         yes=yes,
         unpin_after=options.unpin_after_cold,
         resume_hint=resume_hint,
-        elapsed_seconds=time.monotonic() - started,
+        elapsed_seconds=elapsed,
     )
 
 
@@ -320,7 +368,6 @@ def _report(
     c: Context,
     session: service.Session,
     run: service.Run,
-    report: service.ExecutionReport,
     *,
     output: Output,
     manual: bool,
@@ -330,7 +377,8 @@ def _report(
     resume_hint: str | None,
     elapsed_seconds: float | None,
 ) -> service.ExecutionReport:
-    """Print the final report (read back from the cluster) and turn what is left into the exit code."""
+    """Print the run's final report (read back from the cluster) and turn what is left into the exit code."""
+    report = run.report
     doc = report.to_document()
     if output is Output.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -851,7 +899,6 @@ def _resume_plan(
         c,
         session,
         run,
-        run.report,
         output=output,
         manual=False,
         interactive=interactive,

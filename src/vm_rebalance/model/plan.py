@@ -555,6 +555,90 @@ def _finite(value: Any, where: str) -> float:
     return number
 
 
+def _goal_from_document(doc: Mapping[str, Any]) -> Goal:
+    """The plan's goal from its "goal" object (weights default to half cpu, half memory)."""
+    g = _req(doc, "goal", "plan")
+    return Goal(
+        type=GoalType(_req(g, "type", "goal")),
+        weights=MappingProxyType(
+            {str(k): _finite(v, f"goal.weights.{k}") for k, v in g["weights"].items()}
+            if g.get("weights")
+            else {"cpu": 0.5, "memory": 0.5}
+        ),
+        node=g.get("node"),
+    )
+
+
+def _move_from_document(m: Any, where: str) -> Move:
+    """One move of the "moves" list; ``where`` (``moves[i]``) names it in errors."""
+    if not isinstance(m, dict) or not _MOVE_FIELDS.issubset(m):  # one check per move: 200,000 are common
+        for key in sorted(_MOVE_FIELDS):
+            _req(m, key, where)
+    return Move(
+        id=int(m["id"]),
+        vm=str(m["vm"]),
+        namespace=str(m["namespace"]),
+        source=str(m["from"]),
+        target=str(m["to"]),
+        method=MigrationMethod(m["method"]),
+        wave=int(m.get("wave", 1)),
+        cpu=_finite(m.get("cpu", 0.0), f"{where}.cpu"),
+        memory_bytes=int(m.get("memory_bytes", 0)),
+        downtime=str(m.get("downtime", LIVE_DOWNTIME)),
+        reason=str(m.get("reason", "")),
+        instance_type=m.get("instance_type"),
+        running=_flag(m, "running", True, where),
+        guest_memory_bytes=int(m.get("guest_memory_bytes", 0)),
+        storage=str(m.get("storage", "")),
+        estimated_seconds=None if m.get("estimated_seconds") is None else float(m["estimated_seconds"]),
+        affinity=_affinity_from_document(m.get("affinity"), where),
+        scheduler_chooses=m.get("scheduler_chooses") is True,
+    )
+
+
+def _moves_from_document(doc: Mapping[str, Any]) -> tuple[Move, ...]:
+    """The plan's moves from its required "moves" list."""
+    raw_moves = _req(doc, "moves", "plan")
+    if not isinstance(raw_moves, list):
+        raise PlanDocumentError("moves: expected a list of moves")
+    return tuple(_move_from_document(m, f"moves[{i}]") for i, m in enumerate(raw_moves))
+
+
+def _stays_from_document(doc: Mapping[str, Any]) -> tuple[Stay, ...]:
+    """The VMs that stay put, from the optional "stays" list."""
+    return tuple(
+        Stay(
+            vm=str(_req(s, "vm", f"stays[{i}]")),
+            namespace=str(_req(s, "namespace", f"stays[{i}]")),
+            node=s.get("node"),
+            reason=str(s.get("reason", "")),
+            kind=StayKind(s.get("kind", StayKind.OTHER.value)),
+            instance_type=s.get("instance_type"),
+        )
+        for i, s in enumerate(doc.get("stays") or [])
+    )
+
+
+def _nodes_from_document(doc: Mapping[str, Any]) -> tuple[NodeChange, ...]:
+    """Each node's load before and after, from the optional "nodes" list."""
+    return tuple(
+        NodeChange(
+            str(_req(n, "name", f"nodes[{i}]")),
+            _load_from_document(_req(n, "before", f"nodes[{i}]"), f"nodes[{i}].before"),
+            _load_from_document(_req(n, "after", f"nodes[{i}]"), f"nodes[{i}].after"),
+        )
+        for i, n in enumerate(doc.get("nodes") or [])
+    )
+
+
+def _metrics_from_document(metrics: Any) -> tuple[Mapping[str, float], Mapping[str, float]]:
+    """(before, after) of the optional "metrics" object, each empty when absent."""
+    return (
+        MappingProxyType({k: float(v) for k, v in (metrics.get("before") or {}).items()}),
+        MappingProxyType({k: float(v) for k, v in (metrics.get("after") or {}).items()}),
+    )
+
+
 def plan_from_document(doc: Any) -> Plan:
     """Rebuild a Plan from its document form.
 
@@ -569,78 +653,23 @@ def plan_from_document(doc: Any) -> Plan:
             f"got '{doc.get('apiVersion')}' / '{doc.get('kind')}'"
         )
     try:
-        g = _req(doc, "goal", "plan")
-        goal = Goal(
-            type=GoalType(_req(g, "type", "goal")),
-            weights=MappingProxyType(
-                {str(k): _finite(v, f"goal.weights.{k}") for k, v in g["weights"].items()}
-                if g.get("weights")
-                else {"cpu": 0.5, "memory": 0.5}
-            ),
-            node=g.get("node"),
-        )
+        goal = _goal_from_document(doc)
         basis = Basis(_req(doc, "basis", "plan"))
-        raw_moves = _req(doc, "moves", "plan")
-        if not isinstance(raw_moves, list):
-            raise PlanDocumentError("moves: expected a list of moves")
-        moves = []
-        for i, m in enumerate(raw_moves):
-            where = f"moves[{i}]"
-            if not isinstance(m, dict) or not _MOVE_FIELDS.issubset(m):  # one check per move: 200,000 are common
-                for key in sorted(_MOVE_FIELDS):
-                    _req(m, key, where)
-            moves.append(
-                Move(
-                    id=int(m["id"]),
-                    vm=str(m["vm"]),
-                    namespace=str(m["namespace"]),
-                    source=str(m["from"]),
-                    target=str(m["to"]),
-                    method=MigrationMethod(m["method"]),
-                    wave=int(m.get("wave", 1)),
-                    cpu=_finite(m.get("cpu", 0.0), f"{where}.cpu"),
-                    memory_bytes=int(m.get("memory_bytes", 0)),
-                    downtime=str(m.get("downtime", LIVE_DOWNTIME)),
-                    reason=str(m.get("reason", "")),
-                    instance_type=m.get("instance_type"),
-                    running=_flag(m, "running", True, where),
-                    guest_memory_bytes=int(m.get("guest_memory_bytes", 0)),
-                    storage=str(m.get("storage", "")),
-                    estimated_seconds=None if m.get("estimated_seconds") is None else float(m["estimated_seconds"]),
-                    affinity=_affinity_from_document(m.get("affinity"), where),
-                    scheduler_chooses=m.get("scheduler_chooses") is True,
-                )
-            )
-        stays = tuple(
-            Stay(
-                vm=str(_req(s, "vm", f"stays[{i}]")),
-                namespace=str(_req(s, "namespace", f"stays[{i}]")),
-                node=s.get("node"),
-                reason=str(s.get("reason", "")),
-                kind=StayKind(s.get("kind", StayKind.OTHER.value)),
-                instance_type=s.get("instance_type"),
-            )
-            for i, s in enumerate(doc.get("stays") or [])
-        )
-        nodes = tuple(
-            NodeChange(
-                str(_req(n, "name", f"nodes[{i}]")),
-                _load_from_document(_req(n, "before", f"nodes[{i}]"), f"nodes[{i}].before"),
-                _load_from_document(_req(n, "after", f"nodes[{i}]"), f"nodes[{i}].after"),
-            )
-            for i, n in enumerate(doc.get("nodes") or [])
-        )
+        moves = _moves_from_document(doc)
+        stays = _stays_from_document(doc)
+        nodes = _nodes_from_document(doc)
         metrics = doc.get("metrics") or {}
         max_parallel, headroom, keep_order = _options_from_document(doc.get("options"))
         warnings = tuple(str(w) for w in doc.get("warnings") or ())
+        metrics_before, metrics_after = _metrics_from_document(metrics)
         return Plan(
             goal=goal,
             basis=basis,
-            moves=tuple(moves),
+            moves=moves,
             stays=stays,
             nodes=nodes,
-            metrics_before=MappingProxyType({k: float(v) for k, v in (metrics.get("before") or {}).items()}),
-            metrics_after=MappingProxyType({k: float(v) for k, v in (metrics.get("after") or {}).items()}),
+            metrics_before=metrics_before,
+            metrics_after=metrics_after,
             warnings=warnings,
             derived_warnings=_derived_from_document(doc, warnings),
             sequential=_flag(doc, "sequential", False, "plan"),
