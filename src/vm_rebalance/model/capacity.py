@@ -447,14 +447,7 @@ def _node_document(n: NodeCapacity) -> dict[str, Any]:
         "usage": _util(n.usage),
         "band": n.band.value,
         "action": NODE_ACTIONS[n.band] if n.band is not Band.HEALTHY else None,
-        "pressure": None
-        if n.pressure is None
-        else {
-            "cpu": n.pressure.cpu,
-            "memory": n.pressure.memory,
-            "memory_full": n.pressure.memory_full,
-            "io": n.pressure.io,
-        },
+        "pressure": None if n.pressure is None else n.pressure.to_document(),
         "signal": n.signal,
     }
 

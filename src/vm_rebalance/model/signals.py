@@ -37,6 +37,10 @@ class Pressure:
         for name in ("cpu", "memory", "memory_full", "io"):
             _fraction(getattr(self, name), f"pressure.{name}")
 
+    def to_document(self) -> dict[str, float | None]:
+        """The fractions as a JSON object (``cpu``, ``memory``, ``memory_full``, ``io``)."""
+        return {"cpu": self.cpu, "memory": self.memory, "memory_full": self.memory_full, "io": self.io}
+
 
 @dataclass(frozen=True, slots=True)
 class UtilisationSeries:

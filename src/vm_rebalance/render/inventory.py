@@ -94,14 +94,7 @@ def _node_doc(node: Node, vm_count: int) -> dict[str, Any]:
 
 def pressure_document(pressure: Pressure | None) -> dict[str, float | None] | None:
     """A node's PSI as fractions of time (``cpu``, ``memory``, ``memory_full``, ``io``), or None."""
-    if pressure is None:
-        return None
-    return {
-        "cpu": pressure.cpu,
-        "memory": pressure.memory,
-        "memory_full": pressure.memory_full,
-        "io": pressure.io,
-    }
+    return None if pressure is None else pressure.to_document()
 
 
 def observation_document(observation: Observation | None) -> dict[str, Any] | None:
