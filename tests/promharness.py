@@ -99,6 +99,9 @@ def running_prometheus(
         with (work / "history.om").open("wb") as f:
             for chunk in r.iter_bytes():
                 f.write(chunk)
+    with (work / "history.om").open("rb") as f:
+        f.seek(-6, 2)
+        assert f.read() == b"# EOF\n", "the history is not complete OpenMetrics (no final # EOF)"
     backfill = subprocess.run(
         [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(work / "history.om"), str(work / "data")],
         capture_output=True,

@@ -10,130 +10,36 @@ Skipped, with the reason, when the prometheus or promtool binaries are missing (
 the Debian package ``prometheus``).
 """
 
-import json
-import shutil
-import socket
-import ssl
-import subprocess
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
+from promharness import PROMETHEUS_SKIP, RunningPrometheus, running_prometheus
 from vm_rebalance.simulator.cluster import SimCluster
 from vm_rebalance.simulator.server import SimulatorServer
 
-PROMETHEUS = shutil.which("prometheus")
-PROMTOOL = shutil.which("promtool")
-pytestmark = [pytest.mark.e2e, pytest.mark.e2e, pytest.mark.slow]
-if PROMETHEUS is None or PROMTOOL is None:
-    pytestmark.append(
-        pytest.mark.skip(
-            reason="the prometheus/promtool binaries are not installed "
-            "(Debian package 'prometheus': apt-get install -y prometheus; .ci/run installs it)"
-        )
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, PROMETHEUS_SKIP]
 
 
 class Prom:
-    def __init__(self, url: str, server: SimulatorServer, cluster: SimCluster) -> None:
-        self.url = url
-        self.server = server
+    """A Prometheus scraping the simulator (tests/promharness.py) and the simulated cluster."""
+
+    def __init__(self, running: RunningPrometheus, cluster: SimCluster) -> None:
+        self.running = running
         self.cluster = cluster
 
     def query(self, expr: str) -> dict[str, float]:
         """Instant query; result keyed by the instance (or node) label."""
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=30) as r:
-            body: dict[str, Any] = json.load(r)
-        assert body["status"] == "success", body
-        out = {}
-        for item in body["data"]["result"]:
-            metric = item["metric"]
-            out[metric.get("instance") or metric.get("node") or metric.get("__name__", "")] = float(item["value"][1])
-        return out
+        return self.running.query(expr)
 
 
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     work = tmp_path_factory.mktemp("prometheus")
     cluster = SimCluster.from_scenario("sustained", time_scale=1)
-    with SimulatorServer(cluster) as srv:
-        assert srv.ca_pem is not None
-        (work / "ca.pem").write_bytes(srv.ca_pem)
-        with httpx.Client(verify=ssl.create_default_context(cafile=str(work / "ca.pem")), timeout=120) as client:
-            r = client.get(f"{srv.url}/metrics/history", params={"start": "-3600", "end": "0", "step": "30"})
-        assert r.status_code == 200, r.text[:500]
-        assert r.text.endswith("# EOF\n")
-        (work / "history.om").write_bytes(r.content)
-        assert PROMTOOL is not None and PROMETHEUS is not None
-        backfill = subprocess.run(
-            [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(work / "history.om"), str(work / "data")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert backfill.returncode == 0, backfill.stderr[-2000:]
-        tls = f"tls_config: {{ca_file: {work / 'ca.pem'}}}"
-        jobs = "".join(
-            f"""
-  - job_name: {job}
-    scheme: https
-    {tls}
-    http_sd_configs:
-      - url: {srv.url}/metrics/targets/{job}
-        {tls}
-"""
-            for job in ("node-exporter", "virt-handler", "virt-controller")
-        )
-        (work / "prometheus.yml").write_text(
-            f"global: {{scrape_interval: 5s, evaluation_interval: 5s}}\nscrape_configs:{jobs}"
-        )
-        port = free_port()
-        log = (work / "prometheus.log").open("w")
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={work / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        p = Prom(f"http://127.0.0.1:{port}", srv, cluster)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if p.query("count(up == 1)").get("") == 15.0:  # 7 node-exporters, 7 virt-handlers, 1 controller
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.5)
-            else:
-                raise AssertionError(
-                    "Prometheus did not scrape every target: " + (work / "prometheus.log").read_text()[-3000:]
-                )
-            yield p
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-            log.close()
+    # 7 node-exporters, 7 virt-handlers, 1 controller: the last hour backfilled, then scraped live.
+    with SimulatorServer(cluster) as srv, running_prometheus(srv, work, targets=15, wait_seconds=60) as running:
+        yield Prom(running, cluster)
 
 
 def test_a_one_hour_window_sees_the_saturated_node_not_the_spike(prom: Prom) -> None:
